@@ -1,0 +1,13 @@
+# The portal image for web, workers and beat. For CUDA inference workers build with
+#   --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
+FROM python:3.11-slim
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN apt-get update && apt-get install -y --no-install-recommends procps && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" -r requirements.txt
+COPY . .
+RUN useradd --create-home portal && mkdir -p /data/media && chown portal /data/media
+USER portal
+EXPOSE 8000

@@ -1,0 +1,1 @@
+"""Model code for the screening portal: plain Python, NumPy and PyTorch, never Django."""

@@ -1,0 +1,305 @@
+"""The case data of the portal and the invariants the database enforces."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    """Portal roles, stored as Django groups so admins manage them in the admin."""
+
+    RADIOLOGIST = "radiologist", "Radiologist"
+    ADMIN = "admin", "Admin"
+    API_CLIENT = "api_client", "API client"
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "F", "Female"
+        MALE = "M", "Male"
+        OTHER = "O", "Other"
+        UNKNOWN = "", "Unknown"
+
+    patient_id = models.CharField(
+        max_length=64, unique=True, help_text="Identifier from the source (DICOM PatientID or given on upload)."
+    )
+    name = models.CharField(max_length=200, blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    sex = models.CharField(max_length=1, choices=Sex.choices, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(patient_id=""), name="patient_id_not_empty")]
+
+    def __str__(self) -> str:
+        return f"Patient #{self.pk}"
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        PREDICTED = "predicted", "Predicted"
+        IN_REVIEW = "in_review", "In review"
+        REPORTED = "reported", "Reported"
+
+    study_uid = models.CharField("StudyInstanceUID", max_length=64, unique=True)
+    uid_generated = models.BooleanField(
+        default=False, help_text="True when the portal generated the UID (non-DICOM upload)."
+    )
+    accession_number = models.CharField(max_length=16, blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="studies")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    # Exam-level AI result, kept on the study so the worklist sorts by an index.
+    exam_score = models.FloatField(null=True, blank=True)
+    exam_flag = models.BooleanField(
+        null=True, blank=True, help_text="Exam score at or above the model's operating point."
+    )
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_studies"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["new", "predicted", "in_review", "reported"]), name="study_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(exam_score__isnull=True) | Q(exam_score__gte=0, exam_score__lte=1),
+                name="study_exam_score_unit",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-exam_score", "-study_date"], name="worklist_by_score"),
+            models.Index(fields=["status", "-study_date", "-created"], name="worklist_by_date"),
+            models.Index(fields=["-exam_score", "-study_date"], name="study_by_score"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Study #{self.pk}"
+
+
+class Image(models.Model):
+    class Laterality(models.TextChoices):
+        LEFT = "L", "Left"
+        RIGHT = "R", "Right"
+        UNKNOWN = "U", "Unknown"
+
+    class View(models.TextChoices):
+        CC = "CC", "Cranio-caudal"
+        MLO = "MLO", "Medio-lateral oblique"
+        OTHER = "OTHER", "Other"
+
+    class Format(models.TextChoices):
+        DICOM = "dicom", "DICOM"
+        PNG = "png", "PNG"
+        JPEG = "jpeg", "JPEG"
+        TIFF = "tiff", "TIFF"
+        PGM = "pgm", "PGM"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        QUEUED = "queued", "Queued"
+        PREDICTED = "predicted", "Predicted"
+        FAILED = "failed", "Failed"
+
+    sop_uid = models.CharField("SOPInstanceUID", max_length=64, unique=True)
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="images")
+    laterality = models.CharField(max_length=1, choices=Laterality.choices, default=Laterality.UNKNOWN)
+    view = models.CharField(max_length=8, choices=View.choices, default=View.OTHER)
+    file_format = models.CharField(max_length=8, choices=Format.choices)
+    original = models.FileField(max_length=255)
+    rendition = models.FileField(max_length=255, help_text="8-bit PNG for the browser, presentation LUTs applied.")
+    rows = models.PositiveIntegerField()
+    columns = models.PositiveIntegerField()
+    bits_stored = models.PositiveSmallIntegerField(null=True, blank=True)
+    photometric = models.CharField(max_length=16, blank=True)
+    manufacturer = models.CharField(max_length=64, blank=True)
+    presentation_intent = models.CharField(max_length=16, blank=True, help_text="FOR PRESENTATION or FOR PROCESSING")
+    sha256 = models.CharField(max_length=64, unique=True)
+    size_bytes = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(laterality__in=["L", "R", "U"]), name="image_laterality_valid"),
+            models.CheckConstraint(condition=Q(view__in=["CC", "MLO", "OTHER"]), name="image_view_valid"),
+            models.CheckConstraint(condition=Q(rows__gt=0, columns__gt=0), name="image_has_pixels"),
+            models.CheckConstraint(
+                condition=Q(status__in=["received", "queued", "predicted", "failed"]), name="image_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "laterality", "view"], name="image_hanging")]
+
+    def __str__(self) -> str:
+        return f"Image #{self.pk} {self.laterality} {self.view}"
+
+
+class ModelVersion(models.Model):
+    class Status(models.TextChoices):
+        CHAMPION = "champion", "Champion"
+        CHALLENGER = "challenger", "Challenger"
+        REJECTED = "rejected", "Rejected"
+        RETIRED = "retired", "Retired"
+
+    name = models.CharField(max_length=100, unique=True)
+    checkpoint = models.CharField(max_length=255, help_text="Checkpoint path (shipped file or storage name).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CHALLENGER)
+    threshold = models.FloatField(help_text="Operating point: probability at or above which an image is flagged.")
+    metrics = models.JSONField(default=dict, blank=True)
+    note = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=Q(status="champion"), name="one_champion"),
+            models.CheckConstraint(condition=Q(threshold__gte=0, threshold__lte=1), name="model_threshold_unit"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Prediction(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    probability = models.FloatField(null=True, blank=True)
+    heatmap = models.FileField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    preprocess_ms = models.FloatField(null=True, blank=True)
+    inference_ms = models.FloatField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "model_version"], name="one_prediction_per_model"),
+            models.CheckConstraint(
+                condition=Q(probability__isnull=True) | Q(probability__gte=0, probability__lte=1),
+                name="prediction_probability_unit",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="done") | Q(probability__isnull=False), name="done_prediction_has_probability"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "updated"], name="prediction_sweep")]
+
+
+class Review(models.Model):
+    """A radiologist's decision on a study. Corrections add a version, never overwrite."""
+
+    class Decision(models.TextChoices):
+        NORMAL = "normal", "Normal"
+        ABNORMAL = "abnormal", "Abnormal"
+
+    class Density(models.TextChoices):
+        A = "A", "A: almost entirely fatty"
+        B = "B", "B: scattered fibroglandular"
+        C = "C", "C: heterogeneously dense"
+        D = "D", "D: extremely dense"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="reviews")
+    version = models.PositiveIntegerField()
+    radiologist = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    birads = models.PositiveSmallIntegerField("BI-RADS")
+    density = models.CharField(max_length=1, choices=Density.choices, blank=True)
+    note = models.TextField(blank=True)
+    agrees_with_ai = models.BooleanField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "version"], name="review_version_unique"),
+            models.CheckConstraint(condition=Q(birads__lte=6), name="review_birads_0_6"),
+            models.CheckConstraint(condition=Q(decision__in=["normal", "abnormal"]), name="review_decision_valid"),
+            models.CheckConstraint(condition=Q(density__in=["", "A", "B", "C", "D"]), name="review_density_valid"),
+        ]
+        ordering = ["study", "-version"]
+
+
+class Finding(models.Model):
+    class Type(models.TextChoices):
+        MASS = "mass", "Mass"
+        CALCIFICATION = "calcification", "Calcification"
+        DISTORTION = "distortion", "Architectural distortion"
+        ASYMMETRY = "asymmetry", "Asymmetry"
+        OTHER = "other", "Other"
+
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="findings")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="findings")
+    laterality = models.CharField(max_length=1, choices=Image.Laterality.choices)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    # Region in original image pixels: a point when width and height are 0.
+    x = models.FloatField()
+    y = models.FloatField()
+    width = models.FloatField(default=0)
+    height = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(x__gte=0, y__gte=0, width__gte=0, height__gte=0), name="finding_region_positive"
+            ),
+        ]
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    triggered_by = models.CharField(max_length=32, default="schedule")
+    snapshot_hash = models.CharField(max_length=64, blank=True)
+    data_summary = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+    candidate = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=Q(status="running"), name="one_running_training"),
+        ]
+
+
+class AuditEvent(models.Model):
+    """Who did what, when and from where. Survives the deletion of its study or user."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32)
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    object_type = models.CharField(max_length=32, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["study", "-at"], name="audit_by_study")]
+        ordering = ["-at"]

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.worklist, name="worklist"),
+    path("upload/", views.upload, name="upload"),
+    path("healthz", views.healthz, name="healthz"),
+    path("images/<int:pk>/rendition.png", views.image_rendition, name="image-rendition"),
+]

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything and run the whole test suite. Uses PostgreSQL and Redis on
+# localhost when they run (starting them if installed but down), SQLite and
+# in-process tasks otherwise; DATABASE_URL / REDIS_URL override. Extra
+# arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian tools the tests drive: dcmtk (reference JPEG / JPEG-LS encoders for the
+# DICOM corpus), Chromium and ChromeDriver (browser tests). Never a browser download.
+missing=()
+command -v dcmcjpls >/dev/null || missing+=(dcmtk)
+command -v chromium >/dev/null || missing+=(chromium chromium-driver)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+fi
+
+source scripts/venv.sh requirements-dev.txt
+
+if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null; then
+  if ! pg_isready -q -h localhost -p 5432 && command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+  fi
+  pg_isready -q -h localhost -p 5432 && export DATABASE_URL="postgres://postgres@localhost:5432/portal"
+fi
+if [ -z "${REDIS_URL:-}" ] && command -v redis-cli >/dev/null; then
+  if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && command -v redis-server >/dev/null; then
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    sleep 1
+  fi
+  redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && export REDIS_URL="redis://127.0.0.1:6379/15"
+fi
+echo "database: ${DATABASE_URL:-embedded SQLite}; broker: ${REDIS_URL:-none (tasks in-process)}"
+exec python -m pytest "$@"

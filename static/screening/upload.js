@@ -1,0 +1,111 @@
+// Upload page: one request per file to the REST endpoint, with a progress bar
+// and the server's reason for each rejection. Two uploads run at a time.
+(function () {
+  "use strict";
+  const form = document.getElementById("upload-form");
+  const list = document.getElementById("upload-list");
+  const input = document.getElementById("file-input");
+  const zone = document.getElementById("dropzone");
+  const endpoint = form.dataset.endpoint;
+  const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const queue = [];
+  let running = 0;
+  const PARALLEL = 2;
+
+  function row(file) {
+    const li = document.createElement("li");
+    li.className = "upload-item";
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = file.name;
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = 0;
+    const status = document.createElement("span");
+    status.className = "status";
+    status.textContent = "waiting";
+    li.append(name, bar, status);
+    list.append(li);
+    return { li, bar, status };
+  }
+
+  function send(job) {
+    running += 1;
+    const data = new FormData();
+    data.append("file", job.file);
+    for (const field of ["patient_id", "laterality", "view"]) {
+      const value = form.elements[field].value;
+      if (value) data.append(field, value);
+    }
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", endpoint);
+    xhr.setRequestHeader("X-CSRFToken", csrf);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) job.ui.bar.value = Math.round((100 * e.loaded) / e.total);
+      job.ui.status.textContent = "uploading";
+    };
+    xhr.onload = () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText); } catch (err) { body = {}; }
+      if (xhr.status === 201 || xhr.status === 200) {
+        job.ui.bar.value = 100;
+        job.ui.li.classList.add("ok");
+        job.ui.status.textContent = (xhr.status === 201 ? "accepted" : "already in the portal") + ` (study #${body.study})`;
+      } else {
+        job.ui.li.classList.add("rejected");
+        job.ui.status.textContent = "rejected: " + ((body.error && body.error.message) || `HTTP ${xhr.status}`);
+      }
+      done();
+    };
+    xhr.onerror = () => {
+      job.ui.li.classList.add("rejected");
+      job.ui.status.textContent = "rejected: the connection failed";
+      done();
+    };
+    xhr.send(data);
+  }
+
+  function done() {
+    running -= 1;
+    pump();
+  }
+
+  function pump() {
+    while (running < PARALLEL && queue.length) send(queue.shift());
+  }
+
+  function add(files) {
+    for (const file of files) queue.push({ file, ui: row(file) });
+    pump();
+  }
+
+  async function entries(item) {
+    // Folders dropped from the file manager: walk them.
+    if (item.isFile) return new Promise((resolve) => item.file((f) => resolve([f]), () => resolve([])));
+    if (!item.isDirectory) return [];
+    const reader = item.createReader();
+    const out = [];
+    for (;;) {
+      const batch = await new Promise((resolve) => reader.readEntries(resolve, () => resolve([])));
+      if (!batch.length) break;
+      for (const child of batch) out.push(...(await entries(child)));
+    }
+    return out;
+  }
+
+  input.addEventListener("change", () => { add(input.files); input.value = ""; });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", async (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    const items = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
+    if (items.length) {
+      for (const item of items) add(await entries(item));
+    } else {
+      add(e.dataTransfer.files);
+    }
+  });
+  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") input.click(); });
+})();

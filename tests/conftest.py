@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Each test stores media in its own folder, so orphan checks see only its files."""
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.MEDIA_ROOT = root
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": root}},
+    }
+    return root
+
+
+def stored_files(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def _user(django_user_model, username: str, role: str | None, **extra):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(username=username, password="a-long-test-password", **extra)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def radiologist(db, django_user_model):
+    return _user(django_user_model, "rad", "radiologist")
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return _user(django_user_model, "boss", "admin", is_staff=True)
+
+
+@pytest.fixture
+def api_client_user(db, django_user_model):
+    return _user(django_user_model, "bridge", "api_client")
+
+
+@pytest.fixture
+def outsider(db, django_user_model):
+    return _user(django_user_model, "nobody", None)
+
+
+def _token_client(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def api(api_client_user):
+    """An API client authenticated by token with the api_client role."""
+    return _token_client(api_client_user)
+
+
+@pytest.fixture
+def rad_api(radiologist):
+    return _token_client(radiologist)
+
+
+@pytest.fixture
+def anon_api():
+    from rest_framework.test import APIClient
+
+    return APIClient()

@@ -1,0 +1,78 @@
+"""docker-compose.yml (no Docker engine here) and production settings, checked by reading."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_production_services():
+    services = compose()["services"]
+    assert {"postgres", "redis", "web", "inference-worker", "training-worker", "beat"} <= set(services)
+    for name in services:
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    assert {"media", "pgdata"} <= set(compose()["volumes"])
+
+
+def test_the_inference_worker_reserves_a_gpu_and_consumes_the_inference_queue():
+    worker = compose()["services"]["inference-worker"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "-Q inference" in worker["command"] and "--prefetch-multiplier 1" in worker["command"]
+    assert "-Q training" in compose()["services"]["training-worker"]["command"]
+
+
+def test_compose_commands_point_at_code_that_exists():
+    from django.conf import settings
+
+    services = compose()["services"]
+    assert "portal.wsgi:application" in services["web"]["command"]
+    assert (ROOT / "portal" / "wsgi.py").exists() and (ROOT / "portal" / "celery.py").exists()
+    assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]["command"]
+    queues = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert {"inference", "training"} <= queues
+    assert (ROOT / "Dockerfile").exists()
+
+
+def test_production_settings_pass_check_deploy(tmp_path):
+    env = {
+        **os.environ,
+        "PORTAL_ENV": "production",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "x" * 20 + "k3y-f0r-the-deploy-check-only-" + "y" * 20,
+        "DJANGO_ALLOWED_HOSTS": "portal.example.org",
+        "PORTAL_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": "",
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    env = {**os.environ, "PORTAL_ENV": "production", "DJANGO_ALLOWED_HOSTS": "x", "PORTAL_VAR_DIR": str(tmp_path)}
+    env.pop("DJANGO_SECRET_KEY", None)
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_a_bad_environment_value_names_the_variable(tmp_path):
+    env = {**os.environ, "PORTAL_MAX_UPLOAD_MB": "lots", "PORTAL_VAR_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "PORTAL_MAX_UPLOAD_MB must be an integer" in result.stderr
