@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ml import evaluate as evaluate_module
+from ml.checkpoint import load_checkpoint
+from ml.data import load_folder
+from ml.inference import PredictionResult, Predictor, load_image
+from tests.ml.phantoms import phantom
+
+
+def test_a_checkpoint_round_trips_with_everything_needed_to_serve_it(tiny_checkpoint: Path) -> None:
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    for key in (
+        "config",
+        "preprocess_version",
+        "state_dict",
+        "calibration",
+        "threshold",
+        "operating_point",
+        "metrics",
+        "training_data",
+        "training",
+    ):
+        assert key in checkpoint
+    assert checkpoint["config"]["input_height"] == 128
+    assert 0.0 <= checkpoint["threshold"] <= 1.0
+    first = Predictor.load(tiny_checkpoint, device="cpu")
+    again = Predictor.from_checkpoint(torch.load(tiny_checkpoint, weights_only=True), device="cpu")
+    image = phantom(lesion=(60, 150, 20))
+    a, b = first.predict([(image, "L")])[0], again.predict([(image, "L")])[0]
+    assert a.probability == pytest.approx(b.probability, abs=1e-6)
+    assert first.version.startswith("tiny-") and len(first.version) > 10
+
+
+def test_predict_gives_calibrated_probabilities_and_heatmaps_shaped_like_each_input(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(tiny_checkpoint, device="cpu")
+    items = [(phantom(), "L"), (phantom(rows=400, cols=300, chest_left=False, seed=4), "R")]
+    results = predictor.predict(items, batch_size=2)
+    assert len(results) == 2
+    for (image, _), result in zip(items, results, strict=True):
+        assert isinstance(result, PredictionResult)
+        assert 0.0 <= result.probability <= 1.0
+        assert result.heatmap.shape == image.shape and result.heatmap.dtype == np.float32
+        assert 0.0 <= result.heatmap.min() and result.heatmap.max() <= 1.0
+        assert result.heatmap[:, -40:].max() == 0.0 or image is items[1][0]  # nothing on the label side
+        assert result.preprocess_ms > 0 and result.inference_ms > 0
+
+
+def test_load_image_reads_png_files(phantom_folder) -> None:
+    images, _, _ = phantom_folder
+    image = load_image(next(images.glob("*.png")))
+    assert image.dtype == np.float32 and image.ndim == 2 and image.max() <= 1.0
+
+
+def test_evaluate_function_gives_the_contract_keys(tiny_checkpoint: Path, phantom_folder) -> None:
+    examples = load_folder(*phantom_folder)
+    result = evaluate_module.evaluate(tiny_checkpoint, examples)
+    assert set(evaluate_module.KEYS) <= set(result)
+    assert result["n"] == len(examples) and result["n_abnormal"] == sum(ex.label for ex in examples)
+
+
+def test_the_evaluation_cli_writes_the_json_keys_and_plots(
+    tmp_path: Path, tiny_checkpoint: Path, phantom_folder
+) -> None:
+    images, labels, _ = phantom_folder
+    out = tmp_path / "metrics.json"
+    code = evaluate_module.main(
+        [
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--model",
+            str(tiny_checkpoint),
+            "--json",
+            str(out),
+            "--plots",
+            str(tmp_path / "plots"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert list(data) == list(evaluate_module.KEYS)
+    assert 0.0 <= data["auc"] <= 1.0 and data["seconds"] > 0
+    assert (tmp_path / "plots" / "roc.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "reliability.png").stat().st_size > 0

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ml import metrics
+from ml.config import ModelConfig
+from ml.data import Example, load_folder, patient_folds
+from ml.model import build_model
+from ml.preprocess import preprocess
+from ml.train import extract_features, head_logits, patch_targets, train_head
+from tests.ml.phantoms import phantom, write_folder
+
+
+def test_the_model_gives_an_image_logit_and_a_patch_grid(tiny_config: ModelConfig) -> None:
+    model = build_model(tiny_config).eval()
+    with torch.inference_mode():
+        logit, patch = model(torch.rand(2, 1, 128, 96))
+    assert logit.shape == (2,) and logit.dtype == torch.float32
+    assert patch.shape == (2, 1, 4, 3)
+
+
+def test_patch_targets_mark_the_finding_and_leave_normals_negative(tiny_config: ModelConfig) -> None:
+    image = phantom(lesion=(60, 160, 20))
+    prep = preprocess(image, "L", tiny_config)
+    abnormal = Example("x.png", "p", "L", 1, findings=((60, 160, 20),))
+    target = patch_targets(abnormal, prep.geometry, (4, 3), tiny_config)
+    assert (target == 1).sum() >= 1 and set(np.unique(target)) <= {-1.0, 1.0}
+    row, col = np.argwhere(target == 1)[0]
+    assert col == 0 and 1 <= row <= 2  # near the chest wall, mid-height
+    normal = Example("x.png", "p", "L", 0)
+    assert (patch_targets(normal, prep.geometry, (4, 3), tiny_config) == 0).all()
+
+
+def test_a_tiny_model_learns_a_separable_synthetic_task(tmp_path, tiny_config: ModelConfig) -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    images, labels, findings = write_folder(tmp_path, n_patients=16, seed=10)
+    examples = load_folder(images, labels, findings)
+    held = patient_folds(examples, 4, seed=0)[0]
+    train = [ex for i, ex in enumerate(examples) if i not in set(held.tolist())]
+    test = [examples[i] for i in held]
+    model = build_model(tiny_config)
+    train_f = extract_features(model, train, tiny_config)
+    test_f = extract_features(model, test, tiny_config, views=["orig"])
+    result = train_head(model, train_f, None, tiny_config, seed=0)
+    assert result["history"][-1]["loss"] < result["history"][0]["loss"]
+    auc = metrics.roc_auc([ex.label for ex in test], head_logits(model, test_f))
+    assert auc >= 0.9
