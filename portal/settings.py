@@ -221,6 +221,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Research use only. Not a medical device.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["screening.api.permissions.HasPortalRole"],
     # Swagger UI from the installed sidecar package: no CDN, works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

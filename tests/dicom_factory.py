@@ -87,7 +87,7 @@ def mg_dataset(
     if voi_lut is not None:
         item = Dataset()
         item.LUTDescriptor = [len(voi_lut), 0, 16]
-        item.LUTData = [int(v) for v in voi_lut]
+        item.add_new(0x00283006, "OW", np.asarray(voi_lut, dtype="<u2").tobytes())
         ds.VOILUTSequence = [item]
     ds.PixelData = pixels.astype(np.uint16 if bits > 8 else np.uint8).tobytes()
     return ds

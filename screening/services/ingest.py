@@ -241,6 +241,16 @@ def _text(ds, keyword: str, limit: int) -> str:
 
 
 def _parse_dicom(ds, patient_id: str, laterality: str, view: str) -> _Parsed:
+    """Validate and decode a dataset; a damaged header value becomes a PortalError, not a crash."""
+    try:
+        return _validate_dicom(ds, patient_id, laterality, view)
+    except PortalError:
+        raise
+    except Exception as exc:  # malformed values raise ValueError, TypeError, KeyError... from pydicom
+        raise PortalError(f"the DICOM header is damaged: {exc}", code="invalid_dicom") from exc
+
+
+def _validate_dicom(ds, patient_id: str, laterality: str, view: str) -> _Parsed:
     modality = _text(ds, "Modality", 16)
     if modality != "MG":
         if modality:
