@@ -79,3 +79,22 @@ def test_a_bad_environment_value_names_the_variable(tmp_path):
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "PORTAL_MAX_UPLOAD_MB must be an integer" in result.stderr
+
+
+def test_an_s3_bucket_setting_moves_media_to_s3_compatible_storage(tmp_path):
+    code = (
+        "import django; django.setup();"
+        "from django.core.files.storage import storages;"
+        "s = storages['default'];"
+        "print(type(s).__name__, s.bucket_name, s.endpoint_url)"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_VAR_DIR": str(tmp_path),
+        "PORTAL_S3_BUCKET": "mammograms",
+        "PORTAL_S3_ENDPOINT_URL": "http://minio.internal:9000",
+    }
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["S3Storage", "mammograms", "http://minio.internal:9000"]
