@@ -35,7 +35,7 @@ from ml.config import ModelConfig
 from ml.data import Example, load_folder, patient_folds, patient_split, summarize
 from ml.inference import load_image
 from ml.model import MammoNet, breast_cells, build_model, pool_top_k
-from ml.preprocess import length_to_input, point_to_input, preprocess
+from ml.preprocess import Geometry, length_to_input, point_to_input, preprocess
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -61,7 +61,7 @@ def _view(image: np.ndarray, view: str) -> np.ndarray:
     raise ValueError(f"unknown augmentation view {view!r}")
 
 
-def patch_targets(example: Example, geometry: Any, grid: tuple[int, int], config: ModelConfig) -> np.ndarray:
+def patch_targets(example: Example, geometry: Geometry, grid: tuple[int, int], config: ModelConfig) -> np.ndarray:
     """Per-cell target: normal breast 0 everywhere; abnormal 1 inside findings, else -1 (unknown)."""
     rows, cols = grid
     if not example.label:
@@ -95,6 +95,24 @@ def _cache_key(example: Example, config: ModelConfig, view: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def _light_geometry(values: list[int]) -> Geometry:
+    """The parts of a Geometry that map points (cached beside the features)."""
+    rows, cols, flipped, top, bottom, left, right, r_rows, r_cols, in_rows, in_cols = values
+    return Geometry(
+        original_shape=(rows, cols),
+        flipped=bool(flipped),
+        box=(top, bottom, left, right),
+        resized_shape=(r_rows, r_cols),
+        input_shape=(in_rows, in_cols),
+        mask=np.ones((1, 1), bool),
+        mask_factor=1,
+    )
+
+
+def _geometry_values(g: Geometry) -> list[int]:
+    return [*g.original_shape, int(g.flipped), *g.box, *g.resized_shape, *g.input_shape]
+
+
 def extract_features(
     model: MammoNet,
     examples: Sequence[Example],
@@ -103,7 +121,11 @@ def extract_features(
     cache_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> list[Features]:
-    """Run the frozen backbone once per example and view (optionally cached on disk)."""
+    """Run the frozen backbone once per example and view (optionally cached on disk).
+
+    Patch targets are computed from the findings each time, so a cache stays valid
+    when labels or findings change.
+    """
     views = list(views if views is not None else config.augment_views)
     model.eval()
     out: list[Features] = []
@@ -113,23 +135,25 @@ def extract_features(
         feats, valids, targets = [], [], []
         for view in views:
             path = Path(cache_dir) / f"{_cache_key(ex, config, view)}.pt" if cache_dir else None
-            if path is not None and path.exists():
-                stored = torch.load(path, weights_only=True)
-                feat, valid, target = stored["feat"], stored["valid"], stored["target"]
+            stored = torch.load(path, weights_only=True) if path is not None and path.exists() else {}
+            if "geometry" in stored:
+                feat, valid, geometry = stored["feat"], stored["valid"], _light_geometry(stored["geometry"].tolist())
             else:
                 if prep is None:
                     prep = preprocess(load_image(ex.image_path), ex.laterality, config)
+                geometry = prep.geometry
                 x = torch.from_numpy(_view(prep.image, view)).view(1, 1, *prep.image.shape)
                 with torch.inference_mode():
                     f = model.features(x.contiguous(memory_format=torch.channels_last))
                     valid = breast_cells(x, f.shape[-2:])[0, 0]
                 feat = f[0].to(torch.float16).contiguous()
-                target = torch.from_numpy(patch_targets(ex, prep.geometry, tuple(f.shape[-2:]), config))
-                if view == "vflip":
-                    target = target.flip(0)
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    torch.save({"feat": feat, "valid": valid, "target": target}, path)
+                    values = torch.tensor(_geometry_values(geometry))
+                    torch.save({"feat": feat, "valid": valid, "geometry": values}, path)
+            target = torch.from_numpy(patch_targets(ex, geometry, tuple(feat.shape[-2:]), config))
+            if view == "vflip":
+                target = target.flip(0)
             feats.append(feat)
             valids.append(valid)
             targets.append(target)
