@@ -185,6 +185,8 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 # in-process (embedded mode) so one command gives predictions without Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_TASK_ALWAYS_EAGER:
+    CELERY_BROKER_URL = "memory://"
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -201,7 +203,21 @@ CELERY_TASK_ROUTES = {
     "screening.tasks.sweep_stuck_predictions": {"queue": "inference"},
     "screening.tasks.retrain": {"queue": "training"},
 }
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-predictions": {"task": "screening.tasks.sweep_stuck_predictions", "schedule": 60.0},
+}
+
+# Inference workers. Device: "" = CUDA when present (mixed precision), else CPU.
+PORTAL_INFERENCE_DEVICE = env_str("PORTAL_INFERENCE_DEVICE")
+PORTAL_INFERENCE_BATCH = env_int("PORTAL_INFERENCE_BATCH", 8, minimum=1)
+PORTAL_PREDICTION_SOFT_TIME_LIMIT = env_int("PORTAL_PREDICTION_SOFT_TIME_LIMIT", 300, minimum=10)
+# A prediction `running` for longer than this is taken to belong to a dead worker.
+PORTAL_PREDICTION_STALE_SECONDS = env_int("PORTAL_PREDICTION_STALE_SECONDS", 600, minimum=1)
+# A prediction still `queued` after this long has its task published again.
+PORTAL_PREDICTION_REQUEUE_SECONDS = env_int("PORTAL_PREDICTION_REQUEUE_SECONDS", 300, minimum=1)
+PORTAL_PREDICTION_MAX_ATTEMPTS = env_int("PORTAL_PREDICTION_MAX_ATTEMPTS", 3, minimum=1)
 CELERY_TIMEZONE = TIME_ZONE
 
 REST_FRAMEWORK = {

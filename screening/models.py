@@ -57,6 +57,16 @@ class Study(models.Model):
     exam_flag = models.BooleanField(
         null=True, blank=True, help_text="Exam score at or above the model's operating point."
     )
+    score_left = models.FloatField(null=True, blank=True, help_text="Left breast: mean of its views' probabilities.")
+    score_right = models.FloatField(null=True, blank=True, help_text="Right breast: mean of its views' probabilities.")
+    exam_model = models.ForeignKey(
+        "ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Model version whose predictions gave the exam score.",
+    )
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_studies"
     )

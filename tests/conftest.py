@@ -78,3 +78,31 @@ def anon_api():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture(scope="session")
+def test_checkpoint(tmp_path_factory):
+    """A small real checkpoint (ImageNet backbone, untrained head, 256x160 input): fast on CPU."""
+    from ml.checkpoint import make_checkpoint, save_checkpoint
+    from ml.config import ModelConfig
+    from ml.model import build_model
+
+    config = ModelConfig(input_height=256, input_width=160)
+    checkpoint = make_checkpoint(
+        build_model(config),
+        config,
+        calibration=(1.0, 0.0),
+        threshold=0.5,
+        operating_point={"sensitivity": 0.9},
+        metrics={"auc": 0.5},
+        training_data={"n": 0},
+        training={"note": "test fixture"},
+    )
+    return save_checkpoint(checkpoint, tmp_path_factory.mktemp("models") / "test-model.pt")
+
+
+@pytest.fixture
+def champion(db, test_checkpoint):
+    from screening.services import register_checkpoint
+
+    return register_checkpoint(test_checkpoint, name="test-model", promote=True)

@@ -367,6 +367,8 @@ def _render(pixels: np.ndarray) -> bytes:
 def _store(
     django_file: File, parsed: _Parsed, rendition: bytes, *, sha256: str, size: int, audit: dict
 ) -> IngestResult:
+    from .predictions import enqueue_images  # predictions imports decode_original from here
+
     key = uuid.uuid4().hex
     extension = "dcm" if parsed.file_format == Image.Format.DICOM else parsed.file_format
     saved: list[str] = []
@@ -377,6 +379,7 @@ def _store(
         with transaction.atomic():
             image = _write_rows(parsed, original=saved[0], rendition=saved[1], sha256=sha256, size=size)
             record_event(action="ingest", study=image.study, obj=image, **audit)
+            enqueue_images([image.pk])  # tasks are published after the commit
     except IntegrityError:
         # A concurrent upload of the same file or SOPInstanceUID won the race.
         _delete(saved)
@@ -458,3 +461,18 @@ def _delete(names: list[str]) -> None:
             default_storage.delete(name)
         except Exception:  # never mask the original error with a cleanup failure
             log.exception("could not delete stored file after a failed ingest")
+
+
+def decode_original(image: Image) -> np.ndarray:
+    """The stored original's presentation pixels (float32 [0, 1]), for the model. Raises PortalError."""
+    try:
+        with default_storage.open(image.original.name, "rb") as fh:
+            if image.file_format == Image.Format.DICOM:
+                return dicom_to_float(pydicom.dcmread(fh, force=True))
+            return image_to_float(fh)
+    except FileNotFoundError:
+        raise PortalError("the stored original file is missing", code="missing_file") from None
+    except DecodeError as exc:
+        raise PortalError(f"the pixel data cannot be decoded: {exc}", code="invalid_pixel_data") from exc
+    except Exception as exc:  # a file damaged after ingest
+        raise PortalError(f"the stored original cannot be read: {exc}", code="invalid_pixel_data") from exc

@@ -1,0 +1,46 @@
+"""Celery entry points. Thin: ids in, services called. Routed to queues in settings."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from .services import predictions
+
+log = logging.getLogger(__name__)
+
+# Worth retrying: the database or storage hiccuped, or a checkpoint file is not there yet.
+TRANSIENT = (OperationalError, InterfaceError, DatabaseError, OSError, ConnectionError)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=3,
+    soft_time_limit=settings.PORTAL_PREDICTION_SOFT_TIME_LIMIT,
+    time_limit=settings.PORTAL_PREDICTION_SOFT_TIME_LIMIT + 30,
+)
+def predict_image(self, prediction_id: int) -> int:
+    """Predict one image (and whatever else is waiting for the same model, as a batch)."""
+    try:
+        return predictions.run_prediction(prediction_id)
+    except SoftTimeLimitExceeded:
+        predictions.fail_prediction(prediction_id, f"timed out after {settings.PORTAL_PREDICTION_SOFT_TIME_LIMIT} s")
+        return 0
+    except TRANSIENT as exc:
+        try:
+            raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
+        except MaxRetriesExceededError:
+            predictions.fail_prediction(prediction_id, f"gave up after {self.max_retries} retries: {exc}")
+            return 0
+
+
+@shared_task(acks_late=True, time_limit=300)
+def sweep_stuck_predictions() -> dict[str, int]:
+    """Periodic (beat): re-queue what a dead worker or a down broker left behind."""
+    return predictions.sweep()

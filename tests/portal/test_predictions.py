@@ -1,0 +1,160 @@
+"""Predictions in-process: claim, record, exam scores, failures, re-runs and the sweeper."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from screening.models import Image, ModelVersion, Prediction, Study
+from screening.services import ingest_file, predictions, promote_version, register_checkpoint, sweep
+from tests.dicom_factory import mg_dataset, to_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def ingest(ds):
+    return ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm").image
+
+
+def test_ingest_queues_a_prediction_by_the_champion(champion):
+    image = ingest(mg_dataset())
+    prediction = Prediction.objects.get(image=image)
+    assert (prediction.status, prediction.model_version) == ("queued", champion)
+    assert Image.objects.get(pk=image.pk).status == "queued"
+
+
+def test_without_a_model_images_wait_for_the_sweeper(test_checkpoint):
+    image = ingest(mg_dataset())
+    assert not Prediction.objects.exists() and image.status == "received"
+    register_checkpoint(test_checkpoint, name="late-model", promote=True)
+    assert sweep()["enqueued_images"] == 1
+    assert Prediction.objects.get(image=image).status == "queued"
+
+
+def test_a_prediction_records_probability_heatmap_and_timings(champion):
+    image = ingest(mg_dataset(laterality="L", view="CC"))
+    prediction = Prediction.objects.get(image=image)
+    assert predictions.run_prediction(prediction.pk) == 1
+    prediction.refresh_from_db()
+    assert prediction.status == "done" and 0 <= prediction.probability <= 1
+    assert prediction.preprocess_ms > 0 and prediction.inference_ms > 0
+    with default_storage.open(prediction.heatmap.name) as fh:
+        heatmap = PILImage.open(io.BytesIO(fh.read()))
+    assert heatmap.mode == "L"
+    assert heatmap.size == (200, 256)  # aligned with the 200x256 original
+    study = Study.objects.get(pk=image.study_id)
+    assert study.status == "predicted" and study.exam_model == champion
+    assert study.exam_score == pytest.approx(prediction.probability)
+    assert study.exam_flag == (prediction.probability >= champion.threshold)
+    assert Image.objects.get(pk=image.pk).status == "predicted"
+
+
+def test_the_same_task_delivered_twice_gives_one_prediction(champion):
+    image = ingest(mg_dataset())
+    prediction = Prediction.objects.get(image=image)
+    assert predictions.run_prediction(prediction.pk) == 1
+    assert predictions.run_prediction(prediction.pk) == 0
+    assert Prediction.objects.filter(image=image).count() == 1
+    assert Prediction.objects.get(pk=prediction.pk).attempts == 1
+
+
+def test_waiting_images_are_predicted_together_as_a_batch(champion):
+    images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(3)]
+    first = Prediction.objects.get(image=images[0])
+    assert predictions.run_prediction(first.pk) == 3
+    assert set(Prediction.objects.values_list("status", flat=True)) == {"done"}
+
+
+def test_a_corrupt_image_fails_with_its_reason_and_is_not_retried(champion):
+    image = ingest(mg_dataset())
+    with default_storage.open(image.original.name, "wb") as fh:
+        fh.write(b"garbage")
+    prediction = Prediction.objects.get(image=image)
+    assert predictions.run_prediction(prediction.pk) == 0
+    prediction.refresh_from_db()
+    assert prediction.status == "failed" and "cannot" in prediction.error
+    assert predictions.run_prediction(prediction.pk) == 0  # redelivery: nothing to do
+    assert Prediction.objects.get(pk=prediction.pk).attempts == 1
+    assert Image.objects.get(pk=image.pk).status == "failed"
+    assert Study.objects.get(pk=image.study_id).status == "predicted"
+
+
+def _done(image, version, probability):
+    return Prediction.objects.create(image=image, model_version=version, status="done", probability=probability)
+
+
+def test_exam_score_is_the_highest_breast_mean(champion):
+    study_uid = "1.2.3.4"
+    views = [("L", "CC", 0.2), ("L", "MLO", 0.4), ("R", "CC", 0.9), ("R", "MLO", 0.5)]
+    for seed, (side, view, probability) in enumerate(views):
+        image = ingest(mg_dataset(laterality=side, view=view, study_uid=study_uid, seed=seed))
+        Prediction.objects.filter(image=image).delete()
+        _done(image, champion, probability)
+        Image.objects.filter(pk=image.pk).update(status="predicted")
+    study = predictions.update_exam_scores(Study.objects.get(study_uid=study_uid))
+    assert study.score_left == pytest.approx(0.3)
+    assert study.score_right == pytest.approx(0.7)
+    assert study.exam_score == pytest.approx(0.7)
+    assert study.exam_flag is True  # 0.7 >= threshold 0.5
+    assert study.status == "predicted"
+
+
+def test_a_rerun_with_a_new_champion_keeps_the_old_prediction(champion, test_checkpoint, tmp_path):
+    image = ingest(mg_dataset())
+    predictions.run_prediction(Prediction.objects.get(image=image).pk)
+    copy = tmp_path / "second.pt"
+    copy.write_bytes(test_checkpoint.read_bytes())
+    second = register_checkpoint(copy, name="second-model")
+    promote_version(second)
+    assert ModelVersion.objects.get(pk=champion.pk).status == "retired"
+    queued = predictions.rerun_studies([image.study])
+    assert len(queued) == 1
+    predictions.run_prediction(queued[0])
+    versions = set(Prediction.objects.filter(image=image, status="done").values_list("model_version__name", flat=True))
+    assert versions == {"test-model", "second-model"}
+    assert Study.objects.get(pk=image.study_id).exam_model == second
+
+
+def test_the_sweeper_requeues_work_of_a_dead_worker_then_gives_up(champion, settings):
+    image = ingest(mg_dataset())
+    prediction = Prediction.objects.get(image=image)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Prediction.objects.filter(pk=prediction.pk).update(status="running", attempts=1, updated=long_ago)
+    assert sweep()["requeued"] == 1
+    assert Prediction.objects.get(pk=prediction.pk).status == "queued"
+    Prediction.objects.filter(pk=prediction.pk).update(
+        status="running", attempts=settings.PORTAL_PREDICTION_MAX_ATTEMPTS, updated=long_ago
+    )
+    assert sweep()["failed"] == 1
+    prediction.refresh_from_db()
+    assert prediction.status == "failed" and "gave up after" in prediction.error
+
+
+def test_embedded_mode_predicts_an_upload_in_process(champion, api, settings, django_capture_on_commit_callbacks):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/api/v1/images/", {"file": io.BytesIO(to_bytes(mg_dataset()))}, format="multipart")
+    finally:
+        app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = settings.CELERY_BROKER_URL == "memory://"
+    assert response.status_code == 201
+    prediction = Prediction.objects.get(image_id=response.json()["id"])
+    assert prediction.status == "done" and prediction.probability is not None
+
+
+def test_an_image_of_blank_pixels_is_still_answered(champion):
+    image = ingest(mg_dataset(pixels=np.zeros((64, 64), np.uint16)))
+    prediction = Prediction.objects.get(image=image)
+    predictions.run_prediction(prediction.pk)
+    prediction.refresh_from_db()
+    assert prediction.status in ("done", "failed")
+    assert prediction.status == "done" or prediction.error
