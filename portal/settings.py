@@ -242,6 +242,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ImageStatusEnum": "screening.models.Image.Status",
+        "StudyStatusEnum": "screening.models.Study.Status",
+        "PredictionStatusEnum": "screening.models.Prediction.Status",
+    },
 }
 
 # Production hardening (manage.py check --deploy is clean with PORTAL_ENV=production).

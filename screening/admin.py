@@ -1,5 +1,6 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from . import services
 from .models import AuditEvent, Finding, Image, ModelVersion, Patient, Prediction, Review, Study, TrainingRun
 
 
@@ -26,6 +27,15 @@ class StudyAdmin(admin.ModelAdmin):
     search_fields = ("study_uid", "accession_number", "patient__patient_id")
     raw_id_fields = ("patient", "assigned_to")
     inlines = [ImageInline]
+    actions = ["rerun_inference"]
+
+    @admin.action(description="Re-run inference with the champion model")
+    def rerun_inference(self, request, queryset):
+        if services.champion() is None:
+            self.message_user(request, "No champion model is registered.", messages.ERROR)
+            return
+        queued = services.rerun_studies(queryset)
+        self.message_user(request, f"Queued {len(queued)} predictions; earlier predictions keep their model versions.")
 
 
 @admin.register(Image)

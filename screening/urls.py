@@ -6,5 +6,4 @@ urlpatterns = [
     path("", views.worklist, name="worklist"),
     path("upload/", views.upload, name="upload"),
     path("healthz", views.healthz, name="healthz"),
-    path("images/<int:pk>/rendition.png", views.image_rendition, name="image-rendition"),
 ]

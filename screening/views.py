@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import JsonResponse
+from django.shortcuts import render
 
 from . import selectors
-from .models import Image
 from .roles import can_read_cases, can_upload
 
 
@@ -30,18 +28,6 @@ def worklist(request):
 def upload(request):
     _require(can_upload(request.user))
     return render(request, "screening/upload.html")
-
-
-@login_required
-def image_rendition(request, pk: int):
-    """The browser rendition of an image, streamed after the permission check (never a public URL)."""
-    _require(can_upload(request.user))
-    image = get_object_or_404(Image, pk=pk)
-    if not image.rendition or not default_storage.exists(image.rendition.name):
-        raise Http404("rendition missing")
-    response = FileResponse(default_storage.open(image.rendition.name, "rb"), content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
 
 
 def healthz(request):

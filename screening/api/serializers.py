@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import Image
+from ..models import Image, Prediction, Study
+from ..roles import can_read_cases
+from ..selectors import current_prediction, pseudonym
 
 
 class ImageUploadSerializer(serializers.Serializer):
@@ -16,9 +19,42 @@ class ImageUploadSerializer(serializers.Serializer):
     accession_number = serializers.CharField(required=False, allow_blank=True, max_length=16)
 
 
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.CharField(source="model_version.name")
+    above_threshold = serializers.SerializerMethodField()
+    heatmap_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "status",
+            "probability",
+            "above_threshold",
+            "model_version",
+            "error",
+            "attempts",
+            "preprocess_ms",
+            "inference_ms",
+            "heatmap_url",
+            "created",
+            "updated",
+        ]
+        read_only_fields = fields
+
+    def get_above_threshold(self, prediction: Prediction) -> bool | None:
+        if prediction.probability is None:
+            return None
+        return prediction.probability >= prediction.model_version.threshold
+
+    def get_heatmap_url(self, prediction: Prediction) -> str | None:
+        return reverse("api-prediction-heatmap", args=[prediction.pk]) if prediction.heatmap else None
+
+
 class ImageSerializer(serializers.ModelSerializer):
     study = serializers.IntegerField(source="study_id", read_only=True)
     rendition_url = serializers.SerializerMethodField()
+    prediction = serializers.SerializerMethodField(help_text="The prediction by the newest model version.")
 
     class Meta:
         model = Image
@@ -40,8 +76,52 @@ class ImageSerializer(serializers.ModelSerializer):
             "status",
             "created",
             "rendition_url",
+            "prediction",
         ]
         read_only_fields = fields
 
     def get_rendition_url(self, image: Image) -> str:
-        return reverse("image-rendition", args=[image.pk])
+        return reverse("api-image-rendition", args=[image.pk])
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, image: Image) -> dict | None:
+        prediction = current_prediction(image)
+        return PredictionSerializer(prediction).data if prediction else None
+
+
+class StudySerializer(serializers.ModelSerializer):
+    patient = serializers.SerializerMethodField(help_text="Patient id; pseudonymous for API clients.")
+    exam_model = serializers.CharField(source="exam_model.name", default=None)
+
+    class Meta:
+        model = Study
+        fields = [
+            "id",
+            "study_uid",
+            "accession_number",
+            "study_date",
+            "patient",
+            "status",
+            "exam_score",
+            "exam_flag",
+            "score_left",
+            "score_right",
+            "exam_model",
+            "created",
+            "updated",
+        ]
+        read_only_fields = fields
+
+    def get_patient(self, study: Study) -> str:
+        request = self.context.get("request")
+        if request is not None and can_read_cases(request.user):
+            return study.patient.patient_id
+        return pseudonym(study.patient.patient_id)
+
+
+class StudyDetailSerializer(StudySerializer):
+    images = ImageSerializer(many=True, read_only=True)
+
+    class Meta(StudySerializer.Meta):
+        fields = [*StudySerializer.Meta.fields, "images"]
+        read_only_fields = fields

@@ -1,16 +1,40 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from .. import selectors, services
-from .serializers import ImageSerializer, ImageUploadSerializer
+from ..errors import Conflict
+from ..models import Prediction
+from .permissions import CanReadCases
+from .serializers import (
+    ImageSerializer,
+    ImageUploadSerializer,
+    PredictionSerializer,
+    StudyDetailSerializer,
+    StudySerializer,
+)
+
+PNG = {(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="8-bit PNG")}
+
+
+def stream_png(name: str) -> FileResponse:
+    """Media leaves storage only through here, after the view's permission check."""
+    if not name or not default_storage.exists(name):
+        raise Http404("file missing")
+    response = FileResponse(default_storage.open(name, "rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Mammograms: upload (DICOM or image file), list and detail."""
+    """Mammograms: upload (DICOM or image file), list and detail with the current prediction."""
 
     serializer_class = ImageSerializer
     parser_classes = [MultiPartParser]
@@ -35,5 +59,55 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             via="api",
         )
         return Response(
-            ImageSerializer(result.image).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+            ImageSerializer(result.image, context={"request": request}).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
+
+    @extend_schema(responses=PNG)
+    @action(detail=True, methods=["get"])
+    def rendition(self, request, pk=None):
+        """The display rendition: 8-bit PNG, presentation LUTs applied, longest side capped."""
+        return stream_png(self.get_object().rendition.name)
+
+
+class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Predictions, every model version's, newest first."""
+
+    serializer_class = PredictionSerializer
+
+    def get_queryset(self):
+        return Prediction.objects.select_related("model_version").order_by("-id")
+
+    @extend_schema(responses=PNG)
+    @action(detail=True, methods=["get"])
+    def heatmap(self, request, pk=None):
+        """Where the evidence is: 8-bit PNG aligned with the image's rendition (255 = most suspicious)."""
+        return stream_png(self.get_object().heatmap.name)
+
+
+class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Studies with their exam-level AI result; detail includes images and predictions."""
+
+    def get_queryset(self):
+        return selectors.studies_for_worklist(self.request.user)
+
+    def get_serializer_class(self):
+        return StudyDetailSerializer if self.action == "retrieve" else StudySerializer
+
+    def retrieve(self, request, pk=None):
+        study = selectors.study_detail(self.get_object().pk)
+        return Response(StudyDetailSerializer(study, context={"request": request}).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: inline_serializer("Queued", {"queued": serializers.ListField(child=serializers.IntegerField())})
+        },
+    )
+    @action(detail=True, methods=["post"], permission_classes=[CanReadCases])
+    def predict(self, request, pk=None):
+        """Predict the study again with the champion model (earlier predictions keep their versions)."""
+        study = self.get_object()
+        if services.champion() is None:
+            raise Conflict("no champion model is registered")
+        return Response({"queued": services.rerun_studies([study])}, status=status.HTTP_202_ACCEPTED)

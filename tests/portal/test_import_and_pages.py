@@ -80,7 +80,7 @@ def test_a_user_without_a_role_is_refused_the_pages(client, outsider):
 def test_renditions_need_login_and_a_role(client, api, outsider, radiologist):
     body = api.post("/api/v1/images/", {"file": io.BytesIO(to_bytes(mg_dataset()))}, format="multipart").json()
     url = body["rendition_url"]
-    assert client.get(url).status_code == 302
+    assert client.get(url).status_code == 401
     client.force_login(outsider)
     assert client.get(url).status_code == 403
     client.force_login(radiologist)

@@ -158,3 +158,37 @@ def test_an_image_of_blank_pixels_is_still_answered(champion):
     prediction.refresh_from_db()
     assert prediction.status in ("done", "failed")
     assert prediction.status == "done" or prediction.error
+
+
+def test_clients_see_prediction_status_per_image_and_scores_per_study(champion, rad_api, api):
+    image = ingest(mg_dataset(patient_id="P-secret"))
+    queued = rad_api.get(f"/api/v1/images/{image.pk}/").json()
+    assert queued["prediction"]["status"] == "queued" and queued["prediction"]["model_version"] == "test-model"
+    predictions.run_prediction(Prediction.objects.get(image=image).pk)
+    body = rad_api.get(f"/api/v1/studies/{image.study_id}/").json()
+    assert body["status"] == "predicted" and body["exam_model"] == "test-model"
+    assert body["patient"] == "P-secret"
+    assert body["images"][0]["prediction"]["status"] == "done"
+    assert body["images"][0]["prediction"]["above_threshold"] == (body["exam_score"] >= 0.5)
+    heatmap = rad_api.get(body["images"][0]["prediction"]["heatmap_url"])
+    assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
+    client_view = api.get(f"/api/v1/studies/{image.study_id}/").json()
+    assert client_view["patient"].startswith("anon-") and "P-secret" not in str(client_view)
+
+
+def test_re_running_a_study_through_the_api(champion, rad_api, api):
+    image = ingest(mg_dataset())
+    predictions.run_prediction(Prediction.objects.get(image=image).pk)
+    assert api.post(f"/api/v1/studies/{image.study_id}/predict/").status_code == 403
+    response = rad_api.post(f"/api/v1/studies/{image.study_id}/predict/")
+    assert response.status_code == 202 and response.json() == {"queued": []}  # already done by the champion
+
+
+def test_the_predict_command_queues_pending_images(champion):
+    from django.core.management import call_command
+
+    ingest(mg_dataset())
+    Prediction.objects.all().delete()
+    out = io.StringIO()
+    call_command("predict", "--pending", stdout=out)
+    assert "queued 1 predictions by model test-model" in out.getvalue()
