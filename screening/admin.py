@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from . import services
 from .models import AuditEvent, Finding, Image, ModelVersion, Patient, Prediction, Review, Study, TrainingRun
@@ -27,7 +29,20 @@ class StudyAdmin(admin.ModelAdmin):
     search_fields = ("study_uid", "accession_number", "patient__patient_id")
     raw_id_fields = ("patient", "assigned_to")
     inlines = [ImageInline]
-    actions = ["rerun_inference"]
+    actions = ["rerun_inference", "assign_to_me", "unassign"]
+    readonly_fields = ("audit_trail",)
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, study):
+        return format_html('<a href="{}">View the audit trail</a>', reverse("study-audit", args=[study.pk]))
+
+    @admin.action(description="Assign to me")
+    def assign_to_me(self, request, queryset):
+        self.message_user(request, f"Assigned {queryset.update(assigned_to=request.user)} studies to you.")
+
+    @admin.action(description="Unassign")
+    def unassign(self, request, queryset):
+        self.message_user(request, f"Unassigned {queryset.update(assigned_to=None)} studies.")
 
     @admin.action(description="Re-run inference with the champion model")
     def rerun_inference(self, request, queryset):

@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
+from datetime import date
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Case, Count, F, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models.functions import Abs
 
-from .models import Image, Prediction, Study
+from .models import AuditEvent, Image, Prediction, Review, Study
+
+UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
+WORKLIST_ORDERINGS = {
+    # name: (label, order_by) -- unread studies always come first
+    "score": ("AI score", [F("exam_score").desc(nulls_last=True), F("study_date").desc(nulls_last=True), "-id"]),
+    "uncertainty": ("Nearest the threshold", [F("uncertainty").asc(nulls_last=True), "-id"]),
+    "date": ("Newest first", [F("study_date").desc(nulls_last=True), "-id"]),
+    "date_asc": ("Oldest first", [F("study_date").asc(nulls_last=True), "id"]),
+    "patient": ("Patient", ["patient__patient_id", "-id"]),
+    "status": ("Status", ["status", F("exam_score").desc(nulls_last=True), "-id"]),
+}
+
+
+@dataclass(frozen=True)
+class WorklistFilters:
+    status: str = ""  # one Study.Status, "unread" or "" (all)
+    flag: str = ""  # "above", "below", "none" (not scored) or ""
+    date_from: date | None = None
+    date_to: date | None = None
+    mine: bool = False
+    ordering: str = "score"
 
 
 def _predictions_newest_first() -> Prefetch:
@@ -33,20 +57,67 @@ def current_prediction(image: Image) -> Prediction | None:
     return rows[0] if rows else None
 
 
-def studies_for_worklist(user) -> QuerySet[Study]:
-    return (
-        Study.objects.select_related("patient", "exam_model")
-        .annotate(image_count=Count("images"))
-        .order_by("status", "-exam_score", "-study_date", "-id")
+def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study]:
+    """Studies for reading: unread first, then the chosen order (AI score by default)."""
+    filters = filters or WorklistFilters()
+    studies = Study.objects.select_related("patient", "exam_model", "assigned_to").annotate(
+        unread_rank=Case(When(status__in=UNREAD, then=Value(0)), default=Value(1), output_field=IntegerField()),
+        uncertainty=Abs(F("exam_score") - F("exam_model__threshold")),
+        image_count=Count("images"),
     )
+    if filters.status == "unread":
+        studies = studies.filter(status__in=UNREAD)
+    elif filters.status:
+        studies = studies.filter(status=filters.status)
+    if filters.flag == "above":
+        studies = studies.filter(exam_flag=True)
+    elif filters.flag == "below":
+        studies = studies.filter(exam_flag=False)
+    elif filters.flag == "none":
+        studies = studies.filter(exam_flag__isnull=True)
+    if filters.date_from:
+        studies = studies.filter(study_date__gte=filters.date_from)
+    if filters.date_to:
+        studies = studies.filter(study_date__lte=filters.date_to)
+    if filters.mine:
+        studies = studies.filter(assigned_to=user)
+    _, order = WORKLIST_ORDERINGS.get(filters.ordering, WORKLIST_ORDERINGS["score"])
+    return studies.order_by("unread_rank", *order)
+
+
+def worklist_counts() -> dict[str, int]:
+    counts = dict(Study.objects.values_list("status").annotate(n=Count("id")).order_by())
+    counts["unread"] = sum(counts.get(status, 0) for status in UNREAD)
+    counts["flagged_unread"] = Study.objects.filter(status__in=UNREAD, exam_flag=True).count()
+    return counts
+
+
+def next_study_after(user, study: Study) -> Study | None:
+    """The next unread case in the default worklist order (never the one just read)."""
+    return worklist_for(user, WorklistFilters(status="unread")).exclude(pk=study.pk).first()
 
 
 def study_detail(pk: int) -> Study:
     return (
         Study.objects.select_related("patient", "exam_model")
-        .prefetch_related(Prefetch("images", queryset=Image.objects.prefetch_related(_predictions_newest_first())))
+        .prefetch_related(
+            Prefetch(
+                "images",
+                queryset=Image.objects.order_by("laterality", "view", "id").prefetch_related(
+                    _predictions_newest_first()
+                ),
+            ),
+            Prefetch(
+                "reviews",
+                queryset=Review.objects.select_related("radiologist").prefetch_related("findings").order_by("-version"),
+            ),
+        )
         .get(pk=pk)
     )
+
+
+def audit_trail(study: Study) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(Q(study=study)).select_related("user").order_by("-at")
 
 
 def pseudonym(patient_id: str) -> str:

@@ -5,5 +5,7 @@ from . import views
 urlpatterns = [
     path("", views.worklist, name="worklist"),
     path("upload/", views.upload, name="upload"),
+    path("studies/<int:pk>/", views.study_viewer, name="study-viewer"),
+    path("studies/<int:pk>/audit/", views.study_audit, name="study-audit"),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -4,7 +4,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import Image, Prediction, Study
+from ..models import Finding, Image, Prediction, Review, Study
 from ..roles import can_read_cases
 from ..selectors import current_prediction, pseudonym
 
@@ -54,6 +54,7 @@ class PredictionSerializer(serializers.ModelSerializer):
 class ImageSerializer(serializers.ModelSerializer):
     study = serializers.IntegerField(source="study_id", read_only=True)
     rendition_url = serializers.SerializerMethodField()
+    full_url = serializers.SerializerMethodField()
     prediction = serializers.SerializerMethodField(help_text="The prediction by the newest model version.")
 
     class Meta:
@@ -82,6 +83,9 @@ class ImageSerializer(serializers.ModelSerializer):
 
     def get_rendition_url(self, image: Image) -> str:
         return reverse("api-image-rendition", args=[image.pk])
+
+    def get_full_url(self, image: Image) -> str:
+        return reverse("api-image-full", args=[image.pk])
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, image: Image) -> dict | None:
@@ -119,9 +123,63 @@ class StudySerializer(serializers.ModelSerializer):
         return pseudonym(study.patient.patient_id)
 
 
+class FindingSerializer(serializers.ModelSerializer):
+    image = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Finding
+        fields = ["id", "image", "laterality", "type", "x", "y", "width", "height"]
+        read_only_fields = fields
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    radiologist = serializers.CharField(source="radiologist.get_username", read_only=True)
+    findings = FindingSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Review
+        fields = [
+            "id",
+            "version",
+            "radiologist",
+            "decision",
+            "birads",
+            "density",
+            "note",
+            "agrees_with_ai",
+            "created",
+            "findings",
+        ]
+        read_only_fields = fields
+
+
+class FindingInputSerializer(serializers.Serializer):
+    image = serializers.IntegerField(help_text="Image id (must belong to the study).")
+    type = serializers.ChoiceField(choices=Finding.Type.choices)
+    x = serializers.FloatField(min_value=0, help_text="Left, original image pixels.")
+    y = serializers.FloatField(min_value=0, help_text="Top, original image pixels.")
+    width = serializers.FloatField(min_value=0, default=0, help_text="0 for a point.")
+    height = serializers.FloatField(min_value=0, default=0, help_text="0 for a point.")
+
+
+class ReviewInputSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    birads = serializers.IntegerField(min_value=0, max_value=6)
+    density = serializers.ChoiceField(choices=[("", "not given"), *Review.Density.choices], required=False, default="")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    findings = FindingInputSerializer(many=True, required=False, default=list)
+
+
 class StudyDetailSerializer(StudySerializer):
     images = ImageSerializer(many=True, read_only=True)
+    reviews = ReviewSerializer(many=True, read_only=True)
+    threshold = serializers.FloatField(
+        source="exam_model.threshold",
+        default=None,
+        read_only=True,
+        help_text="Operating point of the model that gave the exam score.",
+    )
 
     class Meta(StudySerializer.Meta):
-        fields = [*StudySerializer.Meta.fields, "images"]
+        fields = [*StudySerializer.Meta.fields, "threshold", "images", "reviews"]
         read_only_fields = fields

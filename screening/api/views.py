@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -12,11 +13,14 @@ from rest_framework.response import Response
 from .. import selectors, services
 from ..errors import Conflict
 from ..models import Prediction
+from ..services.reviews import FindingInput, review_submit
 from .permissions import CanReadCases
 from .serializers import (
     ImageSerializer,
     ImageUploadSerializer,
     PredictionSerializer,
+    ReviewInputSerializer,
+    ReviewSerializer,
     StudyDetailSerializer,
     StudySerializer,
 )
@@ -69,6 +73,12 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         """The display rendition: 8-bit PNG, presentation LUTs applied, longest side capped."""
         return stream_png(self.get_object().rendition.name)
 
+    @extend_schema(responses=PNG)
+    @action(detail=True, methods=["get"])
+    def full(self, request, pk=None):
+        """Full-resolution 8-bit PNG for zooming in (made on first request, then kept)."""
+        return stream_png(services.full_resolution_png(self.get_object()))
+
 
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Predictions, every model version's, newest first."""
@@ -89,7 +99,7 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     """Studies with their exam-level AI result; detail includes images and predictions."""
 
     def get_queryset(self):
-        return selectors.studies_for_worklist(self.request.user)
+        return selectors.worklist_for(self.request.user)
 
     def get_serializer_class(self):
         return StudyDetailSerializer if self.action == "retrieve" else StudySerializer
@@ -111,3 +121,47 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         if services.champion() is None:
             raise Conflict("no champion model is registered")
         return Response({"queued": services.rerun_studies([study])}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(methods=["GET"], responses=ReviewSerializer(many=True))
+    @extend_schema(
+        methods=["POST"],
+        request=ReviewInputSerializer,
+        responses={
+            201: inline_serializer(
+                "ReviewCreated", {"review": ReviewSerializer(), "next_url": serializers.CharField(allow_null=True)}
+            )
+        },
+    )
+    @action(detail=True, methods=["get", "post"], permission_classes=[CanReadCases])
+    def reviews(self, request, pk=None):
+        """Decision history (newest first); POST records a decision, or a correction as a new version."""
+        study = self.get_object()
+        if request.method == "GET":
+            rows = study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
+            return Response(ReviewSerializer(rows, many=True).data)
+        form = ReviewInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        review = review_submit(
+            study=study,
+            radiologist=request.user,
+            decision=data["decision"],
+            birads=data["birads"],
+            density=data["density"],
+            note=data["note"],
+            findings=[
+                FindingInput(
+                    image_id=f["image"], type=f["type"], x=f["x"], y=f["y"], width=f["width"], height=f["height"]
+                )
+                for f in data["findings"]
+            ],
+            ip_address=services.client_ip(request),
+        )
+        following = selectors.next_study_after(request.user, study)
+        return Response(
+            {
+                "review": ReviewSerializer(review).data,
+                "next_url": reverse("study-viewer", args=[following.pk]) if following else None,
+            },
+            status=status.HTTP_201_CREATED,
+        )

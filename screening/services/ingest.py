@@ -476,3 +476,17 @@ def decode_original(image: Image) -> np.ndarray:
         raise PortalError(f"the pixel data cannot be decoded: {exc}", code="invalid_pixel_data") from exc
     except Exception as exc:  # a file damaged after ingest
         raise PortalError(f"the stored original cannot be read: {exc}", code="invalid_pixel_data") from exc
+
+
+def full_resolution_png(image: Image) -> str:
+    """Storage name of the image's full-resolution 8-bit PNG, made from the original on first use."""
+    name = f"full/{image.sha256[:2]}/{image.sha256}.png"
+    if default_storage.exists(name):
+        return name
+    pixels = decode_original(image)
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.round(pixels * 255.0).astype(np.uint8), mode="L").save(buffer, format="PNG", compress_level=1)
+    try:
+        return default_storage.save(name, ContentFile(buffer.getvalue()))
+    except FileExistsError:  # a concurrent request made it first
+        return name

@@ -1,0 +1,163 @@
+"""Pipeline throughput: upload N images through the API, a real Celery worker predicts them.
+
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
+    python -m bench.pipeline [--n 100] [--model PATH] [--database-url postgres://...] [--redis-url redis://...]
+
+Reports upload->prediction latency p50/p95 and stored predictions per second,
+then, in the same run on the same machine, the bare model forward throughput on
+ready tensors (the worker's batch size) and the pipeline's overhead over it.
+Needs PostgreSQL and Redis (defaults: localhost, scratch database bench_pipeline, Redis db 14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._server import demo_token, manage, scratch_env, start_gunicorn, upload  # noqa: E402
+
+
+def synthetic_pngs(folder: Path, n: int) -> list[Path]:
+    """mini-MIAS-like 1024x1024 8-bit images: a breast against the left edge, texture, a label."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:1024, 0:1024]
+    breast = (xx / 560.0) ** 2 + ((yy - 512) / 430.0) ** 2 <= 1
+    paths = []
+    for i in range(n):
+        image = np.full((1024, 1024), 5, np.uint8)
+        image[breast] = np.clip(110 + 25 * rng.standard_normal(int(breast.sum())), 20, 240).astype(np.uint8)
+        image[40:100, 820:960] = 250
+        path = folder / f"img{i:03d}.png"
+        PILImage.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+def bare_forward(model_path: Path, batch: int, reps: int = 5) -> float:
+    """Images per second of the model alone on ready tensors, batch as in the worker."""
+    import torch
+
+    from ml.inference import Predictor
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    predictor = Predictor.load(model_path)
+    config = predictor.config
+    x = np.random.default_rng(0).random((batch, config.input_height, config.input_width), dtype=np.float32)
+    predictor.forward(x)  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        predictor.forward(x)
+        times.append(time.perf_counter() - t0)
+    return batch / float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--model", type=Path, default=ROOT / "ml" / "weights" / "baseline.pt")
+    parser.add_argument("--database-url", default="postgres://postgres@localhost:5432/bench_pipeline")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--batch", type=int, default=8)
+    args = parser.parse_args()
+
+    db_name = args.database_url.rsplit("/", 1)[1]
+    base = args.database_url.rsplit("/", 1)[0]
+    subprocess.run(["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name}"], check=True)
+    subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {db_name}"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        env = scratch_env(
+            tmp,
+            DATABASE_URL=args.database_url,
+            REDIS_URL=args.redis_url,
+            PORTAL_INFERENCE_BATCH=str(args.batch),
+            MALLOC_MMAP_MAX_="0",
+            MALLOC_TRIM_THRESHOLD_="100000000000",
+        )
+        manage(env, "migrate", "--noinput")
+        manage(env, "register_model", str(args.model.resolve()), "--name", "bench", "--promote")
+        token = demo_token(env)
+        files = synthetic_pngs(tmp, args.n)
+        subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "portal", "purge", "-f", "-Q", "inference"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+        )
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "portal",
+                "worker",
+                "-Q",
+                "inference",
+                "-c",
+                "1",
+                "--prefetch-multiplier",
+                "1",
+                "-l",
+                "warning",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        server = start_gunicorn(env, args.port, workers=1)
+        try:
+            time.sleep(8)  # the worker imports torch before its first task
+            uploaded_at: dict[int, float] = {}
+            started = time.time()
+            for i, path in enumerate(files):
+                sent = time.time()
+                status, body = upload(args.port, token, path, {"patient_id": f"B{i // 2}", "laterality": "LR"[i % 2]})
+                if status != 201:
+                    raise SystemExit(f"upload failed: {status} {body[:200]!r}")
+                uploaded_at[json.loads(body)["id"]] = sent
+            code = (
+                "import json,time;from screening.models import Prediction as P\n"
+                "while P.objects.exclude(status__in=['done','failed']).exists(): time.sleep(0.2)\n"
+                "print(json.dumps([[p.image_id,p.status,p.updated.timestamp()] for p in P.objects.all()]))"
+            )
+            rows = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
+        finally:
+            server.terminate()
+            worker.terminate()
+            server.wait()
+            worker.wait()
+    done = [(image_id, ts) for image_id, status, ts in rows if status == "done"]
+    latency = np.array([ts - uploaded_at[image_id] for image_id, ts in done]) * 1000
+    elapsed = max(ts for _, ts in done) - started
+    rate = len(done) / elapsed
+    bare = bare_forward(args.model, args.batch)
+    overhead = (bare / rate - 1) * 100
+    print(
+        "| images | done | upload->prediction p50 / p95 ms | stored predictions/s | bare forward images/s "
+        f"(batch {args.batch}) | pipeline overhead |"
+    )
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| {args.n} | {len(done)} | {np.percentile(latency, 50):.0f} / {np.percentile(latency, 95):.0f} | "
+        f"{rate:.2f} | {bare:.2f} | {overhead:.0f}% |"
+    )
+
+
+if __name__ == "__main__":
+    main()

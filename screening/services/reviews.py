@@ -1,0 +1,105 @@
+"""Radiologists' decisions. A correction adds a version; nothing is overwritten."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Max
+
+from ..errors import PortalError
+from ..models import Finding, Image, Review, Study
+from .audit import record_event
+
+
+@dataclass(frozen=True)
+class FindingInput:
+    image_id: int
+    type: str
+    x: float
+    y: float
+    width: float = 0.0
+    height: float = 0.0
+
+
+@transaction.atomic
+def review_submit(
+    *,
+    study: Study,
+    radiologist,
+    decision: str,
+    birads: int,
+    density: str = "",
+    note: str = "",
+    findings: list[FindingInput] = (),
+    ip_address: str | None = None,
+) -> Review:
+    """Record a decision on a study as its next version, with findings, and mark the study reported."""
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if decision not in Review.Decision.values:
+        raise PortalError("decision must be normal or abnormal", field="decision")
+    if not 0 <= int(birads) <= 6:
+        raise PortalError("BI-RADS must be between 0 and 6", field="birads")
+    if density not in ("", *Review.Density.values):
+        raise PortalError("density must be A, B, C or D", field="density")
+    images = {image.pk: image for image in Image.objects.filter(study=study)}
+    for finding in findings:
+        image = images.get(finding.image_id)
+        if image is None:
+            raise PortalError(f"image {finding.image_id} is not part of this study", field="findings")
+        if finding.type not in Finding.Type.values:
+            raise PortalError(f"finding type must be one of {', '.join(Finding.Type.values)}", field="findings")
+        if min(finding.x, finding.y, finding.width, finding.height) < 0 or (
+            finding.x + finding.width > image.columns or finding.y + finding.height > image.rows
+        ):
+            raise PortalError("a finding lies outside its image", field="findings")
+    version = (study.reviews.aggregate(v=Max("version"))["v"] or 0) + 1
+    review = Review.objects.create(
+        study=study,
+        version=version,
+        radiologist=radiologist,
+        decision=decision,
+        birads=int(birads),
+        density=density,
+        note=note,
+        agrees_with_ai=None if study.exam_flag is None else (decision == "abnormal") == study.exam_flag,
+    )
+    Finding.objects.bulk_create(
+        Finding(
+            review=review,
+            image_id=f.image_id,
+            laterality=images[f.image_id].laterality,
+            type=f.type,
+            x=f.x,
+            y=f.y,
+            width=f.width,
+            height=f.height,
+        )
+        for f in findings
+    )
+    study.status = Study.Status.REPORTED
+    study.save(update_fields=["status", "updated"])
+    record_event(
+        action="review_submit" if version == 1 else "review_correct",
+        user=radiologist,
+        study=study,
+        obj=review,
+        ip_address=ip_address,
+        detail={
+            "version": version,
+            "decision": decision,
+            "birads": int(birads),
+            "density": density,
+            "findings": len(findings),
+            "agrees_with_ai": review.agrees_with_ai,
+        },
+    )
+    return review
+
+
+def case_opened(*, study: Study, user, ip_address: str | None = None) -> None:
+    """Audit the opening of a case; an unread, predicted study moves to 'in review'."""
+    Study.objects.filter(pk=study.pk, status__in=[Study.Status.NEW, Study.Status.PREDICTED]).update(
+        status=Study.Status.IN_REVIEW
+    )
+    record_event(action="open_case", user=user, study=study, obj=study, ip_address=ip_address)
