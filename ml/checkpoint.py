@@ -29,6 +29,7 @@ def make_checkpoint(
     metrics: dict[str, Any],
     training_data: dict[str, Any],
     training: dict[str, Any],
+    bilateral: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     a, b = calibration
     state = {
@@ -46,6 +47,8 @@ def make_checkpoint(
         "metrics": metrics,
         "training_data": training_data,
         "training": training,
+        # exam-aware variant (this breast vs the other one): calibration, threshold, metrics
+        "bilateral": bilateral,
     }
 
 

@@ -83,6 +83,13 @@ class ModelConfig:
     calibration: str = "platt"  # "platt" (scale and bias) or "temperature" (scale only)
     ece_bins: int = 10  # equal-width bins for the expected calibration error
 
+    # --- bilateral asymmetry (optional at inference) ---
+    # When both breasts of an exam are available, the exam-aware logit is
+    # logit - bilateral_weight * (the other breast's logit): abnormalities are
+    # usually one-sided, so this removes what both breasts share (density,
+    # exposure, film). It has its own calibration and threshold in the checkpoint.
+    bilateral_weight: float = 1.0
+
     # --- heatmap ---
     # Heatmaps are sigmoid(patch logit), bilinearly upsampled to the input and
     # mapped back through the crop/flip onto the original image.

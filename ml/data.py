@@ -106,6 +106,20 @@ def patient_split(
     return train, val
 
 
+def contralateral(examples: Sequence[Example]) -> list[int | None]:
+    """Index of each example's other breast (same patient, other laterality), or None."""
+    by_patient: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_patient.setdefault(ex.patient_id, []).append(i)
+    other = {"L": "R", "R": "L"}
+    out: list[int | None] = []
+    for i, ex in enumerate(examples):
+        want = other.get(ex.laterality)
+        match = [j for j in by_patient[ex.patient_id] if j != i and examples[j].laterality == want]
+        out.append(match[0] if want and match else None)
+    return out
+
+
 def summarize(examples: Sequence[Example]) -> dict[str, int]:
     return {
         "n_images": len(examples),

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ml import metrics
-from ml.data import Example, load_folder
-from ml.inference import Predictor, load_image
+from ml.data import Example, contralateral, load_folder
+from ml.inference import Predictor, bilateral_logits, load_image
 
 KEYS = (
     "n",
@@ -46,13 +46,13 @@ def _predictor(model: Predictor | dict[str, Any] | str | Path | None) -> Predict
 
 
 def predict_examples(predictor: Predictor, examples: Sequence[Example], batch_size: int = 8) -> np.ndarray:
-    """Calibrated probabilities, one per example (images decoded a batch at a time)."""
-    probs: list[float] = []
+    """Uncalibrated logits, one per example (images decoded a batch at a time)."""
+    logits: list[float] = []
     for s in range(0, len(examples), batch_size):
         chunk = examples[s : s + batch_size]
         results = predictor.predict([(load_image(ex.image_path), ex.laterality) for ex in chunk], batch_size=batch_size)
-        probs.extend(r.probability for r in results)
-    return np.asarray(probs)
+        logits.extend(r.logit for r in results)
+    return np.asarray(logits)
 
 
 def summarize_predictions(
@@ -79,22 +79,34 @@ def evaluate(
     examples: Sequence[Example],
     plots_dir: str | Path | None = None,
     batch_size: int = 8,
+    bilateral: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of a model (Predictor, checkpoint dict or path; None = shipped baseline) on examples."""
+    """Metrics of a model (Predictor, checkpoint dict or path; None = shipped baseline) on examples.
+
+    bilateral=True scores each image against the other breast of the same woman
+    (images without one are left out) with the checkpoint's bilateral calibration
+    and threshold.
+    """
     started = time.perf_counter()
     predictor = _predictor(predictor_or_model)
     labels = np.array([ex.label for ex in examples], dtype=np.int64)
-    probs = predict_examples(predictor, examples, batch_size)
+    groups = np.array([ex.patient_id for ex in examples])
+    logits = predict_examples(predictor, examples, batch_size)
+    if bilateral:
+        if predictor.bilateral_calibration is None or predictor.bilateral_threshold is None:
+            raise ValueError("this checkpoint has no bilateral calibration")
+        exam = bilateral_logits(logits, contralateral(examples), predictor.config.bilateral_weight)
+        keep = ~np.isnan(exam)
+        a, b = predictor.bilateral_calibration
+        labels, groups = labels[keep], groups[keep]
+        probs, threshold = metrics.calibrate(exam[keep], a, b), predictor.bilateral_threshold
+    else:
+        probs, threshold = predictor.calibrated(logits), predictor.threshold
     result = summarize_predictions(
-        labels,
-        probs,
-        [ex.patient_id for ex in examples],
-        predictor.threshold,
-        time.perf_counter() - started,
-        predictor.config.ece_bins,
+        labels, probs, list(groups), threshold, time.perf_counter() - started, predictor.config.ece_bins
     )
     if plots_dir is not None:
-        write_plots(labels, probs, predictor.threshold, Path(plots_dir), predictor.config.ece_bins)
+        write_plots(labels, probs, threshold, Path(plots_dir), predictor.config.ece_bins)
     return result
 
 
@@ -155,12 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plots", help="folder for roc.png and reliability.png")
     parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--bilateral",
+        action="store_true",
+        help="score each breast against the other one (needs patient_id, laterality)",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     examples = load_folder(args.images, args.labels)
     predictor = Predictor.load(args.model, device=args.device)
-    result = evaluate(predictor, examples, plots_dir=args.plots, batch_size=args.batch_size)
+    result = evaluate(predictor, examples, plots_dir=args.plots, batch_size=args.batch_size, bilateral=args.bilateral)
     result["seconds"] = round(time.perf_counter() - started, 3)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,18 @@ class PredictionResult:
     logit: float  # uncalibrated image logit
     preprocess_ms: float
     inference_ms: float  # this image's share of its batch's forward pass
+    # Exam-aware probability using the other breast (Predictor.predict_exam); None without a partner.
+    bilateral_probability: float | None = None
+
+
+def bilateral_logits(logits: np.ndarray, partners: Sequence[int | None], weight: float) -> np.ndarray:
+    """logit - weight * partner's logit where a partner exists (NaN where it does not)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    out = np.full(logits.shape, np.nan)
+    for i, j in enumerate(partners):
+        if j is not None:
+            out[i] = logits[i] - weight * logits[j]
+    return out
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -77,6 +89,11 @@ class Predictor:
         self.threshold = float(checkpoint["threshold"])
         self.calibration = (float(checkpoint["calibration"]["a"]), float(checkpoint["calibration"]["b"]))
         self.info = {k: v for k, v in checkpoint.items() if k != "state_dict"}
+        bilateral = checkpoint.get("bilateral") or {}
+        self.bilateral_threshold: float | None = bilateral.get("threshold")
+        self.bilateral_calibration = (
+            (float(bilateral["calibration"]["a"]), float(bilateral["calibration"]["b"])) if bilateral else None
+        )
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None) -> Predictor:
@@ -95,6 +112,25 @@ class Predictor:
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         a, b = self.calibration
         return sigmoid(a * np.asarray(logits, dtype=np.float64) + b)
+
+    def bilateral_probability(self, logit: float, partner_logit: float) -> float | None:
+        """Calibrated exam-aware probability from this breast's and the other breast's logits."""
+        if self.bilateral_calibration is None:
+            return None
+        a, b = self.bilateral_calibration
+        z = bilateral_logits(np.array([logit, partner_logit]), [1, None], self.config.bilateral_weight)[0]
+        return float(sigmoid(a * z + b))
+
+    def predict_exam(self, items: Sequence[tuple[np.ndarray, str]], batch_size: int = 8) -> list[PredictionResult]:
+        """`predict`, plus `bilateral_probability` for each image whose other breast (L/R) is among the items."""
+        results = self.predict(items, batch_size)
+        lateralities = [(lat or "").strip().upper()[:1] for _, lat in items]
+        for i, lat in enumerate(lateralities):
+            other = {"L": "R", "R": "L"}.get(lat)
+            partner = next((j for j, lj in enumerate(lateralities) if other and lj == other), None)
+            if partner is not None:
+                results[i].bilateral_probability = self.bilateral_probability(results[i].logit, results[partner].logit)
+        return results
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw model on ready inputs (B, H, W) float32: image logits (B,), patch logits (B, h, w)."""

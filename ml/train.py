@@ -32,8 +32,8 @@ from tqdm import tqdm
 from ml import metrics
 from ml.checkpoint import make_checkpoint, save_checkpoint
 from ml.config import ModelConfig
-from ml.data import Example, load_folder, patient_folds, patient_split, summarize
-from ml.inference import load_image
+from ml.data import Example, contralateral, load_folder, patient_folds, patient_split, summarize
+from ml.inference import bilateral_logits, load_image
 from ml.model import MammoNet, breast_cells, build_model, pool_top_k
 from ml.preprocess import Geometry, length_to_input, point_to_input, preprocess
 
@@ -283,6 +283,26 @@ def operating_point(
     }
 
 
+def bilateral_operating_point(
+    examples: Sequence[Example], logits: np.ndarray, config: ModelConfig
+) -> dict[str, Any] | None:
+    """Calibration, threshold and metrics of the exam-aware logits (images with a partner only)."""
+    exam = bilateral_logits(logits, contralateral(examples), config.bilateral_weight)
+    has = ~np.isnan(exam)
+    y = np.array([ex.label for ex in examples])[has]
+    if y.size == 0 or y.min() == y.max():
+        return None
+    groups = [ex.patient_id for ex, h in zip(examples, has, strict=True) if h]
+    op = operating_point(y, exam[has], groups, config)
+    a, b = op["calibration"]
+    return {
+        "calibration": {"a": a, "b": b},
+        "threshold": op["threshold"],
+        "weight": config.bilateral_weight,
+        "metrics": op["metrics"],
+    }
+
+
 def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -330,6 +350,7 @@ def fit(
     return make_checkpoint(
         model,
         config,
+        bilateral=bilateral_operating_point(val, logits, config),
         calibration=op["calibration"],
         threshold=op["threshold"],
         operating_point={
@@ -435,6 +456,7 @@ def train_with_cv(
     return make_checkpoint(
         model,
         config,
+        bilateral=bilateral_operating_point(examples, cv["oof_logits"], config),
         calibration=op["calibration"],
         threshold=op["threshold"],
         operating_point={

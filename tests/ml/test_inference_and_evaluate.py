@@ -92,3 +92,20 @@ def test_the_evaluation_cli_writes_the_json_keys_and_plots(
     assert 0.0 <= data["auc"] <= 1.0 and data["seconds"] > 0
     assert (tmp_path / "plots" / "roc.png").stat().st_size > 0
     assert (tmp_path / "plots" / "reliability.png").stat().st_size > 0
+
+
+def test_predict_exam_scores_each_breast_against_the_other(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(tiny_checkpoint, device="cpu")
+    assert predictor.bilateral_calibration is not None
+    left, right = phantom(lesion=(60, 150, 20), seed=1), phantom(chest_left=False, seed=2)
+    results = predictor.predict_exam([(left, "L"), (right, "R")])
+    assert all(r.bilateral_probability is not None and 0 <= r.bilateral_probability <= 1 for r in results)
+    alone = predictor.predict_exam([(left, "L")])[0]
+    assert alone.bilateral_probability is None
+    assert alone.probability == pytest.approx(results[0].probability, abs=1e-6)
+
+
+def test_bilateral_evaluation_uses_pairs_of_breasts(tiny_checkpoint: Path, phantom_folder) -> None:
+    examples = load_folder(*phantom_folder)
+    result = evaluate_module.evaluate(tiny_checkpoint, examples[:-1], bilateral=True)
+    assert result["n"] == len(examples) - 2  # the last woman's remaining breast has no partner
