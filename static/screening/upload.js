@@ -52,6 +52,7 @@
         job.ui.bar.value = 100;
         job.ui.li.classList.add("ok");
         job.ui.status.textContent = (xhr.status === 201 ? "accepted" : "already in the portal") + ` (study #${body.study})`;
+        follow(job, body);
       } else {
         job.ui.li.classList.add("rejected");
         job.ui.status.textContent = "rejected: " + ((body.error && body.error.message) || `HTTP ${xhr.status}`);
@@ -64,6 +65,35 @@
       done();
     };
     xhr.send(data);
+  }
+
+  // The prediction arrives without reloading: poll the image until its prediction is done or failed.
+  function follow(job, image) {
+    const ai = document.createElement("span");
+    ai.className = "ai";
+    job.ui.li.append(ai);
+    const show = (img) => {
+      const p = img.prediction;
+      if (!p) { ai.textContent = "AI: waiting for a model"; return false; }
+      if (p.status === "done") {
+        ai.textContent = `AI probability ${p.probability.toFixed(2)}` + (p.above_threshold ? " (above threshold)" : "");
+        ai.classList.toggle("flag", p.above_threshold);
+        return true;
+      }
+      if (p.status === "failed") { ai.textContent = "AI failed: " + p.error; ai.classList.add("rejected"); return true; }
+      ai.textContent = "AI: " + p.status;
+      return false;
+    };
+    if (show(image)) return;
+    let tries = 0;
+    const timer = setInterval(async () => {
+      tries += 1;
+      try {
+        const r = await fetch(`${endpoint}${image.id}/`, { headers: { Accept: "application/json" } });
+        if (r.ok && show(await r.json())) clearInterval(timer);
+      } catch (err) { /* transient: try again */ }
+      if (tries > 600) clearInterval(timer);
+    }, 2000);
   }
 
   function done() {
