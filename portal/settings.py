@@ -218,6 +218,8 @@ PORTAL_PREDICTION_STALE_SECONDS = env_int("PORTAL_PREDICTION_STALE_SECONDS", 600
 # A prediction still `queued` after this long has its task published again.
 PORTAL_PREDICTION_REQUEUE_SECONDS = env_int("PORTAL_PREDICTION_REQUEUE_SECONDS", 300, minimum=1)
 PORTAL_PREDICTION_MAX_ATTEMPTS = env_int("PORTAL_PREDICTION_MAX_ATTEMPTS", 3, minimum=1)
+# Training worker: hard limit for one retraining run (seconds).
+PORTAL_TRAINING_TIME_LIMIT = env_int("PORTAL_TRAINING_TIME_LIMIT", 4 * 3600, minimum=60)
 CELERY_TIMEZONE = TIME_ZONE
 
 REST_FRAMEWORK = {

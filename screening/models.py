@@ -28,10 +28,21 @@ class Patient(models.Model):
     name = models.CharField(max_length=200, blank=True)
     birth_date = models.DateField(null=True, blank=True)
     sex = models.CharField(max_length=1, choices=Sex.choices, blank=True, default="")
+    # Which pool the woman's labelled images go to, assigned once when first labelled:
+    # the locked validation set never enters training.
+    split = models.CharField(
+        max_length=10,
+        choices=[("", "Unassigned"), ("train", "Training"), ("validation", "Locked validation")],
+        blank=True,
+        default="",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=~Q(patient_id=""), name="patient_id_not_empty")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(patient_id=""), name="patient_id_not_empty"),
+            models.CheckConstraint(condition=Q(split__in=["", "train", "validation"]), name="patient_split_valid"),
+        ]
 
     def __str__(self) -> str:
         return f"Patient #{self.pk}"

@@ -44,3 +44,11 @@ def predict_image(self, prediction_id: int) -> int:
 def sweep_stuck_predictions() -> dict[str, int]:
     """Periodic (beat): re-queue what a dead worker or a down broker left behind."""
     return predictions.sweep()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=settings.PORTAL_TRAINING_TIME_LIMIT)
+def retrain(run_id: int | None = None, trigger: str = "schedule") -> int | None:
+    """Nightly (beat) or on demand: train a candidate on confirmed labels and promote it if not worse."""
+    from .services import training
+
+    return training.run_training(run_id=run_id, trigger=trigger)
