@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_filters",
     "django_celery_beat",
     "screening",
 ]
@@ -209,6 +210,17 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-predictions": {"task": "screening.tasks.sweep_stuck_predictions", "schedule": 60.0},
 }
 
+# Cache: Redis when configured (shared by web nodes: throttles, idempotency keys), else in-process.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("REDIS_URL"),
+        "KEY_PREFIX": "portal",
+    }
+    if env_str("REDIS_URL")
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
 # Inference workers. Device: "" = CUDA when present (mixed precision), else CPU.
 PORTAL_INFERENCE_DEVICE = env_str("PORTAL_INFERENCE_DEVICE")
 PORTAL_INFERENCE_BATCH = env_int("PORTAL_INFERENCE_BATCH", 8, minimum=1)
@@ -232,7 +244,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "screening.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"uploads": env_str("PORTAL_UPLOAD_THROTTLE", "600/minute")},
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": env_str("PORTAL_UPLOAD_THROTTLE", "600/minute"),
+        "auth": env_str("PORTAL_AUTH_THROTTLE", "10/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Breast screening portal API",
@@ -248,6 +264,8 @@ SPECTACULAR_SETTINGS = {
         "ImageStatusEnum": "screening.models.Image.Status",
         "StudyStatusEnum": "screening.models.Study.Status",
         "PredictionStatusEnum": "screening.models.Prediction.Status",
+        "LateralityEnum": "screening.models.Image.Laterality",
+        "UploadLateralityEnum": [("L", "Left"), ("R", "Right")],
     },
 }
 

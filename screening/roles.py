@@ -28,3 +28,8 @@ def can_read_cases(user) -> bool:
 
 def can_upload(user) -> bool:
     return bool(roles_of(user))
+
+
+def can_see_identity(user) -> bool:
+    """Patient identity: radiologists, admins, and API clients granted the 'Can view patient' permission."""
+    return can_read_cases(user) or bool(roles_of(user) and user.has_perm("screening.view_patient"))

@@ -120,6 +120,16 @@ def audit_trail(study: Study) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(Q(study=study)).select_related("user").order_by("-at")
 
 
+def patients() -> QuerySet:
+    from .models import Patient
+
+    return Patient.objects.order_by("-id")
+
+
+def reviews_of(study: Study) -> QuerySet[Review]:
+    return study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
+
+
 def pseudonym(patient_id: str) -> str:
     """A stable pseudonymous id for clients not allowed to see patient identity."""
     digest = hmac.new(settings.SECRET_KEY.encode(), patient_id.encode(), hashlib.sha256).hexdigest()

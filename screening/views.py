@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.views.decorators.http import require_GET
 
 from . import selectors, services
 from .forms import WorklistForm
@@ -20,6 +23,7 @@ def _require(allowed: bool) -> None:
         raise PermissionDenied
 
 
+@require_GET
 @login_required
 def worklist(request):
     """Unread studies first, ordered by AI exam score; filters and orderings from the query string."""
@@ -36,6 +40,7 @@ def worklist(request):
     )
 
 
+@require_GET
 @login_required
 def study_viewer(request, pk: int):
     """The case: four views, the AI result and the decision form. Opening it is audited."""
@@ -56,6 +61,7 @@ def study_viewer(request, pk: int):
     )
 
 
+@require_GET
 @login_required
 def study_audit(request, pk: int):
     """The audit trail of one case (admins)."""
@@ -64,12 +70,14 @@ def study_audit(request, pk: int):
     return render(request, "screening/audit.html", {"study": study, "events": selectors.audit_trail(study)[:500]})
 
 
+@require_GET
 @login_required
 def upload(request):
     _require(can_upload(request.user))
     return render(request, "screening/upload.html")
 
 
+@require_GET
 def healthz(request):
     """Liveness for load balancers and compose: the database answers. No data, so no login."""
     from django.db import connection
@@ -77,3 +85,26 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+class ThrottledLoginView(LoginView):
+    """The login page, refusing an address after too many failed attempts (brute-force guard)."""
+
+    LIMIT = 10
+    WINDOW = 300
+    http_method_names = ["get", "post", "head", "options"]
+
+    def _key(self) -> str:
+        return f"login-failures:{services.client_ip(self.request)}"
+
+    def post(self, request, *args, **kwargs):
+        if cache.get(self._key(), 0) >= self.LIMIT:
+            form = self.get_form()
+            form.add_error(None, "Too many failed logins from your address; try again in a few minutes.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        if cache.add(self._key(), 1, self.WINDOW) is False:
+            cache.incr(self._key())
+        return super().form_invalid(form)

@@ -4,8 +4,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import Finding, Image, Prediction, Review, Study
-from ..roles import can_read_cases
+from ..models import Finding, Image, Patient, Prediction, Review, Study
+from ..roles import can_see_identity
 from ..selectors import current_prediction, pseudonym
 
 
@@ -77,6 +77,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "status",
             "created",
             "rendition_url",
+            "full_url",
             "prediction",
         ]
         read_only_fields = fields
@@ -118,9 +119,25 @@ class StudySerializer(serializers.ModelSerializer):
 
     def get_patient(self, study: Study) -> str:
         request = self.context.get("request")
-        if request is not None and can_read_cases(request.user):
+        if request is not None and can_see_identity(request.user):
             return study.patient.patient_id
         return pseudonym(study.patient.patient_id)
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    """Identity fields are blank and the id is a pseudonym unless the user may see identity."""
+
+    class Meta:
+        model = Patient
+        fields = ["id", "patient_id", "name", "birth_date", "sex", "created"]
+        read_only_fields = fields
+
+    def to_representation(self, patient: Patient) -> dict:
+        data = super().to_representation(patient)
+        request = self.context.get("request")
+        if request is None or not can_see_identity(request.user):
+            data.update(patient_id=pseudonym(patient.patient_id), name="", birth_date=None)
+        return data
 
 
 class FindingSerializer(serializers.ModelSerializer):

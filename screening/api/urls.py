@@ -1,10 +1,16 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from .views import ImageViewSet, PredictionViewSet, StudyViewSet
+from .views import ImageViewSet, PatientViewSet, PredictionViewSet, StudyViewSet, TokenView, WorklistViewSet
 
 router = DefaultRouter()
 router.register("images", ImageViewSet, basename="api-image")
 router.register("studies", StudyViewSet, basename="api-study")
 router.register("predictions", PredictionViewSet, basename="api-prediction")
+router.register("patients", PatientViewSet, basename="api-patient")
+router.register("worklist", WorklistViewSet, basename="api-worklist")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("auth/token/", TokenView.as_view(), name="api-token"),
+    *router.urls,
+]

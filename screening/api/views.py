@@ -1,23 +1,34 @@
+"""REST API under /api/v1/. Thin: parse, call a selector or a service, serialise."""
+
 from __future__ import annotations
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.urls import reverse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import mixins, serializers, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
 from .. import selectors, services
 from ..errors import Conflict
+from ..forms import WorklistForm
 from ..models import Prediction
+from ..roles import can_see_identity
 from ..services.reviews import FindingInput, review_submit
+from .filters import ImageFilter, PredictionFilter, StudyFilter
+from .idempotency import idempotent
 from .permissions import CanReadCases
 from .serializers import (
     ImageSerializer,
     ImageUploadSerializer,
+    PatientSerializer,
     PredictionSerializer,
     ReviewInputSerializer,
     ReviewSerializer,
@@ -37,17 +48,38 @@ def stream_png(name: str) -> FileResponse:
     return response
 
 
-class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class IdentityFilterMixin:
+    """Filtering by a real patient id would reveal identity: only for users who may see it."""
+
+    def filter_queryset(self, queryset):
+        if self.request.query_params.get("patient") and not can_see_identity(self.request.user):
+            raise exceptions.PermissionDenied("filtering by patient id needs access to patient identity")
+        return super().filter_queryset(queryset)
+
+
+class ImageViewSet(IdentityFilterMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Mammograms: upload (DICOM or image file), list and detail with the current prediction."""
 
     serializer_class = ImageSerializer
     parser_classes = [MultiPartParser]
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ImageFilter
+    throttle_scope = "uploads"
 
     def get_queryset(self):
         return selectors.images_visible_to(self.request.user)
 
-    @extend_schema(request=ImageUploadSerializer, responses={200: ImageSerializer, 201: ImageSerializer})
+    def get_throttles(self):
+        return [ScopedRateThrottle()] if self.action == "create" else []
+
+    @extend_schema(
+        request=ImageUploadSerializer,
+        responses={200: ImageSerializer, 201: ImageSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    @idempotent
     def create(self, request):
+        """Upload one file. The same file again answers 200 with the existing image instead of 201."""
         form = ImageUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -81,9 +113,11 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
 
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Predictions, every model version's, newest first."""
+    """Predictions by every model version, newest first."""
 
     serializer_class = PredictionSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = PredictionFilter
 
     def get_queryset(self):
         return Prediction.objects.select_related("model_version").order_by("-id")
@@ -95,11 +129,23 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return stream_png(self.get_object().heatmap.name)
 
 
-class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Studies with their exam-level AI result; detail includes images and predictions."""
+class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Patients: identity for radiologists, admins and clients granted 'Can view patient'; pseudonyms otherwise."""
+
+    serializer_class = PatientSerializer
 
     def get_queryset(self):
-        return selectors.worklist_for(self.request.user)
+        return selectors.patients()
+
+
+class StudyViewSet(IdentityFilterMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Studies with their exam-level AI result; detail includes images, predictions and reviews."""
+
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = StudyFilter
+
+    def get_queryset(self):
+        return selectors.worklist_for(self.request.user, selectors.WorklistFilters(status="", ordering="date"))
 
     def get_serializer_class(self):
         return StudyDetailSerializer if self.action == "retrieve" else StudySerializer
@@ -126,6 +172,7 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(
         methods=["POST"],
         request=ReviewInputSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
         responses={
             201: inline_serializer(
                 "ReviewCreated", {"review": ReviewSerializer(), "next_url": serializers.CharField(allow_null=True)}
@@ -137,8 +184,11 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         """Decision history (newest first); POST records a decision, or a correction as a new version."""
         study = self.get_object()
         if request.method == "GET":
-            rows = study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
-            return Response(ReviewSerializer(rows, many=True).data)
+            return Response(ReviewSerializer(selectors.reviews_of(study), many=True).data)
+        return self._submit_review(request, study)
+
+    @idempotent
+    def _submit_review(self, request, study):
         form = ReviewInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -165,3 +215,37 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             },
             status=status.HTTP_201_CREATED,
         )
+
+
+class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The reading worklist: the same order and filters as the worklist page (unread first by default)."""
+
+    serializer_class = StudySerializer
+    permission_classes = [CanReadCases]
+
+    def get_queryset(self):
+        form = WorklistForm(self.request.query_params or None)
+        if form.is_bound and not form.is_valid():
+            raise exceptions.ValidationError(form.errors.get_json_data())
+        return selectors.worklist_for(self.request.user, form.filters())
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=["unread", "", "new", "predicted", "in_review", "reported"]),
+            OpenApiParameter("flag", str, enum=["", "above", "below", "none"]),
+            OpenApiParameter("date_from", OpenApiTypes.DATE),
+            OpenApiParameter("date_to", OpenApiTypes.DATE),
+            OpenApiParameter("mine", bool),
+            OpenApiParameter("ordering", str, enum=list(selectors.WORKLIST_ORDERINGS)),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+
+class TokenView(ObtainAuthToken):
+    """Exchange a username and password for an API token (throttled)."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"

@@ -1,0 +1,68 @@
+"""Query filters for the API (documented in the OpenAPI schema by drf-spectacular)."""
+
+from __future__ import annotations
+
+import django_filters as filters
+
+from ..models import Image, Prediction, Study
+
+FLAG_CHOICES = [("above", "At or above the operating point"), ("below", "Below it"), ("none", "Not scored")]
+
+
+def _flag(queryset, field: str, value: str):
+    if value == "above":
+        return queryset.filter(**{field: True})
+    if value == "below":
+        return queryset.filter(**{field: False})
+    if value == "none":
+        return queryset.filter(**{f"{field}__isnull": True})
+    return queryset
+
+
+class StudyFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=Study.Status.choices)
+    date_from = filters.DateFilter(field_name="study_date", lookup_expr="gte")
+    date_to = filters.DateFilter(field_name="study_date", lookup_expr="lte")
+    flag = filters.ChoiceFilter(choices=FLAG_CHOICES, method="filter_flag", label="AI flag")
+    patient = filters.CharFilter(field_name="patient__patient_id", help_text="Patient id (needs identity access).")
+    ordering = filters.OrderingFilter(fields=(("exam_score", "exam_score"), ("study_date", "study_date"), ("id", "id")))
+
+    class Meta:
+        model = Study
+        fields = ["status", "date_from", "date_to", "flag", "patient"]
+
+    def filter_flag(self, queryset, name, value):
+        return _flag(queryset, "exam_flag", value)
+
+
+class ImageFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=Image.Status.choices)
+    laterality = filters.ChoiceFilter(choices=Image.Laterality.choices)
+    view = filters.ChoiceFilter(choices=Image.View.choices)
+    study = filters.NumberFilter(field_name="study_id")
+    date_from = filters.DateFilter(field_name="study__study_date", lookup_expr="gte")
+    date_to = filters.DateFilter(field_name="study__study_date", lookup_expr="lte")
+    flag = filters.ChoiceFilter(choices=FLAG_CHOICES, method="filter_flag", label="AI flag of the study")
+    patient = filters.CharFilter(
+        field_name="study__patient__patient_id", help_text="Patient id (needs identity access)."
+    )
+    ordering = filters.OrderingFilter(fields=(("created", "created"), ("id", "id")))
+
+    class Meta:
+        model = Image
+        fields = ["status", "laterality", "view", "study", "date_from", "date_to", "flag", "patient"]
+
+    def filter_flag(self, queryset, name, value):
+        return _flag(queryset, "study__exam_flag", value)
+
+
+class PredictionFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=Prediction.Status.choices)
+    model_version = filters.CharFilter(field_name="model_version__name")
+    image = filters.NumberFilter(field_name="image_id")
+    study = filters.NumberFilter(field_name="image__study_id")
+    laterality = filters.ChoiceFilter(field_name="image__laterality", choices=Image.Laterality.choices)
+
+    class Meta:
+        model = Prediction
+        fields = ["status", "model_version", "image", "study", "laterality"]

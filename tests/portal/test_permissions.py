@@ -1,0 +1,142 @@
+"""Every URL x role x method, generated from the URL conf: a new endpoint cannot be forgotten."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from screening.models import Prediction
+from screening.services import ingest_file
+from screening.services.predictions import run_prediction
+from tests.dicom_factory import mg_dataset, to_bytes
+
+pytestmark = pytest.mark.django_db
+ALL = {"anonymous", "radiologist", "admin", "api_client", "outsider"}
+ROLES = {"radiologist", "admin", "api_client"}
+READERS = {"radiologist", "admin"}
+
+# url name -> {method: roles allowed}. Anything else must answer 401/302 (anonymous) or 403.
+EXPECTED: dict[str, dict[str, set[str]]] = {
+    "login": {"GET": ALL, "POST": ALL},
+    "logout": {"POST": ALL},
+    "healthz": {"GET": ALL},
+    "worklist": {"GET": READERS},
+    "upload": {"GET": ROLES},
+    "study-viewer": {"GET": READERS},
+    "study-audit": {"GET": {"admin"}},
+    "api-root": {"GET": ROLES},
+    "api-token": {"POST": ALL},
+    "api-schema": {"GET": ROLES},
+    "api-docs": {"GET": ROLES},
+    "api-image-list": {"GET": ROLES, "POST": ROLES},
+    "api-image-detail": {"GET": ROLES},
+    "api-image-rendition": {"GET": ROLES},
+    "api-image-full": {"GET": ROLES},
+    "api-prediction-list": {"GET": ROLES},
+    "api-prediction-detail": {"GET": ROLES},
+    "api-prediction-heatmap": {"GET": ROLES},
+    "api-patient-list": {"GET": ROLES},
+    "api-patient-detail": {"GET": ROLES},
+    "api-study-list": {"GET": ROLES},
+    "api-study-detail": {"GET": ROLES},
+    "api-study-predict": {"POST": READERS},
+    "api-study-reviews": {"GET": READERS, "POST": READERS},
+    "api-worklist-list": {"GET": READERS},
+}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def project_url_names() -> set[str]:
+    names: set[str] = set()
+
+    def walk(patterns, namespace=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                if pattern.namespace == "admin":
+                    continue
+                walk(pattern.url_patterns, pattern.namespace or namespace)
+            elif isinstance(pattern, URLPattern) and pattern.name:
+                names.add(f"{namespace}:{pattern.name}" if namespace else pattern.name)
+
+    walk(get_resolver().url_patterns)
+    return names
+
+
+def test_every_url_in_the_url_conf_has_expectations():
+    missing = project_url_names() - set(EXPECTED)
+    assert not missing, f"add these URL names to EXPECTED with the roles allowed: {sorted(missing)}"
+
+
+@pytest.fixture
+def world(champion, radiologist, admin_user, api_client_user, outsider):
+    image = ingest_file(file=io.BytesIO(to_bytes(mg_dataset())), filename="x.dcm").image
+    prediction = Prediction.objects.get(image=image)
+    run_prediction(prediction.pk)
+    users = {"radiologist": radiologist, "admin": admin_user, "api_client": api_client_user, "outsider": outsider}
+    return {
+        "image": image,
+        "prediction": prediction,
+        "study": image.study,
+        "patient": image.study.patient,
+        "users": users,
+    }
+
+
+def url_for(name: str, world) -> str:
+    kind = re.match(r"api-(image|prediction|patient|study)-", name)
+    if name in ("study-viewer", "study-audit"):
+        return reverse(name, args=[world["study"].pk])
+    if kind and not name.endswith("-list"):
+        return reverse(name, args=[world[kind.group(1)].pk])
+    return reverse(name)
+
+
+def client_for(role: str, world) -> APIClient:
+    client = APIClient()
+    if role != "anonymous":
+        user = world["users"][role]
+        client.force_login(user)  # pages
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")  # API
+    return client
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+def test_the_permission_matrix(world, role):
+    problems = []
+    for name in sorted(project_url_names()):
+        url = url_for(name, world)
+        for method in METHODS:
+            allowed = EXPECTED.get(name, {})
+            client = client_for(role, world)
+            response = client.generic(method, url, data=b"", content_type="application/json")
+            code = response.status_code
+            if method not in allowed:
+                if code not in (401, 403, 405) and not (code == 302 and role == "anonymous"):
+                    problems.append(f"{method} {name}: {code}, expected no access")
+                continue
+            if role in allowed[method]:
+                redirected_to_login = code == 302 and "login" in response.get("Location", "") and name != "logout"
+                if code in (401, 403) or code >= 500 or redirected_to_login:
+                    problems.append(f"{method} {name}: {code}, expected access")
+            elif role == "anonymous":
+                if code not in (401, 302):
+                    problems.append(f"{method} {name}: {code}, expected 401 or a login redirect")
+            elif code != 403:
+                problems.append(f"{method} {name}: {code}, expected 403")
+    assert not problems, "\n".join(problems)
+
+
+def test_api_errors_share_one_json_shape(rad_api, radiologist):
+    for response in (
+        rad_api.get("/api/v1/studies/999999/"),
+        rad_api.delete("/api/v1/studies/"),
+        rad_api.post("/api/v1/studies/999999/reviews/", {}, format="json"),
+        APIClient().get("/api/v1/images/"),
+    ):
+        body = response.json()
+        assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
