@@ -462,10 +462,14 @@
       }
       ctx.setLineDash([]);
       ctx.font = "600 12px system-ui, sans-serif";
+      // Keep the label inside the viewport: a mark beside the centre line would lose it.
+      const width = ctx.measureText(text).width;
+      const x = clamp(labelX, 2, this.el.clientWidth - width - 2);
+      const y = clamp(labelY, 12, this.el.clientHeight - 4);
       ctx.lineWidth = 3;
       ctx.strokeStyle = "rgba(0,0,0,.8)";
-      ctx.strokeText(text, labelX, Math.max(12, labelY));
-      ctx.fillText(text, labelX, Math.max(12, labelY));
+      ctx.strokeText(text, x, y);
+      ctx.fillText(text, x, y);
     }
 
     bindPointer() {

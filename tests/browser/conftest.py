@@ -59,7 +59,9 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return (smooth - smooth.min()) / (np.ptp(smooth) or 1)
 
 
-def synthetic_mammogram(view: str, *, seed: int, rows: int = 640, columns: int = 512, lesion: bool = False) -> np.ndarray:
+def synthetic_mammogram(
+    view: str, *, seed: int, rows: int = 640, columns: int = 512, lesion: bool = False
+) -> np.ndarray:
     """A 12-bit breast-like image, chest wall on the image's LEFT edge (the viewer must mirror R images).
 
     Synthetic only: a half-ellipse of textured tissue, denser towards the chest wall, a pectoral

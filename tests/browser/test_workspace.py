@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 
+import numpy as np
 import pytest
 
 from screening.models import Finding, Image, Prediction, Review, Study
@@ -38,7 +40,7 @@ def coloured_overlay_pixels(page, image: Image) -> int:
 def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page, radiologist, champion):
     make_study(patient_id="P-ALPHA", seed=1, lesion_on=("L",))
     make_study(patient_id="P-BRAVO", seed=2)
-    make_study(patient_id="P-CHARLIE", seed=3, views=FOUR_VIEWS[:2], lesion_on=("R",))
+    make_study(patient_id="P-CHARLIE", seed=3, lesion_on=("R",))
 
     # Log in through the form; the worklist is ordered by the AI exam score, highest first.
     log_in(page, live_server.url, "rad")
@@ -166,9 +168,7 @@ def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page
     screenshot(page, "viewer-history")
 
 
-def test_missing_views_are_labelled_and_predictions_arrive_without_reloading(
-    live_server, page, radiologist, champion
-):
+def test_missing_views_are_labelled_and_predictions_arrive_without_reloading(live_server, page, radiologist, champion):
     from portal.celery import app
 
     eager = app.conf.task_always_eager
@@ -238,3 +238,62 @@ def test_an_admin_reaches_the_admin(live_server, page, admin_user):
     log_in(page, live_server.url, "boss")
     page.locator("header nav a", has_text="Admin").click()
     assert "Site administration" in page.content()
+
+
+def mean_brightness(page, image: Image) -> float:
+    from PIL import Image as PILImage
+
+    png = page.locator(vp_selector(image)).screenshot()
+    return float(np.asarray(PILImage.open(io.BytesIO(png)).convert("L")).mean())
+
+
+def test_window_level_invert_enlarge_and_reset_change_what_is_shown(live_server, page, radiologist, champion):
+    study = make_study(patient_id="P-HOTEL", views=FOUR_VIEWS[:2])
+    lcc = study.images.get(laterality="L")
+    log_in(page, live_server.url, "rad", f"/studies/{study.pk}/")
+    page.wait_for_selector("#viewer[data-ready=true]")
+    page.wait_for_timeout(200)
+    plain = mean_brightness(page, lcc)
+
+    page.keyboard.press("i")  # inverted: the black background turns white
+    assert page.locator("#viewer").get_attribute("data-invert") == "true"
+    assert mean_brightness(page, lcc) > plain + 100
+
+    page.keyboard.press("i")
+    box = vp_box(page, lcc)
+    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    page.mouse.down(button="right")  # window/level by right-drag: narrower window, higher level
+    page.mouse.move(box["x"] + 20, box["y"] + 180, steps=5)
+    page.mouse.up(button="right")
+    assert page.locator("#viewer").get_attribute("data-window") == "175/208"
+    assert page.locator("#wl-preset").input_value() == "custom"
+    assert mean_brightness(page, lcc) < plain
+
+    page.select_option("#wl-preset", "default")
+    assert page.locator("#viewer").get_attribute("data-window") == "255/128"
+    assert abs(mean_brightness(page, lcc) - plain) < 1
+
+    page.locator(f"{vp_selector(lcc)} canvas.overlay").dblclick()  # enlarge to the whole stage
+    page.wait_for_timeout(200)
+    stage = page.locator("#stage").bounding_box()
+    assert vp_box(page, lcc)["width"] == pytest.approx(stage["width"], abs=3)
+    page.keyboard.press("+")
+    assert float(vp_state(page, lcc)["scale"]) > 0
+    page.keyboard.press("r")
+    page.wait_for_timeout(200)
+    assert vp_box(page, lcc)["width"] < stage["width"] / 2 + 3
+    assert page.locator("#viewer").get_attribute("data-invert") == "false"
+
+
+def test_confirm_ai_prefills_the_decision_from_the_exam_flag(live_server, page, radiologist, champion):
+    study = make_study(patient_id="P-INDIA", views=FOUR_VIEWS[:2])
+    log_in(page, live_server.url, "rad", f"/studies/{study.pk}/")
+    page.wait_for_selector("#viewer[data-ready=true]")
+    page.keyboard.press("c")
+    expected = ("abnormal", "0") if study.exam_flag else ("normal", "1")
+    assert page.locator("input[name=decision]:checked").input_value() == expected[0]
+    assert page.locator("input[name=birads]:checked").input_value() == expected[1]
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url(f"{live_server.url}/")  # no other case: back to the worklist
+    review = Review.objects.get(study=study)
+    assert review.decision == expected[0] and review.agrees_with_ai is True
