@@ -1,0 +1,302 @@
+"""Learning from radiologists, in-process: labels, locked pools, runs, the promotion rule, rollback, failures.
+
+Tiny synthetic mammograms (NumPy phantoms, a bright disc for an abnormality) and
+the 256x160 test checkpoint keep a whole training run to seconds on two cores.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from screening.errors import Conflict
+from screening.models import AuditEvent, Image, ModelVersion, Patient, Study, TrainingRun
+from screening.services import FindingInput, ingest_file, register_checkpoint, review_submit, training
+from tests.ml.phantoms import phantom
+
+pytestmark = pytest.mark.django_db
+LESION = (70, 150, 26)  # x, y, radius on the left breast of a 320x256 phantom
+FAST = {"epochs": 6, "patience": 6, "augment_views": ["orig"]}
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray((pixels * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def add_woman(n: int, *, abnormal: bool, radiologist=None, finding: bool = True) -> Study:
+    """Both breasts (MLO) of woman W<n>, abnormal ones with a disc on the left; read when a radiologist is given."""
+    images = {}
+    for lat in ("L", "R"):
+        lesion = LESION if abnormal and lat == "L" else None
+        pixels = phantom(lesion=lesion, chest_left=lat == "L", seed=7 * n + (lat == "R"))
+        images[lat] = ingest_file(
+            file=io.BytesIO(png(pixels)), filename=f"w{n}{lat}.png", patient_id=f"W{n:03d}", laterality=lat, view="MLO"
+        ).image
+    study = images["L"].study
+    if radiologist is not None:
+        read(study, radiologist, abnormal=abnormal, finding=finding)
+    return study
+
+
+def read(study: Study, radiologist, *, abnormal: bool, finding: bool = True):
+    left = study.images.get(laterality="L")
+    x, y, r = LESION
+    return review_submit(
+        study=study,
+        radiologist=radiologist,
+        decision="abnormal" if abnormal else "normal",
+        birads=4 if abnormal else 1,
+        findings=[FindingInput(left.pk, "mass", x - r, y - r, 2 * r, 2 * r)] if abnormal and finding else [],
+    )
+
+
+@pytest.fixture
+def fast_training(settings, tmp_path):
+    settings.PORTAL_VALIDATION_FRACTION = 0.34
+    settings.PORTAL_TRAINING_CACHE_DIR = tmp_path / "cache"
+    settings.PORTAL_MODEL_DIR = tmp_path / "models"
+    settings.PORTAL_TRAINING_OVERRIDES = FAST
+    return settings
+
+
+@pytest.fixture
+def cohort(radiologist):
+    """12 read women, every other one with an abnormal left breast."""
+    return [add_woman(n, abnormal=n % 2 == 1, radiologist=radiologist) for n in range(12)]
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, test_checkpoint):
+    """The test checkpoint fine-tuned on phantom files (no database): a model that finds discs."""
+    from ml.checkpoint import load_checkpoint, save_checkpoint
+    from ml.config import ModelConfig
+    from ml.data import load_folder
+    from ml.train import fit
+    from tests.ml.phantoms import write_folder
+
+    base = load_checkpoint(test_checkpoint)
+    config = ModelConfig.from_dict({**base["config"], **FAST})
+    examples = load_folder(*write_folder(tmp_path_factory.mktemp("phantoms"), n_patients=8, seed=100))
+    checkpoint = fit(examples, None, config, init_checkpoint=base, seed=0)
+    return save_checkpoint(checkpoint, tmp_path_factory.mktemp("trained") / "trained.pt")
+
+
+@pytest.fixture(scope="session")
+def degraded_checkpoint(tmp_path_factory, trained_checkpoint):
+    """The trained model with its patch scores turned upside down: it ranks discs last."""
+    from ml.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = load_checkpoint(trained_checkpoint)
+    last = sorted(k for k in checkpoint["state_dict"] if k.startswith("head.") and k.endswith(".weight"))[-1]
+    for key in (last, last.replace(".weight", ".bias")):
+        checkpoint["state_dict"][key] = -checkpoint["state_dict"][key]
+    return save_checkpoint(checkpoint, tmp_path_factory.mktemp("degraded") / "degraded.pt")
+
+
+# --- labels, pools and snapshots ------------------------------------------------------------------
+
+
+def test_the_latest_review_decides_the_label_and_findings_become_hints(radiologist):
+    study = add_woman(1, abnormal=True, radiologist=radiologist)
+    labels = {lab.laterality: lab for lab in training.collect_labels()}
+    assert (labels["L"].label, labels["R"].label) == (1, 0)  # the finding puts the abnormality on the left
+    x, y, r = LESION
+    assert labels["L"].findings == ((x, y, r),)
+    assert labels["R"].findings == ()
+    read(study, radiologist, abnormal=False)  # a correction: version 2 says normal
+    assert {lab.label for lab in training.collect_labels()} == {0}
+
+
+def test_an_abnormal_decision_without_findings_labels_every_image_abnormal(radiologist):
+    add_woman(1, abnormal=True, radiologist=radiologist, finding=False)
+    assert [lab.label for lab in training.collect_labels()] == [1, 1]
+
+
+def test_unread_studies_and_unreadable_images_are_not_labels(radiologist):
+    add_woman(1, abnormal=False)
+    read_study = add_woman(2, abnormal=False, radiologist=radiologist)
+    Image.objects.filter(study=read_study, laterality="R").update(status=Image.Status.FAILED)
+    labels = training.collect_labels()
+    assert [(lab.patient_id, lab.laterality) for lab in labels] == [("W002", "L")]
+
+
+def test_women_are_assigned_to_a_pool_once_stratified_by_label(radiologist, settings):
+    settings.PORTAL_VALIDATION_FRACTION = 0.25
+    studies = [add_woman(n, abnormal=n < 8, radiologist=radiologist) for n in range(16)]
+    training.assign_splits()
+    pools = dict(Patient.objects.values_list("patient_id", "split"))
+    abnormal_in_validation = sum(pools[f"W{n:03d}"] == "validation" for n in range(8))
+    normal_in_validation = sum(pools[f"W{n:03d}"] == "validation" for n in range(8, 16))
+    assert (abnormal_in_validation, normal_in_validation) == (2, 2)
+    # Relabelling a validation woman never moves her, and assigning again changes nothing.
+    moved = next(s for s in studies if s.patient.split == "" and pools[s.patient.patient_id] == "validation")
+    read(moved, radiologist, abnormal=False)
+    training.assign_splits()
+    assert dict(Patient.objects.values_list("patient_id", "split")) == pools
+
+
+def test_the_snapshot_hash_changes_with_a_label_and_not_otherwise(radiologist):
+    study = add_woman(1, abnormal=True, radiologist=radiologist)
+    add_woman(2, abnormal=False, radiologist=radiologist)
+    first, summary, _ = training.current_snapshot()
+    assert training.current_snapshot()[0] == first
+    assert summary["train"]["images"] + summary["validation"]["images"] == 4
+    assert sorted(item[0] for item in summary["images"]) == sorted(Image.objects.values_list("pk", flat=True))
+    read(study, radiologist, abnormal=False)
+    assert training.current_snapshot()[0] != first
+
+
+# --- a run, the promotion rule, rollback ------------------------------------------------------------
+
+
+def test_a_run_trains_on_the_training_pool_scores_the_locked_women_and_promotes(
+    champion, cohort, fast_training, radiologist
+):
+    run_id = training.run_training(trigger="manual")
+    run = TrainingRun.objects.select_related("candidate").get(pk=run_id)
+    assert run.status == "succeeded", run.error
+    candidate = run.candidate
+    assert candidate.status == "champion" and ModelVersion.objects.get(pk=champion.pk).status == "retired"
+    assert candidate.note.startswith(f"Promoted by run #{run.pk}")
+    # The data snapshot: which images in which pool, and the locked women never trained on.
+    summary = run.data_summary
+    assert len(run.snapshot_hash) == 64 and summary["init"] == "fine-tune test-model"
+    validation_women = set(Patient.objects.filter(split="validation").values_list("patient_id", flat=True))
+    assert len(validation_women) == 4 and summary["validation"]["women"] == 4  # 2 of 6 abnormal, 2 of 6 normal
+    assert summary["train"]["women"] == 8 and summary["validation"]["abnormal"] == 2
+    locked = candidate.metrics["locked_validation"]
+    assert locked["n"] == 8 and locked["n_abnormal"] == 2
+    assert locked["auc"] >= ModelVersion.objects.get(pk=champion.pk).metrics["locked_validation"]["auc"] - 0.02
+    assert sum(locked["confusion"].values()) == 8 and set(locked["plots"]) == {"roc", "reliability"}
+    assert [h["epoch"] for h in run.progress["history"]] == list(range(1, 7))
+    assert AuditEvent.objects.filter(action="model_promote", object_id=str(candidate.pk)).exists()
+    # Nothing new since: the nightly trigger does not start another run; a new label does.
+    assert training.run_training(trigger="schedule") is None
+    add_woman(40, abnormal=False, radiologist=radiologist)
+    assert training.has_new_labels(training.current_snapshot()[0])
+
+
+def test_a_degraded_candidate_is_rejected_with_its_reason(
+    trained_checkpoint, degraded_checkpoint, cohort, fast_training
+):
+    good = register_checkpoint(trained_checkpoint, name="good", promote=True)
+    training.assign_splits()
+    locked = [lab for lab in training.collect_labels() if lab.split == "validation"]
+    worse = register_checkpoint(degraded_checkpoint, name="degraded")
+    decision = training.challenge(worse, examples=training.to_examples(locked))
+    training.apply_decision(worse, decision, run_id=None)
+    worse.refresh_from_db()
+    assert worse.status == "rejected" and ModelVersion.objects.get(pk=good.pk).status == "champion"
+    assert "validation AUC" in worse.note and "lower than the champion's" in worse.note
+    assert worse.metrics["decision"]["outcome"] == "rejected"
+    good.refresh_from_db()
+    assert worse.metrics["locked_validation"]["auc"] < good.metrics["locked_validation"]["auc"]
+
+
+def test_a_candidate_with_lower_sensitivity_is_rejected_even_with_the_same_auc():
+    champion_metrics = {"auc": 0.80, "sensitivity": 0.90}
+    assert training.decide({"auc": 0.80, "sensitivity": 0.90}, champion_metrics)["outcome"] == "promoted"
+    assert training.decide({"auc": 0.79, "sensitivity": 0.95}, champion_metrics)["outcome"] == "promoted"  # margin
+    lower_sensitivity = training.decide({"auc": 0.85, "sensitivity": 0.85}, champion_metrics)
+    assert lower_sensitivity["outcome"] == "rejected"
+    assert lower_sensitivity["reasons"] == [
+        "sensitivity at the operating point 0.850 is lower than the champion's 0.900"
+    ]
+    assert training.decide({"auc": 0.70, "sensitivity": 0.95}, champion_metrics)["outcome"] == "rejected"
+
+
+def test_rollback_restores_the_previous_champion_and_retires_the_current(champion, test_checkpoint, admin_user):
+    newer = register_checkpoint(test_checkpoint, name="newer")
+    training.promote(version=newer, user=admin_user)
+    assert ModelVersion.objects.get(pk=champion.pk).status == "retired"
+    restored = training.rollback(user=admin_user)
+    assert restored == champion
+    assert ModelVersion.objects.get(pk=champion.pk).status == "champion"
+    assert ModelVersion.objects.get(pk=newer.pk).status == "retired"
+    assert AuditEvent.objects.filter(action="model_rollback", username="boss").exists()
+    with pytest.raises(Conflict):
+        training.promote(version=champion, user=admin_user)
+
+
+def test_moving_the_operating_point_reflags_the_studies_it_scored(champion, admin_user):
+    study = add_woman(1, abnormal=False)
+    Study.objects.filter(pk=study.pk).update(exam_score=0.4, exam_flag=False, exam_model=champion)
+    training.set_operating_point(version=champion, threshold=0.3, user=admin_user)
+    assert Study.objects.get(pk=study.pk).exam_flag is True
+    assert ModelVersion.objects.get(pk=champion.pk).threshold == 0.3
+    with pytest.raises(training.PortalError):
+        training.set_operating_point(version=champion, threshold=1.5, user=admin_user)
+
+
+# --- failures and the one-run rule ------------------------------------------------------------------
+
+
+def test_a_training_crash_fails_the_run_with_its_reason_and_the_champion_keeps_serving(
+    champion, cohort, fast_training, monkeypatch
+):
+    import ml.train
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("cannot allocate 64 GiB")
+
+    monkeypatch.setattr(ml.train, "fit", out_of_memory)
+    run = TrainingRun.objects.get(pk=training.run_training(trigger="manual"))
+    assert run.status == "failed" and run.error.startswith("out of memory while training")
+    assert ModelVersion.objects.get(status="champion") == champion
+    assert ModelVersion.objects.count() == 1
+
+
+def test_a_run_past_its_time_limit_fails_and_leaves_the_champion(champion, cohort, fast_training):
+    fast_training.PORTAL_TRAINING_SOFT_TIME_LIMIT = 0
+    run = TrainingRun.objects.get(pk=training.run_training(trigger="manual"))
+    assert run.status == "failed" and run.error.startswith("timed out")
+    assert ModelVersion.objects.get(status="champion") == champion
+
+
+def test_too_few_labels_fail_the_run_with_an_explanation(champion, radiologist, fast_training):
+    add_woman(1, abnormal=False, radiologist=radiologist)
+    run = TrainingRun.objects.get(pk=training.run_training(trigger="manual"))
+    assert run.status == "failed" and "needs normal and abnormal images" in run.error
+
+
+def test_a_stuck_run_is_released_and_a_new_run_can_start(settings):
+    stuck = TrainingRun.objects.create(
+        status="running", started=timezone.now() - timedelta(hours=2), progress={"heartbeat": 0}
+    )
+    with pytest.raises(Conflict):  # running and fresh: no second run
+        TrainingRun.objects.filter(pk=stuck.pk).update(progress={"heartbeat": timezone.now().timestamp()})
+        training.trigger_run(trigger="api", enqueue=False)
+    TrainingRun.objects.filter(pk=stuck.pk).update(progress={"heartbeat": timezone.now().timestamp() - 3600})
+    settings.PORTAL_TRAINING_STALE_SECONDS = 600
+    run = training.trigger_run(trigger="api", enqueue=False)
+    stuck.refresh_from_db()
+    assert stuck.status == "failed" and stuck.error.startswith("stuck")
+    assert run.status == "queued"
+
+
+def test_a_run_is_claimed_once(champion):
+    run = training.trigger_run(trigger="api", enqueue=False)
+    assert training._claim(run.pk) is True
+    assert training.run_training(run_id=run.pk) is None  # a redelivered task finds it taken
+    other = TrainingRun.objects.create()
+    assert training._claim(other.pk) is False  # the database allows one running run
+    other.refresh_from_db()
+    assert other.status == "failed" and "was running" in other.error
+
+
+def test_the_nightly_schedule_exists_after_migrations():
+    from django_celery_beat.models import PeriodicTask
+
+    nightly = PeriodicTask.objects.get(name="nightly-retrain")
+    assert nightly.task == "screening.tasks.retrain" and nightly.enabled
+    assert (nightly.crontab.hour, nightly.crontab.minute) == ("2", "0")
+    assert str(nightly.crontab.timezone) == "Europe/London"
+    sweeper = PeriodicTask.objects.get(name="sweep-stuck-predictions")
+    assert (sweeper.interval.every, sweeper.interval.period) == (60, "seconds")
