@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from django.conf import settings
-from django.db.models import Case, Count, F, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Abs
 
 from .models import AuditEvent, Image, Prediction, Review, Study
@@ -63,7 +63,15 @@ def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study
     studies = Study.objects.select_related("patient", "exam_model", "assigned_to").annotate(
         unread_rank=Case(When(status__in=UNREAD, then=Value(0)), default=Value(1), output_field=IntegerField()),
         uncertainty=Abs(F("exam_score") - F("exam_model__threshold")),
-        image_count=Count("images"),
+        # A correlated subquery, evaluated only for the page's rows after the sort and limit:
+        # a COUNT join would aggregate every image of every study first.
+        image_count=Subquery(
+            Image.objects.filter(study=OuterRef("pk"))
+            .order_by()
+            .values("study")
+            .annotate(n=Count("id"))
+            .values("n")[:1]
+        ),
     )
     if filters.status == "unread":
         studies = studies.filter(status__in=UNREAD)

@@ -1,0 +1,237 @@
+"""API latency at scale: seed PostgreSQL with 100k studies / 400k images / predictions / reviews, then time
+the worklist, study detail and image list endpoints under 1 and 8 concurrent clients on loopback.
+
+    python -m bench.api [--studies 100000] [--requests 200] [--database-url postgres://postgres@localhost:5432/bench_api]
+
+Seeding uses PostgreSQL COPY (a minute or two). Queries per request are counted in-process
+with Django's test client on the same database. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._server import demo_token, manage, scratch_env, start_gunicorn  # noqa: E402
+
+ENDPOINTS = {
+    "worklist": "/api/v1/worklist/",
+    "study detail": "/api/v1/studies/{study}/",
+    "image list": "/api/v1/images/?laterality=L",
+}
+
+
+def seed(database_url: str, studies: int) -> None:
+    """Bulk rows with COPY: patients (one per study), 4 images, 4 predictions each, a review on every 4th study."""
+    import psycopg
+
+    rng = np.random.default_rng(0)
+    today = date(2026, 11, 1)
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM auth_user WHERE username = 'radiologist'")
+        radiologist = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO screening_modelversion (name, checkpoint, status, threshold, metrics, note, created)"
+            " VALUES ('bench', 'ml/weights/baseline.pt', 'champion', 0.5, '{}', '', now()) RETURNING id"
+        )
+        model = cur.fetchone()[0]
+        scores = rng.random((studies, 4))
+        now = "2026-11-01 00:00:00+00"
+        with cur.copy("COPY screening_patient (id, patient_id, name, sex, split, created) FROM STDIN") as copy:
+            for i in range(1, studies + 1):
+                copy.write_row((i, f"BENCH{i:07d}", "", "F", "", now))
+        with cur.copy(
+            "COPY screening_study (id, study_uid, uid_generated, accession_number, study_date, patient_id, status,"
+            " exam_score, exam_flag, score_left, score_right, exam_model_id, created, updated) FROM STDIN"
+        ) as copy:
+            for i in range(1, studies + 1):
+                left, right = scores[i - 1, :2].mean(), scores[i - 1, 2:].mean()
+                exam = max(left, right)
+                status = "reported" if i % 4 == 0 else "predicted"
+                copy.write_row(
+                    (
+                        i,
+                        f"2.25.{i}",
+                        True,
+                        "",
+                        today - timedelta(days=int(i % 700)),
+                        i,
+                        status,
+                        exam,
+                        exam >= 0.5,
+                        left,
+                        right,
+                        model,
+                        now,
+                        now,
+                    )
+                )
+        with cur.copy(
+            "COPY screening_image (id, sop_uid, study_id, laterality, view, file_format, original, rendition, rows,"
+            " columns, bits_stored, photometric, manufacturer, presentation_intent, sha256, size_bytes, status,"
+            " created)"
+            " FROM STDIN"
+        ) as copy:
+            for i in range(1, studies + 1):
+                for k, (side, view) in enumerate((("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))):
+                    n = (i - 1) * 4 + k + 1
+                    copy.write_row(
+                        (
+                            n,
+                            f"2.25.{i}.{k}",
+                            i,
+                            side,
+                            view,
+                            "dicom",
+                            f"originals/{n}.dcm",
+                            f"renditions/{n}.png",
+                            4096,
+                            3328,
+                            12,
+                            "MONOCHROME2",
+                            "Bench",
+                            "FOR PRESENTATION",
+                            f"{n:064x}",
+                            27_000_000,
+                            "predicted",
+                            now,
+                        )
+                    )
+        with cur.copy(
+            "COPY screening_prediction (id, image_id, model_version_id, status, probability, heatmap, error, attempts,"
+            " preprocess_ms, inference_ms, created, updated) FROM STDIN"
+        ) as copy:
+            for n in range(1, studies * 4 + 1):
+                copy.write_row(
+                    (n, n, model, "done", float(scores.flat[n - 1]), f"heatmaps/{n}.png", "", 1, 50.0, 200.0, now, now)
+                )
+        with cur.copy(
+            "COPY screening_review (id, study_id, version, radiologist_id, decision, birads, density, note,"
+            " agrees_with_ai, created) FROM STDIN"
+        ) as copy:
+            for r, i in enumerate(range(4, studies + 1, 4), start=1):
+                copy.write_row((r, i, 1, radiologist, "normal", 1, "B", "", True, now))
+        for table in ("patient", "study", "image", "prediction", "review"):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('screening_{table}', 'id'),"
+                f" (SELECT max(id) FROM screening_{table}))"
+            )
+        cur.execute("ANALYZE")
+
+
+def run_clients(port: int, token: str, path: str, clients: int, requests: int) -> list[float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            conn.request("GET", path, headers={"Authorization": f"Token {token}"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"{path}: HTTP {response.status}")
+            mine.append((time.perf_counter() - t0) * 1000)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(max(1, requests // clients),)) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
+QUERY_COUNT = """
+import json
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+out = {}
+token = Token.objects.get(user__username="radiologist").key
+client = Client(HTTP_AUTHORIZATION="Token " + token, HTTP_HOST="localhost")
+for name, path in json.loads(PATHS).items():
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(path).status_code == 200
+    out[name] = len(ctx)
+print(json.dumps(out))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--studies", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=200, help="requests per endpoint and concurrency level")
+    parser.add_argument("--database-url", default="postgres://postgres@localhost:5432/bench_api")
+    parser.add_argument("--port", type=int, default=8767)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+
+    base, db_name = args.database_url.rsplit("/", 1)
+    subprocess.run(["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name}"], check=True)
+    subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {db_name}"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = scratch_env(Path(tmp), DATABASE_URL=args.database_url, PORTAL_AUTH_THROTTLE="1000/second")
+        manage(env, "migrate", "--noinput")
+        demo_token(env)
+        t0 = time.perf_counter()
+        seed(args.database_url, args.studies)
+        seeded = time.perf_counter() - t0
+        token = json.loads(  # the last line: anything before it is log output
+            manage(
+                env,
+                "shell",
+                "-c",
+                "import json;from rest_framework.authtoken.models import Token;"
+                "print(json.dumps(Token.objects.get(user__username='radiologist').key))",
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        paths = {name: p.format(study=args.studies // 2 + 1) for name, p in ENDPOINTS.items()}
+        queries = json.loads(
+            manage(env, "shell", "-c", f"PATHS={json.dumps(json.dumps(paths))}\n" + QUERY_COUNT)
+            .strip()
+            .splitlines()[-1]
+        )
+        server = start_gunicorn(env, args.port, workers=args.workers)
+        rows = []
+        try:
+            for name, path in paths.items():
+                run_clients(args.port, token, path, 1, 10)  # warm-up
+                for clients in (1, 8):
+                    lat = run_clients(args.port, token, path, clients, args.requests)
+                    rows.append((name, clients, statistics.median(lat), float(np.percentile(lat, 95)), queries[name]))
+        finally:
+            server.terminate()
+            server.wait()
+    print(
+        f"seeded {args.studies} studies, {args.studies * 4} images and predictions, "
+        f"{args.studies // 4} reviews in {seeded:.0f} s; gunicorn {args.workers} workers"
+    )
+    print("| endpoint | concurrent clients | p50 ms | p95 ms | queries per request |")
+    print("|---|---|---|---|---|")
+    for name, clients, p50, p95, q in rows:
+        print(f"| {name} | {clients} | {p50:.0f} | {p95:.0f} | {q} |")
+
+
+if __name__ == "__main__":
+    main()
