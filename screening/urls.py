@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("studies/<int:pk>/", views.study_viewer, name="study-viewer"),
     path("studies/<int:pk>/audit/", views.study_audit, name="study-audit"),
     path("healthz", views.healthz, name="healthz"),
+    path("", include("screening.urls_models")),
 ]

@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from .models_api import ModelVersionViewSet, TrainingRunViewSet
 from .views import ImageViewSet, PatientViewSet, PredictionViewSet, StudyViewSet, TokenView, WorklistViewSet
 
 router = DefaultRouter()
@@ -9,6 +10,8 @@ router.register("studies", StudyViewSet, basename="api-study")
 router.register("predictions", PredictionViewSet, basename="api-prediction")
 router.register("patients", PatientViewSet, basename="api-patient")
 router.register("worklist", WorklistViewSet, basename="api-worklist")
+router.register("models", ModelVersionViewSet, basename="api-model")
+router.register("training-runs", TrainingRunViewSet, basename="api-training-run")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),

@@ -300,3 +300,79 @@ def test_the_nightly_schedule_exists_after_migrations():
     assert str(nightly.crontab.timezone) == "Europe/London"
     sweeper = PeriodicTask.objects.get(name="sweep-stuck-predictions")
     assert (sweeper.interval.every, sweeper.interval.period) == (60, "seconds")
+
+
+# --- API and the registry page (admins only) -------------------------------------------------------
+
+
+@pytest.fixture
+def admin_api(admin_user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    return client
+
+
+def test_a_radiologist_cannot_promote_roll_back_or_train(champion, rad_api, test_checkpoint):
+    other = register_checkpoint(test_checkpoint, name="other")
+    assert rad_api.get("/api/v1/models/").status_code == 403
+    assert rad_api.post(f"/api/v1/models/{other.pk}/promote/").status_code == 403
+    assert rad_api.post("/api/v1/models/rollback/").status_code == 403
+    assert rad_api.post("/api/v1/training-runs/").status_code == 403
+    assert ModelVersion.objects.get(pk=champion.pk).status == "champion"
+    assert not TrainingRun.objects.exists()
+
+
+def test_admins_promote_roll_back_and_move_the_operating_point_through_the_api(champion, admin_api, test_checkpoint):
+    other = register_checkpoint(test_checkpoint, name="other")
+    promoted = admin_api.post(f"/api/v1/models/{other.pk}/promote/", {}, format="json")
+    assert promoted.status_code == 200 and promoted.json()["status"] == "champion"
+    again = admin_api.post(f"/api/v1/models/{other.pk}/promote/", {}, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+    rolled = admin_api.post("/api/v1/models/rollback/", {}, format="json")
+    assert rolled.status_code == 200 and rolled.json()["name"] == "test-model"
+    moved = admin_api.post(f"/api/v1/models/{champion.pk}/operating-point/", {"threshold": 0.42}, format="json")
+    assert moved.status_code == 200 and moved.json()["version"]["threshold"] == 0.42
+    assert set(moved.json()["trade_off"]) >= {"sensitivity", "specificity", "recall_rate"}
+    bad = admin_api.post(f"/api/v1/models/{champion.pk}/operating-point/", {"threshold": 2}, format="json")
+    assert bad.status_code == 400 and "threshold" in bad.json()["error"]["fields"]
+    listed = admin_api.get("/api/v1/models/").json()["results"]
+    assert [(v["name"], v["status"]) for v in listed] == [("other", "retired"), ("test-model", "champion")]
+
+
+def test_an_api_trigger_queues_one_run_at_a_time(champion, admin_api, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        first = admin_api.post("/api/v1/training-runs/")
+    assert first.status_code == 202 and first.json()["status"] == "queued" and len(callbacks) == 1
+    second = admin_api.post("/api/v1/training-runs/")
+    assert second.status_code == 409 and f"#{first.json()['id']}" in second.json()["error"]["message"]
+    assert admin_api.get(f"/api/v1/training-runs/{first.json()['id']}/").json()["triggered_by"] == "api"
+
+
+def test_the_registry_page_shows_versions_metrics_plots_and_the_running_run(
+    client, admin_user, radiologist, trained_checkpoint, degraded_checkpoint, cohort, fast_training
+):
+    good = register_checkpoint(trained_checkpoint, name="good", promote=True)
+    worse = register_checkpoint(degraded_checkpoint, name="degraded")
+    training.assign_splits()
+    locked = [lab for lab in training.collect_labels() if lab.split == "validation"]
+    training.apply_decision(worse, training.challenge(worse, examples=training.to_examples(locked)))
+    running = TrainingRun.objects.create(
+        status="running", started=timezone.now(), progress={"stage": "train", "epoch": 2, "epochs": 6, "loss": 0.5}
+    )
+    client.force_login(radiologist)
+    assert client.get("/models/").status_code == 403
+    assert client.get(f"/models/{good.pk}/plots/roc.png").status_code == 403
+    client.force_login(admin_user)
+    page = client.get(f"/models/?a={good.pk}&b={worse.pk}").content.decode()
+    assert "good" in page and "degraded" in page and "Rejected" in page
+    good.refresh_from_db()
+    assert f"{good.metrics['locked_validation']['auc']:.3f}" in page
+    assert f"/models/{good.pk}/plots/roc.png" in page and "Confusion at the threshold" in page
+    plot = client.get(f"/models/{good.pk}/plots/reliability.png")
+    assert plot.status_code == 200 and plot["Content-Type"] == "image/png"
+    assert b"".join(plot.streaming_content).startswith(b"\x89PNG")
+    status = client.get(f"/models/runs/{running.pk}.json").json()
+    assert status["status"] == "running" and status["progress"]["epoch"] == 2

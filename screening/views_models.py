@@ -1,0 +1,183 @@
+"""The model registry page (admins): versions, metrics and plots, comparison, operating point, training runs.
+
+Thin: reads come from screening.services.training's read helpers, writes go through
+its services; errors come back as messages on the page.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import services
+from .api.views import stream_png
+from .errors import PortalError
+from .models import ModelVersion, TrainingRun
+from .roles import is_admin
+from .services import training
+
+
+def _require_admin(request) -> None:
+    if not is_admin(request.user):
+        raise PermissionDenied
+
+
+def _run_json(run: TrainingRun) -> dict:
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "triggered_by": run.triggered_by,
+        "created": run.created.isoformat(),
+        "started": run.started.isoformat() if run.started else None,
+        "finished": run.finished.isoformat() if run.finished else None,
+        "progress": run.progress,
+        "error": run.error,
+        "candidate": run.candidate.name if run.candidate_id else None,
+        "train": (run.data_summary or {}).get("train"),
+        "validation": (run.data_summary or {}).get("validation"),
+    }
+
+
+@login_required
+@require_GET
+def registry(request):
+    """Every version, the side-by-side comparison (?a=&b=), the operating point editor (?op=) and the runs."""
+    _require_admin(request)
+    versions = list(training.registry_versions())
+    by_id = {v.pk: v for v in versions}
+    current = next((v for v in versions if v.status == ModelVersion.Status.CHAMPION), None)
+
+    def pick(key: str, default):
+        try:
+            return by_id.get(int(request.GET.get(key, "")), default)
+        except ValueError:
+            return default
+
+    a = pick("a", current)
+    b = pick("b", next((v for v in versions if v is not a), None))
+    edited = pick("op", current)
+    runs = list(TrainingRun.objects.select_related("candidate").order_by("-created", "-id")[:20])
+    active = next((r for r in runs if r.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)), None)
+    editor = None
+    if edited is not None:
+        locked = (edited.metrics or {}).get("locked_validation") or {}
+        editor = {
+            "version": edited,
+            "scores": locked.get("scores") or [],
+            "exams": training.recent_exam_scores(edited),
+            "trade_off": training.trade_off(edited),
+        }
+    return render(
+        request,
+        "screening/models.html",
+        {
+            "versions": versions,
+            "compare": [v for v in (a, b) if v is not None],
+            "editor": editor,
+            "runs": runs,
+            "active": _run_json(active) if active else None,
+            "labels": training.labelled_counts(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def run_status(request, pk: int):
+    """Progress of one run as JSON, polled by the page while it runs."""
+    _require_admin(request)
+    return JsonResponse(_run_json(get_object_or_404(TrainingRun.objects.select_related("candidate"), pk=pk)))
+
+
+@login_required
+@require_GET
+def plot(request, pk: int, kind: str):
+    """A version's ROC curve or reliability diagram on the locked validation set (PNG from storage)."""
+    _require_admin(request)
+    version = get_object_or_404(ModelVersion, pk=pk)
+    name = (((version.metrics or {}).get("locked_validation") or {}).get("plots") or {}).get(kind)
+    if not name:
+        raise Http404("no such plot")
+    return stream_png(name)
+
+
+def _act(request, action) -> None:
+    try:
+        text = action()
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, text)
+
+
+@login_required
+@require_POST
+def train_now(request):
+    _require_admin(request)
+
+    def start():
+        run = training.trigger_run(trigger="admin", user=request.user, ip_address=services.client_ip(request))
+        return f"Training run #{run.pk} queued."
+
+    _act(request, start)
+    return redirect("models")
+
+
+@login_required
+@require_POST
+def promote(request, pk: int):
+    _require_admin(request)
+    version = get_object_or_404(ModelVersion, pk=pk)
+
+    def run():
+        training.promote(
+            version=version,
+            user=request.user,
+            ip_address=services.client_ip(request),
+            repredict=request.POST.get("repredict") == "on",
+        )
+        return f"{version.name} is now the champion; workers load it with their next image."
+
+    _act(request, run)
+    return redirect("models")
+
+
+@login_required
+@require_POST
+def rollback(request):
+    _require_admin(request)
+
+    def run():
+        version = training.rollback(
+            user=request.user,
+            ip_address=services.client_ip(request),
+            repredict=request.POST.get("repredict") == "on",
+        )
+        return f"Rolled back: {version.name} is the champion again."
+
+    _act(request, run)
+    return redirect("models")
+
+
+@login_required
+@require_POST
+def operating_point(request, pk: int):
+    _require_admin(request)
+    version = get_object_or_404(ModelVersion, pk=pk)
+
+    def run():
+        training.set_operating_point(
+            version=version,
+            threshold=request.POST.get("threshold"),
+            user=request.user,
+            ip_address=services.client_ip(request),
+        )
+        return f"Operating point of {version.name} set to {float(request.POST['threshold']):.3f}."
+
+    _act(request, run)
+    return redirect(f"{reverse('models')}?op={version.pk}")
