@@ -98,3 +98,22 @@ def test_an_s3_bucket_setting_moves_media_to_s3_compatible_storage(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["S3Storage", "mammograms", "http://minio.internal:9000"]
+
+
+def test_production_static_files_are_collected_hashed_and_compressed(tmp_path):
+    env = {
+        **os.environ,
+        "PORTAL_ENV": "production",
+        "DJANGO_SECRET_KEY": "s" * 60,
+        "DJANGO_ALLOWED_HOSTS": "portal.example.org",
+        "PORTAL_VAR_DIR": str(tmp_path),
+        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    collected = {p.name for p in (tmp_path / "static" / "screening").iterdir()}
+    assert any(name.startswith("portal.") and name.endswith(".css.gz") for name in collected)
+    assert "staticfiles.json" in {p.name for p in (tmp_path / "static").iterdir()}
