@@ -391,7 +391,7 @@ def cross_validate(
     epochs = []
     for k, held in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(examples)), held)
-        inner = patient_folds([examples[i] for i in rest], n_folds - 1, seed + 1 + k)[0]
+        inner = patient_folds([examples[i] for i in rest], max(2, n_folds - 1), seed + 1 + k)[0]
         inner_val = rest[inner]
         inner_train = np.setdiff1d(rest, inner_val)
         torch.manual_seed(seed + k)

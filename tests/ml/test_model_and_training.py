@@ -47,3 +47,19 @@ def test_a_tiny_model_learns_a_separable_synthetic_task(tmp_path, tiny_config: M
     assert result["history"][-1]["loss"] < result["history"][0]["loss"]
     auc = metrics.roc_auc([ex.label for ex in test], head_logits(model, test_f))
     assert auc >= 0.9
+
+
+def test_the_training_cli_cross_validates_and_writes_a_servable_checkpoint(tmp_path, monkeypatch) -> None:
+    from ml import train
+    from ml.checkpoint import load_checkpoint
+
+    images, labels, findings = write_folder(tmp_path / "data", n_patients=6, seed=30)
+    small = ModelConfig(input_height=128, input_width=96, mask_max_side=128, epochs=4, patience=4, batch_size=8)
+    monkeypatch.setattr(train, "ModelConfig", lambda: small)
+    out = tmp_path / "model.pt"
+    args = ["--images", str(images), "--labels", str(labels), "--findings", str(findings), "--out", str(out)]
+    assert train.main([*args, "--cv", "3", "--seed", "1", "--threads", "1"]) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint["metrics"]["cross_validation"]["n"] == 12
+    assert checkpoint["training"]["seed"] == 1 and "--cv 3" in checkpoint["training"]["command"]
+    assert 0.0 <= checkpoint["threshold"] <= 1.0
