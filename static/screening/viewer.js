@@ -694,9 +694,10 @@
     $("stage-message").hidden = images.length > 0;
     $("stage-message").textContent = images.length ? "" : "This study has no images.";
     applyWindow();
-    Promise.allSettled(readies).then(() => {
-      root.dataset.ready = "true";
-    });
+    // Ready once every image is loaded and painted (its draw is queued for the next frame).
+    Promise.allSettled(readies).then(() =>
+      requestAnimationFrame(() => requestAnimationFrame(() => (root.dataset.ready = "true"))),
+    );
   }
 
   // -------------------------------------------------------------- AI panel
@@ -711,9 +712,18 @@
     return renderAi(study);
   }
 
+  /** Reading order: R CC, L CC, R MLO, L MLO, then any other view. */
+  function hangingOrder(images) {
+    const rank = (i) => {
+      const slot = SLOTS.findIndex(([side, view]) => i.laterality === side && i.view === view);
+      return slot < 0 ? SLOTS.length : slot;
+    };
+    return [...images].sort((a, b) => rank(a) - rank(b) || a.id - b.id);
+  }
+
   function renderAi(study) {
     const threshold = study.threshold;
-    const images = [...study.images].sort((a, b) => a.id - b.id);
+    const images = hangingOrder(study.images);
     const counts = { queued: 0, running: 0, done: 0, failed: 0, none: 0 };
     for (const image of images) counts[image.prediction ? image.prediction.status : "none"] += 1;
     const exam = $("ai-exam");
@@ -1021,7 +1031,10 @@
     return pending;
   }
 
+  let polls = 0;
+
   async function poll() {
+    polls += 1;
     let pending = 0;
     try {
       const response = await fetch(config.studyUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
@@ -1040,7 +1053,8 @@
       setTimeout(poll, POLL_MS * 3);
       return;
     }
-    if (pending) setTimeout(poll, POLL_MS);
+    // Every few seconds while the AI works; less often after two minutes (a stopped worker).
+    if (pending) setTimeout(poll, polls < 40 ? POLL_MS : POLL_MS * 5);
   }
 
   // ------------------------------------------------------------- keyboard

@@ -73,8 +73,7 @@ def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page
     page.wait_for_function("() => [...document.querySelectorAll('.vp')].every(e => e.dataset.heatmap === 'shown')")
     assert coloured_overlay_pixels(page, lcc) > 1000
     page.locator("[data-action=heatmap]").click()
-    page.wait_for_function("() => document.querySelector('#viewer').dataset.heatmap === 'off'")
-    page.wait_for_timeout(100)
+    page.wait_for_function("() => [...document.querySelectorAll('.vp')].every(e => e.dataset.heatmap === 'hidden')")
     assert coloured_overlay_pixels(page, lcc) == 0
     page.keyboard.press("h")
 
@@ -252,7 +251,6 @@ def test_window_level_invert_enlarge_and_reset_change_what_is_shown(live_server,
     lcc = study.images.get(laterality="L")
     log_in(page, live_server.url, "rad", f"/studies/{study.pk}/")
     page.wait_for_selector("#viewer[data-ready=true]")
-    page.wait_for_timeout(200)
     plain = mean_brightness(page, lcc)
 
     page.keyboard.press("i")  # inverted: the black background turns white
@@ -273,14 +271,27 @@ def test_window_level_invert_enlarge_and_reset_change_what_is_shown(live_server,
     assert page.locator("#viewer").get_attribute("data-window") == "255/128"
     assert abs(mean_brightness(page, lcc) - plain) < 1
 
+    tx = float(vp_state(page, lcc)["tx"])
+    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    page.mouse.down()  # pan mode: drag moves the image
+    page.mouse.move(box["x"] + 160, box["y"] + 120, steps=4)
+    page.mouse.up()
+    page.wait_for_function(
+        "([id, tx]) => Number(document.querySelector(`.vp[data-image-id='${id}']`).dataset.tx) > tx + 50",
+        arg=[lcc.pk, tx],
+    )
+
     page.locator(f"{vp_selector(lcc)} canvas.overlay").dblclick()  # enlarge to the whole stage
-    page.wait_for_timeout(200)
+    page.wait_for_selector(f"{vp_selector(lcc)}.maximised")
     stage = page.locator("#stage").bounding_box()
     assert vp_box(page, lcc)["width"] == pytest.approx(stage["width"], abs=3)
+    page.wait_for_function("() => document.querySelector('.vp.maximised').dataset.scale !== undefined")
+    enlarged = float(vp_state(page, lcc)["scale"])
     page.keyboard.press("+")
-    assert float(vp_state(page, lcc)["scale"]) > 0
-    page.keyboard.press("r")
-    page.wait_for_timeout(200)
+    page.wait_for_function("s => Number(document.querySelector('.vp.maximised').dataset.scale) > 1.2 * s", arg=enlarged)
+    page.keyboard.press("i")
+    page.keyboard.press("r")  # reset: back to the hanging, fitted, not inverted
+    page.wait_for_selector(".vp.maximised", state="detached")
     assert vp_box(page, lcc)["width"] < stage["width"] / 2 + 3
     assert page.locator("#viewer").get_attribute("data-invert") == "false"
 
