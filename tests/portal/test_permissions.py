@@ -10,7 +10,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from screening.models import Prediction
+from screening.models import Prediction, TrainingRun
 from screening.services import ingest_file
 from screening.services.predictions import run_prediction
 from tests.dicom_factory import mg_dataset, to_bytes
@@ -47,6 +47,20 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-study-predict": {"POST": READERS},
     "api-study-reviews": {"GET": READERS, "POST": READERS},
     "api-worklist-list": {"GET": READERS},
+    "models": {"GET": {"admin"}},
+    "models-train": {"POST": {"admin"}},
+    "models-rollback": {"POST": {"admin"}},
+    "training-run-status": {"GET": {"admin"}},
+    "model-promote": {"POST": {"admin"}},
+    "model-operating-point": {"POST": {"admin"}},
+    "model-plot": {"GET": {"admin"}},
+    "api-model-list": {"GET": {"admin"}},
+    "api-model-detail": {"GET": {"admin"}},
+    "api-model-operating-point": {"GET": {"admin"}, "POST": {"admin"}},
+    "api-model-promote": {"POST": {"admin"}},
+    "api-model-rollback": {"POST": {"admin"}},
+    "api-training-run-list": {"GET": {"admin"}, "POST": {"admin"}},
+    "api-training-run-detail": {"GET": {"admin"}},
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -83,14 +97,24 @@ def world(champion, radiologist, admin_user, api_client_user, outsider):
         "prediction": prediction,
         "study": image.study,
         "patient": image.study.patient,
+        "model": champion,
+        "training-run": TrainingRun.objects.create(status="failed", triggered_by="test", error="test"),
         "users": users,
     }
 
 
 def url_for(name: str, world) -> str:
-    kind = re.match(r"api-(image|prediction|patient|study)-", name)
+    kind = re.match(r"api-(image|prediction|patient|study|model|training-run)-", name)
     if name in ("study-viewer", "study-audit"):
         return reverse(name, args=[world["study"].pk])
+    if name in ("model-promote", "model-operating-point"):
+        return reverse(name, args=[world["model"].pk])
+    if name == "model-plot":
+        return reverse(name, args=[world["model"].pk, "roc"])
+    if name == "training-run-status":
+        return reverse(name, args=[world["training-run"].pk])
+    if name == "api-model-rollback":
+        return reverse(name)
     if kind and not name.endswith("-list"):
         return reverse(name, args=[world[kind.group(1)].pk])
     return reverse(name)
