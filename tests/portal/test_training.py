@@ -11,11 +11,12 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.db.models import Count
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from screening.errors import Conflict
-from screening.models import AuditEvent, Image, ModelVersion, Patient, Study, TrainingRun
+from screening.models import AuditEvent, Image, ModelVersion, Patient, Review, Study, TrainingRun
 from screening.services import FindingInput, ingest_file, register_checkpoint, review_submit, training
 from tests.ml.phantoms import phantom
 
@@ -159,11 +160,14 @@ def test_the_snapshot_hash_changes_with_a_label_and_not_otherwise(radiologist):
 def test_a_run_trains_on_the_training_pool_scores_the_locked_women_and_promotes(
     champion, cohort, fast_training, radiologist
 ):
+    # The fixture's champion has an untrained head: with a high threshold it misses abnormal images.
+    ModelVersion.objects.filter(pk=champion.pk).update(threshold=0.99)
     run_id = training.run_training(trigger="manual")
     run = TrainingRun.objects.select_related("candidate").get(pk=run_id)
     assert run.status == "succeeded", run.error
     candidate = run.candidate
-    assert candidate.status == "champion" and ModelVersion.objects.get(pk=champion.pk).status == "retired"
+    assert candidate.status == "champion", (candidate.note, candidate.metrics["locked_validation"]["scores"])
+    assert ModelVersion.objects.get(pk=champion.pk).status == "retired"
     assert candidate.note.startswith(f"Promoted by run #{run.pk}")
     # The data snapshot: which images in which pool, and the locked women never trained on.
     summary = run.data_summary
@@ -376,3 +380,25 @@ def test_the_registry_page_shows_versions_metrics_plots_and_the_running_run(
     assert b"".join(plot.streaming_content).startswith(b"\x89PNG")
     status = client.get(f"/models/runs/{running.pk}.json").json()
     assert status["status"] == "running" and status["progress"]["epoch"] == 2
+
+
+def test_a_labelled_folder_seeds_reviews_pools_and_hints(tmp_path, settings):
+    from django.core.management import call_command
+
+    from tests.ml.phantoms import write_folder
+
+    settings.PORTAL_VALIDATION_FRACTION = 0.5
+    images, labels_csv, findings_csv = write_folder(tmp_path / "base", n_patients=4)
+    out = io.StringIO()
+    call_command("seed_labels", str(images.parent), labels=labels_csv, findings=findings_csv, stdout=out)
+    assert "8 images, 4 new reviews" in out.getvalue()
+    labels = training.collect_labels()
+    assert sorted(lab.label for lab in labels) == [0] * 6 + [1] * 2  # one abnormal left breast in pat01 and pat03
+    abnormal = [lab for lab in labels if lab.label]
+    assert all(len(lab.findings) == 1 and lab.findings[0][2] == 22 for lab in abnormal)
+    assert dict(Patient.objects.values_list("split").annotate(n=Count("id")).order_by()) == {
+        "train": 2,
+        "validation": 2,
+    }
+    call_command("seed_labels", str(images.parent), labels=labels_csv, stdout=io.StringIO())
+    assert Review.objects.count() == 4  # running it again changes nothing
