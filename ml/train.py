@@ -331,8 +331,15 @@ def fit(
     """Train on `train`, stop early and calibrate on `val` (patients never shared); return a checkpoint dict.
 
     With `val=None` a patient-level split of `train` (config.val_fraction) is made.
-    `init_checkpoint` (the current champion) starts the head from its weights.
+    `init_checkpoint` (the current champion, dict or path) starts the head from its
+    weights; with `config=None` its config is used too.
     """
+    if config is None and init_checkpoint is not None:
+        if not isinstance(init_checkpoint, dict):
+            from ml.checkpoint import load_checkpoint
+
+            init_checkpoint = load_checkpoint(init_checkpoint)
+        config = ModelConfig.from_dict(init_checkpoint["config"])  # continue the champion as it was configured
     config = config or ModelConfig()
     if not val:
         train, val = patient_split(train, config.val_fraction, seed)

@@ -109,3 +109,15 @@ def test_bilateral_evaluation_uses_pairs_of_breasts(tiny_checkpoint: Path, phant
     examples = load_folder(*phantom_folder)
     result = evaluate_module.evaluate(tiny_checkpoint, examples[:-1], bilateral=True)
     assert result["n"] == len(examples) - 2  # the last woman's remaining breast has no partner
+
+
+def test_retraining_can_start_from_the_champion_checkpoint(tiny_checkpoint: Path, phantom_folder) -> None:
+    from ml.data import patient_split
+    from ml.train import fit
+
+    train, val = patient_split(load_folder(*phantom_folder), 0.5, seed=1)
+    seen: list[dict] = []
+    candidate = fit(train, val, None, init_checkpoint=tiny_checkpoint, progress=seen.append, seed=1)
+    assert candidate["config"] == load_checkpoint(tiny_checkpoint)["config"]
+    assert any(r.get("stage") == "train" and "val_auc" in r for r in seen)
+    assert Predictor.from_checkpoint(candidate, device="cpu").predict([(phantom(), "L")])[0].probability >= 0
