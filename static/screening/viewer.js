@@ -520,7 +520,8 @@
           event.preventDefault();
           setActive(this);
           const [x, y] = local(event);
-          this.zoomAt(Math.exp(-event.deltaY * 0.0015), x, y);
+          const pixels = event.deltaY * (event.deltaMode === 1 ? 40 : event.deltaMode === 2 ? 400 : 1);
+          this.zoomAt(Math.exp(-clamp(pixels, -600, 600) * 0.0015), x, y);
         },
         { passive: false },
       );
@@ -1098,8 +1099,9 @@
       "?": () => help.showModal(),
       delete: () => {
         if (state.findings.length) {
-          state.findings.pop();
+          const gone = state.findings.pop();
           renderFindings();
+          say(`Deleted finding ${state.findings.length + 1} (${TYPE_LABELS[gone.type]}, ${gone.laterality} ${gone.view}).`);
         }
       },
     };

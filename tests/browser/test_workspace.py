@@ -168,14 +168,7 @@ def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page
 
 
 def test_missing_views_are_labelled_and_predictions_arrive_without_reloading(live_server, page, radiologist, champion):
-    from portal.celery import app
-
-    eager = app.conf.task_always_eager
-    app.conf.task_always_eager = False  # predictions stay queued until run below
-    try:
-        study = make_study(patient_id="P-DELTA", views=(("L", "CC"), ("L", "OTHER")), predict=False)
-    finally:
-        app.conf.task_always_eager = eager
+    study = make_study(patient_id="P-DELTA", views=(("L", "CC"), ("L", "OTHER")), predict=False)
     queued = list(Prediction.objects.filter(image__study=study, status="queued"))
     assert len(queued) == 2
 
