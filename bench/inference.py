@@ -10,6 +10,7 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -143,7 +144,8 @@ def main() -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("peak RSS (MB)", f"{peak_mb:.0f}"))
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"Model {predictor.version} on {where}, torch {torch.__version__}\n")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"Model {predictor.version} on {where}, torch {torch.__version__}, load average {load}\n")
     print("| measure | value |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
