@@ -180,7 +180,8 @@
       container.append(this.el);
       this.bindPointer();
       this.updateLabel();
-      new ResizeObserver(() => this.resize()).observe(this.el);
+      this.observer = new ResizeObserver(() => this.resize());
+      this.observer.observe(this.el);
       this.ready = loadImage(image.rendition_url).then(
         (img) => {
           this.rendition = img;
@@ -658,7 +659,10 @@
   // ---------------------------------------------------------------- layout
 
   function buildViewports(study) {
-    for (const vp of state.viewports) vp.el.remove();
+    for (const vp of state.viewports) {
+      vp.observer.disconnect();
+      vp.el.remove();
+    }
     state.viewports = [];
     state.active = null;
     hanging.replaceChildren();
@@ -1105,7 +1109,14 @@
         }
       },
     };
-    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key.toLowerCase();
+    const key = event.key.toLowerCase();
+    const arrows = { arrowleft: [-1, 0], arrowright: [1, 0], arrowup: [0, -1], arrowdown: [0, 1] };
+    if (key in arrows && vp && (event.target === document.body || event.target.classList.contains("overlay"))) {
+      event.preventDefault();
+      const step = event.shiftKey ? 200 : 40;
+      vp.panBy(arrows[key][0] * step, arrows[key][1] * step);
+      return;
+    }
     if (/^[0-6]$/.test(key)) {
       setChoice("birads", key);
       event.preventDefault();

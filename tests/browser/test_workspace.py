@@ -23,6 +23,15 @@ def vp_state(page, image: Image) -> dict:
     return page.eval_on_selector(vp_selector(image), "e => ({...e.dataset})")
 
 
+def wait_for_vp(page, image: Image, condition: str, arg=None) -> None:
+    """Wait until a JavaScript condition on `d` (the image's viewport dataset) and `arg` holds."""
+    page.wait_for_function(
+        f"([id, arg]) => {{ const d = document.querySelector(`.vp[data-image-id='${{id}}']`).dataset; "
+        f"return {condition}; }}",
+        arg=[image.pk, arg],
+    )
+
+
 def vp_box(page, image: Image) -> dict:
     return page.locator(vp_selector(image)).bounding_box()
 
@@ -96,13 +105,8 @@ def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page
     for _ in range(4):
         page.mouse.wheel(0, -300)
         page.wait_for_timeout(60)
-    page.wait_for_function(
-        "([id, s]) => Number(document.querySelector(`.vp[data-image-id='${id}']`).dataset.scale) > 2 * s",
-        arg=[lcc.pk, s0],
-    )
-    page.wait_for_function(
-        "id => document.querySelector(`.vp[data-image-id='${id}']`).dataset.source === 'full'", arg=lcc.pk
-    )
+    wait_for_vp(page, lcc, "Number(d.scale) > 2 * arg", s0)
+    wait_for_vp(page, lcc, "d.source === 'full'")
     zoomed = float(vp_state(page, lcc)["scale"])
     page.select_option("#finding-type", "mass")
     page.mouse.move(px, py)
@@ -269,19 +273,20 @@ def test_window_level_invert_enlarge_and_reset_change_what_is_shown(live_server,
     page.mouse.down()  # pan mode: drag moves the image
     page.mouse.move(box["x"] + 160, box["y"] + 120, steps=4)
     page.mouse.up()
-    page.wait_for_function(
-        "([id, tx]) => Number(document.querySelector(`.vp[data-image-id='${id}']`).dataset.tx) > tx + 50",
-        arg=[lcc.pk, tx],
-    )
+    wait_for_vp(page, lcc, "Number(d.tx) > arg + 50", tx)
+    dragged = float(vp_state(page, lcc)["tx"])
+    page.keyboard.press("ArrowLeft")  # the image has the focus: arrows pan it
+    wait_for_vp(page, lcc, "Math.abs(Number(d.tx) - (arg - 40)) < 0.02", dragged)
 
+    in_hanging = float(vp_state(page, lcc)["scale"])
     page.locator(f"{vp_selector(lcc)} canvas.overlay").dblclick()  # enlarge to the whole stage
     page.wait_for_selector(f"{vp_selector(lcc)}.maximised")
+    wait_for_vp(page, lcc, "Number(d.scale) > 1.5 * arg", in_hanging)  # fitted again, bigger
     stage = page.locator("#stage").bounding_box()
     assert vp_box(page, lcc)["width"] == pytest.approx(stage["width"], abs=3)
-    page.wait_for_function("() => document.querySelector('.vp.maximised').dataset.scale !== undefined")
     enlarged = float(vp_state(page, lcc)["scale"])
     page.keyboard.press("+")
-    page.wait_for_function("s => Number(document.querySelector('.vp.maximised').dataset.scale) > 1.2 * s", arg=enlarged)
+    wait_for_vp(page, lcc, "Number(d.scale) > 1.2 * arg", enlarged)
     page.keyboard.press("i")
     page.keyboard.press("r")  # reset: back to the hanging, fitted, not inverted
     page.wait_for_selector(".vp.maximised", state="detached")
