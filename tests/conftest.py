@@ -29,7 +29,8 @@ def _user(django_user_model, username: str, role: str | None, **extra):
 
     user = django_user_model.objects.create_user(username=username, password="a-long-test-password", **extra)
     if role:
-        user.groups.add(Group.objects.get(name=role))
+        # get_or_create: a transactional test's flush removes the groups the migration made
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 
