@@ -58,6 +58,7 @@
     findings: [],
     imageIds: "",
     submitting: false,
+    dirty: false, // a decision or finding not submitted yet: warn before leaving the page
   };
 
   // ---------------------------------------------------------------- helpers
@@ -881,6 +882,7 @@
   function setChoice(name, value) {
     const input = form.querySelector(`input[name="${name}"][value="${value}"]`);
     if (input) input.checked = true;
+    state.dirty = true;
   }
 
   function choice(name) {
@@ -889,6 +891,7 @@
   }
 
   function renderFindings() {
+    state.dirty = true;
     const list = $("findings");
     $("finding-count").textContent = String(state.findings.length);
     $("finding-hint").hidden = state.findings.length > 0;
@@ -1002,12 +1005,17 @@
       }
       if (!response.ok) {
         const error = (payload && payload.error) || {};
-        showError(error.message || `The server refused the decision (HTTP ${response.status}).`, error.fields);
+        let message = error.message || `The server refused the decision (HTTP ${response.status}).`;
+        if (response.status === 401 || response.status === 403) {
+          message += " Your session may have ended: log in again in another tab, then submit again.";
+        }
+        showError(message, error.fields);
         say("Not saved.");
         return;
       }
       const review = payload.review || {};
       const summary = `Study #${state.study.id}: v${review.version} saved (${review.decision}, BI-RADS ${review.birads}).`;
+      state.dirty = false;
       sessionStorage.setItem("portal.saved", summary);
       say(summary);
       window.location.assign(payload.next_url || config.worklistUrl);
@@ -1166,6 +1174,10 @@
   for (const input of form.querySelectorAll('input[name="decision"]')) {
     input.addEventListener("change", () => chooseDecision(input.value));
   }
+  for (const type of ["change", "input"]) form.addEventListener(type, () => (state.dirty = true));
+  window.addEventListener("beforeunload", (event) => {
+    if (state.dirty) event.preventDefault();
+  });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submit();

@@ -200,13 +200,20 @@ def test_a_failed_prediction_shows_its_reason(live_server, page, radiologist, ch
     assert "failed: cannot decode" in page.locator("#ai-images li[data-status=failed]").inner_text()
 
 
-def test_a_decision_without_birads_is_not_sent(live_server, page, radiologist, champion):
+def test_an_incomplete_or_refused_decision_is_explained_and_not_saved(live_server, page, radiologist, champion):
     study = make_study(patient_id="P-FOXTROT", views=(("R", "CC"),))
     log_in(page, live_server.url, "rad", f"/studies/{study.pk}/")
     page.wait_for_selector("#viewer[data-ready=true]")
     page.keyboard.press("a")
     page.keyboard.press("Control+Enter")
     assert "BI-RADS" in page.locator("#form-error").inner_text()
+
+    page.keyboard.press("5")
+    page.eval_on_selector("#decision-form input[name=csrfmiddlewaretoken]", "e => { e.value = 'x'.repeat(64); }")
+    page.keyboard.press("Control+Enter")  # the server refuses a request without a valid CSRF token
+    page.wait_for_selector("#form-error:has-text('CSRF')")
+    assert "log in again" in page.locator("#form-error").inner_text()
+    assert page.url.endswith(f"/studies/{study.pk}/")
     assert not Review.objects.exists()
 
 
