@@ -7,7 +7,6 @@ The live server needs committed data, so these tests use transactional databases
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 from pathlib import Path
@@ -101,28 +100,21 @@ def make_study(
 ):
     """Ingest one study of synthetic MG DICOMs through the real ingest service.
 
-    Predictions run in-process (eager tasks), so no message is left on a real broker; with
-    predict=False they are queued but never delivered, as if the inference worker were busy.
+    The queued predictions are not delivered to a broker (none is consumed here, and a real
+    one would keep the messages); with predict=True they run in-process, batched, as the
+    inference worker would run them.
     """
     from pydicom.uid import generate_uid
 
-    from portal.celery import app
     from screening.models import Prediction, Study
     from screening.services import ingest_file, predictions
 
     study_uid = generate_uid()
-    eager = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    try:
-        with contextlib.ExitStack() as stack:
-            if not predict:
-                stack.enter_context(mock.patch("screening.services.predictions.send_tasks"))
-            for i, (side, view) in enumerate(views):
-                pixels = synthetic_mammogram(view, seed=seed * 10 + i, lesion=side in lesion_on)
-                ds = mg_dataset(pixels, laterality=side, view=view, study_uid=study_uid, patient_id=patient_id)
-                ingest_file(file=io.BytesIO(to_bytes(ds)), filename=f"{patient_id}-{side}{view}.dcm")
-    finally:
-        app.conf.task_always_eager = eager
+    with mock.patch("screening.services.predictions.send_tasks"):
+        for i, (side, view) in enumerate(views):
+            pixels = synthetic_mammogram(view, seed=seed * 10 + i, lesion=side in lesion_on)
+            ds = mg_dataset(pixels, laterality=side, view=view, study_uid=study_uid, patient_id=patient_id)
+            ingest_file(file=io.BytesIO(to_bytes(ds)), filename=f"{patient_id}-{side}{view}.dcm")
     study = Study.objects.get(study_uid=study_uid)
     if predict:
         while queued := Prediction.objects.filter(image__study=study, status="queued").first():
