@@ -1,6 +1,6 @@
 """Browser tests: Playwright for Python driving the system Chromium against Django's live server.
 
-Never downloads a browser: without /usr/bin/chromium every browser test is skipped.
+Never downloads a browser: without /usr/bin/chromium (or $PORTAL_CHROMIUM) every browser test is skipped.
 The live server needs committed data, so these tests use transactional databases;
 `serialized_rollback` restores the role groups that migrations created after each flush.
 """
@@ -17,7 +17,7 @@ import pytest
 
 from tests.dicom_factory import mg_dataset, to_bytes
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")  # Debian's package; never a downloaded one
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
