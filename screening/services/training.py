@@ -664,7 +664,12 @@ def _store_plots(version: ModelVersion, labels: np.ndarray, probs: np.ndarray, t
 
 
 def locked_metrics(
-    labels: np.ndarray, probs: np.ndarray, groups: list[str], threshold: float, n_bins: int = 10
+    labels: np.ndarray,
+    probs: np.ndarray,
+    groups: list[str],
+    threshold: float,
+    n_bins: int = 10,
+    image_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     """AUC with its patient-bootstrap CI, sensitivity/specificity and confusion at the threshold, ECE."""
     from ml.evaluate import summarize_predictions
@@ -679,7 +684,9 @@ def locked_metrics(
         "tn": int((~called & (labels == 0)).sum()),
     }
     # Every image's probability, so the registry can show the trade-off of any operating point.
-    result["scores"] = [[int(y), round(float(p), 6)] for y, p in zip(labels, probs, strict=True)]
+    # [label, probability, image id] per image.
+    ids = image_ids or [""] * len(labels)
+    result["scores"] = [[int(y), round(float(p), 6), i] for y, p, i in zip(labels, probs, ids, strict=True)]
     return result
 
 
@@ -688,7 +695,9 @@ def score_version(version: ModelVersion, examples, *, snapshot_hash: str = "", r
     started = time.perf_counter()
     labels = np.array([ex.label for ex in examples], dtype=np.int64)
     probs = _scores(version, examples)
-    result = locked_metrics(labels, probs, [ex.patient_id for ex in examples], version.threshold)
+    result = locked_metrics(
+        labels, probs, [ex.patient_id for ex in examples], version.threshold, image_ids=[ex.image_id for ex in examples]
+    )
     result["plots"] = _store_plots(version, labels, probs, version.threshold, 10)
     result.update(
         {
@@ -883,8 +892,9 @@ def trade_off(version: ModelVersion, threshold: float | None = None) -> dict[str
     locked = (version.metrics or {}).get("locked_validation") or {}
     out: dict[str, Any] = {"threshold": threshold, "sensitivity": None, "specificity": None}
     if locked.get("scores"):
-        y, p = np.array(locked["scores"], dtype=np.float64).T
-        out["sensitivity"], out["specificity"] = ml_metrics.sensitivity_specificity(y.astype(int), p, threshold)
+        y = np.array([row[0] for row in locked["scores"]], dtype=np.int64)
+        p = np.array([row[1] for row in locked["scores"]], dtype=np.float64)
+        out["sensitivity"], out["specificity"] = ml_metrics.sensitivity_specificity(y, p, threshold)
     exams = recent_exam_scores(version)
     out["recent_exams"] = len(exams)
     out["recall_rate"] = float(np.mean(np.array(exams) >= threshold)) if exams else None
