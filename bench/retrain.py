@@ -112,7 +112,7 @@ def _round(number: int, women: list[str], data: Path, fixed: set[str] | None) ->
     return row
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, subtitle: str = "") -> None:
     """AUC of the serving champion per round, on the fixed round-0 locked women and on the whole locked set."""
     from PIL import Image, ImageDraw
 
@@ -136,6 +136,10 @@ def plot(rows: list[dict], path: Path) -> None:
         x, _ = xy(r, low)
         draw.text((x - 4, size[1] - margin + 8), str(r), fill="black")
     draw.text((margin, 15), "Validation AUC of the serving champion per round (mini-MIAS)", fill="black")
+    draw.text((margin, 30), subtitle, fill=(90, 90, 90))
+    chance = xy(rounds[0], 0.5)[1]
+    for x in range(margin, size[0] - margin, 12):
+        draw.line([x, chance, x + 6, chance], fill=(170, 170, 170))
     draw.text((size[0] // 2 - 30, size[1] - 25), "round (0 = half the women)", fill="black")
     series = [
         ("serving_auc_fixed", (200, 30, 30), "women locked in round 0 (fixed)"),
@@ -234,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
     }
     (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    plot(rows, args.plot)
+    config = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "ModelConfig defaults"
+    plot(rows, args.plot, f"{config}; {len(women)} women, seed {args.seed}; dashed: chance")
     print(table(rows))
     print(f"plot: {args.plot}")
     return 0
