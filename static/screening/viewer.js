@@ -102,6 +102,11 @@
     return p !== null && p !== undefined && threshold !== null && threshold !== undefined && p >= threshold;
   }
 
+  /** The server's flag for the prediction's own model version; the exam threshold only as a fallback. */
+  function predictionFlagged(p, threshold) {
+    return typeof p.above_threshold === "boolean" ? p.above_threshold : aboveThreshold(p.probability, threshold);
+  }
+
   /** Which edge is the chest wall: the tissue-heavy (brighter) half of the rendition. */
   function chestWallOnLeft(img) {
     const w = 64;
@@ -223,11 +228,11 @@
       const image = this.image;
       const p = image.prediction;
       const threshold = state.study ? state.study.threshold : null;
-      let ai = "AI: no model";
+      let ai = "AI: not scored";
       let flagged = false;
       if (p) {
         if (p.status === "done") {
-          flagged = p.above_threshold === true || aboveThreshold(p.probability, threshold);
+          flagged = predictionFlagged(p, threshold);
           ai = `AI ${prob(p.probability)}${flagged ? " ⚑" : ""}`;
         } else if (p.status === "failed") {
           ai = "AI failed";
@@ -333,6 +338,7 @@
     /** Full resolution once one rendition pixel would cover more than one device pixel. */
     wantsFull() {
       if (!this.image.full_url || !this.rendition) return false;
+      if (this.rendition.naturalWidth >= this.columns) return false; // small image: the rendition is full size
       return this.scale * this.dpr > (this.rendition.naturalWidth / this.columns) * 1.01;
     }
 
@@ -582,7 +588,7 @@
     for (const other of state.viewports) other.el.classList.remove("maximised");
     vp.el.classList.toggle("maximised", on);
     root.classList.toggle("has-maximised", on);
-    for (const other of state.viewports) other.fitted = true;
+    vp.fitted = true; // its resize (observed) fits it to the new size
   }
 
   function redrawAll(base) {
@@ -776,7 +782,7 @@
         let cls = "";
         if (!p) text = "not scored";
         else if (p.status === "done") {
-          const flagged = p.above_threshold === true || aboveThreshold(p.probability, threshold);
+          const flagged = predictionFlagged(p, threshold);
           text = `${prob(p.probability)}${flagged ? " ⚑" : ""}`;
           cls = flagged ? "flag" : "";
         } else if (p.status === "failed") {

@@ -46,7 +46,8 @@ def coloured_overlay_pixels(page, image: Image) -> int:
     )
 
 
-def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page, radiologist, champion):
+def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page, radiologist, champion, settings):
+    settings.PORTAL_RENDITION_MAX_SIDE = 480  # renditions smaller than the 640x512 originals, enough at fit
     make_study(patient_id="P-ALPHA", seed=1, lesion_on=("L",))
     make_study(patient_id="P-BRAVO", seed=2)
     make_study(patient_id="P-CHARLIE", seed=3, lesion_on=("R",))
@@ -98,6 +99,7 @@ def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page
     box = boxes["L", "CC"]
     before = vp_state(page, lcc)
     s0 = float(before["scale"])
+    assert before["source"] == "rendition"
     # 30 px above and left of the synthetic lesion's centre (0.42, 0.42 of the image).
     px = box["x"] + float(before["tx"]) + (0.42 * lcc.columns - 30) * s0
     py = box["y"] + float(before["ty"]) + (0.42 * lcc.rows - 30) * s0
