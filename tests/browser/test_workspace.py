@@ -48,9 +48,9 @@ def coloured_overlay_pixels(page, image: Image) -> int:
 
 def test_a_radiologist_reads_marks_decides_and_corrects_a_case(live_server, page, radiologist, champion, settings):
     settings.PORTAL_RENDITION_MAX_SIDE = 480  # renditions smaller than the 640x512 originals, enough at fit
-    make_study(patient_id="P-ALPHA", seed=1, lesion_on=("L",))
-    make_study(patient_id="P-BRAVO", seed=2)
-    make_study(patient_id="P-CHARLIE", seed=3, lesion_on=("R",))
+    # Every study has a mass in the left breast, where the test marks one, whichever comes first.
+    for seed, patient_id in enumerate(("P-ALPHA", "P-BRAVO", "P-CHARLIE"), start=1):
+        make_study(patient_id=patient_id, seed=seed, lesion_on=("L",))
 
     # Log in through the form; the worklist is ordered by the AI exam score, highest first.
     log_in(page, live_server.url, "rad")
