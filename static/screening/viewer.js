@@ -1051,6 +1051,7 @@
   }
 
   let polls = 0;
+  let wasPending = 0;
 
   async function poll() {
     polls += 1;
@@ -1067,6 +1068,12 @@
         throw new Error(message);
       }
       pending = applyStudy(await response.json());
+      if (wasPending && !pending) {
+        // Announced once (the panel itself is re-rendered on every poll, so it is not a live region).
+        const score = state.study.exam_score;
+        say(score === null || score === undefined ? "AI finished." : `AI finished: exam probability ${prob(score)}.`);
+      }
+      wasPending = pending;
     } catch (error) {
       say(`Could not load the study: ${error.message}. Retrying…`);
       setTimeout(poll, POLL_MS * 3);

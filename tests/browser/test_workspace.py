@@ -192,6 +192,7 @@ def test_missing_views_are_labelled_and_predictions_arrive_without_reloading(liv
     study.refresh_from_db()
     assert page.locator("#ai-images li[data-status=done]").count() == 2
     assert page.locator("#ai-exam [data-testid=exam-score]").inner_text() == f"{study.exam_score:.2f}"
+    assert page.locator("#status-line").inner_text() == f"AI finished: exam probability {study.exam_score:.2f}."
 
 
 def test_a_failed_prediction_shows_its_reason(live_server, page, radiologist, champion):
