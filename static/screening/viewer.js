@@ -53,6 +53,7 @@
     opacity: Number($("heatmap-opacity").value),
     wl: { ...DEFAULT_WL },
     invert: false,
+    linked: true,
     viewports: [],
     active: null,
     findings: [],
@@ -300,7 +301,7 @@
       this.invalidate(true);
     }
 
-    zoomAt(factor, sx, sy) {
+    zoomAt(factor, sx, sy, follow = true) {
       const fit = this.fitScale();
       const next = clamp(this.scale * factor, fit / 4, Math.max(fit * 2, 12 / this.dpr));
       this.tx = sx - (sx - this.tx) * (next / this.scale);
@@ -308,6 +309,28 @@
       this.scale = next;
       this.fitted = false;
       this.invalidate(true);
+      const partner = follow && this.partner();
+      if (partner) partner.zoomAt(factor, partner.fromChestWall(this.toChestWall(sx)), sy, false);
+    }
+
+    /** The other breast's image of the same view, when linked: it mirrors this one's zoom and pan. */
+    partner() {
+      if (!state.linked || this.el.parentElement !== hanging || root.classList.contains("has-maximised")) return null;
+      const side = { R: "L", L: "R" }[this.image.laterality];
+      return (
+        state.viewports.find(
+          (vp) => vp.el.parentElement === hanging && vp.image.laterality === side && vp.image.view === this.image.view,
+        ) || null
+      );
+    }
+
+    /** Screen x as a distance from the centre line, where this cell's chest wall is. */
+    toChestWall(sx) {
+      return this.side === "R" ? this.el.clientWidth - sx : sx;
+    }
+
+    fromChestWall(d) {
+      return this.side === "R" ? this.el.clientWidth - d : d;
     }
 
     zoomCentre(factor) {
@@ -318,11 +341,13 @@
       this.zoomCentre(1 / this.dpr / this.scale);
     }
 
-    panBy(dx, dy) {
+    panBy(dx, dy, follow = true) {
       this.tx += dx;
       this.ty += dy;
       this.fitted = false;
       this.invalidate(true);
+      const partner = follow && this.partner();
+      if (partner) partner.panBy(-dx, dy, false);
     }
 
     toScreen(x, y) {
@@ -649,6 +674,12 @@
     document.querySelector('[data-action="heatmap"]').setAttribute("aria-pressed", String(on));
     if (on && !state.viewports.some((vp) => vp.heatUrl)) say("No heatmap yet: the AI has not finished these images.");
     redrawAll(false);
+  }
+
+  function setLinked(on) {
+    state.linked = on;
+    root.dataset.linked = String(on);
+    document.querySelector('[data-action="link"]').setAttribute("aria-pressed", String(on));
   }
 
   function fitAll() {
@@ -1107,6 +1138,7 @@
     const actions = {
       h: () => setHeatmap(!state.heatmap),
       i: toggleInvert,
+      l: () => setLinked(!state.linked),
       w: () => setMode(state.mode === "wl" ? "pan" : "wl"),
       m: () => setMode(state.mode === "mark" ? "pan" : "mark"),
       p: () => setMode("pan"),
@@ -1170,6 +1202,7 @@
     invert: toggleInvert,
     reset: resetAll,
     heatmap: () => setHeatmap(!state.heatmap),
+    link: () => setLinked(!state.linked),
     help: () => $("help").showModal(),
   };
   for (const button of document.querySelectorAll("[data-action]")) {
@@ -1205,6 +1238,7 @@
   fitToWindow();
   setMode("pan");
   setHeatmap(false);
+  setLinked(true);
   applyWindow();
   poll();
 })();

@@ -253,7 +253,7 @@ def mean_brightness(page, image: Image) -> float:
     return float(np.asarray(PILImage.open(io.BytesIO(png)).convert("L")).mean())
 
 
-def test_window_level_invert_enlarge_and_reset_change_what_is_shown(live_server, page, radiologist, champion):
+def test_window_level_invert_linked_pan_zoom_enlarge_and_reset(live_server, page, radiologist, champion):
     study = make_study(patient_id="P-HOTEL", views=FOUR_VIEWS[:2])
     lcc = study.images.get(laterality="L")
     log_in(page, live_server.url, "rad", f"/studies/{study.pk}/")
@@ -278,17 +278,32 @@ def test_window_level_invert_enlarge_and_reset_change_what_is_shown(live_server,
     assert page.locator("#viewer").get_attribute("data-window") == "255/128"
     assert abs(mean_brightness(page, lcc) - plain) < 1
 
-    tx = float(vp_state(page, lcc)["tx"])
+    rcc = study.images.get(laterality="R")
+    s_fit = float(vp_state(page, lcc)["scale"])
+    tx, rcc_tx = float(vp_state(page, lcc)["tx"]), float(vp_state(page, rcc)["tx"])
     page.mouse.move(box["x"] + 100, box["y"] + 100)
     page.mouse.down()  # pan mode: drag moves the image
     page.mouse.move(box["x"] + 160, box["y"] + 120, steps=4)
     page.mouse.up()
     wait_for_vp(page, lcc, "Number(d.tx) > arg + 50", tx)
+    # Right and left are linked: the right CC moved the mirror way (away from the centre line too).
+    moved = float(vp_state(page, lcc)["tx"]) - tx
+    wait_for_vp(page, rcc, "Math.abs(Number(d.tx) - arg) < 0.02", rcc_tx - moved)
+    page.mouse.wheel(0, -300)
+    wait_for_vp(page, lcc, "Number(d.scale) > arg", s_fit)
+    wait_for_vp(page, rcc, "d.scale === arg", vp_state(page, lcc)["scale"])
+    page.keyboard.press("l")  # unlinked: the left zooms alone
+    linked_scale = vp_state(page, rcc)["scale"]
+    page.mouse.wheel(0, -300)
+    wait_for_vp(page, lcc, "Number(d.scale) > 1.2 * Number(arg)", linked_scale)
+    assert vp_state(page, rcc)["scale"] == linked_scale
     dragged = float(vp_state(page, lcc)["tx"])
     page.keyboard.press("ArrowLeft")  # the image has the focus: arrows pan it
     wait_for_vp(page, lcc, "Math.abs(Number(d.tx) - (arg - 40)) < 0.02", dragged)
 
-    in_hanging = float(vp_state(page, lcc)["scale"])
+    page.keyboard.press("f")
+    wait_for_vp(page, lcc, "Math.abs(Number(d.scale) - arg) < 1e-3", s_fit)
+    in_hanging = s_fit
     page.locator(f"{vp_selector(lcc)} canvas.overlay").dblclick()  # enlarge to the whole stage
     page.wait_for_selector(f"{vp_selector(lcc)}.maximised")
     wait_for_vp(page, lcc, "Number(d.scale) > 1.5 * arg", in_hanging)  # fitted again, bigger
