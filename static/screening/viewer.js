@@ -60,6 +60,7 @@
     imageIds: "",
     submitting: false,
     dirty: false, // a decision or finding not submitted yet: warn before leaving the page
+    attemptKey: null, // Idempotency-Key of this decision: a retry after a lost answer saves it once
   };
 
   // ---------------------------------------------------------------- helpers
@@ -919,7 +920,7 @@
   function setChoice(name, value) {
     const input = form.querySelector(`input[name="${name}"][value="${value}"]`);
     if (input) input.checked = true;
-    state.dirty = true;
+    changed();
   }
 
   function choice(name) {
@@ -927,8 +928,19 @@
     return input ? input.value : null;
   }
 
-  function renderFindings() {
+  /** The decision changed: unsaved, and a new submit is a new request. */
+  function changed() {
     state.dirty = true;
+    state.attemptKey = null;
+  }
+
+  function randomKey() {
+    // crypto.randomUUID needs a secure context; reading rooms may use plain HTTP on the LAN.
+    return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function renderFindings() {
+    changed();
     const list = $("findings");
     $("finding-count").textContent = String(state.findings.length);
     $("finding-hint").hidden = state.findings.length > 0;
@@ -1009,7 +1021,7 @@
   }
 
   async function submit() {
-    if (state.submitting) return;
+    if (state.submitting || !state.study) return;
     $("form-error").hidden = true;
     const decision = choice("decision");
     const birads = choice("birads");
@@ -1025,13 +1037,20 @@
       findings: state.findings.map(({ image, type, x, y, width, height }) => ({ image, type, x, y, width, height })),
     };
     state.submitting = true;
+    state.attemptKey = state.attemptKey || randomKey();
     $("submit-decision").disabled = true;
     say("Saving…");
+    let saved = false;
     try {
       const response = await fetch(config.reviewsUrl, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+        headers: {
+          "Content-Type": "application/json",
+          Accept: "application/json",
+          "X-CSRFToken": csrfToken(),
+          "Idempotency-Key": state.attemptKey,
+        },
         body: JSON.stringify(body),
       });
       let payload = null;
@@ -1053,6 +1072,7 @@
       const review = payload.review || {};
       const summary = `Study #${state.study.id}: v${review.version} saved (${review.decision}, BI-RADS ${review.birads}).`;
       state.dirty = false;
+      saved = true; // stays disabled while the next case loads: no second version by a double press
       sessionStorage.setItem("portal.saved", summary);
       say(summary);
       window.location.assign(payload.next_url || config.worklistUrl);
@@ -1060,8 +1080,10 @@
       showError(`Could not reach the server: ${error.message}. Your decision is still here; try again.`);
       say("Not saved.");
     } finally {
-      state.submitting = false;
-      $("submit-decision").disabled = false;
+      if (!saved) {
+        state.submitting = false;
+        $("submit-decision").disabled = false;
+      }
     }
   }
 
@@ -1220,7 +1242,7 @@
   for (const input of form.querySelectorAll('input[name="decision"]')) {
     input.addEventListener("change", () => chooseDecision(input.value));
   }
-  for (const type of ["change", "input"]) form.addEventListener(type, () => (state.dirty = true));
+  for (const type of ["change", "input"]) form.addEventListener(type, changed);
   window.addEventListener("beforeunload", (event) => {
     if (state.dirty) event.preventDefault();
   });
