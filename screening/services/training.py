@@ -582,7 +582,9 @@ def _train(run_id: int) -> None:
     _widen_operating_point(checkpoint, train_examples, config, seed)
     checkpoint["training_data"] = {**checkpoint["training_data"], "snapshot_hash": digest, "run": run_id}
     progress({"stage": "saving"})
-    folder = Path(_setting("PORTAL_MODEL_DIR", Path(settings.VAR_DIR) / "models"))
+    # Inference workers load the checkpoint by path: by default it goes beside the media, which
+    # every worker shares (docker-compose mounts it in each container).
+    folder = Path(_setting("PORTAL_MODEL_DIR", Path(settings.MEDIA_ROOT) / "models"))
     path = save_checkpoint(checkpoint, folder / f"run-{run_id}-{digest[:8]}.pt")
     try:
         candidate = register_checkpoint(path.resolve(), note=f"trained by run #{run_id}")
