@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Role(models.TextChoices):
@@ -96,9 +96,16 @@ class Study(models.Model):
             ),
         ]
         indexes = [
+            # The reading worklist: unread studies by AI score, read with LIMIT from this index.
+            models.Index(
+                F("exam_score").desc(nulls_last=True),
+                F("study_date").desc(nulls_last=True),
+                F("id").desc(),
+                name="unread_by_score",
+                condition=Q(status__in=["new", "predicted", "in_review"]),
+            ),
             models.Index(fields=["status", "-exam_score", "-study_date"], name="worklist_by_score"),
             models.Index(fields=["status", "-study_date", "-created"], name="worklist_by_date"),
-            models.Index(fields=["-exam_score", "-study_date"], name="study_by_score"),
         ]
 
     def __str__(self) -> str:

@@ -47,7 +47,7 @@ def images_visible_to(user) -> QuerySet[Image]:
     return (
         Image.objects.select_related("study", "study__patient")
         .prefetch_related(_predictions_newest_first())
-        .order_by("-created", "-id")
+        .order_by("-id")  # newest first; ids follow creation, and the primary key index serves it
     )
 
 
@@ -90,6 +90,10 @@ def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study
     if filters.mine:
         studies = studies.filter(assigned_to=user)
     _, order = WORKLIST_ORDERINGS.get(filters.ordering, WORKLIST_ORDERINGS["score"])
+    if filters.status:
+        # One status group: the unread rank is constant, and leaving it out lets the
+        # database read the page straight from an index (unread_by_score).
+        return studies.order_by(*order)
     return studies.order_by("unread_rank", *order)
 
 
