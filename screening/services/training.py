@@ -204,6 +204,9 @@ def snapshot(labels: list[Label]) -> tuple[str, dict[str, Any]]:
     return digest, summary
 
 
+EMPTY_SNAPSHOT = hashlib.sha256(b"[]").hexdigest()
+
+
 def current_snapshot() -> tuple[str, dict[str, Any], list[Label]]:
     """Assign pools to newly labelled women, then snapshot every label."""
     labels = collect_labels()
@@ -214,9 +217,20 @@ def current_snapshot() -> tuple[str, dict[str, Any], list[Label]]:
     return digest, summary, labels
 
 
+NOT_ENOUGH_LABELS = "needs normal and abnormal images"
+
+
 def has_new_labels(digest: str) -> bool:
-    """True when no successful run has trained on exactly this snapshot."""
-    return not TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED, snapshot_hash=digest).exists()
+    """True when there are labels and no run has used exactly this snapshot.
+
+    A run that failed on this snapshot for another reason (a crash, a time-out) does
+    not count: the nightly schedule tries the same labels again.
+    """
+    runs = TrainingRun.objects.filter(snapshot_hash=digest)
+    return digest != EMPTY_SNAPSHOT and not (
+        runs.filter(status=TrainingRun.Status.SUCCEEDED).exists()
+        or runs.filter(status=TrainingRun.Status.FAILED, error__contains=NOT_ENOUGH_LABELS).exists()
+    )
 
 
 # --- seeding labels from a labelled folder (mini-MIAS format) -----------------------------------------
@@ -524,7 +538,7 @@ def _need_both_classes(labels: list[Label], pool: str) -> None:
     counts = _counts(labels)
     if not counts["abnormal"] or not counts["normal"]:
         raise PortalError(
-            f"the {pool} pool needs normal and abnormal images; it has {counts['normal']} normal and "
+            f"the {pool} pool {NOT_ENOUGH_LABELS}; it has {counts['normal']} normal and "
             f"{counts['abnormal']} abnormal from {counts['women']} women: confirm more cases first",
             code="not_enough_labels",
         )
@@ -546,6 +560,7 @@ def _train(run_id: int) -> None:
     progress = _Progress(run_id, time.monotonic() + _soft_time_limit())
     progress({"stage": "snapshot"})
     digest, summary, labels = current_snapshot()
+    TrainingRun.objects.filter(pk=run_id).update(snapshot_hash=digest, data_summary=summary)
     train = [lab for lab in labels if lab.split == "train"]
     locked = [lab for lab in labels if lab.split == "validation"]
     _need_both_classes(train, "training")

@@ -402,3 +402,32 @@ def test_a_labelled_folder_seeds_reviews_pools_and_hints(tmp_path, settings):
     }
     call_command("seed_labels", str(images.parent), labels=labels_csv, stdout=io.StringIO())
     assert Review.objects.count() == 4  # running it again changes nothing
+
+
+def test_the_nightly_task_without_new_labels_starts_no_run(champion, radiologist):
+    from screening.tasks import retrain
+
+    assert retrain.apply(kwargs={"trigger": "schedule"}).get() is None
+    assert not TrainingRun.objects.exists()
+    add_woman(1, abnormal=False, radiologist=radiologist)  # a label, but not enough to train on
+    failed = TrainingRun.objects.get(pk=retrain.apply(kwargs={"trigger": "schedule"}).get())
+    assert failed.status == "failed" and failed.triggered_by == "schedule"
+    assert retrain.apply(kwargs={"trigger": "schedule"}).get() is None  # the same labels: not every night again
+    assert TrainingRun.objects.count() == 1
+
+
+def test_the_retrain_command_queues_a_run_and_releases_stuck_ones(
+    champion, settings, django_capture_on_commit_callbacks
+):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        call_command("retrain", stdout=out)
+    run = TrainingRun.objects.get()
+    assert f"training run #{run.pk} queued" in out.getvalue() and len(callbacks) == 1
+    TrainingRun.objects.filter(pk=run.pk).update(created=timezone.now() - timedelta(days=2))
+    settings.PORTAL_TRAINING_QUEUED_STALE_SECONDS = 3600
+    call_command("retrain", "--release-stuck", stdout=out)
+    run.refresh_from_db()
+    assert run.status == "failed" and run.error.startswith("never started")
