@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 
 
 class Role(models.TextChoices):
@@ -98,8 +99,7 @@ class Study(models.Model):
         indexes = [
             # The reading worklist: unread studies by AI score, read with LIMIT from this index.
             models.Index(
-                F("exam_score").desc(nulls_last=True),
-                F("study_date").desc(nulls_last=True),
+                Coalesce("exam_score", -1.0).desc(),  # unscored last, in SQLite and PostgreSQL alike
                 F("id").desc(),
                 name="unread_by_score",
                 condition=Q(status__in=["new", "predicted", "in_review"]),

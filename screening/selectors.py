@@ -9,14 +9,15 @@ from datetime import date
 
 from django.conf import settings
 from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import Abs
+from django.db.models.functions import Abs, Coalesce
 
 from .models import AuditEvent, Image, Prediction, Review, Study
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
 WORKLIST_ORDERINGS = {
     # name: (label, order_by) -- unread studies always come first
-    "score": ("AI score", [F("exam_score").desc(nulls_last=True), F("study_date").desc(nulls_last=True), "-id"]),
+    # Highest score first, unscored last, then newest: the expression of the unread_by_score index.
+    "score": ("AI score", [Coalesce("exam_score", -1.0).desc(), "-id"]),
     "uncertainty": ("Nearest the threshold", [F("uncertainty").asc(nulls_last=True), "-id"]),
     "date": ("Newest first", [F("study_date").desc(nulls_last=True), "-id"]),
     "date_asc": ("Oldest first", [F("study_date").asc(nulls_last=True), "id"]),
