@@ -42,7 +42,10 @@ def predict_image(self, prediction_id: int) -> int:
 
 @shared_task(acks_late=True, time_limit=300)
 def sweep_stuck_predictions() -> dict[str, int]:
-    """Periodic (beat): re-queue what a dead worker or a down broker left behind."""
+    """Periodic (beat): re-queue what a dead worker or a down broker left behind; release stuck training runs."""
+    from .services import training
+
+    training.release_stuck_runs()
     return predictions.sweep()
 
 
