@@ -8,6 +8,15 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(autouse=True)
+def clean_cache():
+    """Throttle counters and Idempotency-Key answers live in the cache (Redis when configured):
+    without this, an earlier run's answer for the same user id and key would be replayed."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Each test stores media in its own folder, so orphan checks see only its files."""
     root = tmp_path / "media"

@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from PIL import Image as PILImage
@@ -18,11 +17,6 @@ from screening.services.predictions import run_prediction
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def clear_cache():
-    cache.clear()
 
 
 def png(seed=0) -> io.BytesIO:

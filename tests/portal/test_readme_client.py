@@ -14,7 +14,7 @@ from tests.dicom_factory import mg_dataset, to_bytes
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_readme_client_uploads_waits_and_prints_exam_scores(
     live_server, champion, api_client_user, tmp_path, monkeypatch, capsys
 ):

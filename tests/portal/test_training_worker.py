@@ -6,21 +6,15 @@ worker processes cannot share SQLite's in-memory test database.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 
 from screening.models import ModelVersion, Prediction, TrainingRun
 from screening.services import ingest_file, training
+from tests.celery_worker import WorkerProcess, needs_worker_services, purge, wait_until
 from tests.ml.phantoms import phantom
 from tests.portal.test_training import LESION, add_woman, png
 
@@ -28,64 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.worker,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),  # keeps the role groups of migrations
-    pytest.mark.skipif(
-        not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-        reason="needs REDIS_URL and a PostgreSQL DATABASE_URL",
-    ),
+    needs_worker_services,
 ]
-
-
-class Worker:
-    """`celery -A portal worker -Q <queue>` in its own process group, on the test database."""
-
-    def __init__(self, media_root: Path, queue: str):
-        db = connection.settings_dict
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}",
-            "REDIS_URL": django_settings.CELERY_BROKER_URL,
-            "PORTAL_MEDIA_ROOT": str(media_root),
-            "PORTAL_VAR_DIR": str(media_root.parent / "var"),
-            "DJANGO_SETTINGS_MODULE": "tests.portal.training_worker_settings",
-        }
-        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        self.log = media_root.parent / f"{queue}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queue, "-c", "1"]
-            + ["--prefetch-multiplier", "1", "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
 def workers(media_root, champion, settings):
     settings.PORTAL_VALIDATION_FRACTION = 0.34  # the same pools as the worker's settings
-    for queue in ("training", "inference"):
-        subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "portal", "purge", "-f", "-Q", queue],
-            cwd=ROOT,
-            capture_output=True,
-            check=False,
-        )
-    started = {queue: Worker(media_root, queue) for queue in ("training", "inference")}
+    purge("training", "inference")
+    started = {
+        queue: WorkerProcess(media_root, queue, queue, settings_module="tests.portal.training_worker_settings")
+        for queue in ("training", "inference")
+    }
     yield started
     for worker in started.values():
         worker.stop()
@@ -94,15 +42,6 @@ def workers(media_root, champion, settings):
 @pytest.fixture
 def cohort(radiologist):
     return [add_woman(n, abnormal=n % 2 == 1, radiologist=radiologist) for n in range(12)]
-
-
-def wait_until(condition, timeout: float = 240, every: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every)
-    return False
 
 
 def served_by(n: int) -> ModelVersion:
@@ -118,7 +57,7 @@ def served_by(n: int) -> ModelVersion:
 def test_decisions_train_a_candidate_that_is_promoted_served_and_rolled_back(workers, champion, cohort):
     ModelVersion.objects.filter(pk=champion.pk).update(threshold=0.99)  # an untrained head: it misses lesions
     run = training.trigger_run(trigger="api")
-    assert wait_until(lambda: TrainingRun.objects.get(pk=run.pk).status in ("succeeded", "failed"))
+    assert wait_until(lambda: TrainingRun.objects.get(pk=run.pk).status in ("succeeded", "failed"), timeout=240)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error + workers["training"].log.read_text()[-3000:]
     candidate = run.candidate

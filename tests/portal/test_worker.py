@@ -8,89 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 
 from portal.celery import app
 from screening.models import Image, Prediction
 from screening.services import ingest_file, sweep
+from tests.celery_worker import WorkerProcess, needs_worker_services, purge, wait_until
 from tests.dicom_factory import mg_dataset, to_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
+# serialized_rollback like every transactional test here: a plain flush re-creates content types that a
+# later serialized restore would duplicate
 pytestmark = [
     pytest.mark.worker,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-        reason="needs REDIS_URL and a PostgreSQL DATABASE_URL",
-    ),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    needs_worker_services,
 ]
-
-
-class Worker:
-    """`celery -A portal worker -Q inference` in its own process group, on the test database."""
-
-    def __init__(self, media_root: Path, broker_url: str, name: str):
-        db = connection.settings_dict
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}",
-            "REDIS_URL": broker_url,
-            "PORTAL_MEDIA_ROOT": str(media_root),
-            "PORTAL_VAR_DIR": str(media_root.parent / "var"),
-        }
-        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        self.log = media_root.parent / f"{name}.log"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "portal",
-                "worker",
-                "-Q",
-                "inference",
-                "-c",
-                "1",
-                "--prefetch-multiplier",
-                "1",
-                "-n",
-                f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "info",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @contextlib.contextmanager
@@ -110,16 +48,11 @@ def broker(url: str):
 
 @pytest.fixture
 def workers(media_root, champion):
-    started: list[Worker] = []
-    subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "portal", "purge", "-f", "-Q", "inference"],
-        cwd=ROOT,
-        capture_output=True,
-        check=False,
-    )
+    started: list[WorkerProcess] = []
+    purge("inference")
 
-    def start(name: str = "w1", broker_url: str | None = None) -> Worker:
-        worker = Worker(media_root, broker_url or django_settings.CELERY_BROKER_URL, name)
+    def start(name: str = "w1", broker_url: str | None = None) -> WorkerProcess:
+        worker = WorkerProcess(media_root, "inference", name, broker_url=broker_url)
         started.append(worker)
         return worker
 
@@ -133,17 +66,6 @@ def upload(seed: int, **kwargs) -> Image:
     return ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm").image
 
 
-def wait_until(condition, timeout: float = 120, every: float = 0.25, on_tick=None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        if on_tick:
-            on_tick()
-        time.sleep(every)
-    return False
-
-
 def all_finished(images) -> bool:
     return not Prediction.objects.filter(image__in=images).exclude(status__in=["done", "failed"]).exists()
 
@@ -154,7 +76,8 @@ def test_an_upload_is_predicted_by_a_worker(workers):
     assert wait_until(lambda: all_finished([image]))
     prediction = Prediction.objects.get(image=image)
     assert prediction.status == "done" and prediction.probability is not None
-    assert Image.objects.get(pk=image.pk).study.status == "predicted"
+    # the exam score follows the prediction's commit by a moment
+    assert wait_until(lambda: Image.objects.get(pk=image.pk).study.status == "predicted", timeout=30)
 
 
 def test_the_same_task_delivered_twice_through_the_queue_gives_one_prediction(workers):
