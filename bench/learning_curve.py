@@ -1,6 +1,6 @@
 """Learning curve of the retraining loop on mini-MIAS: does feeding radiologists' labels back improve the model?
 
-    python -m bench.retrain --data ../shared/data/mias --rounds 4 --out bench/out/retrain --plot docs/learning_curve.png
+    python -m bench.learning_curve --data ../shared/data/mias --rounds 4 --out bench/out/learning_curve --plot docs/learning_curve.png
 
 A fresh portal (SQLite and media in a temporary folder, tasks in-process) starts
 with an empty registry. Half of the women are imported with their labels as if
@@ -180,7 +180,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.retrain", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.learning_curve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mias")
     parser.add_argument("--rounds", type=int, default=4, help="batches the second half of the women arrives in")
     parser.add_argument("--seed", type=int, default=0, help="which women start and in which order the rest arrive")
