@@ -117,3 +117,16 @@ def test_production_static_files_are_collected_hashed_and_compressed(tmp_path):
     collected = {p.name for p in (tmp_path / "static" / "screening").iterdir()}
     assert any(name.startswith("portal.") and name.endswith(".css.gz") for name in collected)
     assert "staticfiles.json" in {p.name for p in (tmp_path / "static").iterdir()}
+
+
+def test_the_web_process_does_not_import_torch():
+    code = (
+        "import django; django.setup();"
+        "from django.urls import get_resolver; get_resolver().url_patterns;"
+        "import portal.wsgi, screening.views, screening.views_models, screening.api.views, screening.admin, sys;"
+        "print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
