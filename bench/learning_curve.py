@@ -1,6 +1,7 @@
 """Learning curve of the retraining loop on mini-MIAS: does feeding radiologists' labels back improve the model?
 
-    python -m bench.learning_curve --data ../shared/data/mias --rounds 4 --out bench/out/learning_curve --plot docs/learning_curve.png
+    python -m bench.learning_curve --data ../shared/data/mias --rounds 4 \
+        --out bench/out/learning_curve --plot docs/learning_curve.png
 
 A fresh portal (SQLite and media in a temporary folder, tasks in-process) starts
 with an empty registry. Half of the women are imported with their labels as if

@@ -360,12 +360,7 @@ def fit(
         bilateral=bilateral_operating_point(val, logits, config),
         calibration=op["calibration"],
         threshold=op["threshold"],
-        operating_point={
-            "target_sensitivity": config.target_sensitivity,
-            "sensitivity": op["metrics"]["sensitivity"],
-            "specificity": op["metrics"]["specificity"],
-            "source": "validation split",
-        },
+        operating_point=_operating_point_record(op, config, "validation split"),
         metrics={"validation": op["metrics"], "best_epoch": result["best_epoch"]},
         training_data={"train": summarize(train), "validation": summarize(val)},
         training={
@@ -466,12 +461,7 @@ def train_with_cv(
         bilateral=bilateral_operating_point(examples, cv["oof_logits"], config),
         calibration=op["calibration"],
         threshold=op["threshold"],
-        operating_point={
-            "target_sensitivity": config.target_sensitivity,
-            "sensitivity": op["metrics"]["sensitivity"],
-            "specificity": op["metrics"]["specificity"],
-            "source": f"{n_folds}-fold patient CV (out-of-fold)",
-        },
+        operating_point=_operating_point_record(op, config, f"{n_folds}-fold patient CV (out-of-fold)"),
         metrics={"cross_validation": op["metrics"], "best_epochs": cv["best_epochs"], "final_epochs": epochs},
         training_data={
             "train": summarize(examples),
@@ -487,6 +477,16 @@ def train_with_cv(
             "history": final["history"],
         },
     )
+
+
+def _operating_point_record(op: dict, config: ModelConfig, source: str) -> dict:
+    """What a checkpoint says about its threshold: the target, what it reached, on which data."""
+    return {
+        "target_sensitivity": config.target_sensitivity,
+        "sensitivity": op["metrics"]["sensitivity"],
+        "specificity": op["metrics"]["specificity"],
+        "source": source,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

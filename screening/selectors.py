@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from django.conf import settings
-from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value, When
 from django.db.models.functions import Abs, Coalesce
 
 from .models import AuditEvent, Image, Prediction, Review, Study
@@ -130,7 +130,7 @@ def study_detail(pk: int) -> Study:
 
 
 def audit_trail(study: Study) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(Q(study=study)).select_related("user").order_by("-at")
+    return AuditEvent.objects.filter(study=study).select_related("user").order_by("-at")
 
 
 def patients() -> QuerySet:

@@ -7,14 +7,14 @@ import logging
 from celery import shared_task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 
 from .services import predictions
 
 log = logging.getLogger(__name__)
 
 # Worth retrying: the database or storage hiccuped, or a checkpoint file is not there yet.
-TRANSIENT = (OperationalError, InterfaceError, DatabaseError, OSError, ConnectionError)
+TRANSIENT = (OperationalError, InterfaceError, OSError, ConnectionError)
 
 
 @shared_task(

@@ -24,7 +24,6 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image as PILImage
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
 from ml.io import DecodeError, dicom_to_float, image_to_float
@@ -197,7 +196,7 @@ def _read_dicom(fobj: IO[bytes], *, force: bool, quiet: bool = False):
     fobj.seek(0)
     try:
         return pydicom.dcmread(fobj, force=force)
-    except (InvalidDicomError, Exception) as exc:  # a damaged header raises many types
+    except Exception as exc:  # InvalidDicomError, and many other types for a damaged header
         if quiet:
             return None
         raise PortalError(f"the DICOM file cannot be read: {exc}", code="invalid_dicom") from exc

@@ -159,7 +159,7 @@ def _predict_each(predictor, rows: list[Prediction], items: list) -> list[tuple[
     return pairs
 
 
-def _heatmap_png(heatmap: np.ndarray, image: Image) -> bytes:
+def _heatmap_png(heatmap: np.ndarray) -> bytes:
     """The heatmap as an 8-bit PNG aligned with the display rendition (same aspect as the original)."""
     img = PILImage.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8), mode="L")
     longest = max(img.size)
@@ -174,7 +174,7 @@ def _heatmap_png(heatmap: np.ndarray, image: Image) -> bytes:
 
 def _record(row: Prediction, result) -> None:
     key = uuid.uuid4().hex
-    name = default_storage.save(f"heatmaps/{key[:2]}/{key}.png", ContentFile(_heatmap_png(result.heatmap, row.image)))
+    name = default_storage.save(f"heatmaps/{key[:2]}/{key}.png", ContentFile(_heatmap_png(result.heatmap)))
     with transaction.atomic():
         updated = Prediction.objects.filter(pk=row.pk, status=Prediction.Status.RUNNING).update(
             status=Prediction.Status.DONE,
