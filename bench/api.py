@@ -44,9 +44,12 @@ def seed(database_url: str, studies: int) -> None:
     with psycopg.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT id FROM auth_user WHERE username = 'radiologist'")
         radiologist = cur.fetchone()[0]
+        # migrate registered the shipped baseline as champion: the bench's version takes over.
+        cur.execute("UPDATE screening_modelversion SET status = 'retired' WHERE status = 'champion'")
         cur.execute(
-            "INSERT INTO screening_modelversion (name, checkpoint, status, threshold, metrics, note, created)"
-            " VALUES ('bench', 'ml/weights/baseline.pt', 'champion', 0.5, '{}', '', now()) RETURNING id"
+            "INSERT INTO screening_modelversion"
+            " (name, checkpoint, status, threshold, metrics, note, servable, load_error, created)"
+            " VALUES ('bench', 'ml/weights/baseline.pt', 'champion', 0.5, '{}', '', true, '', now()) RETURNING id"
         )
         model = cur.fetchone()[0]
         scores = rng.random((studies, 4))
@@ -189,7 +192,7 @@ def main() -> None:
     subprocess.run(["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name}"], check=True)
     subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {db_name}"], check=True)
     with tempfile.TemporaryDirectory() as tmp:
-        env = scratch_env(Path(tmp), DATABASE_URL=args.database_url, PORTAL_AUTH_THROTTLE="1000/second")
+        env = scratch_env(Path(tmp), DATABASE_URL=args.database_url)
         manage(env, "migrate", "--noinput")
         demo_token(env)
         t0 = time.perf_counter()

@@ -10,7 +10,7 @@ scratch on their training pool: it becomes the champion. The other women then
 arrive in batches; after each batch the portal's own training run fine-tunes a
 candidate from the champion and promotes it only if it is not worse on the
 locked validation women. Every pool assignment, run, evaluation and promotion is
-the portal's code (screening.services.training), not a re-implementation.
+the portal's code (screening.services: seeding, training, promotion), not a re-implementation.
 
 Reported per round: the pools, the candidate's and the champion's AUC on the
 current locked set (it grows as new women arrive, 20% of them), the AUC on the
@@ -64,10 +64,10 @@ def _auc_on(scores: list[list], ids: set[str]) -> float:
 
 def _round(number: int, women: list[str], data: Path, fixed: set[str] | None) -> dict:
     from screening.models import ModelVersion, TrainingRun
-    from screening.services import training
+    from screening.services import seeding, training
 
     started = time.perf_counter()
-    training.seed_labels(data / "images", data / "images.csv", data / "findings.csv", patient_ids=women)
+    seeding.seed_labels(data / "images", data / "images.csv", data / "findings.csv", patient_ids=women)
     run_id = training.run_training(trigger="bench")
     run = TrainingRun.objects.select_related("candidate").get(pk=run_id)
     row = {

@@ -91,14 +91,28 @@ def bootstrap_auc_ci(
     return float(np.percentile(aucs, tail)), float(np.percentile(aucs, 100.0 - tail))
 
 
+def confusion(
+    labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, threshold: float
+) -> dict[str, int]:
+    """True/false positives and negatives when a score at or above `threshold` is called abnormal."""
+    y, s = _arrays(labels, scores)
+    called = s >= threshold
+    return {
+        "tp": int((called & (y == 1)).sum()),
+        "fn": int((~called & (y == 1)).sum()),
+        "fp": int((called & (y == 0)).sum()),
+        "tn": int((~called & (y == 0)).sum()),
+    }
+
+
 def sensitivity_specificity(
     labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, threshold: float
 ) -> tuple[float, float]:
-    y, s = _arrays(labels, scores)
-    called = s >= threshold
-    pos, neg = y == 1, y == 0
-    sens = float(called[pos].mean()) if pos.any() else float("nan")
-    spec = float((~called[neg]).mean()) if neg.any() else float("nan")
+    """Sensitivity and specificity at `threshold` (NaN for a class that is absent): the one formula."""
+    c = confusion(labels, scores, threshold)
+    positives, negatives = c["tp"] + c["fn"], c["tn"] + c["fp"]
+    sens = c["tp"] / positives if positives else float("nan")
+    spec = c["tn"] / negatives if negatives else float("nan")
     return sens, spec
 
 

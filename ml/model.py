@@ -98,9 +98,15 @@ def pool_top_k(patch: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor
     return top.mean(dim=1)
 
 
-def build_model(config: ModelConfig, state_dict: dict[str, torch.Tensor] | None = None) -> MammoNet:
-    """A fresh model with ImageNet weights, or the weights of a checkpoint."""
-    model = MammoNet(config, pretrained=state_dict is None)
-    if state_dict is not None:
-        model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+def build_model(config: ModelConfig, state_dict: dict[str, torch.Tensor] | None = None, *, seed: int = 0) -> MammoNet:
+    """A fresh model with ImageNet weights and a head initialised from `seed`, or the weights of a checkpoint.
+
+    torch seeds its global generator from the operating system, so an unseeded fresh
+    head would differ from one process to the next; this seeds it (as training does).
+    """
+    if state_dict is None:
+        torch.manual_seed(seed)
+        return MammoNet(config, pretrained=True)
+    model = MammoNet(config, pretrained=False)
+    model.load_state_dict({k: v.float() for k, v in state_dict.items()})
     return model

@@ -308,9 +308,9 @@ def _seed_all(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def _init_model(config: ModelConfig, init_checkpoint: dict[str, Any] | str | Path | None) -> MammoNet:
+def _init_model(config: ModelConfig, init_checkpoint: dict[str, Any] | str | Path | None, seed: int) -> MammoNet:
     if init_checkpoint is None:
-        return build_model(config)
+        return build_model(config, seed=seed)
     if not isinstance(init_checkpoint, dict):
         from ml.checkpoint import load_checkpoint
 
@@ -348,7 +348,7 @@ def fit(
         raise ValueError(f"{len(shared)} patients are in both training and validation data")
     _seed_all(seed)
     started = time.time()
-    model = _init_model(config, init_checkpoint)
+    model = _init_model(config, init_checkpoint, seed)
     train_f = extract_features(model, train, config, cache_dir=cache_dir, progress=progress)
     val_f = extract_features(model, val, config, views=["orig"], cache_dir=cache_dir, progress=progress)
     result = train_head(model, train_f, val_f, config, seed=seed, progress=progress)
@@ -386,7 +386,7 @@ def cross_validate(
     Inside each training part a further patient split picks the epoch, so the
     held-out fold never influences its own model.
     """
-    model = model or build_model(config)
+    model = model or build_model(config, seed=seed)
     initial = copy.deepcopy(model.head.state_dict())
     folds = patient_folds(examples, n_folds, seed)
     oof = np.zeros(len(examples))
@@ -441,7 +441,7 @@ def train_with_cv(
     """
     _seed_all(seed)
     started = time.time()
-    model = build_model(config)
+    model = build_model(config, seed=seed)
     features = extract_features(model, examples, config, cache_dir=cache_dir)
     cv = cross_validate(examples, features, config, n_folds, seed, model)
     y = np.array([ex.label for ex in examples])

@@ -9,12 +9,14 @@ a deployment where `manage.py check --deploy` is clean.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_secret, env_str
+from .env import env_bool, env_int, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -24,7 +26,9 @@ if PORTAL_ENV not in ("development", "production"):
     raise ImproperlyConfigured(f"PORTAL_ENV must be development or production, got {PORTAL_ENV!r}")
 PRODUCTION = PORTAL_ENV == "production"
 
-DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
+# Off unless asked for (DJANGO_DEBUG=true while developing): the run command must never show
+# Django's debug pages, which list the URL configuration and settings.
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG must be false when PORTAL_ENV=production")
 
@@ -54,6 +58,8 @@ ALLOWED_HOSTS = env_list(
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is required in production")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR ranges): see portal/net.py.
+PORTAL_TRUSTED_PROXIES = env_networks("PORTAL_TRUSTED_PROXIES")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -69,6 +75,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "django_celery_beat",
+    "axes",
+    "csp",
+    "portal.apps.PortalConfig",
     "screening",
 ]
 
@@ -81,6 +90,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "portal.middleware.NoStoreByDefaultMiddleware",
+    # Last, as django-axes asks: it turns a lockout flagged during the view into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -127,6 +140,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# One brute-force guard for every way in (the login page, the admin login, the token endpoint):
+# django-axes counts failed logins per account and per client address (portal.net.client_ip)
+# and refuses both for a while after too many. Failures expire PORTAL_LOGIN_LOCKOUT_MINUTES
+# after the last one. A success does not clear them: axes would also clear the address's
+# failures against other accounts.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "portal.net.client_ip"
+AXES_LOCKOUT_CALLABLE = "portal.login_guard.lockout_response"
+AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "worklist"
 LOGOUT_REDIRECT_URL = "login"
@@ -139,7 +168,9 @@ USE_TZ = True
 # Static files: vendored into static/, served by WhiteNoise (compressed, hashed in production).
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# collectstatic copies them here (run.sh into ./var/static, the production image at start-up);
+# with DEBUG on, WhiteNoise serves them straight from the source folders instead.
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles" if PRODUCTION else VAR_DIR / "static")))
 
 # Media: local disk by default; any S3-compatible store with PORTAL_S3_BUCKET set,
 # so several web and worker nodes share one store. Media is never served directly:
@@ -175,9 +206,13 @@ STORAGES = {
 }
 
 # Uploads: anything over 2.5 MB streams to a temporary file, so a 27 MB DICOM is
-# never held in memory twice. PORTAL_MAX_UPLOAD_MB caps a single file.
-PORTAL_MAX_UPLOAD_BYTES = env_int("PORTAL_MAX_UPLOAD_MB", 200, minimum=1) * 1024 * 1024
+# never held in memory twice. PORTAL_MAX_UPLOAD_MB caps a single file (MB = 1,000,000
+# bytes, the unit of every size message). PORTAL_MAX_IMAGE_PIXELS caps the pixels, read
+# from the header before decoding; one upload may allocate its pixels at 16 bits each.
+# PORTAL_MAX_CONCURRENT_DECODES uploads decode at once in one process; the others wait.
+PORTAL_MAX_UPLOAD_BYTES = env_int("PORTAL_MAX_UPLOAD_MB", 200, minimum=1) * 1_000_000
 PORTAL_MAX_IMAGE_PIXELS = env_int("PORTAL_MAX_IMAGE_PIXELS", 60_000_000, minimum=1)
+PORTAL_MAX_CONCURRENT_DECODES = env_int("PORTAL_MAX_CONCURRENT_DECODES", 2, minimum=1)
 PORTAL_RENDITION_MAX_SIDE = env_int("PORTAL_RENDITION_MAX_SIDE", 2048, minimum=256)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -188,7 +223,9 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 if CELERY_TASK_ALWAYS_EAGER:
-    CELERY_BROKER_URL = "memory://"
+    # Eager tasks still open a (never used) producer connection: name a host, or kombu
+    # warns "No hostname was supplied" on every task.
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -202,6 +239,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout":
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "screening.tasks.predict_image": {"queue": "inference"},
+    "screening.tasks.predict_waiting_images": {"queue": "inference"},
     "screening.tasks.sweep_stuck_predictions": {"queue": "inference"},
     "screening.tasks.retrain": {"queue": "training"},
 }
@@ -254,7 +292,6 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_RATES": {
         "uploads": env_str("PORTAL_UPLOAD_THROTTLE", "600/minute"),
-        "auth": env_str("PORTAL_AUTH_THROTTLE", "10/minute"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -287,6 +324,21 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Every page may run only the portal's own scripts and styles (no inline code, no CDN).
+# The API docs use drf-spectacular's split Swagger view, so they need no exception.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "blob:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 SESSION_COOKIE_HTTPONLY = True
 
 # Logs carry ids, never patient names or identifiers.
@@ -296,5 +348,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("PORTAL_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # axes logs every login at INFO; its lockout warnings stay.
+    "loggers": {"django.request": {"level": "ERROR"}, "axes": {"level": "WARNING"}},
 }

@@ -8,6 +8,38 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
 
+class AppendOnlyError(Exception):
+    """Raised on any attempt to change or delete a record that is append-only (decisions, audit)."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """No bulk update or delete. Deleting a study still removes its reviews: Django's cascade
+    deletes in SQL without going through QuerySet.delete()."""
+
+    def update(self, **kwargs):
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} are append-only: add a new version instead")
+
+    def delete(self):
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} are append-only and cannot be deleted")
+
+
+class AppendOnlyModel(models.Model):
+    """A medical record: written once, never changed. The database refuses updates too (migration 0007)."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(f"{self._meta.verbose_name} #{self.pk} is append-only: add a new version instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{self._meta.verbose_name} #{self.pk} is append-only and cannot be deleted")
+
+
 class Role(models.TextChoices):
     """Portal roles, stored as Django groups so admins manage them in the admin."""
 
@@ -87,6 +119,7 @@ class Study(models.Model):
 
     class Meta:
         verbose_name_plural = "studies"
+        permissions = [("view_all_studies", "Can see every study, not only its own uploads (API clients)")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["new", "predicted", "in_review", "reported"]), name="study_status_valid"
@@ -152,6 +185,14 @@ class Image(models.Model):
     sha256 = models.CharField(max_length=64, unique=True)
     size_bytes = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The account that sent the image: API clients see their own uploads only.",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -182,6 +223,10 @@ class ModelVersion(models.Model):
     threshold = models.FloatField(help_text="Operating point: probability at or above which an image is flagged.")
     metrics = models.JSONField(default=dict, blank=True)
     note = models.TextField(blank=True)
+    servable = models.BooleanField(
+        default=True, help_text="False once its checkpoint failed to load: it predicts nothing until fixed."
+    )
+    load_error = models.TextField(blank=True, help_text="Why the checkpoint could not be loaded.")
     created = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
 
@@ -228,7 +273,7 @@ class Prediction(models.Model):
         indexes = [models.Index(fields=["status", "updated"], name="prediction_sweep")]
 
 
-class Review(models.Model):
+class Review(AppendOnlyModel):
     """A radiologist's decision on a study. Corrections add a version, never overwrite."""
 
     class Decision(models.TextChoices):
@@ -257,11 +302,16 @@ class Review(models.Model):
             models.CheckConstraint(condition=Q(birads__lte=6), name="review_birads_0_6"),
             models.CheckConstraint(condition=Q(decision__in=["normal", "abnormal"]), name="review_decision_valid"),
             models.CheckConstraint(condition=Q(density__in=["", "A", "B", "C", "D"]), name="review_density_valid"),
+            # A coherent decision: normal is BI-RADS 1 or 2; abnormal is 0 (recall), 3, 4, 5 or 6.
+            models.CheckConstraint(
+                condition=Q(decision="normal", birads__in=[1, 2]) | Q(decision="abnormal", birads__in=[0, 3, 4, 5, 6]),
+                name="review_decision_matches_birads",
+            ),
         ]
         ordering = ["study", "-version"]
 
 
-class Finding(models.Model):
+class Finding(AppendOnlyModel):
     class Type(models.TextChoices):
         MASS = "mass", "Mass"
         CALCIFICATION = "calcification", "Calcification"
@@ -313,16 +363,32 @@ class TrainingRun(models.Model):
         ]
 
 
-class AuditEvent(models.Model):
-    """Who did what, when and from where. Survives the deletion of its study or user."""
+class AuditEvent(AppendOnlyModel):
+    """Who did what, when and from where. Append-only; survives the deletion of its study or user.
+
+    The study and user keys carry no database constraint and are never nulled: the
+    trail of a deleted study stays readable under its old id, and no row is rewritten.
+    """
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     username = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=32)
-    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    study = models.ForeignKey(
+        Study,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="audit_events",
+    )
     object_type = models.CharField(max_length=32, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)

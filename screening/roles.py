@@ -26,6 +26,12 @@ def can_read_cases(user) -> bool:
     return bool(roles_of(user) & {Role.RADIOLOGIST, Role.ADMIN})
 
 
+def sees_all_studies(user) -> bool:
+    """Radiologists and admins see every study; an API client only its own uploads,
+    unless an admin grants it 'Can see every study' (screening.view_all_studies)."""
+    return can_read_cases(user) or bool(roles_of(user) and user.has_perm("screening.view_all_studies"))
+
+
 def can_upload(user) -> bool:
     return bool(roles_of(user))
 
@@ -33,3 +39,33 @@ def can_upload(user) -> bool:
 def can_see_identity(user) -> bool:
     """Patient identity: radiologists, admins, and API clients granted the 'Can view patient' permission."""
     return can_read_cases(user) or bool(roles_of(user) and user.has_perm("screening.view_patient"))
+
+
+# What the admin role may do in the Django admin, granted to its group after every
+# `migrate` (permissions only exist once their apps are migrated). Case records stay
+# read-only whatever is granted: their model admins refuse add, change and delete.
+ADMIN_GROUP_PERMISSIONS = {
+    "screening": {"view_*", "change_study"},  # change_study: assignment (audited)
+    "auth": {"view_user", "add_user", "change_user", "view_group"},
+    "authtoken": {"view_token", "add_token", "delete_token", "view_tokenproxy", "add_tokenproxy", "delete_tokenproxy"},
+    "axes": {"view_accessattempt", "delete_accessattempt", "view_accesslog", "view_accessfailurelog"},
+    "django_celery_beat": {"view_*", "change_periodictask"},
+}
+
+
+def sync_admin_group_permissions(**kwargs) -> None:
+    """post_migrate: give the `admin` group its admin permissions (idempotent, adds only)."""
+    from django.contrib.auth.models import Group, Permission
+
+    group = Group.objects.filter(name=Role.ADMIN).first()
+    if group is None:
+        return
+    wanted = []
+    for app_label, codenames in ADMIN_GROUP_PERMISSIONS.items():
+        for permission in Permission.objects.filter(content_type__app_label=app_label):
+            if any(
+                permission.codename == c or (c.endswith("*") and permission.codename.startswith(c[:-1]))
+                for c in codenames
+            ):
+                wanted.append(permission)
+    group.permissions.add(*wanted)

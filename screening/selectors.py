@@ -8,10 +8,23 @@ from dataclasses import dataclass
 from datetime import date
 
 from django.conf import settings
-from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Abs, Coalesce
 
-from .models import AuditEvent, Image, Prediction, Review, Study
+from .models import AuditEvent, Image, Patient, Prediction, Review, Study
+from .roles import can_read_cases, roles_of, sees_all_studies
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
 WORKLIST_ORDERINGS = {
@@ -43,13 +56,46 @@ def _predictions_newest_first() -> Prefetch:
     )
 
 
+def studies_visible_to(user) -> QuerySet[Study]:
+    """The one visibility rule, for studies and all they hold (images, predictions, patients, files).
+
+    Radiologists, admins and API clients granted `screening.view_all_studies` see every
+    study; any other role sees a study when it sent at least one of its images.
+    """
+    if sees_all_studies(user):
+        return Study.objects.all()
+    if not roles_of(user):
+        return Study.objects.none()
+    return Study.objects.filter(Exists(Image.objects.filter(study=OuterRef("pk"), uploaded_by=user)))
+
+
+def _in_visible_studies(queryset: QuerySet, user, study_field: str) -> QuerySet:
+    if sees_all_studies(user):
+        return queryset  # no subquery for readers: their lists stay one index scan
+    return queryset.filter(**{f"{study_field}__in": studies_visible_to(user).values("pk")})
+
+
 def images_visible_to(user) -> QuerySet[Image]:
-    # Every role may list images; identity fields are hidden by the serializers.
-    return (
+    # Identity fields are hidden by the serializers.
+    images = (
         Image.objects.select_related("study", "study__patient")
         .prefetch_related(_predictions_newest_first())
         .order_by("-id")  # newest first; ids follow creation, and the primary key index serves it
     )
+    return _in_visible_studies(images, user, "study_id")
+
+
+def predictions_visible_to(user) -> QuerySet[Prediction]:
+    predictions = Prediction.objects.select_related("model_version").order_by("-id")
+    return _in_visible_studies(predictions, user, "image__study_id")
+
+
+def patients_visible_to(user) -> QuerySet[Patient]:
+    """Patients with at least one study the user may see."""
+    patients = Patient.objects.order_by("-id")
+    if sees_all_studies(user):
+        return patients
+    return patients.filter(pk__in=studies_visible_to(user).values("patient_id"))
 
 
 def current_prediction(image: Image) -> Prediction | None:
@@ -61,18 +107,22 @@ def current_prediction(image: Image) -> Prediction | None:
 def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study]:
     """Studies for reading: unread first, then the chosen order (AI score by default)."""
     filters = filters or WorklistFilters()
-    studies = Study.objects.select_related("patient", "exam_model", "assigned_to").annotate(
-        unread_rank=Case(When(status__in=UNREAD, then=Value(0)), default=Value(1), output_field=IntegerField()),
-        uncertainty=Abs(F("exam_score") - F("exam_model__threshold")),
-        # A correlated subquery, evaluated only for the page's rows after the sort and limit:
-        # a COUNT join would aggregate every image of every study first.
-        image_count=Subquery(
-            Image.objects.filter(study=OuterRef("pk"))
-            .order_by()
-            .values("study")
-            .annotate(n=Count("id"))
-            .values("n")[:1]
-        ),
+    studies = (
+        studies_visible_to(user)
+        .select_related("patient", "exam_model", "assigned_to")
+        .annotate(
+            unread_rank=Case(When(status__in=UNREAD, then=Value(0)), default=Value(1), output_field=IntegerField()),
+            uncertainty=Abs(F("exam_score") - F("exam_model__threshold")),
+            # A correlated subquery, evaluated only for the page's rows after the sort and limit:
+            # a COUNT join would aggregate every image of every study first.
+            image_count=Subquery(
+                Image.objects.filter(study=OuterRef("pk"))
+                .order_by()
+                .values("study")
+                .annotate(n=Count("id"))
+                .values("n")[:1]
+            ),
+        )
     )
     if filters.status == "unread":
         studies = studies.filter(status__in=UNREAD)
@@ -110,40 +160,40 @@ def next_study_after(user, study: Study) -> Study | None:
     return worklist_for(user, WorklistFilters(status="unread")).exclude(pk=study.pk).first()
 
 
-def study_detail(pk: int) -> Study:
-    return (
-        Study.objects.select_related("patient", "exam_model")
-        .prefetch_related(
-            Prefetch(
-                "images",
-                queryset=Image.objects.order_by("laterality", "view", "id").prefetch_related(
-                    _predictions_newest_first()
-                ),
-            ),
+def study_detail(user, pk: int) -> Study:
+    """A study the user may see, with its images and predictions; with its reviews for case readers
+    only (decisions, notes and reader names are not an API client's). Raises Study.DoesNotExist."""
+    prefetches = [
+        Prefetch(
+            "images",
+            queryset=Image.objects.order_by("laterality", "view", "id").prefetch_related(_predictions_newest_first()),
+        )
+    ]
+    if can_read_cases(user):
+        prefetches.append(
             Prefetch(
                 "reviews",
                 queryset=Review.objects.select_related("radiologist").prefetch_related("findings").order_by("-version"),
-            ),
+            )
         )
-        .get(pk=pk)
-    )
+    return studies_visible_to(user).select_related("patient", "exam_model").prefetch_related(*prefetches).get(pk=pk)
 
 
-def audit_trail(study: Study) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(study=study).select_related("user").order_by("-at")
-
-
-def patients() -> QuerySet:
-    from .models import Patient
-
-    return Patient.objects.order_by("-id")
+def audit_trail(study_id: int) -> QuerySet[AuditEvent]:
+    """A study's events by its id: the trail outlives a deleted study."""
+    return AuditEvent.objects.filter(study_id=study_id).order_by("-at")
 
 
 def reviews_of(study: Study) -> QuerySet[Review]:
     return study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
 
 
-def pseudonym(patient_id: str) -> str:
-    """A stable pseudonymous id for clients not allowed to see patient identity."""
-    digest = hmac.new(settings.SECRET_KEY.encode(), patient_id.encode(), hashlib.sha256).hexdigest()
+def pseudonym(patient_id: str, viewer) -> str:
+    """A stable pseudonymous id for a viewer not allowed to see patient identity.
+
+    Keyed by the viewer too: a client that uploads a guessed patient id gets a pseudonym
+    that matches nothing another client is shown for the real patient.
+    """
+    message = f"{viewer.pk}:{patient_id}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
     return f"anon-{digest[:16]}"

@@ -1,20 +1,24 @@
-"""Celery entry points. Thin: ids in, services called. Routed to queues in settings."""
+"""Celery entry points. Thin: ids in, services called. Routed to queues in settings.
+
+Tasks import services; services never import tasks (they send tasks by name through
+screening.dispatch), so imports flow one way.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
-from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from .services import predictions
+from .services import predictions, training
 
 log = logging.getLogger(__name__)
 
-# Worth retrying: the database or storage hiccuped, or a checkpoint file is not there yet.
-TRANSIENT = (OperationalError, InterfaceError, OSError, ConnectionError)
+# Worth retrying: the database or storage hiccuped, or a prediction went back to the queue (TryAgain).
+TRANSIENT = (predictions.TryAgain, OperationalError, InterfaceError, OSError, ConnectionError)
 
 
 @shared_task(
@@ -33,18 +37,21 @@ def predict_image(self, prediction_id: int) -> int:
         predictions.fail_prediction(prediction_id, f"timed out after {settings.PORTAL_PREDICTION_SOFT_TIME_LIMIT} s")
         return 0
     except TRANSIENT as exc:
-        try:
-            raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
-        except MaxRetriesExceededError:
+        if self.request.retries >= self.max_retries:
             predictions.fail_prediction(prediction_id, f"gave up after {self.max_retries} retries: {exc}")
             return 0
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+
+
+@shared_task(acks_late=True, time_limit=300)
+def predict_waiting_images(version_id: int) -> int:
+    """After a promotion: predict the images that no model could predict so far with the new champion."""
+    return len(predictions.enqueue_waiting_images(version_id))
 
 
 @shared_task(acks_late=True, time_limit=300)
 def sweep_stuck_predictions() -> dict[str, int]:
     """Periodic (beat): re-queue what a dead worker or a down broker left behind; release stuck training runs."""
-    from .services import training
-
     training.release_stuck_runs()
     return predictions.sweep()
 
@@ -52,6 +59,4 @@ def sweep_stuck_predictions() -> dict[str, int]:
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=settings.PORTAL_TRAINING_TIME_LIMIT)
 def retrain(run_id: int | None = None, trigger: str = "schedule") -> int | None:
     """Nightly (beat) or on demand: train a candidate on confirmed labels and promote it if not worse."""
-    from .services import training
-
     return training.run_training(run_id=run_id, trigger=trigger)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -64,10 +63,16 @@ def study_viewer(request, pk: int):
 @require_GET
 @login_required
 def study_audit(request, pk: int):
-    """The audit trail of one case (admins)."""
+    """The audit trail of one case (admins). It outlives the study: a deleted one shows why it went."""
     _require(is_admin(request.user))
-    study = get_object_or_404(Study, pk=pk)
-    return render(request, "screening/audit.html", {"study": study, "events": selectors.audit_trail(study)[:500]})
+    study = Study.objects.filter(pk=pk).first()
+    events = list(selectors.audit_trail(pk)[:500])
+    if study is None and not events:
+        raise Http404("No such study")
+    deletion = next((e for e in events if e.action == "study_delete"), None) if study is None else None
+    return render(
+        request, "screening/audit.html", {"study_id": pk, "study": study, "deletion": deletion, "events": events}
+    )
 
 
 @require_GET
@@ -87,24 +92,23 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-class ThrottledLoginView(LoginView):
-    """The login page, refusing an address after too many failed attempts (brute-force guard)."""
+def landing_url(user) -> str:
+    """The first page a role may open: readers the worklist, other roles (API clients) the upload page."""
+    if can_read_cases(user) or not can_upload(user):
+        return reverse("worklist")
+    return reverse("upload")
 
-    LIMIT = 10
-    WINDOW = 300
+
+class PortalLoginView(LoginView):
+    """The login page. Failed logins are counted by django-axes like every way in (portal.login_guard).
+
+    After logging in, a role that may not read cases lands on a page it may open instead of the worklist.
+    """
+
     http_method_names = ["get", "post", "head", "options"]
 
-    def _key(self) -> str:
-        return f"login-failures:{services.client_ip(self.request)}"
-
-    def post(self, request, *args, **kwargs):
-        if cache.get(self._key(), 0) >= self.LIMIT:
-            form = self.get_form()
-            form.add_error(None, "Too many failed logins from your address; try again in a few minutes.")
-            return self.render_to_response(self.get_context_data(form=form), status=429)
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        if cache.add(self._key(), 1, self.WINDOW) is False:
-            cache.incr(self._key())
-        return super().form_invalid(form)
+    def get_success_url(self) -> str:
+        url = super().get_success_url()
+        if url == reverse("worklist"):
+            return landing_url(self.request.user)
+        return url

@@ -1,7 +1,7 @@
 """The model registry page (admins): versions, metrics and plots, comparison, operating point, training runs.
 
-Thin: reads come from screening.services.training's read helpers, writes go through
-its services; errors come back as messages on the page.
+Thin: reads come from screening.services.registry, writes go through the promotion and
+training services; errors come back as messages on the page.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from .api.views import stream_png
 from .errors import PortalError
 from .models import ModelVersion, TrainingRun
 from .roles import is_admin
-from .services import training
+from .services import promotion, training
+from .services.registry import labelled_counts, recent_exam_scores, registry_versions, trade_off
 
 
 def _require_admin(request) -> None:
@@ -48,7 +49,7 @@ def _run_json(run: TrainingRun) -> dict:
 def registry(request):
     """Every version, the side-by-side comparison (?a=&b=), the operating point editor (?op=) and the runs."""
     _require_admin(request)
-    versions = list(training.registry_versions())
+    versions = list(registry_versions())
     by_id = {v.pk: v for v in versions}
     current = next((v for v in versions if v.status == ModelVersion.Status.CHAMPION), None)
 
@@ -69,8 +70,8 @@ def registry(request):
         editor = {
             "version": edited,
             "scores": locked.get("scores") or [],
-            "exams": training.recent_exam_scores(edited),
-            "trade_off": training.trade_off(edited),
+            "exams": recent_exam_scores(edited),
+            "trade_off": trade_off(edited),
         }
     return render(
         request,
@@ -81,7 +82,7 @@ def registry(request):
             "editor": editor,
             "runs": runs,
             "active": _run_json(active) if active else None,
-            "labels": training.labelled_counts(),
+            "labels": labelled_counts(),
         },
     )
 
@@ -135,7 +136,7 @@ def promote(request, pk: int):
     version = get_object_or_404(ModelVersion, pk=pk)
 
     def run():
-        training.promote(
+        promotion.promote(
             version=version,
             user=request.user,
             ip_address=services.client_ip(request),
@@ -153,7 +154,7 @@ def rollback(request):
     _require_admin(request)
 
     def run():
-        version = training.rollback(
+        version = promotion.rollback(
             user=request.user,
             ip_address=services.client_ip(request),
             repredict=request.POST.get("repredict") == "on",
@@ -171,7 +172,7 @@ def operating_point(request, pk: int):
     version = get_object_or_404(ModelVersion, pk=pk)
 
     def run():
-        training.set_operating_point(
+        promotion.set_operating_point(
             version=version,
             threshold=request.POST.get("threshold"),
             user=request.user,

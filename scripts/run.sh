@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Install and run the portal on embedded defaults: SQLite and media under ./var,
-# tasks in-process, demo accounts printed. PORT (default 8000) and HOST
+# tasks in-process, demo accounts printed, DEBUG off. PORT (default 8000) and HOST
 # (default 127.0.0.1) choose where it listens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+# The address printed below must be one Django answers (DEBUG is off, so hosts are checked).
+export DJANGO_ALLOWED_HOSTS=${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1,[::1],$HOST}
 source scripts/venv.sh requirements.txt
+echo "==> Preparing the database (./var/portal.sqlite3)"
 python manage.py migrate --noinput
+echo "==> Collecting static files into ./var/static"
+python manage.py collectstatic --noinput
+echo "==> Creating demo accounts"
 python manage.py setup_demo
-python manage.py register_model   # the shipped baseline becomes champion on a fresh database
-echo "Portal: http://${HOST:-127.0.0.1}:${PORT:-8000}/  (API docs at /api/docs/)"
-exec python manage.py runserver --noreload "${HOST:-127.0.0.1}:${PORT:-8000}"
+echo "==> Registering the shipped model"
+python manage.py register_model   # prints the champion (migrate registered the shipped baseline on a fresh database)
+echo "Portal: http://${HOST}:${PORT}/  (API docs at /api/docs/)"
+exec python manage.py runserver --noreload "${HOST}:${PORT}"

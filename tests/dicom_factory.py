@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 MG_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
@@ -108,3 +111,23 @@ def dcmtk_compress(ds: Dataset, tool: str, *args: str) -> Dataset:
         src.write_bytes(to_bytes(ds))
         subprocess.run([tool, *args, str(src), str(dst)], check=True, capture_output=True)
         return pydicom.dcmread(dst)
+
+
+def set_raw(ds: Dataset, keyword: str, value: bytes | str) -> Dataset:
+    """Store `value` as the element's bytes, unchecked by pydicom: what a damaged or hostile file
+    can hold (a window of 'abc', an 80-character PatientID, a UID of '../../etc/passwd')."""
+    raw = value.encode() if isinstance(value, str) else value
+    if len(raw) % 2:
+        raw += b" "
+    tag = Tag(tag_for_keyword(keyword))
+    ds._dict[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw, 0, False, True)
+    return ds
+
+
+def corrupt_file_meta_length(content: bytes, keyword: str = "TransferSyntaxUID", length: int = 1000) -> bytes:
+    """The file with the 2-byte value length of a file meta (group 2) element rewritten, as a damaged
+    file has it: pydicom then reads the header bytes that follow, patient data included, into it."""
+    tag = Tag(tag_for_keyword(keyword))
+    header = tag.group.to_bytes(2, "little") + tag.element.to_bytes(2, "little") + dictionary_VR(tag).encode()
+    at = content.index(header, 132)
+    return content[: at + 6] + length.to_bytes(2, "little") + content[at + 8 :]

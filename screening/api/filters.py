@@ -1,4 +1,8 @@
-"""Query filters for the API (documented in the OpenAPI schema by drf-spectacular)."""
+"""Query filters for the API (documented in the OpenAPI schema by drf-spectacular).
+
+No filter takes a patient identifier: a URL lands in access logs and browser history.
+Patients are filtered by the portal's own number for them (`patient_number`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import django_filters as filters
 
 from ..models import Image, Prediction, Study
 
+PATIENT_NUMBER_HELP = "The portal's number for the patient (`patient_number` of a study, `id` of a patient)."
 FLAG_CHOICES = [("above", "At or above the operating point"), ("below", "Below it"), ("none", "Not scored")]
 
 
@@ -24,12 +29,12 @@ class StudyFilter(filters.FilterSet):
     date_from = filters.DateFilter(field_name="study_date", lookup_expr="gte")
     date_to = filters.DateFilter(field_name="study_date", lookup_expr="lte")
     flag = filters.ChoiceFilter(choices=FLAG_CHOICES, method="filter_flag", label="AI flag")
-    patient = filters.CharFilter(field_name="patient__patient_id", help_text="Patient id (needs identity access).")
+    patient_number = filters.NumberFilter(field_name="patient_id", help_text=PATIENT_NUMBER_HELP)
     ordering = filters.OrderingFilter(fields=(("exam_score", "exam_score"), ("study_date", "study_date"), ("id", "id")))
 
     class Meta:
         model = Study
-        fields = ["status", "date_from", "date_to", "flag", "patient"]
+        fields = ["status", "date_from", "date_to", "flag", "patient_number"]
 
     def filter_flag(self, queryset, name, value):
         return _flag(queryset, "exam_flag", value)
@@ -43,14 +48,12 @@ class ImageFilter(filters.FilterSet):
     date_from = filters.DateFilter(field_name="study__study_date", lookup_expr="gte")
     date_to = filters.DateFilter(field_name="study__study_date", lookup_expr="lte")
     flag = filters.ChoiceFilter(choices=FLAG_CHOICES, method="filter_flag", label="AI flag of the study")
-    patient = filters.CharFilter(
-        field_name="study__patient__patient_id", help_text="Patient id (needs identity access)."
-    )
+    patient_number = filters.NumberFilter(field_name="study__patient_id", help_text=PATIENT_NUMBER_HELP)
     ordering = filters.OrderingFilter(fields=(("created", "created"), ("id", "id")))
 
     class Meta:
         model = Image
-        fields = ["status", "laterality", "view", "study", "date_from", "date_to", "flag", "patient"]
+        fields = ["status", "laterality", "view", "study", "date_from", "date_to", "flag", "patient_number"]
 
     def filter_flag(self, queryset, name, value):
         return _flag(queryset, "study__exam_flag", value)

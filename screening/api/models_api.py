@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from .. import services
 from ..models import ModelVersion, TrainingRun
-from ..services import training
+from ..services import promotion, registry, training
 from .permissions import IsPortalAdmin
 
 
@@ -109,7 +109,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     permission_classes = [IsPortalAdmin]
 
     def get_queryset(self):
-        return training.registry_versions()
+        return registry.registry_versions()
 
     @extend_schema(
         request=ThresholdSerializer,
@@ -130,18 +130,18 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             return Response(
                 {
                     "version": self.get_serializer(version).data,
-                    "trade_off": training.trade_off(version, form.validated_data["threshold"]),
+                    "trade_off": registry.trade_off(version, form.validated_data["threshold"]),
                 }
             )
         form = ThresholdSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        version = training.set_operating_point(
+        version = promotion.set_operating_point(
             version=version,
             threshold=form.validated_data["threshold"],
             user=request.user,
             ip_address=services.client_ip(request),
         )
-        return Response({"version": self.get_serializer(version).data, "trade_off": training.trade_off(version)})
+        return Response({"version": self.get_serializer(version).data, "trade_off": registry.trade_off(version)})
 
     @extend_schema(request=PromoteSerializer, responses=ModelVersionSerializer)
     @action(detail=True, methods=["post"])
@@ -149,7 +149,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         """Make this version the champion by hand; the current champion retires."""
         form = PromoteSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        version = training.promote(
+        version = promotion.promote(
             version=self.get_object(),
             user=request.user,
             ip_address=services.client_ip(request),
@@ -163,7 +163,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         """The previous champion serves again; the current one retires."""
         form = PromoteSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        version = training.rollback(
+        version = promotion.rollback(
             user=request.user, ip_address=services.client_ip(request), repredict=form.validated_data["repredict"]
         )
         return Response(self.get_serializer(version).data)

@@ -94,8 +94,20 @@ class ImageSerializer(serializers.ModelSerializer):
         return PredictionSerializer(prediction).data if prediction else None
 
 
+def _viewer(serializer: serializers.Serializer):
+    request = serializer.context.get("request")
+    return request.user if request is not None else None
+
+
 class StudySerializer(serializers.ModelSerializer):
-    patient = serializers.SerializerMethodField(help_text="Patient id; pseudonymous for API clients.")
+    patient = serializers.SerializerMethodField(
+        help_text="Patient id; for API clients a pseudonym of their own (`anon-…`), unique to each client."
+    )
+    patient_number = serializers.IntegerField(
+        source="patient_id",
+        read_only=True,
+        help_text="The portal's number for the patient (the `patient_number` filter): identifies nobody outside it.",
+    )
     exam_model = serializers.CharField(source="exam_model.name", default=None)
 
     class Meta:
@@ -106,6 +118,7 @@ class StudySerializer(serializers.ModelSerializer):
             "accession_number",
             "study_date",
             "patient",
+            "patient_number",
             "status",
             "exam_score",
             "exam_flag",
@@ -118,14 +131,14 @@ class StudySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_patient(self, study: Study) -> str:
-        request = self.context.get("request")
-        if request is not None and can_see_identity(request.user):
+        viewer = _viewer(self)
+        if viewer is not None and can_see_identity(viewer):
             return study.patient.patient_id
-        return pseudonym(study.patient.patient_id)
+        return pseudonym(study.patient.patient_id, viewer)
 
 
 class PatientSerializer(serializers.ModelSerializer):
-    """Identity fields are blank and the id is a pseudonym unless the user may see identity."""
+    """Identity fields are blank and the id is the viewer's own pseudonym unless the user may see identity."""
 
     class Meta:
         model = Patient
@@ -134,9 +147,9 @@ class PatientSerializer(serializers.ModelSerializer):
 
     def to_representation(self, patient: Patient) -> dict:
         data = super().to_representation(patient)
-        request = self.context.get("request")
-        if request is None or not can_see_identity(request.user):
-            data.update(patient_id=pseudonym(patient.patient_id), name="", birth_date=None)
+        viewer = _viewer(self)
+        if viewer is None or not can_see_identity(viewer):
+            data.update(patient_id=pseudonym(patient.patient_id, viewer), name="", birth_date=None)
         return data
 
 
@@ -188,8 +201,9 @@ class ReviewInputSerializer(serializers.Serializer):
 
 
 class StudyDetailSerializer(StudySerializer):
+    """A study with its images and predictions: what every role that may see the study gets."""
+
     images = ImageSerializer(many=True, read_only=True)
-    reviews = ReviewSerializer(many=True, read_only=True)
     threshold = serializers.FloatField(
         source="exam_model.threshold",
         default=None,
@@ -198,5 +212,15 @@ class StudyDetailSerializer(StudySerializer):
     )
 
     class Meta(StudySerializer.Meta):
-        fields = [*StudySerializer.Meta.fields, "threshold", "images", "reviews"]
+        fields = [*StudySerializer.Meta.fields, "threshold", "images"]
+        read_only_fields = fields
+
+
+class StudyCaseSerializer(StudyDetailSerializer):
+    """The study detail for radiologists and admins: with its decisions (notes, reader names)."""
+
+    reviews = ReviewSerializer(many=True, read_only=True, help_text="Radiologists and admins only.")
+
+    class Meta(StudyDetailSerializer.Meta):
+        fields = [*StudyDetailSerializer.Meta.fields, "reviews"]
         read_only_fields = fields

@@ -9,6 +9,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
@@ -17,10 +18,10 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from .. import selectors, services
-from ..errors import Conflict
 from ..forms import WorklistForm
-from ..models import Prediction
-from ..roles import can_see_identity
+from ..models import Study
+from ..roles import can_read_cases
+from ..services.models import serving_champion
 from ..services.reviews import FindingInput, review_submit
 from .filters import ImageFilter, PredictionFilter, StudyFilter
 from .idempotency import idempotent
@@ -32,6 +33,7 @@ from .serializers import (
     PredictionSerializer,
     ReviewInputSerializer,
     ReviewSerializer,
+    StudyCaseSerializer,
     StudyDetailSerializer,
     StudySerializer,
 )
@@ -48,16 +50,25 @@ def stream_png(name: str) -> FileResponse:
     return response
 
 
-class IdentityFilterMixin:
-    """Filtering by a real patient id would reveal identity: only for users who may see it."""
+def upload_channel(request) -> str:
+    """How the upload came, for the audit trail: the upload page posts with the browser
+    session, a program with its token."""
+    return "page" if isinstance(request.successful_authenticator, SessionAuthentication) else "api"
+
+
+class NoPatientIdInQueryMixin:
+    """A patient id in a query string lands in access logs and browser history. The old
+    `patient` filter took one: refuse it loudly rather than ignore it and answer every study."""
 
     def filter_queryset(self, queryset):
-        if self.request.query_params.get("patient") and not can_see_identity(self.request.user):
-            raise exceptions.PermissionDenied("filtering by patient id needs access to patient identity")
+        if "patient" in self.request.query_params:
+            raise exceptions.ValidationError(
+                {"patient": ["filter by patient_number (the portal's number for the patient), never by patient id"]}
+            )
         return super().filter_queryset(queryset)
 
 
-class ImageViewSet(IdentityFilterMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ImageViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Mammograms: upload (DICOM or image file), list and detail with the current prediction."""
 
     serializer_class = ImageSerializer
@@ -92,7 +103,7 @@ class ImageViewSet(IdentityFilterMixin, mixins.ListModelMixin, mixins.RetrieveMo
             accession_number=data.get("accession_number", ""),
             user=request.user,
             ip_address=services.client_ip(request),
-            via="api",
+            via=upload_channel(request),
         )
         return Response(
             ImageSerializer(result.image, context={"request": request}).data,
@@ -120,7 +131,7 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     filterset_class = PredictionFilter
 
     def get_queryset(self):
-        return Prediction.objects.select_related("model_version").order_by("-id")
+        return selectors.predictions_visible_to(self.request.user)
 
     @extend_schema(responses=PNG)
     @action(detail=True, methods=["get"])
@@ -135,11 +146,11 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = PatientSerializer
 
     def get_queryset(self):
-        return selectors.patients()
+        return selectors.patients_visible_to(self.request.user)
 
 
-class StudyViewSet(IdentityFilterMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Studies with their exam-level AI result; detail includes images, predictions and reviews."""
+class StudyViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Studies with their exam-level AI result; detail includes images and predictions, and reviews for readers."""
 
     filter_backends = [DjangoFilterBackend]
     filterset_class = StudyFilter
@@ -148,11 +159,22 @@ class StudyViewSet(IdentityFilterMixin, mixins.ListModelMixin, mixins.RetrieveMo
         return selectors.worklist_for(self.request.user, selectors.WorklistFilters(status="", ordering="date"))
 
     def get_serializer_class(self):
-        return StudyDetailSerializer if self.action == "retrieve" else StudySerializer
+        if self.action != "retrieve":
+            return StudySerializer
+        # Decisions, notes and reader names only for those /studies/<id>/reviews/ admits.
+        return StudyCaseSerializer if can_read_cases(self.request.user) else StudyDetailSerializer
 
+    @extend_schema(
+        responses=OpenApiResponse(
+            StudyCaseSerializer, description="API clients get it without `reviews` (radiologists and admins only)."
+        )
+    )
     def retrieve(self, request, pk=None):
-        study = selectors.study_detail(self.get_object().pk)
-        return Response(StudyDetailSerializer(study, context={"request": request}).data)
+        try:
+            study = selectors.study_detail(request.user, pk)
+        except (Study.DoesNotExist, ValueError):
+            raise Http404("no such study") from None
+        return Response(self.get_serializer(study).data)
 
     @extend_schema(
         request=None,
@@ -164,8 +186,7 @@ class StudyViewSet(IdentityFilterMixin, mixins.ListModelMixin, mixins.RetrieveMo
     def predict(self, request, pk=None):
         """Predict the study again with the champion model (earlier predictions keep their versions)."""
         study = self.get_object()
-        if services.champion() is None:
-            raise Conflict("no champion model is registered")
+        serving_champion()
         return Response({"queued": services.rerun_studies([study])}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(methods=["GET"], responses=ReviewSerializer(many=True))
@@ -244,8 +265,11 @@ class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for an API token (throttled)."""
+    """Exchange a username and password for an API token.
+
+    Guarded against guessing like every login (django-axes, see portal.login_guard): a locked-out
+    account or address gets a 429 in the API's error shape.
+    """
 
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = []

@@ -4,14 +4,16 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from portal import net
+
 from ..models import AuditEvent, Study
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
-    """The peer address (behind a proxy, configure it to set REMOTE_ADDR)."""
+    """The client's address, the one the login guard counts (X-Forwarded-For only from trusted proxies)."""
     if request is None:
         return None
-    return request.META.get("REMOTE_ADDR") or None
+    return net.client_ip(request)
 
 
 def record_event(

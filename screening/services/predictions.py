@@ -3,14 +3,18 @@
 Crash safety comes from the database, not from the broker: a Prediction row is
 claimed with a conditional UPDATE (queued -> running), so a redelivered or
 duplicated task finds nothing to do, and (image, model version) is unique.
-A worker that dies leaves a row `running`; the sweeper puts it back in the queue
+Every row a call claims ends done, failed with its reason, or back in the queue
+for a bounded retry before the call returns: embedded mode has no sweeper. Only a
+worker that dies leaves a row `running`; the sweeper puts it back in the queue
 until it has been tried PORTAL_PREDICTION_MAX_ATTEMPTS times, then fails it.
+A heatmap file exists only for a `done` row.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterable
@@ -25,12 +29,21 @@ from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from ml.scoring import breast_scores, exam_score
+
+from .. import dispatch, inference
 from ..errors import PortalError
 from ..models import Image, ModelVersion, Prediction, Study
-from .ingest import decode_original
-from .models import champion
+from .media import decode_original
+from .models import champion, mark_unservable
 
 log = logging.getLogger(__name__)
+
+PREDICT = "screening.tasks.predict_image"
+
+
+class TryAgain(Exception):
+    """The prediction went back to the queue after a transient failure: retry it later (a bounded number of times)."""
 
 
 # --- enqueue -----------------------------------------------------------------------------------
@@ -39,15 +52,25 @@ log = logging.getLogger(__name__)
 def enqueue_images(image_ids: Iterable[int], *, version: ModelVersion | None = None) -> list[int]:
     """Queue a prediction of each image by `version` (default: the champion); tasks go out after commit.
 
-    Idempotent: an image that already has a queued, running or done prediction by that
-    version is left alone; a failed one is queued again. Returns the queued prediction ids.
+    A study is scored by one version, so the other images of these studies that the
+    version has not predicted are queued with them. Idempotent: an image that already
+    has a queued, running or done prediction by that version is left alone; a failed
+    one is queued again. A version that cannot serve queues nothing: the images stay
+    `received` until one that can is promoted. Returns the queued prediction ids.
     """
     version = version or champion()
-    if version is None:
-        return []  # no model yet: the sweeper queues these images once a champion exists
+    ids = set(image_ids)
+    if version is None or not version.servable or not ids:
+        return []
+    ids |= set(
+        Image.objects.filter(study__images__pk__in=ids)
+        .exclude(status=Image.Status.FAILED)
+        .exclude(predictions__model_version=version)
+        .values_list("pk", flat=True)
+    )
     queued: list[int] = []
     with transaction.atomic():
-        for image_id in image_ids:
+        for image_id in sorted(ids):
             prediction, created = Prediction.objects.get_or_create(image_id=image_id, model_version=version)
             if not created:
                 if prediction.status != Prediction.Status.FAILED:
@@ -58,19 +81,27 @@ def enqueue_images(image_ids: Iterable[int], *, version: ModelVersion | None = N
             queued.append(prediction.pk)
         if queued:
             Image.objects.filter(predictions__pk__in=queued).update(status=Image.Status.QUEUED)
-            transaction.on_commit(lambda: send_tasks(queued))
+            for pk in queued:
+                dispatch.after_commit(PREDICT, pk)
     return queued
 
 
-def send_tasks(prediction_ids: Iterable[int]) -> None:
-    """Publish one task per prediction. A broker that is down is logged, not raised: the sweeper resends."""
-    from ..tasks import predict_image
+def enqueue_waiting_images(version_id: int) -> list[int]:
+    """After a promotion: queue the images no model could predict yet for the new champion.
 
-    for prediction_id in prediction_ids:
-        try:
-            predict_image.delay(prediction_id)
-        except Exception as exc:  # kombu raises OperationalError and friends when the broker is down
-            log.warning("could not publish prediction %s (%s); the sweeper will resend it", prediction_id, exc)
+    Those are images still `received`, and images whose only predictions failed
+    because their model could not be loaded. Nothing when the version is no longer
+    the champion (a later promotion queues its own).
+    """
+    version = ModelVersion.objects.filter(pk=version_id, status=ModelVersion.Status.CHAMPION).first()
+    if version is None or not version.servable:
+        return []
+    return enqueue_images(list(_waiting_images(version).values_list("pk", flat=True)), version=version)
+
+
+def _waiting_images(version: ModelVersion):
+    stranded = Q(status=Image.Status.FAILED) & ~Q(predictions__model_version__servable=True)
+    return Image.objects.filter(Q(status=Image.Status.RECEIVED) | stranded).exclude(predictions__model_version=version)
 
 
 def rerun_studies(studies: Iterable[Study], *, version: ModelVersion | None = None) -> list[int]:
@@ -107,26 +138,49 @@ def _waiting_with(version_id: int, exclude: int, limit: int) -> list[int]:
 def run_prediction(prediction_id: int) -> int:
     """Claim this prediction (and up to a batch of others waiting for the same model), predict, record.
 
-    Returns how many predictions this call completed. A duplicate or redelivered task
-    returns 0 without touching anything.
+    Returns how many predictions this call recorded as done. A duplicate or
+    redelivered task returns 0 without touching anything. Raises TryAgain when the
+    prediction went back to the queue after a transient failure (a checkpoint not
+    yet synced, the database or storage); it fails for good once it has been tried
+    PORTAL_PREDICTION_MAX_ATTEMPTS times. A checkpoint that cannot be loaded marks
+    its version unservable and fails its predictions; nothing is published again.
     """
-    from ..inference import predictor_for
-
     prediction = Prediction.objects.filter(pk=prediction_id).select_related("model_version").first()
     if prediction is None or not _claim([prediction_id]):
         return 0
-    batch = [prediction_id] + _claim(
-        _waiting_with(prediction.model_version_id, prediction_id, settings.PORTAL_INFERENCE_BATCH - 1)
-    )
+    version = prediction.model_version
     try:
-        predictor = predictor_for(prediction.model_version)
-    except Exception:
-        # Transient (storage, database, a checkpoint not yet synced): give the rows back and retry.
-        Prediction.objects.filter(pk__in=batch, status=Prediction.Status.RUNNING).update(
-            status=Prediction.Status.QUEUED, updated=timezone.now()
-        )
-        send_tasks(batch[1:])
-        raise
+        if not version.servable:
+            raise inference.Unservable(version.load_error or f"model {version.name} cannot be loaded")
+        predictor = inference.predictor_for(version)
+    except inference.Unservable as exc:
+        mark_unservable(version, str(exc))
+        _fail_unservable(version)
+        return 0
+    except Exception as exc:
+        # Only this row was claimed: it goes back alone (or fails at the attempt limit), nothing is republished.
+        if _give_back([prediction_id], _reason(exc)):
+            raise TryAgain(_reason(exc)) from exc
+        _update_studies_of([prediction_id])
+        return 0
+    batch = [prediction_id] + _claim(_waiting_with(version.pk, prediction_id, settings.PORTAL_INFERENCE_BATCH - 1))
+    try:
+        return _predict_batch(predictor, batch)
+    except Exception as exc:
+        # Nothing claimed may stay running (embedded mode has no sweeper): each row goes back to the
+        # queue, at most PORTAL_PREDICTION_MAX_ATTEMPTS times in all, or fails with the reason.
+        requeued = _give_back(batch, _reason(exc))
+        for pk in requeued:
+            if pk != prediction_id:  # its own task may have come and gone while this call held it
+                dispatch.send(PREDICT, pk)
+        if prediction_id in requeued:
+            raise TryAgain(_reason(exc)) from exc
+        return 0
+    finally:
+        _update_studies_of(batch)
+
+
+def _predict_batch(predictor, batch: list[int]) -> int:
     ready: list[Prediction] = []
     items: list[tuple[np.ndarray, str]] = []
     for row in Prediction.objects.select_related("image").filter(pk__in=batch).order_by("pk"):
@@ -135,11 +189,7 @@ def run_prediction(prediction_id: int) -> int:
             ready.append(row)
         except PortalError as exc:
             _fail(row, exc.message)
-    for row, result in _predict_each(predictor, ready, items):
-        _record(row, result)
-    for study_id in {row.image.study_id for row in Prediction.objects.filter(pk__in=batch).select_related("image")}:
-        update_exam_scores(Study.objects.get(pk=study_id))
-    return len(ready)
+    return sum(_record(row, result) for row, result in _predict_each(predictor, ready, items))
 
 
 def _predict_each(predictor, rows: list[Prediction], items: list) -> list[tuple[Prediction, object]]:
@@ -159,6 +209,20 @@ def _predict_each(predictor, rows: list[Prediction], items: list) -> list[tuple[
     return pairs
 
 
+def _unusable(result) -> str:
+    """Why the model's answer cannot be recorded ('' when it can)."""
+    try:
+        probability = float(result.probability)
+        heatmap = np.asarray(result.heatmap, dtype=np.float64)
+    except (TypeError, ValueError):
+        return "the model gave no usable probability or heatmap for this image"
+    if not math.isfinite(probability) or not 0.0 <= probability <= 1.0:
+        return f"the model gave an invalid probability ({probability}) for this image"
+    if heatmap.ndim != 2 or heatmap.size == 0 or not np.isfinite(heatmap).all():
+        return "the model gave a heatmap with missing or non-finite values for this image"
+    return ""
+
+
 def _heatmap_png(heatmap: np.ndarray) -> bytes:
     """The heatmap as an 8-bit PNG aligned with the display rendition (same aspect as the original)."""
     img = PILImage.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8), mode="L")
@@ -172,31 +236,86 @@ def _heatmap_png(heatmap: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _record(row: Prediction, result) -> None:
+def _record(row: Prediction, result) -> bool:
+    """Store the heatmap, then mark the row done; the file is deleted again unless the row ends done."""
+    problem = _unusable(result)
+    if problem:
+        _fail(row, problem)
+        return False
     key = uuid.uuid4().hex
-    name = default_storage.save(f"heatmaps/{key[:2]}/{key}.png", ContentFile(_heatmap_png(result.heatmap)))
-    with transaction.atomic():
-        updated = Prediction.objects.filter(pk=row.pk, status=Prediction.Status.RUNNING).update(
-            status=Prediction.Status.DONE,
-            probability=float(result.probability),
-            heatmap=name,
-            error="",
-            preprocess_ms=result.preprocess_ms,
-            inference_ms=result.inference_ms,
-            updated=timezone.now(),
-        )
-        if updated:
-            Image.objects.filter(pk=row.image_id).update(status=Image.Status.PREDICTED)
-    if not updated:  # the sweeper took the row back meanwhile: keep its result, drop ours
-        default_storage.delete(name)
+    name = ""
+    updated = 0
+    try:
+        name = default_storage.save(f"heatmaps/{key[:2]}/{key}.png", ContentFile(_heatmap_png(result.heatmap)))
+        with transaction.atomic():
+            updated = Prediction.objects.filter(pk=row.pk, status=Prediction.Status.RUNNING).update(
+                status=Prediction.Status.DONE,
+                probability=float(result.probability),
+                heatmap=name,
+                error="",
+                preprocess_ms=result.preprocess_ms,
+                inference_ms=result.inference_ms,
+                updated=timezone.now(),
+            )
+            if updated:
+                Image.objects.filter(pk=row.image_id).update(status=Image.Status.PREDICTED)
+    finally:
+        if not updated:  # not recorded (an error, or the sweeper took the row back meanwhile): drop our file
+            _delete_file(name)
+    return bool(updated)
+
+
+def _delete_file(name: str) -> None:
+    if name:
+        try:
+            default_storage.delete(name)
+        except Exception:  # never mask the real outcome with a cleanup failure
+            log.exception("could not delete heatmap %s", name)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _fail(row: Prediction, reason: str) -> None:
-    Prediction.objects.filter(pk=row.pk).update(
-        status=Prediction.Status.FAILED, error=reason[:2000], updated=timezone.now()
+    """A terminal failure with its reason; a heatmap the row may hold is deleted with it."""
+    current = Prediction.objects.filter(pk=row.pk).exclude(status=Prediction.Status.DONE).first()
+    if current is None:  # done meanwhile: a result is never overwritten by a failure
+        return
+    Prediction.objects.filter(pk=row.pk).exclude(status=Prediction.Status.DONE).update(
+        status=Prediction.Status.FAILED, error=reason[:2000], probability=None, heatmap="", updated=timezone.now()
     )
     Image.objects.filter(pk=row.image_id).exclude(status=Image.Status.PREDICTED).update(status=Image.Status.FAILED)
+    if current.heatmap:
+        transaction.on_commit(lambda: _delete_file(current.heatmap.name))
     log.warning("prediction %s failed: %s", row.pk, reason)
+
+
+def _give_back(prediction_ids: list[int], reason: str) -> list[int]:
+    """Running rows go back to the queue, or fail once tried PORTAL_PREDICTION_MAX_ATTEMPTS times; returns requeued."""
+    limit = settings.PORTAL_PREDICTION_MAX_ATTEMPTS
+    requeued = []
+    for row in Prediction.objects.filter(pk__in=prediction_ids, status=Prediction.Status.RUNNING):
+        if row.attempts >= limit:
+            _fail(row, f"gave up after {row.attempts} attempts: {reason}")
+        elif Prediction.objects.filter(pk=row.pk, status=Prediction.Status.RUNNING).update(
+            status=Prediction.Status.QUEUED, updated=timezone.now()
+        ):
+            requeued.append(row.pk)
+    return requeued
+
+
+def _fail_unservable(version: ModelVersion) -> None:
+    """Every queued or running prediction by a version that cannot be loaded fails with the reason."""
+    version.refresh_from_db(fields=["servable", "load_error"])
+    rows = list(
+        Prediction.objects.filter(
+            model_version=version, status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING]
+        )
+    )
+    for row in rows:
+        _fail(row, version.load_error)
+    _update_studies_of([row.pk for row in rows])
 
 
 def fail_prediction(prediction_id: int, reason: str) -> None:
@@ -210,28 +329,53 @@ def fail_prediction(prediction_id: int, reason: str) -> None:
 # --- exam scores ---------------------------------------------------------------------------------
 
 
-def update_exam_scores(study: Study) -> Study:
-    """Per-breast and per-exam scores from the newest model version that has predicted this study.
+def _update_studies_of(prediction_ids: list[int]) -> None:
+    for study in Study.objects.filter(images__predictions__pk__in=prediction_ids).distinct():
+        update_exam_scores(study)
 
-    A breast's score is the mean of its views' probabilities (CC and MLO show the
-    same tissue; averaging them halves single-view noise, as in Wu et al. 2019);
-    the exam score is the highest breast score, since one abnormal breast makes an
-    abnormal exam. Images of unknown laterality count as a breast of their own.
+
+def scoring_version(study: Study) -> ModelVersion | None:
+    """The newest model version with a done prediction of every image of the study that has not failed.
+
+    An image has failed when all its predictions failed; an image still waiting counts,
+    so a version is chosen only once it has predicted the whole exam.
     """
-    done = Prediction.objects.filter(image__study=study, status=Prediction.Status.DONE)
-    latest = done.order_by("-model_version_id").select_related("model_version").first()
-    if latest is None:
+    done_by: dict[int, set[int]] = {}
+    live: set[int] = set()  # images with a done or pending prediction
+    seen: set[int] = set()
+    for image_id, version_id, status in Prediction.objects.filter(image__study=study).values_list(
+        "image_id", "model_version_id", "status"
+    ):
+        seen.add(image_id)
+        if status == Prediction.Status.DONE:
+            done_by.setdefault(version_id, set()).add(image_id)
+        if status != Prediction.Status.FAILED:
+            live.add(image_id)
+    images = set(Image.objects.filter(study=study).values_list("pk", flat=True))
+    required = images - (seen - live)
+    for version_id in sorted(done_by, reverse=True):
+        if required <= done_by[version_id]:
+            return ModelVersion.objects.get(pk=version_id)
+    return None
+
+
+def update_exam_scores(study: Study) -> Study:
+    """Per-breast and per-exam scores (ml.scoring) from one model version for the whole exam.
+
+    That version is `scoring_version(study)`; until one has predicted every image,
+    the study has no score, so no exam ever mixes models.
+    """
+    version = scoring_version(study)
+    if version is None:
         study.score_left = study.score_right = study.exam_score = study.exam_flag = study.exam_model = None
     else:
-        version = latest.model_version
-        by_side: dict[str, list[float]] = {}
-        for laterality, probability in done.filter(model_version=version).values_list(
-            "image__laterality", "probability"
-        ):
-            by_side.setdefault(laterality, []).append(probability)
-        means = {side: float(np.mean(values)) for side, values in by_side.items()}
-        study.score_left, study.score_right = means.get("L"), means.get("R")
-        study.exam_score = max(means.values())
+        breasts = breast_scores(
+            Prediction.objects.filter(
+                image__study=study, model_version=version, status=Prediction.Status.DONE
+            ).values_list("image__laterality", "probability")
+        )
+        study.score_left, study.score_right = breasts.get("L"), breasts.get("R")
+        study.exam_score = exam_score(breasts)
         study.exam_flag = study.exam_score >= version.threshold
         study.exam_model = version
     pending = Image.objects.filter(study=study).exclude(status__in=[Image.Status.PREDICTED, Image.Status.FAILED])
@@ -247,16 +391,20 @@ def update_exam_scores(study: Study) -> Study:
 
 
 def sweep(now=None) -> dict[str, int]:
-    """Re-queue work a dead worker or a down broker left behind; fail what has been tried too often."""
+    """Re-queue work a dead worker or a down broker left behind; fail what has been tried too often.
+
+    The attempt limit applies to running and queued rows alike.
+    """
     now = now or timezone.now()
+    limit = settings.PORTAL_PREDICTION_MAX_ATTEMPTS
     stale = now - timedelta(seconds=settings.PORTAL_PREDICTION_STALE_SECONDS)
     counts = {"requeued": 0, "resent": 0, "failed": 0, "enqueued_images": 0}
     resend: list[int] = []
+    failed: list[int] = []
     for row in Prediction.objects.filter(status=Prediction.Status.RUNNING, updated__lt=stale):
-        if row.attempts >= settings.PORTAL_PREDICTION_MAX_ATTEMPTS:
+        if row.attempts >= limit:
             _fail(row, f"gave up after {row.attempts} attempts: the worker stopped or timed out each time")
-            update_exam_scores(row.image.study)
-            counts["failed"] += 1
+            failed.append(row.pk)
         elif Prediction.objects.filter(pk=row.pk, status=Prediction.Status.RUNNING, updated__lt=stale).update(
             status=Prediction.Status.QUEUED, updated=now
         ):
@@ -265,17 +413,26 @@ def sweep(now=None) -> dict[str, int]:
     waiting = Prediction.objects.filter(
         status=Prediction.Status.QUEUED,
         updated__lt=now - timedelta(seconds=settings.PORTAL_PREDICTION_REQUEUE_SECONDS),
-    )
-    for pk in waiting.values_list("pk", flat=True):
-        Prediction.objects.filter(pk=pk).update(updated=now)
-        resend.append(pk)
-        counts["resent"] += 1
-    if resend:
-        transaction.on_commit(lambda: send_tasks(resend))
+    ).select_related("model_version")
+    for row in waiting:
+        if row.attempts >= limit:
+            _fail(row, f"gave up after {row.attempts} attempts")
+            failed.append(row.pk)
+        elif not row.model_version.servable:
+            _fail(row, row.model_version.load_error)
+            failed.append(row.pk)
+        elif Prediction.objects.filter(pk=row.pk, status=Prediction.Status.QUEUED).update(updated=now):
+            resend.append(row.pk)
+            counts["resent"] += 1
+    counts["failed"] = len(failed)
+    _update_studies_of(failed)
+    for pk in resend:
+        dispatch.after_commit(PREDICT, pk)
     version = champion()
-    if version is not None:
-        orphans = Image.objects.filter(status=Image.Status.RECEIVED).filter(~Q(predictions__model_version=version))
-        counts["enqueued_images"] = len(enqueue_images(list(orphans.values_list("pk", flat=True)), version=version))
+    if version is not None and version.servable:
+        counts["enqueued_images"] = len(
+            enqueue_images(list(_waiting_images(version).values_list("pk", flat=True)), version=version)
+        )
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts

@@ -11,6 +11,18 @@ from ..errors import PortalError
 from ..models import Finding, Image, Review, Study
 from .audit import record_event
 
+# A coherent decision: BI-RADS 1 (negative) and 2 (benign) are normal; 0 (recall), 3 (probably
+# benign, short follow-up), 4 and 5 (suspicious) and 6 (known cancer) are abnormal. The database
+# holds the same rule (check constraint review_decision_matches_birads).
+BIRADS_FOR = {"normal": (1, 2), "abnormal": (0, 3, 4, 5, 6)}
+BIRADS_TEXT = {"normal": "1 or 2", "abnormal": "0, 3, 4, 5 or 6"}
+
+
+def _incoherent(decision: str, birads: int) -> str:
+    """Why a decision and its BI-RADS category disagree, e.g. for normal with BI-RADS 5."""
+    other = "a normal" if decision == "abnormal" else "an abnormal"
+    return f"BI-RADS {birads} goes with {other} decision; {decision} allows BI-RADS {BIRADS_TEXT[decision]}"
+
 
 @dataclass(frozen=True)
 class FindingInput:
@@ -40,6 +52,8 @@ def review_submit(
         raise PortalError("decision must be normal or abnormal", field="decision")
     if not 0 <= int(birads) <= 6:
         raise PortalError("BI-RADS must be between 0 and 6", field="birads")
+    if int(birads) not in BIRADS_FOR[decision]:
+        raise PortalError(_incoherent(decision, int(birads)), field="birads")
     if density not in ("", *Review.Density.values):
         raise PortalError("density must be A, B, C or D", field="density")
     images = {image.pk: image for image in Image.objects.filter(study=study)}

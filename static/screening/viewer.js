@@ -1013,7 +1013,8 @@
     const parts = [message];
     if (fields && typeof fields === "object") {
       for (const [field, problems] of Object.entries(fields)) {
-        parts.push(`${field}: ${Array.isArray(problems) ? problems.join(" ") : typeof problems === "object" ? JSON.stringify(problems) : problems}`);
+        const text = Array.isArray(problems) ? problems.join(" ") : typeof problems === "object" ? JSON.stringify(problems) : problems;
+        if (text !== message) parts.push(`${field}: ${text}`); // a service error names its field with the same words
       }
     }
     box.textContent = parts.join(" — ");

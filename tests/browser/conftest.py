@@ -110,7 +110,7 @@ def make_study(
     from screening.services import ingest_file, predictions
 
     study_uid = generate_uid()
-    with mock.patch("screening.services.predictions.send_tasks"):
+    with mock.patch("screening.dispatch.send"):
         for i, (side, view) in enumerate(views):
             pixels = synthetic_mammogram(view, seed=seed * 10 + i, lesion=side in lesion_on)
             ds = mg_dataset(pixels, laterality=side, view=view, study_uid=study_uid, patient_id=patient_id)

@@ -29,14 +29,14 @@ def test_several_files_upload_with_a_reason_for_each_rejection(live_server, page
         log_in(page, live_server.url, radiologist.username, "/upload/")
         page.set_input_files("#file-input", [str(good), str(ct), str(notes)])
         items = page.locator(".upload-item")
-        page.wait_for_function("document.querySelectorAll('.upload-item.ok, .upload-item.rejected').length === 3")
+        page.wait_for_function("() => document.querySelectorAll('.upload-item.ok, .upload-item.rejected').length === 3")
         texts = {items.nth(i).locator(".name").inner_text(): items.nth(i).inner_text() for i in range(3)}
         assert "accepted" in texts["left-cc.dcm"]
         assert "rejected: CT is not a mammography modality (expected MG)" in texts["head-ct.dcm"]
         assert "rejected: not a DICOM file and not a supported image" in texts["notes.txt"]
         assert page.locator(".upload-item.ok progress").get_attribute("value") == "100"
         page.wait_for_function(
-            "[...document.querySelectorAll('.upload-item .ai')].some(e => /AI probability/.test(e.textContent))"
+            "() => [...document.querySelectorAll('.upload-item .ai')].some(e => /AI probability/.test(e.textContent))"
         )
     finally:
         app.conf.task_always_eager = eager

@@ -75,27 +75,9 @@ def test_a_retried_review_with_its_key_is_recorded_once(rad_api):
     assert Review.objects.count() == 1
 
 
-def test_the_token_endpoint_is_throttled(radiologist):
-    client = APIClient()
-    codes = [
-        client.post("/api/v1/auth/token/", {"username": "rad", "password": "wrong"}).status_code for _ in range(12)
-    ]
-    assert codes[0] == 400 and codes[-1] == 429
-    assert (
-        client.post("/api/v1/auth/token/", {"username": "rad", "password": "x"}).json()["error"]["code"] == "throttled"
-    )
-
-
 def test_a_token_is_issued_for_good_credentials(radiologist):
     response = APIClient().post("/api/v1/auth/token/", {"username": "rad", "password": "a-long-test-password"})
     assert response.status_code == 200 and len(response.json()["token"]) == 40
-
-
-def test_the_login_page_refuses_an_address_after_ten_failures(client, radiologist):
-    for _ in range(10):
-        assert client.post("/accounts/login/", {"username": "rad", "password": "nope"}).status_code == 200
-    blocked = client.post("/accounts/login/", {"username": "rad", "password": "a-long-test-password"})
-    assert blocked.status_code == 429 and b"Too many failed logins" in blocked.content
 
 
 def test_filters_by_laterality_status_and_flag(rad_api):
@@ -106,16 +88,17 @@ def test_filters_by_laterality_status_and_flag(rad_api):
     left = rad_api.get("/api/v1/images/", {"laterality": "L"}).json()
     assert left["count"] == 2 and {r["laterality"] for r in left["results"]} == {"L"}
     assert rad_api.get("/api/v1/studies/", {"flag": "none"}).json()["count"] == 3
-    assert rad_api.get("/api/v1/studies/", {"patient": "P1"}).json()["count"] == 1
+    p1 = Image.objects.get(study__patient__patient_id="P1").study.patient_id
+    assert rad_api.get("/api/v1/studies/", {"patient_number": p1}).json()["count"] == 1
     bad = rad_api.get("/api/v1/images/", {"laterality": "X"})
     assert bad.status_code == 400 and "laterality" in bad.json()["error"]["fields"]
 
 
-def test_api_clients_see_pseudonyms_and_cannot_filter_by_patient(api, api_client_user):
-    ingest_file(file=io.BytesIO(to_bytes(mg_dataset(patient_id="REAL-ID"))), filename="x")
+def test_api_clients_see_pseudonyms_and_cannot_filter_by_patient_id(api, api_client_user):
+    ingest_file(file=io.BytesIO(to_bytes(mg_dataset(patient_id="REAL-ID"))), filename="x", user=api_client_user)
     patients = api.get("/api/v1/patients/").json()["results"]
     assert patients[0]["patient_id"].startswith("anon-") and patients[0]["name"] == ""
-    assert api.get("/api/v1/studies/", {"patient": "REAL-ID"}).status_code == 403
+    assert api.get("/api/v1/studies/", {"patient": "REAL-ID"}).status_code == 400
     from django.contrib.auth.models import Permission
 
     api_client_user.user_permissions.add(Permission.objects.get(codename="view_patient"))

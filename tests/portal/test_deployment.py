@@ -130,3 +130,46 @@ def test_the_web_process_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def embedded_env(tmp_path) -> dict[str, str]:
+    """The run command's environment: no database, broker or debug settings at all."""
+    env = {**os.environ, "PORTAL_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_DEBUG", "PORTAL_ENV", "DJANGO_STATIC_ROOT"):
+        env.pop(name, None)
+    return env
+
+
+def test_the_run_command_serves_with_debug_off_and_still_serves_static_files(tmp_path):
+    run_sh = (ROOT / "scripts" / "run.sh").read_text()
+    assert "collectstatic" in run_sh and "DJANGO_DEBUG" not in run_sh
+    env = embedded_env(tmp_path)
+    collected = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert collected.returncode == 0, collected.stderr
+    code = (
+        "import django; django.setup();"
+        "from django.conf import settings; from django.test import Client;"
+        "c = Client();"
+        "css = c.get('/static/screening/portal.css'); missing = c.get('/no-such-page/');"
+        "print(settings.DEBUG, css.status_code, missing.status_code, b'URLconf' in missing.content)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "200", "404", "False"]
+
+
+def test_in_process_tasks_do_not_warn_about_a_broker_hostname(tmp_path):
+    """Embedded mode runs tasks eagerly, yet celery still opens its in-memory producer for each one."""
+    code = (
+        "import django; django.setup();"
+        "from portal.celery import app;"
+        "assert app.conf.task_always_eager;"
+        "ctx = app.producer_or_acquire(None); ctx.__enter__(); ctx.__exit__(None, None, None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=embedded_env(tmp_path), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No hostname was supplied" not in result.stderr

@@ -1,4 +1,8 @@
-"""Every URL x role x method, generated from the URL conf: a new endpoint cannot be forgotten."""
+"""Every URL x role x method, generated from the URL conf: a new endpoint cannot be forgotten.
+
+The API client's records are its own uploads: the matrix's case is one it sent, and every
+record endpoint is checked against another account's case too.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "login": {"GET": ALL, "POST": ALL},
     "logout": {"POST": ALL},
     "healthz": {"GET": ALL},
+    "favicon": {"GET": ALL},
     "worklist": {"GET": READERS},
     "upload": {"GET": ROLES},
     "study-viewer": {"GET": READERS},
@@ -88,7 +93,7 @@ def test_every_url_in_the_url_conf_has_expectations():
 
 @pytest.fixture
 def world(champion, radiologist, admin_user, api_client_user, outsider):
-    image = ingest_file(file=io.BytesIO(to_bytes(mg_dataset())), filename="x.dcm").image
+    image = ingest_file(file=io.BytesIO(to_bytes(mg_dataset())), filename="x.dcm", user=api_client_user).image
     prediction = Prediction.objects.get(image=image)
     run_prediction(prediction.pk)
     users = {"radiologist": radiologist, "admin": admin_user, "api_client": api_client_user, "outsider": outsider}
@@ -152,6 +157,35 @@ def test_the_permission_matrix(world, role):
                     problems.append(f"{method} {name}: {code}, expected 401 or a login redirect")
             elif code != 403:
                 problems.append(f"{method} {name}: {code}, expected 403")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def anothers(world):
+    """A second case, sent by the radiologist: another account's records, for the API client."""
+    ds = mg_dataset(patient_id="OTHER-1", seed=1)
+    image = ingest_file(file=io.BytesIO(to_bytes(ds)), filename="y.dcm", user=world["users"]["radiologist"]).image
+    prediction = Prediction.objects.get(image=image)
+    run_prediction(prediction.pk)
+    return {"image": image, "prediction": prediction, "study": image.study, "patient": image.study.patient}
+
+
+def test_an_api_client_reaches_its_own_records_and_never_anothers(world, anothers):
+    client = client_for("api_client", world)
+    problems = []
+    for name in sorted(project_url_names()):
+        kind = re.match(r"api-(image|prediction|patient|study)-", name)
+        if not kind or "api_client" not in EXPECTED[name].get("GET", set()):
+            continue
+        own, theirs = world[kind.group(1)].pk, anothers[kind.group(1)].pk
+        if name.endswith("-list"):
+            listed = {row["id"] for row in client.get(reverse(name)).json()["results"]}
+            if own not in listed or theirs in listed:
+                problems.append(f"{name} lists {sorted(listed)}: expected its own {own}, not another's {theirs}")
+            continue
+        codes = (client.get(url_for(name, world)).status_code, client.get(url_for(name, anothers)).status_code)
+        if codes != (200, 404):  # 404, not 403: another's ids cannot be probed
+            problems.append(f"GET {name}: own {codes[0]}, another's {codes[1]}; expected 200 and 404")
     assert not problems, "\n".join(problems)
 
 

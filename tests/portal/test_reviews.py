@@ -7,8 +7,9 @@ import io
 import pytest
 from django.urls import reverse
 
+from screening.errors import PortalError
 from screening.models import AuditEvent, Review, Study
-from screening.services import ingest_file
+from screening.services import ingest_file, review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +69,46 @@ def test_an_invalid_decision_is_refused_with_the_field_named(rad_api, body, fiel
     response = rad_api.post(review_url(study), body, format="json")
     assert response.status_code == 400 and field in response.json()["error"]["fields"]
     assert not Review.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("decision", "birads", "message"),
+    [
+        ("normal", 5, "BI-RADS 5 goes with an abnormal decision; normal allows BI-RADS 1 or 2"),
+        ("normal", 0, "BI-RADS 0 goes with an abnormal decision; normal allows BI-RADS 1 or 2"),
+        ("normal", 3, "BI-RADS 3 goes with an abnormal decision; normal allows BI-RADS 1 or 2"),
+        ("abnormal", 1, "BI-RADS 1 goes with a normal decision; abnormal allows BI-RADS 0, 3, 4, 5 or 6"),
+        ("abnormal", 2, "BI-RADS 2 goes with a normal decision; abnormal allows BI-RADS 0, 3, 4, 5 or 6"),
+    ],
+)
+def test_an_incoherent_decision_is_refused_with_the_reason(rad_api, decision, birads, message):
+    study, _ = make_study("A", 0.2, False)
+    response = rad_api.post(review_url(study), {"decision": decision, "birads": birads}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == message and error["fields"] == {"birads": [message]}
+    assert not Review.objects.exists() and not AuditEvent.objects.filter(action="review_submit").exists()
+    assert Study.objects.get(pk=study.pk).status == "predicted"
+
+
+@pytest.mark.parametrize(
+    ("decision", "birads"),
+    [("normal", 1), ("normal", 2), ("abnormal", 0), ("abnormal", 3), ("abnormal", 5), ("abnormal", 6)],
+)
+def test_a_coherent_decision_is_saved(rad_api, decision, birads):
+    study, _ = make_study("A", 0.2, False)
+    response = rad_api.post(review_url(study), {"decision": decision, "birads": birads}, format="json")
+    assert response.status_code == 201, response.json()
+    assert Review.objects.get(study=study).birads == birads
+
+
+def test_a_correction_must_be_coherent_too(rad_api, radiologist):
+    study, _ = make_study("A", 0.2, False)
+    review_submit(study=study, radiologist=radiologist, decision="normal", birads=1)
+    with pytest.raises(PortalError) as refused:
+        review_submit(study=study, radiologist=radiologist, decision="normal", birads=4)
+    assert refused.value.field == "birads"
+    assert list(Review.objects.filter(study=study).values_list("version", "birads")) == [(1, 1)]
 
 
 def test_a_finding_outside_the_image_or_study_is_refused(rad_api):

@@ -7,7 +7,10 @@ the 256x160 test checkpoint keep a whole training run to seconds on two cores.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +18,20 @@ from django.db.models import Count
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from screening.errors import Conflict
-from screening.models import AuditEvent, Image, ModelVersion, Patient, Review, Study, TrainingRun
-from screening.services import FindingInput, ingest_file, register_checkpoint, review_submit, training
+from screening.errors import Conflict, PortalError
+from screening.models import AuditEvent, Image, ModelVersion, Patient, Prediction, Review, Study, TrainingRun
+from screening.services import (
+    FindingInput,
+    ingest_file,
+    labels,
+    promotion,
+    register_checkpoint,
+    review_submit,
+    training,
+)
 from tests.ml.phantoms import phantom
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 LESION = (70, 150, 26)  # x, y, radius on the left breast of a 320x256 phantom
 FAST = {"epochs": 6, "patience": 6, "augment_views": ["orig"]}
@@ -91,14 +103,51 @@ def trained_checkpoint(tmp_path_factory, test_checkpoint):
 
 @pytest.fixture(scope="session")
 def degraded_checkpoint(tmp_path_factory, trained_checkpoint):
-    """The trained model with its patch scores turned upside down: it ranks discs last."""
+    """The trained model with its calibration turned upside down: probability 1 - p, so it ranks discs last.
+
+    Its AUC on any set is exactly 1 minus the trained model's. (Negating the head's
+    weights is no such thing: the image logit is a top-k mean, and the top k of the
+    negated patch scores are the least suspicious patches, whose order is anybody's.)
+    """
     from ml.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(trained_checkpoint)
-    last = sorted(k for k in checkpoint["state_dict"] if k.startswith("head.") and k.endswith(".weight"))[-1]
-    for key in (last, last.replace(".weight", ".bias")):
-        checkpoint["state_dict"][key] = -checkpoint["state_dict"][key]
+    calibration = checkpoint["calibration"]
+    checkpoint["calibration"] = {**calibration, "a": -calibration["a"], "b": -calibration["b"]}
     return save_checkpoint(checkpoint, tmp_path_factory.mktemp("degraded") / "degraded.pt")
+
+
+# --- the same models in every run ------------------------------------------------------------------
+
+
+def test_a_fresh_model_starts_from_the_same_weights_in_every_process():
+    """torch seeds its generator from the operating system: an unseeded fresh head differed from run to run,
+    and so did every model fine-tuned from it, which made the promotion tests pass or fail by chance."""
+    code = (
+        "import hashlib; from ml.config import ModelConfig; from ml.model import build_model; "
+        "head = build_model(ModelConfig(input_height=256, input_width=160)).head; "
+        "print(hashlib.sha256(b''.join(p.detach().numpy().tobytes() for p in head.parameters())).hexdigest())"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr[-2000:]
+    assert runs[0].stdout.strip() == runs[1].stdout.strip()
+
+
+def test_the_degraded_fixture_ranks_every_image_in_reverse(trained_checkpoint, degraded_checkpoint, tmp_path):
+    """The rejection tests need a candidate that is worse by construction, not by luck: AUC exactly 1 - AUC."""
+    from ml.data import load_folder
+    from ml.evaluate import predict_examples
+    from ml.inference import Predictor
+    from ml.metrics import roc_auc
+    from tests.ml.phantoms import write_folder
+
+    examples = load_folder(*write_folder(tmp_path, n_patients=8, seed=500))
+    labels = [ex.label for ex in examples]
+    good, worse = (Predictor.load(path, device="cpu") for path in (trained_checkpoint, degraded_checkpoint))
+    p_good = good.calibrated(predict_examples(good, examples))
+    p_worse = worse.calibrated(predict_examples(worse, examples))
+    assert np.allclose(p_worse, 1 - p_good)
+    assert roc_auc(labels, p_good) > 0.5 and roc_auc(labels, p_worse) == pytest.approx(1 - roc_auc(labels, p_good))
 
 
 # --- labels, pools and snapshots ------------------------------------------------------------------
@@ -106,32 +155,32 @@ def degraded_checkpoint(tmp_path_factory, trained_checkpoint):
 
 def test_the_latest_review_decides_the_label_and_findings_become_hints(radiologist):
     study = add_woman(1, abnormal=True, radiologist=radiologist)
-    labels = {lab.laterality: lab for lab in training.collect_labels()}
-    assert (labels["L"].label, labels["R"].label) == (1, 0)  # the finding puts the abnormality on the left
+    by_side = {lab.laterality: lab for lab in labels.collect_labels()}
+    assert (by_side["L"].label, by_side["R"].label) == (1, 0)  # the finding puts the abnormality on the left
     x, y, r = LESION
-    assert labels["L"].findings == ((x, y, r),)
-    assert labels["R"].findings == ()
+    assert by_side["L"].findings == ((x, y, r),)
+    assert by_side["R"].findings == ()
     read(study, radiologist, abnormal=False)  # a correction: version 2 says normal
-    assert {lab.label for lab in training.collect_labels()} == {0}
+    assert {lab.label for lab in labels.collect_labels()} == {0}
 
 
 def test_an_abnormal_decision_without_findings_labels_every_image_abnormal(radiologist):
     add_woman(1, abnormal=True, radiologist=radiologist, finding=False)
-    assert [lab.label for lab in training.collect_labels()] == [1, 1]
+    assert [lab.label for lab in labels.collect_labels()] == [1, 1]
 
 
 def test_unread_studies_and_unreadable_images_are_not_labels(radiologist):
     add_woman(1, abnormal=False)
     read_study = add_woman(2, abnormal=False, radiologist=radiologist)
     Image.objects.filter(study=read_study, laterality="R").update(status=Image.Status.FAILED)
-    labels = training.collect_labels()
-    assert [(lab.patient_id, lab.laterality) for lab in labels] == [("W002", "L")]
+    found = labels.collect_labels()
+    assert [(lab.patient_id, lab.laterality) for lab in found] == [("W002", "L")]
 
 
 def test_women_are_assigned_to_a_pool_once_stratified_by_label(radiologist, settings):
     settings.PORTAL_VALIDATION_FRACTION = 0.25
     studies = [add_woman(n, abnormal=n < 8, radiologist=radiologist) for n in range(16)]
-    training.assign_splits()
+    labels.assign_splits()
     pools = dict(Patient.objects.values_list("patient_id", "split"))
     abnormal_in_validation = sum(pools[f"W{n:03d}"] == "validation" for n in range(8))
     normal_in_validation = sum(pools[f"W{n:03d}"] == "validation" for n in range(8, 16))
@@ -139,19 +188,19 @@ def test_women_are_assigned_to_a_pool_once_stratified_by_label(radiologist, sett
     # Relabelling a validation woman never moves her, and assigning again changes nothing.
     moved = next(s for s in studies if s.patient.split == "" and pools[s.patient.patient_id] == "validation")
     read(moved, radiologist, abnormal=False)
-    training.assign_splits()
+    labels.assign_splits()
     assert dict(Patient.objects.values_list("patient_id", "split")) == pools
 
 
 def test_the_snapshot_hash_changes_with_a_label_and_not_otherwise(radiologist):
     study = add_woman(1, abnormal=True, radiologist=radiologist)
     add_woman(2, abnormal=False, radiologist=radiologist)
-    first, summary, _ = training.current_snapshot()
-    assert training.current_snapshot()[0] == first
+    first, summary, _ = labels.current_snapshot()
+    assert labels.current_snapshot()[0] == first
     assert summary["train"]["images"] + summary["validation"]["images"] == 4
     assert sorted(item[0] for item in summary["images"]) == sorted(Image.objects.values_list("pk", flat=True))
     read(study, radiologist, abnormal=False)
-    assert training.current_snapshot()[0] != first
+    assert labels.current_snapshot()[0] != first
 
 
 # --- a run, the promotion rule, rollback ------------------------------------------------------------
@@ -184,18 +233,18 @@ def test_a_run_trains_on_the_training_pool_scores_the_locked_women_and_promotes(
     # Nothing new since: the nightly trigger does not start another run; a new label does.
     assert training.run_training(trigger="schedule") is None
     add_woman(40, abnormal=False, radiologist=radiologist)
-    assert training.has_new_labels(training.current_snapshot()[0])
+    assert labels.has_new_labels(labels.current_snapshot()[0])
 
 
 def test_a_degraded_candidate_is_rejected_with_its_reason(
     trained_checkpoint, degraded_checkpoint, cohort, fast_training
 ):
     good = register_checkpoint(trained_checkpoint, name="good", promote=True)
-    training.assign_splits()
-    locked = [lab for lab in training.collect_labels() if lab.split == "validation"]
+    labels.assign_splits()
+    locked = [lab for lab in labels.collect_labels() if lab.split == "validation"]
     worse = register_checkpoint(degraded_checkpoint, name="degraded")
-    decision = training.challenge(worse, examples=training.to_examples(locked))
-    training.apply_decision(worse, decision, run_id=None)
+    decision = promotion.challenge(worse, examples=labels.to_examples(locked))
+    promotion.apply_decision(worse, decision, run_id=None)
     worse.refresh_from_db()
     assert worse.status == "rejected" and ModelVersion.objects.get(pk=good.pk).status == "champion"
     assert "validation AUC" in worse.note and "lower than the champion's" in worse.note
@@ -206,37 +255,37 @@ def test_a_degraded_candidate_is_rejected_with_its_reason(
 
 def test_a_candidate_with_lower_sensitivity_is_rejected_even_with_the_same_auc():
     champion_metrics = {"auc": 0.80, "sensitivity": 0.90}
-    assert training.decide({"auc": 0.80, "sensitivity": 0.90}, champion_metrics)["outcome"] == "promoted"
-    assert training.decide({"auc": 0.79, "sensitivity": 0.95}, champion_metrics)["outcome"] == "promoted"  # margin
-    lower_sensitivity = training.decide({"auc": 0.85, "sensitivity": 0.85}, champion_metrics)
+    assert promotion.decide({"auc": 0.80, "sensitivity": 0.90}, champion_metrics)["outcome"] == "promoted"
+    assert promotion.decide({"auc": 0.79, "sensitivity": 0.95}, champion_metrics)["outcome"] == "promoted"  # margin
+    lower_sensitivity = promotion.decide({"auc": 0.85, "sensitivity": 0.85}, champion_metrics)
     assert lower_sensitivity["outcome"] == "rejected"
     assert lower_sensitivity["reasons"] == [
         "sensitivity at the operating point 0.850 is lower than the champion's 0.900"
     ]
-    assert training.decide({"auc": 0.70, "sensitivity": 0.95}, champion_metrics)["outcome"] == "rejected"
+    assert promotion.decide({"auc": 0.70, "sensitivity": 0.95}, champion_metrics)["outcome"] == "rejected"
 
 
 def test_rollback_restores_the_previous_champion_and_retires_the_current(champion, test_checkpoint, admin_user):
     newer = register_checkpoint(test_checkpoint, name="newer")
-    training.promote(version=newer, user=admin_user)
+    promotion.promote(version=newer, user=admin_user)
     assert ModelVersion.objects.get(pk=champion.pk).status == "retired"
-    restored = training.rollback(user=admin_user)
+    restored = promotion.rollback(user=admin_user)
     assert restored == champion
     assert ModelVersion.objects.get(pk=champion.pk).status == "champion"
     assert ModelVersion.objects.get(pk=newer.pk).status == "retired"
     assert AuditEvent.objects.filter(action="model_rollback", username="boss").exists()
     with pytest.raises(Conflict):
-        training.promote(version=champion, user=admin_user)
+        promotion.promote(version=champion, user=admin_user)
 
 
 def test_moving_the_operating_point_reflags_the_studies_it_scored(champion, admin_user):
     study = add_woman(1, abnormal=False)
     Study.objects.filter(pk=study.pk).update(exam_score=0.4, exam_flag=False, exam_model=champion)
-    training.set_operating_point(version=champion, threshold=0.3, user=admin_user)
+    promotion.set_operating_point(version=champion, threshold=0.3, user=admin_user)
     assert Study.objects.get(pk=study.pk).exam_flag is True
     assert ModelVersion.objects.get(pk=champion.pk).threshold == 0.3
-    with pytest.raises(training.PortalError):
-        training.set_operating_point(version=champion, threshold=1.5, user=admin_user)
+    with pytest.raises(PortalError):
+        promotion.set_operating_point(version=champion, threshold=1.5, user=admin_user)
 
 
 # --- failures and the one-run rule ------------------------------------------------------------------
@@ -251,10 +300,11 @@ def test_a_training_crash_fails_the_run_with_its_reason_and_the_champion_keeps_s
         raise MemoryError("cannot allocate 64 GiB")
 
     monkeypatch.setattr(ml.train, "fit", out_of_memory)
+    versions = ModelVersion.objects.count()
     run = TrainingRun.objects.get(pk=training.run_training(trigger="manual"))
     assert run.status == "failed" and run.error.startswith("out of memory while training")
     assert ModelVersion.objects.get(status="champion") == champion
-    assert ModelVersion.objects.count() == 1
+    assert ModelVersion.objects.count() == versions  # no candidate left behind
 
 
 def test_a_run_past_its_time_limit_fails_and_leaves_the_champion(champion, cohort, fast_training):
@@ -343,7 +393,8 @@ def test_admins_promote_roll_back_and_move_the_operating_point_through_the_api(c
     bad = admin_api.post(f"/api/v1/models/{champion.pk}/operating-point/", {"threshold": 2}, format="json")
     assert bad.status_code == 400 and "threshold" in bad.json()["error"]["fields"]
     listed = admin_api.get("/api/v1/models/").json()["results"]
-    assert [(v["name"], v["status"]) for v in listed] == [("other", "retired"), ("test-model", "champion")]
+    # newest first; the shipped baseline that migrate made champion comes last, retired
+    assert [(v["name"], v["status"]) for v in listed][:2] == [("other", "retired"), ("test-model", "champion")]
 
 
 def test_an_api_trigger_queues_one_run_at_a_time(champion, admin_api, django_capture_on_commit_callbacks):
@@ -360,9 +411,9 @@ def test_the_registry_page_shows_versions_metrics_plots_and_the_running_run(
 ):
     good = register_checkpoint(trained_checkpoint, name="good", promote=True)
     worse = register_checkpoint(degraded_checkpoint, name="degraded")
-    training.assign_splits()
-    locked = [lab for lab in training.collect_labels() if lab.split == "validation"]
-    training.apply_decision(worse, training.challenge(worse, examples=training.to_examples(locked)))
+    labels.assign_splits()
+    locked = [lab for lab in labels.collect_labels() if lab.split == "validation"]
+    promotion.apply_decision(worse, promotion.challenge(worse, examples=labels.to_examples(locked)))
     running = TrainingRun.objects.create(
         status="running", started=timezone.now(), progress={"stage": "train", "epoch": 2, "epochs": 6, "loss": 0.5}
     )
@@ -392,9 +443,9 @@ def test_a_labelled_folder_seeds_reviews_pools_and_hints(tmp_path, settings):
     out = io.StringIO()
     call_command("seed_labels", str(images.parent), labels=labels_csv, findings=findings_csv, stdout=out)
     assert "8 images, 4 new reviews" in out.getvalue()
-    labels = training.collect_labels()
-    assert sorted(lab.label for lab in labels) == [0] * 6 + [1] * 2  # one abnormal left breast in pat01 and pat03
-    abnormal = [lab for lab in labels if lab.label]
+    found = labels.collect_labels()
+    assert sorted(lab.label for lab in found) == [0] * 6 + [1] * 2  # one abnormal left breast in pat01 and pat03
+    abnormal = [lab for lab in found if lab.label]
     assert all(len(lab.findings) == 1 and lab.findings[0][2] == 22 for lab in abnormal)
     assert dict(Patient.objects.values_list("split").annotate(n=Count("id")).order_by()) == {
         "train": 2,
@@ -431,3 +482,109 @@ def test_the_retrain_command_queues_a_run_and_releases_stuck_ones(
     call_command("retrain", "--release-stuck", stdout=out)
     run.refresh_from_db()
     assert run.status == "failed" and run.error.startswith("never started")
+
+
+# --- the Django admin: read-only registry, changes through the services ------------------------------
+
+
+@pytest.fixture
+def superuser(db, django_user_model):
+    return django_user_model.objects.create_superuser(username="root", password="a-long-test-password", email="")
+
+
+def test_nobody_changes_a_model_version_or_a_training_run_in_the_admin(client, superuser, champion):
+    run = TrainingRun.objects.create(status="failed", error="out of memory")
+    client.force_login(superuser)
+    page = f"/admin/screening/modelversion/{champion.pk}/change/"
+    assert client.get(page).status_code == 200
+    forged = {"name": "test-model", "status": "retired", "threshold": "0.01", "checkpoint": "x.pt", "note": "edited"}
+    assert client.post(page, forged).status_code == 403
+    champion.refresh_from_db()
+    assert (champion.status, champion.threshold, champion.note) == ("champion", 0.5, "")
+    assert client.post(f"/admin/screening/trainingrun/{run.pk}/change/", {"status": "succeeded"}).status_code == 403
+    assert TrainingRun.objects.get(pk=run.pk).status == "failed"
+    for url in (
+        "/admin/screening/modelversion/add/",
+        f"/admin/screening/modelversion/{champion.pk}/delete/",
+        "/admin/screening/trainingrun/add/",
+        f"/admin/screening/trainingrun/{run.pk}/delete/",
+    ):
+        assert client.post(url, {"post": "yes"}).status_code == 403, url
+    assert ModelVersion.objects.filter(pk=champion.pk).exists() and TrainingRun.objects.filter(pk=run.pk).exists()
+    assert not AuditEvent.objects.filter(action__startswith="model_", username="root").exists()
+
+
+def test_the_admin_shows_whether_a_version_can_serve_and_why_not(client, superuser, champion):
+    ModelVersion.objects.filter(pk=champion.pk).update(servable=False, load_error="checkpoint is truncated")
+    client.force_login(superuser)
+    page = client.get("/admin/screening/modelversion/").content.decode()
+    assert "column-servable" in page and "checkpoint is truncated" in page
+
+
+def test_promoting_in_the_admin_goes_through_the_service_and_is_audited(client, superuser, champion, test_checkpoint):
+    other = register_checkpoint(test_checkpoint, name="other")
+    client.force_login(superuser)
+    answer = client.post(
+        "/admin/screening/modelversion/", {"action": "promote_selected", "_selected_action": [other.pk], "index": 0}
+    )
+    assert answer.status_code == 302
+    assert ModelVersion.objects.get(pk=other.pk).status == "champion"
+    assert ModelVersion.objects.get(pk=champion.pk).status == "retired"
+    event = AuditEvent.objects.get(action="model_promote", object_id=str(other.pk), username="root")
+    assert event.detail == {"automatic": False, "previous": "test-model"}
+
+
+def test_the_admin_rolls_back_moves_the_operating_point_re_predicts_and_starts_a_run_through_the_services(
+    client, superuser, champion, test_checkpoint, django_capture_on_commit_callbacks
+):
+    study = add_woman(1, abnormal=False)  # predicted by the champion, test-model
+    other = register_checkpoint(test_checkpoint, name="other")
+    promotion.promote(version=other, user=superuser)
+    client.force_login(superuser)
+    assert client.post("/admin/screening/modelversion/rollback/").status_code == 302
+    assert ModelVersion.objects.get(pk=champion.pk).status == "champion"
+    assert AuditEvent.objects.filter(action="model_rollback", username="root").exists()
+
+    bad = client.post(f"/admin/screening/modelversion/{champion.pk}/operating-point/", {"threshold": "7"}, follow=True)
+    assert "threshold must be between 0 and 1" in bad.content.decode()
+    client.post(f"/admin/screening/modelversion/{champion.pk}/operating-point/", {"threshold": "0.3"})
+    assert ModelVersion.objects.get(pk=champion.pk).threshold == 0.3
+    assert AuditEvent.objects.get(action="model_threshold", username="root").detail == {"from": 0.5, "to": 0.3}
+
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(
+            "/admin/screening/modelversion/", {"action": "repredict_unread", "_selected_action": [other.pk], "index": 0}
+        )
+    assert Prediction.objects.filter(image__study=study, model_version=other, status="queued").count() == 2
+    assert AuditEvent.objects.get(action="model_repredict", username="root").detail == {"images": 2}
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert client.post("/admin/screening/trainingrun/start/").status_code == 302
+    run = TrainingRun.objects.get()
+    assert (run.status, run.triggered_by, len(callbacks)) == ("queued", "admin", 1)
+    assert AuditEvent.objects.filter(action="training_trigger", object_id=str(run.pk), username="root").exists()
+    assert client.get("/admin/screening/trainingrun/start/").status_code == 405  # a change is a POST
+
+
+def test_a_staff_member_outside_the_admin_role_cannot_use_the_registry_actions(
+    client, django_user_model, champion, test_checkpoint
+):
+    from django.contrib.auth.models import Permission
+
+    other = register_checkpoint(test_checkpoint, name="other")
+    staff = django_user_model.objects.create_user(username="clerk", password="a-long-test-password", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename__in=["view_modelversion", "view_trainingrun"]))
+    client.force_login(staff)
+    listing = client.get("/admin/screening/modelversion/")
+    assert listing.status_code == 200 and b"promote_selected" not in listing.content
+    client.post("/admin/screening/modelversion/", {"action": "promote_selected", "_selected_action": [other.pk]})
+    assert client.post("/admin/screening/modelversion/rollback/").status_code == 403
+    assert (
+        client.post(f"/admin/screening/modelversion/{champion.pk}/operating-point/", {"threshold": "0.3"}).status_code
+        == 403
+    )
+    assert client.post("/admin/screening/trainingrun/start/").status_code == 403
+    champion.refresh_from_db()
+    assert (champion.status, champion.threshold) == ("champion", 0.5)
+    assert ModelVersion.objects.get(pk=other.pk).status == "challenger" and not TrainingRun.objects.exists()
+    assert not AuditEvent.objects.filter(username="clerk").exists()

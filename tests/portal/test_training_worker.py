@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from screening.models import ModelVersion, Prediction, TrainingRun
-from screening.services import ingest_file, training
+from screening.services import ingest_file, promotion, training
 from tests.celery_worker import WorkerProcess, needs_worker_services, purge, wait_until
 from tests.ml.phantoms import phantom
 from tests.portal.test_training import LESION, add_woman, png
@@ -66,7 +66,7 @@ def test_decisions_train_a_candidate_that_is_promoted_served_and_rolled_back(wor
     assert run.data_summary["init"] == "fine-tune test-model" and len(run.snapshot_hash) == 64
     # New predictions carry the new champion, without restarting the inference worker.
     assert served_by(1) == candidate
-    training.rollback()
+    promotion.rollback()
     assert served_by(2) == champion
     assert ModelVersion.objects.get(pk=candidate.pk).status == "retired"
 

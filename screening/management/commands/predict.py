@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from screening.errors import PortalError
 from screening.models import Image, Prediction, Study
-from screening.services import champion, enqueue_images, rerun_studies
+from screening.services import enqueue_images, rerun_studies
+from screening.services.models import serving_champion
 from screening.services.predictions import wait_for
 
 
@@ -20,9 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the results")
 
     def handle(self, *args, all: bool, study: list[int] | None, pending: bool, wait: float, **options):
-        version = champion()
-        if version is None:
-            raise CommandError("no champion model: run `python manage.py register_model` first")
+        try:
+            version = serving_champion()
+        except PortalError as exc:
+            raise CommandError(exc.message) from None
         if study:
             studies = Study.objects.filter(pk__in=study)
             if studies.count() != len(set(study)):

@@ -7,7 +7,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from screening.errors import PortalError
-from screening.services import training
+from screening.services import seeding
+from screening.services.labels import assign_splits
 
 
 class Command(BaseCommand):
@@ -28,10 +29,10 @@ class Command(BaseCommand):
             raise CommandError(f"{images} or {labels} does not exist")
         wanted = [p.strip() for p in patients.split(",") if p.strip()] if patients else None
         try:
-            counts = training.seed_labels(images, labels, findings, patient_ids=wanted)
+            counts = seeding.seed_labels(images, labels, findings, patient_ids=wanted)
         except (PortalError, FileNotFoundError, ValueError, KeyError) as exc:
             raise CommandError(str(getattr(exc, "message", exc))) from None
-        assigned = training.assign_splits()
+        assigned = assign_splits()
         self.stdout.write(
             f"{counts['images']} images, {counts['reviews']} new reviews ({counts['already_reviewed']} studies already "
             f"read); pools: {assigned['train']} women to training, {assigned['validation']} to locked validation"

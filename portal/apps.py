@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class PortalConfig(AppConfig):
+    """The project package as an app, so its signal receivers connect at start-up."""
+
+    name = "portal"
+    verbose_name = "Portal"
+
+    def ready(self) -> None:
+        from . import login_guard  # noqa: F401  (connects its receiver)

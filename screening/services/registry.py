@@ -1,0 +1,65 @@
+"""Reads for the model registry page and its API: versions, the trade-off of an operating point, waiting labels.
+
+Nothing here writes. The exam score is ml.scoring's and sensitivity/specificity are
+ml.metrics', the same formulas the predictions and the locked-set scoring use.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+
+from ml import metrics as ml_metrics
+from ml.scoring import breast_scores, exam_score
+
+from ..models import ModelVersion, Prediction, Review
+from .labels import collect_labels, counts, has_new_labels, snapshot
+
+
+def registry_versions():
+    return ModelVersion.objects.order_by("-created", "-pk").prefetch_related("training_runs")
+
+
+def recent_exam_scores(version: ModelVersion, days: int | None = None) -> list[float]:
+    """Exam scores this version gave to studies received in the last `days` days (its images only)."""
+    days = days or int(getattr(settings, "PORTAL_RECALL_WINDOW_DAYS", 90))
+    since = timezone.now() - timedelta(days=days)
+    rows = Prediction.objects.filter(
+        model_version=version, status=Prediction.Status.DONE, image__study__created__gte=since
+    ).values_list("image__study_id", "image__laterality", "probability")
+    exams: dict[int, list[tuple[str, float]]] = {}
+    for study_id, laterality, probability in rows:
+        exams.setdefault(study_id, []).append((laterality, probability))
+    return [exam_score(breast_scores(images)) for images in exams.values()]
+
+
+def trade_off(version: ModelVersion, threshold: float | None = None) -> dict[str, Any]:
+    """Sensitivity and specificity on the locked set and the recall rate on recent exams at a threshold."""
+    threshold = version.threshold if threshold is None else float(threshold)
+    locked = (version.metrics or {}).get("locked_validation") or {}
+    out: dict[str, Any] = {"threshold": threshold, "sensitivity": None, "specificity": None}
+    if locked.get("scores"):
+        y = np.array([row[0] for row in locked["scores"]], dtype=np.int64)
+        p = np.array([row[1] for row in locked["scores"]], dtype=np.float64)
+        out["sensitivity"], out["specificity"] = ml_metrics.sensitivity_specificity(y, p, threshold)
+    exams = recent_exam_scores(version)
+    out["recent_exams"] = len(exams)
+    out["recall_rate"] = float(np.mean(np.array(exams) >= threshold)) if exams else None
+    return out
+
+
+def labelled_counts() -> dict[str, Any]:
+    """How many labels wait for the next run (by pool) and whether they differ from the last successful run."""
+    labels = collect_labels()
+    digest, summary = snapshot(labels)
+    return {
+        "train": summary["train"],
+        "validation": summary["validation"],
+        "unassigned": counts([lab for lab in labels if not lab.split]),
+        "new_since_last_run": has_new_labels(digest),
+        "reviewed_studies": Review.objects.values("study").distinct().count(),
+    }
