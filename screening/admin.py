@@ -149,7 +149,7 @@ class StudyAdmin(admin.ModelAdmin):
         except PortalError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return
-        queued = services.rerun_studies(queryset)
+        queued = services.rerun_studies(queryset, user=request.user, ip_address=services.client_ip(request))
         self.message_user(request, f"Queued {len(queued)} predictions; earlier predictions keep their model versions.")
 
     @admin.action(description="Delete selected studies (asks for a reason)", permissions=["study_delete"])

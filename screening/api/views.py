@@ -187,7 +187,10 @@ class StudyViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.Retrie
         """Predict the study again with the champion model (earlier predictions keep their versions)."""
         study = self.get_object()
         serving_champion()
-        return Response({"queued": services.rerun_studies([study])}, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            {"queued": services.rerun_studies([study], user=request.user, ip_address=services.client_ip(request))},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
     @extend_schema(methods=["GET"], responses=ReviewSerializer(many=True))
     @extend_schema(

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -34,6 +34,7 @@ from ml.scoring import breast_scores, exam_score
 from .. import dispatch, inference
 from ..errors import PortalError
 from ..models import Image, ModelVersion, Prediction, Study
+from .audit import record_event
 from .media import decode_original
 from .models import champion, mark_unservable
 
@@ -104,10 +105,31 @@ def _waiting_images(version: ModelVersion):
     return Image.objects.filter(Q(status=Image.Status.RECEIVED) | stranded).exclude(predictions__model_version=version)
 
 
-def rerun_studies(studies: Iterable[Study], *, version: ModelVersion | None = None) -> list[int]:
-    """Predict every image of these studies again with the champion; old predictions keep their versions."""
-    ids = Image.objects.filter(study__in=list(studies)).values_list("pk", flat=True)
-    return enqueue_images(list(ids), version=version)
+def rerun_studies(
+    studies: Iterable[Study], *, version: ModelVersion | None = None, user=None, ip_address: str | None = None
+) -> list[int]:
+    """Predict every image of these studies again with the champion; old predictions keep their versions.
+
+    Each study's re-run is audited (who asked, which version, how many predictions queued)."""
+    studies = list(studies)
+    version = version or champion()
+    with transaction.atomic():
+        queued = enqueue_images(
+            list(Image.objects.filter(study__in=studies).values_list("pk", flat=True)), version=version
+        )
+        by_study = dict(
+            Prediction.objects.filter(pk__in=queued).values_list("image__study_id").annotate(n=Count("id")).order_by()
+        )
+        for study in studies:
+            record_event(
+                action="rerun_inference",
+                user=user,
+                study=study,
+                obj=study,
+                ip_address=ip_address,
+                detail={"model_version": version.name if version else None, "queued": by_study.get(study.pk, 0)},
+            )
+    return queued
 
 
 # --- run (in the worker) -------------------------------------------------------------------------

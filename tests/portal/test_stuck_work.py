@@ -444,3 +444,13 @@ def test_a_rerun_with_an_unservable_champion_says_why_instead_of_queueing_nothin
     response = rad_api.post(f"/api/v1/studies/{study.pk}/predict/")
     assert response.status_code == 409
     assert "cannot be loaded (the checkpoint is not a zip archive)" in response.json()["error"]["message"]
+
+
+def test_a_rerun_is_audited_with_who_asked_and_what_was_queued(rad_api, radiologist, champion):
+    study = ingest(mg_dataset(patient_id="RERUN-2")).study
+    Prediction.objects.filter(image__study=study).update(status="failed")
+    response = rad_api.post(f"/api/v1/studies/{study.pk}/predict/")
+    assert response.status_code == 202
+    event = AuditEvent.objects.get(action="rerun_inference", study=study)
+    assert event.user == radiologist
+    assert event.detail == {"model_version": champion.name, "queued": 1}
