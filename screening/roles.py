@@ -37,8 +37,12 @@ def can_upload(user) -> bool:
 
 
 def can_see_identity(user) -> bool:
-    """Patient identity: radiologists, admins, and API clients granted the 'Can view patient' permission."""
-    return can_read_cases(user) or bool(roles_of(user) and user.has_perm("screening.view_patient"))
+    """Patient identity: radiologists, admins, and API clients granted both 'Can view patient' and
+    'Can see every study'. Identity needs both because a client limited to its own uploads could
+    otherwise upload a guessed patient ID and read the name and birth date the portal already holds."""
+    return can_read_cases(user) or bool(
+        roles_of(user) and user.has_perm("screening.view_patient") and user.has_perm("screening.view_all_studies")
+    )
 
 
 # What the admin role may do in the Django admin, granted to its group after every

@@ -102,6 +102,7 @@ def test_api_clients_see_pseudonyms_and_cannot_filter_by_patient_id(api, api_cli
     from django.contrib.auth.models import Permission
 
     api_client_user.user_permissions.add(Permission.objects.get(codename="view_patient"))
+    api_client_user.user_permissions.add(Permission.objects.get(codename="view_all_studies"))
     granted = APIClient()
     granted.force_authenticate(type(api_client_user).objects.get(pk=api_client_user.pk))
     assert granted.get("/api/v1/patients/").json()["results"][0]["patient_id"] == "REAL-ID"

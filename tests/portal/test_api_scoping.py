@@ -9,7 +9,6 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
@@ -18,13 +17,9 @@ from screening.services import ingest_file, review_submit
 from screening.services.predictions import run_prediction
 from tests.conftest import _token_client, _user, stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
+from tests.uploads import upload
 
 pytestmark = pytest.mark.django_db
-URL = "/api/v1/images/"
-
-
-def upload(client, content: bytes, name: str = "image.dcm", **fields):
-    return client.post(URL, {"file": SimpleUploadedFile(name, content), **fields}, format="multipart")
 
 
 def png_bytes(seed: int = 0) -> bytes:
@@ -260,3 +255,19 @@ def test_an_upload_from_the_page_is_audited_as_page_and_one_by_token_as_api(api,
     by_token = upload(api, png_bytes(2), "b.png", patient_id="P-2").json()["id"]
     via = dict(AuditEvent.objects.filter(action="ingest").values_list("object_id", "detail__via"))
     assert via == {str(by_page): "page", str(by_token): "api"}
+
+
+def test_a_client_limited_to_its_uploads_cannot_read_a_real_patients_identity_by_guessing_her_id(
+    api, api_client_user, radiologist
+):
+    """'Can view patient' alone shows identity only with 'Can see every study': else a guessed
+    PatientID in an upload would bring back the name and birth date the portal already holds."""
+    real = mg_dataset(patient_id="GUESS-ME", seed=3)
+    real.PatientName = "Realname^Jane"
+    ingest_file(file=io.BytesIO(to_bytes(real)), filename="r.dcm", user=radiologist)
+    guess = mg_dataset(patient_id="GUESS-ME", seed=4, study_uid="1.2.826.0.1.3680043.99.1")
+    api_client_user.user_permissions.add(Permission.objects.get(codename="view_patient"))
+    assert upload(api, to_bytes(guess)).status_code == 201
+    patients = api.get("/api/v1/patients/").json()["results"]
+    assert [p["name"] for p in patients] == [""] and patients[0]["patient_id"].startswith("anon-")
+    assert "Realname" not in api.get("/api/v1/studies/").content.decode()

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image as PILImage
 
 from screening.models import AuditEvent, Image, Patient, Study
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
+from tests.uploads import URL, png_bytes, upload
 
-URL = "/api/v1/images/"
 pytestmark = pytest.mark.django_db
-
-
-def upload(client, content: bytes, name: str = "image.dcm", **fields):
-    return client.post(URL, {"file": SimpleUploadedFile(name, content), **fields}, format="multipart")
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def assert_nothing_stored(media_root):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
@@ -22,20 +21,10 @@ from screening.models import Image, Patient, Study
 from screening.services import ingest, ingest_file
 from tests.conftest import stored_files
 from tests.dicom_factory import corrupt_file_meta_length, mg_dataset, phantom, set_raw, to_bytes
+from tests.uploads import png_bytes, upload
 
-URL = "/api/v1/images/"
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def upload(client, content: bytes, name: str = "image.dcm", **fields):
-    return client.post(URL, {"file": SimpleUploadedFile(name, content), **fields}, format="multipart")
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def assert_refused(response, status: int, message: str, media_root) -> None:
