@@ -8,6 +8,7 @@ a deployment where `manage.py check --deploy` is clean.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -215,6 +216,51 @@ PORTAL_MAX_IMAGE_PIXELS = env_int("PORTAL_MAX_IMAGE_PIXELS", 60_000_000, minimum
 PORTAL_MAX_CONCURRENT_DECODES = env_int("PORTAL_MAX_CONCURRENT_DECODES", 2, minimum=1)
 PORTAL_RENDITION_MAX_SIDE = env_int("PORTAL_RENDITION_MAX_SIDE", 2048, minimum=256)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+
+def _dicom_peers(name: str) -> list[tuple[str, str]]:
+    """`AE@IP,AE@IP`: the calling AEs the DICOM receiver accepts, each by AE title and IP address."""
+    peers = []
+    for item in env_list(name):
+        ae_title, _, host = item.rpartition("@")
+        try:
+            host = str(ipaddress.ip_address(host.strip()))
+        except ValueError:
+            host = ""
+        ae_title = ae_title.strip()
+        if not host or not ae_title or len(ae_title) > 16 or not ae_title.isprintable() or "\\" in ae_title:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not AE_TITLE@IP_ADDRESS (an AE title of 1 to 16 characters, an IP address)"
+            )
+        peers.append((ae_title, host))
+    return peers
+
+
+# The DICOM receiver (manage.py dicom_receiver) accepts these calling AEs; admins add more as DICOM peers.
+PORTAL_DICOM_ALLOWED_AES = _dicom_peers("PORTAL_DICOM_ALLOWED_AES")
+
+
+def _dicom_destinations(name: str) -> list[tuple[str, str, int]]:
+    """`AE@HOST:PORT,AE@HOST:PORT`: the C-STORE SCPs (PACS) that receive the portal's SRs."""
+    destinations = []
+    for item in env_list(name):
+        ae_title, _, address = item.rpartition("@")
+        host, _, port = address.rpartition(":")
+        ae_title, host = ae_title.strip(), host.strip().strip("[]")
+        good_ae = 0 < len(ae_title) <= 16 and ae_title.isprintable() and ae_title.isascii() and "\\" not in ae_title
+        if not good_ae or not host or " " in host or not port.strip().isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not AE_TITLE@HOST:PORT (an AE title of 1 to 16 characters, a port 1-65535)"
+            )
+        destinations.append((ae_title, host, int(port)))
+    return destinations
+
+
+# Where the AI-result and decision SRs go (C-STORE); admins add more as DICOM destinations.
+PORTAL_DICOM_DESTINATIONS = _dicom_destinations("PORTAL_DICOM_DESTINATIONS")
+# The portal's own (calling) AE title when it sends SRs, and how often a send is tried before it fails.
+PORTAL_DICOM_EXPORT_AE_TITLE = env_str("PORTAL_DICOM_EXPORT_AE_TITLE") or "SCREENING"
+PORTAL_DICOM_EXPORT_MAX_ATTEMPTS = env_int("PORTAL_DICOM_EXPORT_MAX_ATTEMPTS", 5, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_PERMISSIONS = 0o640
 
@@ -242,6 +288,7 @@ CELERY_TASK_ROUTES = {
     "screening.tasks.predict_waiting_images": {"queue": "inference"},
     "screening.tasks.sweep_stuck_predictions": {"queue": "inference"},
     "screening.tasks.retrain": {"queue": "training"},
+    "screening.tasks.export_study_sr": {"queue": "export"},
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -21,6 +21,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("favicon.ico", views.favicon, name="favicon"),
+    path("", include("screening.dicom.web")),  # DICOMweb: /dicomweb/...
     path("", include("screening.urls")),
 ]
 

@@ -22,9 +22,24 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .errors import PortalError
-from .models import AuditEvent, Finding, Image, ModelVersion, Patient, Prediction, Review, Study, TrainingRun
+from .models import (
+    AuditEvent,
+    DicomDestination,
+    DicomExport,
+    DicomPeer,
+    Finding,
+    Image,
+    ModelVersion,
+    Patient,
+    Prediction,
+    Review,
+    Study,
+    TrainingRun,
+)
 from .roles import is_admin
+from .services import export as export_service
 from .services import promotion, training
+from .services.audit import record_event
 from .services.models import serving_champion
 from .services.studies import REASON_MAX_LENGTH, assign_studies, delete_study
 
@@ -388,3 +403,94 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Study", ordering="study_id")
     def study_link(self, event):
         return study_trail_link(event.study_id)
+
+
+@admin.register(DicomPeer)
+class DicomPeerAdmin(admin.ModelAdmin):
+    """The DICOM receiver's allow-list (besides PORTAL_DICOM_ALLOWED_AES); every change is audited."""
+
+    list_display = ("ae_title", "host", "enabled")
+    list_filter = ("enabled",)
+    search_fields = ("ae_title", "host")
+
+    def _audit(self, request, action: str, peer: DicomPeer) -> None:
+        record_event(
+            action=action,
+            user=request.user,
+            obj=peer,
+            ip_address=services.client_ip(request),
+            detail={"ae_title": peer.ae_title, "host": peer.host, "enabled": peer.enabled},
+        )
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            self._audit(request, "dicom_peer_change" if change else "dicom_peer_add", obj)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            self._audit(request, "dicom_peer_delete", obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for peer in queryset:
+                self.delete_model(request, peer)
+
+
+@admin.register(DicomDestination)
+class DicomDestinationAdmin(admin.ModelAdmin):
+    """Where the SRs go (besides PORTAL_DICOM_DESTINATIONS); every change is audited."""
+
+    list_display = ("ae_title", "host", "port", "enabled")
+    list_filter = ("enabled",)
+    search_fields = ("ae_title", "host")
+
+    def _audit(self, request, action: str, destination: DicomDestination) -> None:
+        record_event(
+            action=action,
+            user=request.user,
+            obj=destination,
+            ip_address=services.client_ip(request),
+            detail={"destination": str(destination), "enabled": destination.enabled},
+        )
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            self._audit(request, "dicom_destination_change" if change else "dicom_destination_add", obj)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            self._audit(request, "dicom_destination_delete", obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for destination in queryset:
+                self.delete_model(request, destination)
+
+
+@admin.register(DicomExport)
+class DicomExportAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """SRs sent back to the PACS: read-only, with "Send again" for failed ones (audited)."""
+
+    list_display = ("id", "study_link", "kind", "destination", "status", "attempts", "error", "updated")
+    list_filter = ("status", "kind")
+    list_select_related = ("study",)
+    ordering = ("-created", "-id")
+    actions = ["send_again"]
+
+    @admin.display(description="Study", ordering="study_id")
+    def study_link(self, export):
+        return study_trail_link(export.study_id)
+
+    def has_send_again_permission(self, request, obj=None):
+        return is_admin(request.user)
+
+    @admin.action(description="Send again (failed or pending only)", permissions=["send_again"])
+    def send_again(self, request, queryset):
+        queued = export_service.send_again(
+            queryset.select_related("study"), user=request.user, ip_address=services.client_ip(request)
+        )
+        self.message_user(request, f"Queued {queued} exports again; exports already sent are not resent.")

@@ -49,7 +49,18 @@ def can_see_identity(user) -> bool:
 # `migrate` (permissions only exist once their apps are migrated). Case records stay
 # read-only whatever is granted: their model admins refuse add, change and delete.
 ADMIN_GROUP_PERMISSIONS = {
-    "screening": {"view_*", "change_study"},  # change_study: assignment (audited)
+    # change_study: assignment (audited); DICOM peers: the receiver's allow-list (audited);
+    # DICOM destinations: where the SRs go (audited)
+    "screening": {
+        "view_*",
+        "change_study",
+        "add_dicompeer",
+        "change_dicompeer",
+        "delete_dicompeer",
+        "add_dicomdestination",
+        "change_dicomdestination",
+        "delete_dicomdestination",
+    },
     "auth": {"view_user", "add_user", "change_user", "view_group"},
     "authtoken": {"view_token", "add_token", "delete_token", "view_tokenproxy", "add_tokenproxy", "delete_tokenproxy"},
     "axes": {"view_accessattempt", "delete_accessattempt", "view_accesslog", "view_accessfailurelog"},
@@ -58,12 +69,14 @@ ADMIN_GROUP_PERMISSIONS = {
 
 
 def sync_admin_group_permissions(**kwargs) -> None:
-    """post_migrate: give the `admin` group its admin permissions (idempotent, adds only)."""
+    """post_migrate: the role groups exist, and `admin` has its admin permissions (idempotent, adds only).
+
+    Also after a flush (tests), which empties the groups that migration 0002 made."""
     from django.contrib.auth.models import Group, Permission
 
-    group = Group.objects.filter(name=Role.ADMIN).first()
-    if group is None:
-        return
+    for role in Role.values:
+        Group.objects.get_or_create(name=role)
+    group = Group.objects.get(name=Role.ADMIN)
     wanted = []
     for app_label, codenames in ADMIN_GROUP_PERMISSIONS.items():
         for permission in Permission.objects.filter(content_type__app_label=app_label):

@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from .services import predictions, training
+from .services import export, predictions, training
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def predict_waiting_images(version_id: int) -> int:
 def sweep_stuck_predictions() -> dict[str, int]:
     """Periodic (beat): re-queue what a dead worker or a down broker left behind; release stuck training runs."""
     training.release_stuck_runs()
+    export.sweep()  # SRs whose send task was lost
     return predictions.sweep()
 
 
@@ -60,3 +61,17 @@ def sweep_stuck_predictions() -> dict[str, int]:
 def retrain(run_id: int | None = None, trigger: str = "schedule") -> int | None:
     """Nightly (beat) or on demand: train a candidate on confirmed labels and promote it if not worse."""
     return training.run_training(run_id=run_id, trigger=trigger)
+
+
+@shared_task(
+    bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None, time_limit=300, soft_time_limit=240
+)
+def export_study_sr(self, export_id: int) -> str:
+    """Send one SR (AI result or decision) to one DICOM destination; retried with backoff, bounded by the service."""
+    try:
+        return export.send_export(export_id)
+    except SoftTimeLimitExceeded:
+        export.fail_export(export_id, "timed out while sending")
+        return "failed"
+    except export.TryAgain as exc:
+        raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, 600)) from exc

@@ -56,6 +56,7 @@ def study_viewer(request, pk: int):
             "reviews_url": reverse("api-study-reviews", args=[study.pk]),
             "worklist_url": reverse("worklist"),
             "next_url": reverse("study-viewer", args=[following.pk]) if following else None,
+            "exports": list(study.exports.all()[:20]),  # SRs sent back to the PACS, newest first
         },
     )
 

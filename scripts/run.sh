@@ -17,5 +17,17 @@ echo "==> Creating demo accounts"
 python manage.py setup_demo
 echo "==> Registering the shipped model"
 python manage.py register_model   # prints the champion (migrate registered the shipped baseline on a fresh database)
+# The DICOM receiver in the background, for storescu/echoscu from this machine (their default AE titles).
+DICOM_PORT=${DICOM_PORT:-11112}
+export PORTAL_DICOM_ALLOWED_AES=${PORTAL_DICOM_ALLOWED_AES:-STORESCU@127.0.0.1,ECHOSCU@127.0.0.1}
+python manage.py dicom_receiver --host 127.0.0.1 --port "$DICOM_PORT" --ae-title SCREENING &
+DICOM_PID=$!
+echo "DICOM: AE title SCREENING, port ${DICOM_PORT} (storescu -aec SCREENING 127.0.0.1 ${DICOM_PORT} file.dcm)"
 echo "Portal: http://${HOST}:${PORT}/  (API docs at /api/docs/)"
-exec python manage.py runserver --noreload "${HOST}:${PORT}"
+python manage.py runserver --noreload "${HOST}:${PORT}" &
+WEB_PID=$!
+# Ctrl-C, a kill of this script or the web server ending stops the receiver too.
+trap 'kill "$DICOM_PID" "$WEB_PID" 2>/dev/null || true' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+wait "$WEB_PID"

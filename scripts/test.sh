@@ -7,9 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian tools the tests drive: dcmtk (reference JPEG / JPEG-LS encoders for the
-# DICOM corpus), Chromium and ChromeDriver (browser tests). Never a browser download.
+# DICOM corpus; storescu, echoscu), Orthanc (the PACS peer, started by the tests
+# on a temporary configuration, never as the system service), Chromium and
+# ChromeDriver (browser tests). Never a browser download.
 missing=()
 command -v dcmcjpls >/dev/null || missing+=(dcmtk)
+command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
 command -v chromium >/dev/null || missing+=(chromium chromium-driver)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }

@@ -4,7 +4,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import Finding, Image, Patient, Prediction, Review, Study
+from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
 from ..roles import can_see_identity
 from ..selectors import current_prediction, pseudonym
 
@@ -216,11 +216,23 @@ class StudyDetailSerializer(StudySerializer):
         read_only_fields = fields
 
 
+class DicomExportSerializer(serializers.ModelSerializer):
+    """One SR (AI result or decision) sent to one DICOM destination, and how that went."""
+
+    class Meta:
+        model = DicomExport
+        fields = ["id", "kind", "review", "destination", "status", "attempts", "error", "sop_instance_uid", "updated"]
+        read_only_fields = fields
+
+
 class StudyCaseSerializer(StudyDetailSerializer):
     """The study detail for radiologists and admins: with its decisions (notes, reader names)."""
 
     reviews = ReviewSerializer(many=True, read_only=True, help_text="Radiologists and admins only.")
+    exports = DicomExportSerializer(
+        many=True, read_only=True, help_text="SRs sent back to the PACS (radiologists and admins only)."
+    )
 
     class Meta(StudyDetailSerializer.Meta):
-        fields = [*StudyDetailSerializer.Meta.fields, "reviews"]
+        fields = [*StudyDetailSerializer.Meta.fields, "reviews", "exports"]
         read_only_fields = fields

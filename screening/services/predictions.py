@@ -34,6 +34,7 @@ from ml.scoring import breast_scores, exam_score
 from .. import dispatch, inference
 from ..errors import PortalError
 from ..models import Image, ModelVersion, Prediction, Study
+from . import export
 from .audit import record_event
 from .media import decode_original
 from .models import champion, mark_unservable
@@ -388,6 +389,7 @@ def update_exam_scores(study: Study) -> Study:
     the study has no score, so no exam ever mixes models.
     """
     version = scoring_version(study)
+    before = (study.exam_model_id, study.score_left, study.score_right, study.exam_score)
     if version is None:
         study.score_left = study.score_right = study.exam_score = study.exam_flag = study.exam_model = None
     else:
@@ -406,6 +408,8 @@ def update_exam_scores(study: Study) -> Study:
     study.save(
         update_fields=["score_left", "score_right", "exam_score", "exam_flag", "exam_model", "status", "updated"]
     )
+    if version is not None and before != (version.pk, study.score_left, study.score_right, study.exam_score):
+        export.queue_ai_result(study)  # a new or changed AI result: its SR goes to the PACS
     return study
 
 

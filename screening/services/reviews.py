@@ -9,6 +9,7 @@ from django.db.models import Max
 
 from ..errors import PortalError
 from ..models import Finding, Image, Review, Study
+from . import export
 from .audit import record_event
 
 # A coherent decision: BI-RADS 1 (negative) and 2 (benign) are normal; 0 (recall), 3 (probably
@@ -108,6 +109,7 @@ def review_submit(
             "agrees_with_ai": review.agrees_with_ai,
         },
     )
+    export.queue_decision(review)  # the decision SR goes to the PACS once this commits
     return review
 
 

@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from ..errors import PortalError
-from ..models import Image, Prediction, Study
+from ..models import DicomExport, Image, Prediction, Study
 from .audit import record_event
 from .ingest import full_resolution_name
 
@@ -45,7 +45,8 @@ def stored_files_of(study: Study) -> list[str]:
     for original, rendition, sha256 in Image.objects.filter(study=study).values_list("original", "rendition", "sha256"):
         names += [original, rendition, full_resolution_name(sha256)]  # made on first view: may not exist
     names += Prediction.objects.filter(image__study=study).exclude(heatmap="").values_list("heatmap", flat=True)
-    return [name for name in names if name]
+    names += DicomExport.objects.filter(study=study).exclude(sr_file="").values_list("sr_file", flat=True)
+    return list(dict.fromkeys(name for name in names if name))
 
 
 @transaction.atomic

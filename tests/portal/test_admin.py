@@ -26,6 +26,9 @@ from rest_framework.authtoken.models import Token
 
 from screening.models import (
     AuditEvent,
+    DicomDestination,
+    DicomExport,
+    DicomPeer,
     Finding,
     Image,
     ModelVersion,
@@ -83,6 +86,18 @@ def reviewed(radiologist):
 def one_of_everything(reviewed, superuser, radiologist, admin_user, api_client_user):
     """A row of every model the admin shows, and the audit trail of a deleted study."""
     TrainingRun.objects.create(status="failed", triggered_by="test", error="test")
+    DicomPeer.objects.create(ae_title="PACS", host="10.0.0.5")
+    DicomDestination.objects.create(ae_title="PACS", host="10.0.0.5", port=4242)
+    DicomExport.objects.create(
+        study=reviewed.study,
+        review=reviewed,
+        kind="decision",
+        destination="PACS@10.0.0.5:4242",
+        status="failed",
+        attempts=5,
+        error="could not connect to PACS@10.0.0.5:4242",
+        sop_instance_uid="2.25.1",
+    )
     Group.objects.get_or_create(name="radiologist")
     Token.objects.create(user=api_client_user)
     every = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
@@ -303,7 +318,17 @@ def test_the_admin_searches_by_no_patient_identifier():
             assert not searched & identity, model
 
 
-RECORDS_NOBODY_CHANGES = {Patient, Image, Prediction, Review, Finding, AuditEvent, ModelVersion, TrainingRun}
+RECORDS_NOBODY_CHANGES = {
+    Patient,
+    Image,
+    Prediction,
+    Review,
+    Finding,
+    AuditEvent,
+    ModelVersion,
+    TrainingRun,
+    DicomExport,
+}
 
 
 @pytest.mark.parametrize("role", ["anonymous", "radiologist", "api_client", "outsider", "admin", "superuser"])

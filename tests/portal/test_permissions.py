@@ -14,6 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from screening.dicom.web import series_uid
 from screening.models import Prediction, TrainingRun
 from screening.services import ingest_file
 from screening.services.predictions import run_prediction
@@ -66,6 +67,18 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-model-rollback": {"POST": {"admin"}},
     "api-training-run-list": {"GET": {"admin"}, "POST": {"admin"}},
     "api-training-run-detail": {"GET": {"admin"}},
+    "dicomweb-studies": {"GET": ROLES, "POST": ROLES},
+    "dicomweb-study": {"GET": ROLES, "POST": ROLES},
+    "dicomweb-study-metadata": {"GET": ROLES},
+    "dicomweb-study-series": {"GET": ROLES},
+    "dicomweb-study-instances": {"GET": ROLES},
+    "dicomweb-series": {"GET": ROLES},
+    "dicomweb-series-metadata": {"GET": ROLES},
+    "dicomweb-series-instances": {"GET": ROLES},
+    "dicomweb-instance": {"GET": ROLES},
+    "dicomweb-instance-metadata": {"GET": ROLES},
+    "dicomweb-instance-frames": {"GET": ROLES},
+    "dicomweb-instance-rendered": {"GET": ROLES},
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -120,6 +133,11 @@ def url_for(name: str, world) -> str:
         return reverse(name, args=[world["training-run"].pk])
     if name == "api-model-rollback":
         return reverse(name)
+    if name.startswith("dicomweb-") and name != "dicomweb-studies":
+        image = world["image"]
+        uids = [image.study.study_uid, series_uid(image), image.sop_uid, "1"]
+        depth = {"study": 1, "series": 2, "instance": 3}[name.split("-")[1]] + name.endswith("-frames")
+        return reverse(name, args=uids[:depth])
     if kind and not name.endswith("-list"):
         return reverse(name, args=[world[kind.group(1)].pk])
     return reverse(name)

@@ -9,14 +9,12 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from celery.signals import task_prerun
 from django.utils import timezone
 
 from screening import inference
@@ -26,6 +24,7 @@ from screening.services import models as registry
 from screening.services.models import baseline_fields, describe_checkpoint
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
+from tests.eager import tasks_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
@@ -38,22 +37,8 @@ def ingest(ds, **kwargs) -> Image:
 @pytest.fixture
 def eager():
     """Embedded mode: tasks run in this process (no broker, no sweeper); counts predict_image runs per id."""
-    from portal.celery import app
-
-    runs: Counter[int] = Counter()
-
-    def count(sender=None, args=None, **kwargs):
-        if sender is not None and sender.name == "screening.tasks.predict_image":
-            runs[args[0]] += 1
-
-    old = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    task_prerun.connect(count, weak=False)
-    try:
+    with tasks_in_process("screening.tasks.predict_image") as runs:
         yield runs
-    finally:
-        task_prerun.disconnect(count)
-        app.conf.task_always_eager = old
 
 
 class FakePredictor:

@@ -1,0 +1,1 @@
+"""The portal as a DICOM node: the C-STORE receiver (receiver.py)."""

@@ -1,0 +1,216 @@
+"""DICOM Storage SCP and Verification SCP: mammograms arrive from modalities and PACS.
+
+Each received instance is written, as sent, to a temporary DICOM file and goes
+through `ingest_file`, the path of uploads: the same validation, dedup, audit and
+prediction. A calling AE must be on the allow-list (AE title and host); any other
+is refused at association and audited. A bad instance answers a failure status and
+leaves nothing behind; the receiver carries on with the next one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import ssl
+import tempfile
+
+from django.conf import settings
+from django.core.files import File
+from django.db import close_old_connections, connections
+from pydicom import dcmread
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from ..errors import PortalError, UnsupportedMedia
+from ..models import DicomPeer
+from ..services import ingest_file
+from ..services.audit import record_event
+from ..services.ingest import MG_SOP_CLASSES
+
+log = logging.getLogger(__name__)
+
+# What ingest decodes (pydicom + pylibjpeg, see ml/io.py); the order is our preference.
+TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    JPEGLosslessSV1,
+    RLELossless,
+]
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+# A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
+_REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+
+
+def allowed_peers() -> set[tuple[str, str]]:
+    """(AE title, IP address) pairs that may associate: PORTAL_DICOM_ALLOWED_AES and the enabled
+    DICOM peers of the admin, read at each association so an admin's edit applies to the next one."""
+    peers = set(settings.PORTAL_DICOM_ALLOWED_AES)
+    peers.update(DicomPeer.objects.filter(enabled=True).values_list("ae_title", "host"))
+    return peers
+
+
+def failure_status(exc: BaseException) -> int:
+    """The C-STORE status for an instance that ingest refused or could not store."""
+    if isinstance(exc, UnsupportedMedia):
+        return DATASET_DOES_NOT_MATCH_SOP_CLASS
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OUT_OF_RESOURCES
+    return CANNOT_UNDERSTAND
+
+
+def _peer(event) -> tuple[str, str]:
+    """The calling AE title and IP address (read from the A-ASSOCIATE-RQ: set before negotiation)."""
+    requestor = event.assoc.requestor
+    return str(requestor.primitive.calling_ae_title).strip(), str(requestor.address)
+
+
+def handle_requested(event) -> None:
+    """EVT_REQUESTED: refuse (A-ASSOCIATE-RJ) and audit a calling AE not on the allow-list."""
+    ae_title, host = _peer(event)
+    close_old_connections()
+    try:
+        if (ae_title, host) in allowed_peers():
+            return
+    except Exception:  # the database is down: refuse, as for an unknown peer
+        log.exception("could not read the DICOM peers")
+    finally:
+        connections.close_all()
+    log.warning("refused a DICOM association from AE %r at %s: not on the allow-list", ae_title, host)
+    close_old_connections()
+    try:  # audited before the answer goes out, so the peer never sees a refusal that is not on record
+        record_event(
+            action="dicom_association_rejected", ip_address=host, detail={"calling_ae": ae_title, "host": host}
+        )
+    except Exception:  # the refusal stands even when the audit database is down
+        log.exception("could not audit a refused DICOM association")
+    finally:
+        connections.close_all()  # the association thread ends here
+    event.assoc.acse.send_reject(*_REJECT_CALLING_AE)
+    event.assoc.kill()
+
+
+def handle_echo(event) -> int:
+    return SUCCESS
+
+
+def _dataset_sop_class(fh) -> str | None:
+    """The SOP Class UID the dataset itself declares ("" when it has none), read from its header only;
+    None when the header cannot be read, which ingest then refuses with its own reason."""
+    try:
+        return str(dcmread(fh, stop_before_pixels=True, specific_tags=["SOPClassUID"]).get("SOPClassUID", ""))
+    except Exception:
+        return None
+    finally:
+        fh.seek(0)
+
+
+def handle_store(event) -> int:
+    """EVT_C_STORE: the instance, as sent, through ingest; the answer is a C-STORE status."""
+    ae_title, host = _peer(event)
+    close_old_connections()
+    try:
+        with tempfile.TemporaryFile(suffix=".dcm") as tmp:
+            tmp.write(b"\x00" * 128 + b"DICM")
+            write_file_meta_info(tmp, event.file_meta, enforce_standard=True)
+            tmp.write(event.request.DataSet.getvalue())
+            tmp.flush()
+            tmp.seek(0)
+            declared, requested = _dataset_sop_class(tmp), str(event.request.AffectedSOPClassUID)
+            if declared is not None and declared != requested:
+                log.warning(
+                    "refused a DICOM instance from AE %r at %s with status 0x%04X: its SOP class is not the one "
+                    "of its C-STORE request (sop_class_mismatch)",
+                    ae_title,
+                    host,
+                    DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                )
+                return DATASET_DOES_NOT_MATCH_SOP_CLASS
+            result = ingest_file(
+                file=File(tmp, name="c-store.dcm"), filename="c-store.dcm", user=None, ip_address=host, via="dicom"
+            )
+    except PortalError as exc:
+        status = failure_status(exc)
+        # The code and message only: ingest's messages never echo header values.
+        log.warning(
+            "refused a DICOM instance from AE %r at %s with status 0x%04X: %s (%s)",
+            ae_title,
+            host,
+            status,
+            exc.message,
+            exc.code,
+        )
+        return status
+    except OSError as exc:
+        status = failure_status(exc)
+        log.error(
+            "could not store a DICOM instance from AE %r at %s: status 0x%04X (%s)",
+            ae_title,
+            host,
+            status,
+            errno.errorcode.get(exc.errno or 0, type(exc).__name__),
+        )
+        return status
+    except Exception as exc:  # never crash the receiver; the type only, its text may quote the data
+        log.error("could not ingest a DICOM instance from AE %r at %s: %s", ae_title, host, type(exc).__name__)
+        return CANNOT_UNDERSTAND
+    finally:
+        close_old_connections()
+    log.info(
+        "received DICOM image %s (%s) from AE %r at %s",
+        result.image.pk,
+        "new" if result.created else "already held",
+        ae_title,
+        host,
+    )
+    return SUCCESS
+
+
+def handle_closed(event) -> None:
+    """EVT_RELEASED / EVT_ABORTED: the association thread ends, so does its database connection."""
+    connections.close_all()
+
+
+def make_ae(ae_title: str) -> AE:
+    ae = AE(ae_title=ae_title)
+    ae.require_called_aet = True
+    for sop_class in MG_SOP_CLASSES:
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    return ae
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile=cert, keyfile=key)
+    return context
+
+
+def start(
+    *, port: int, ae_title: str, host: str = "0.0.0.0", ssl_context: ssl.SSLContext | None = None, block: bool = True
+) -> ThreadedAssociationServer | None:
+    """Serve until stopped (block=True), or return the running server (block=False; call .shutdown())."""
+    handlers = [
+        (evt.EVT_REQUESTED, handle_requested),
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_C_STORE, handle_store),
+        (evt.EVT_RELEASED, handle_closed),
+        (evt.EVT_ABORTED, handle_closed),
+    ]
+    return make_ae(ae_title).start_server((host, port), block=block, ssl_context=ssl_context, evt_handlers=handlers)

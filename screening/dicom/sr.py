@@ -1,0 +1,389 @@
+"""DICOM Structured Reports of the AI result and of a radiologist's decision (highdicom).
+
+Both are Comprehensive 3D SR documents with a TID 1500 Measurement Report as their
+content: the template of the IHE AI Results profile, which highdicom writes and
+validates, and which PACS and viewers that show SR measurements can read. (The
+Mammography CAD SR template, TID 4000, has no highdicom builder.)
+
+They are pure functions of the database rows and stored files: the UIDs derive
+from the study, model version and review ids, so building an SR twice gives the
+same SOP Instance UID, and a correction can name the SR of the decision it corrects
+without looking it up. Patient and study attributes are copied from the header of
+the source DICOM instances. Images uploaded as PNG, JPEG or TIFF have no source
+instance to point at: they are left out, and a study with no DICOM image has no SR.
+
+Codes: DICOM (DCM) and SNOMED CT (SCT) where a standard concept exists. The three
+concepts that have none use the private coding scheme designator 99SCREEN: the
+AI flag (exam at or above the operating point), the heatmap peak value, and the
+most suspicious region of an image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from django.core.files.storage import default_storage
+from highdicom import sr as hsr
+from PIL import Image as PILImage
+from pydicom import Dataset, dcmread
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.uid import Comprehensive3DSRStorage
+
+from ..models import Finding, Image, ModelVersion, Prediction, Review, Study
+
+MANUFACTURER = "Breast screening portal"
+SERIES_NUMBER = 9900
+PROCEDURE = Code("24623002", "SCT", "Screening mammography")
+
+NO_UNITS = Code("1", "UCUM", "no units")
+PROBABILITY = codes.DCM.ProbabilityOfCancer  # 111047
+OPERATING_POINT = codes.DCM.CADOperatingPoint  # 111071
+AI_FLAG = Code("AIFLAG", "99SCREEN", "At or above the operating point")
+HEAT_PEAK = Code("HEATPEAK", "99SCREEN", "Heatmap peak value")
+AI_REGION = Code("AIREGION", "99SCREEN", "Most suspicious region")
+
+NORMALITY = codes.DCM.Normality  # 121402
+DECISION_CODES = {"normal": codes.SCT.Normal, "abnormal": codes.SCT.Abnormal}
+ASSESSMENT = codes.DCM.AssessmentCategory  # 111005, values from CID 6026 (BI-RADS)
+BIRADS_CODES = {
+    0: Code("397138000", "SCT", "Mammography assessment (Category 0) - Need additional imaging evaluation"),
+    1: Code("397140005", "SCT", "Mammography assessment (Category 1) - Negative"),
+    2: Code("397141009", "SCT", "Mammography assessment (Category 2) - Benign finding"),
+    3: Code("397143007", "SCT", "Mammography assessment (Category 3) - Probably benign finding"),
+    4: Code("397144001", "SCT", "Mammography assessment (Category 4) - Suspicious abnormality"),
+    5: Code("397145000", "SCT", "Mammography assessment (Category 5) - Highly suggestive of malignancy"),
+    6: codes.DCM.KnownBiopsyProvenMalignancy,  # 111125
+}
+COMPOSITION = codes.DCM.BreastComposition  # 111006, values from CID 6000 (ACR BI-RADS density)
+DENSITY_CODES = {
+    "A": Code("129716005", "SCT", "Almost entirely fat"),
+    "B": Code("129717001", "SCT", "Scattered fibroglandular densities"),
+    "C": Code("129718006", "SCT", "Heterogeneously dense"),
+    "D": Code("129719003", "SCT", "Extremely dense"),
+}
+FINDING_CODES = {
+    Finding.Type.MASS: Code("4147007", "SCT", "Mass"),
+    Finding.Type.CALCIFICATION: Code("129748009", "SCT", "Radiographic calcification finding"),
+    Finding.Type.DISTORTION: Code("129792006", "SCT", "Architectural distortion of breast"),
+    Finding.Type.ASYMMETRY: Code("129790003", "SCT", "Asymmetric breast tissue"),
+    Finding.Type.OTHER: Code("365853002", "SCT", "Imaging finding"),
+}
+BREAST = Code("76752008", "SCT", "Breast")
+LATERALITY_CODES = {"L": codes.SCT.Left, "R": codes.SCT.Right}
+
+
+# Patient and study attributes the SR copies from the source header: type 2 there, so present even when empty.
+TYPE_2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "AccessionNumber",
+)
+
+
+class NoSource(Exception):
+    """The study has no DICOM image to report on (only PNG, JPEG or TIFF uploads)."""
+
+
+# --- UIDs: derived from ids, so the same rows give the same UIDs ------------------------------------------
+
+
+def _uid(*parts: object) -> str:
+    """A 2.25 UID (a 128-bit number) hashed from the parts: the same parts, the same UID."""
+    digest = hashlib.sha256("\x1f".join(["screening-portal-sr", *map(str, parts)]).encode()).hexdigest()
+    return f"2.25.{int(digest[:32], 16)}"
+
+
+def series_uid(study: Study) -> str:
+    """The one series that holds the portal's SRs of a study."""
+    return _uid(study.study_uid, study.pk, "series")
+
+
+def ai_result_uid(study: Study, version: ModelVersion) -> str:
+    """Of the AI result from these predictions: an image predicted later (C-STORE sends one by one) makes a new SR."""
+    done = Prediction.objects.filter(image__study=study, model_version=version, status=Prediction.Status.DONE)
+    return _uid(study.study_uid, study.pk, "ai", version.pk, *sorted(done.values_list("pk", flat=True)))
+
+
+def decision_uid(review: Review) -> str:
+    return _uid(review.study.study_uid, review.study_id, "decision", review.pk)
+
+
+# --- sources ----------------------------------------------------------------------------------------------
+
+
+def source_images(study: Study) -> list[tuple[Image, Dataset]]:
+    """The study's DICOM images with their headers (no pixels), in a stable order."""
+    pairs = []
+    for image in Image.objects.filter(study=study, file_format=Image.Format.DICOM).order_by("pk"):
+        with default_storage.open(image.original.name, "rb") as handle:
+            header = dcmread(handle, stop_before_pixels=True)
+        for keyword in TYPE_2_COPIED:  # copied into the SR, where they must be present (empty if unknown)
+            if keyword not in header:
+                setattr(header, keyword, "")
+        pairs.append((image, header))
+    if not pairs:
+        raise NoSource(f"study {study.pk} has no DICOM image: there is no source instance to report on")
+    return pairs
+
+
+def _source_for_group(header: Dataset) -> hsr.SourceImageForMeasurementGroup:
+    return hsr.SourceImageForMeasurementGroup(str(header.SOPClassUID), str(header.SOPInstanceUID))
+
+
+def _region(graphic_type: str, points: list[tuple[float, float]], header: Dataset) -> hsr.ImageRegion:
+    return hsr.ImageRegion(
+        graphic_type=graphic_type,
+        graphic_data=np.array(points, dtype=np.float64),
+        source_image=hsr.SourceImageForRegion(str(header.SOPClassUID), str(header.SOPInstanceUID)),
+    )
+
+
+def _sites(laterality: str) -> list[hsr.FindingSite]:
+    side = LATERALITY_CODES.get(laterality)
+    return [hsr.FindingSite(BREAST, laterality=side)] if side else []
+
+
+def heatmap_peak(prediction: Prediction, image: Image) -> tuple[float, float, float] | None:
+    """(column, row, value) of the heatmap's maximum, in original image pixels (centre of the heatmap cell).
+
+    The stored heatmap PNG is aligned with the original (same aspect, scaled down), so
+    a heatmap cell maps to original pixels by the ratio of the sizes.
+    """
+    if not prediction.heatmap:
+        return None
+    with default_storage.open(prediction.heatmap.name, "rb") as handle:
+        heat = np.asarray(PILImage.open(handle).convert("L"), dtype=np.float64)
+    row, column = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    x = (column + 0.5) * image.columns / heat.shape[1]
+    y = (row + 0.5) * image.rows / heat.shape[0]
+    return float(x), float(y), float(heat[row, column] / 255.0)
+
+
+def _document(
+    *,
+    study: Study,
+    evidence: list[Dataset],
+    report: hsr.MeasurementReport,
+    sop_instance_uid: str,
+    instance_number: int,
+    description: str,
+    previous: list[Dataset] | None = None,
+) -> hsr.Comprehensive3DSR:
+    document = hsr.Comprehensive3DSR(
+        evidence=evidence,
+        content=report,
+        series_instance_uid=series_uid(study),
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=sop_instance_uid,
+        instance_number=instance_number,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=True,
+        previous_versions=previous or None,
+    )
+    document.SeriesDescription = description
+    return document
+
+
+# --- the AI result --------------------------------------------------------------------------------------
+
+
+def ai_result_sr(study: Study) -> hsr.Comprehensive3DSR:
+    """The AI result of a scored study: model version and operating point, image, breast and exam
+    probabilities, each image's most suspicious point (the heatmap peak) and the source instances.
+
+    Raises NoSource when the study has no DICOM image, ValueError when it has no exam score yet.
+    """
+    version = study.exam_model
+    if version is None or study.exam_score is None:
+        raise ValueError(f"study {study.pk} has no exam score yet")
+    sources = source_images(study)
+    algorithm = hsr.AlgorithmIdentification(
+        name="Breast screening portal classifier",
+        version=version.name,
+        parameters=[f"operating point {version.threshold:g}"],
+        manufacturer=MANUFACTURER,
+    )
+    predictions = {
+        p.image_id: p
+        for p in Prediction.objects.filter(image__study=study, model_version=version, status=Prediction.Status.DONE)
+    }
+
+    def probability(value: float, sites=()) -> hsr.Measurement:
+        return hsr.Measurement(PROBABILITY, value, NO_UNITS, algorithm_id=algorithm, finding_sites=list(sites) or None)
+
+    groups: list = [
+        hsr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hsr.TrackingIdentifier(_uid(study.study_uid, version.pk, "exam"), "Exam"),
+            algorithm_id=algorithm,
+            source_images=[_source_for_group(header) for _, header in sources],
+            measurements=[
+                probability(study.exam_score),
+                hsr.Measurement(OPERATING_POINT, version.threshold, NO_UNITS, algorithm_id=algorithm),
+            ],
+            qualitative_evaluations=[
+                hsr.QualitativeEvaluation(AI_FLAG, codes.SCT.Yes if study.exam_flag else codes.SCT.No)
+            ],
+        )
+    ]
+    for laterality, score in (("L", study.score_left), ("R", study.score_right)):
+        breast = [header for image, header in sources if image.laterality == laterality]
+        if score is None or not breast:
+            continue
+        groups.append(
+            hsr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hsr.TrackingIdentifier(
+                    _uid(study.study_uid, version.pk, "breast", laterality), f"{laterality} breast"
+                ),
+                algorithm_id=algorithm,
+                finding_sites=_sites(laterality),
+                source_images=[_source_for_group(header) for header in breast],
+                measurements=[probability(score, _sites(laterality))],
+            )
+        )
+    for image, header in sources:
+        prediction = predictions.get(image.pk)
+        if prediction is None:  # this image failed: the exam was scored without it
+            continue
+        label = f"{image.laterality} {image.view} image {header.SOPInstanceUID}"
+        groups.append(
+            hsr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hsr.TrackingIdentifier(_uid(header.SOPInstanceUID, version.pk, "image"), label),
+                algorithm_id=algorithm,
+                finding_sites=_sites(image.laterality),
+                source_images=[_source_for_group(header)],
+                measurements=[probability(prediction.probability)],
+            )
+        )
+        peak = heatmap_peak(prediction, image)
+        if peak is not None:
+            x, y, value = peak
+            groups.append(
+                hsr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=hsr.TrackingIdentifier(
+                        _uid(header.SOPInstanceUID, version.pk, "region"), f"Most suspicious region, {label}"
+                    ),
+                    referenced_region=_region("POINT", [(x, y)], header),
+                    finding_type=AI_REGION,
+                    algorithm_id=algorithm,
+                    finding_sites=_sites(image.laterality),
+                    measurements=[hsr.Measurement(HEAT_PEAK, value, NO_UNITS, algorithm_id=algorithm)],
+                )
+            )
+    context = hsr.ObservationContext(
+        observer_device_context=hsr.ObserverContext(
+            observer_type=codes.DCM.Device,
+            observer_identifying_attributes=hsr.DeviceObserverIdentifyingAttributes(
+                uid=_uid("model", version.pk, version.name),
+                name=version.name[:64],
+                manufacturer_name=MANUFACTURER,
+                model_name=version.name[:64],
+            ),
+        )
+    )
+    report = hsr.MeasurementReport(
+        observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=groups
+    )
+    return _document(
+        study=study,
+        evidence=[header for _, header in sources],
+        report=report,
+        sop_instance_uid=ai_result_uid(study, version),
+        instance_number=1,
+        description=f"AI result ({version.name})"[:64],
+    )
+
+
+# --- the decision ---------------------------------------------------------------------------------------
+
+
+def _reader_name(user) -> str:
+    if user.last_name or user.first_name:
+        return f"{user.last_name}^{user.first_name}"[:64]
+    return f"{user.get_username()[:63]}^"  # one component (the family name), marked as such
+
+
+def _predecessor(review: Review) -> Dataset | None:
+    """A reference to the SR of the decision this one corrects (version - 1), by its derived UIDs."""
+    previous = Review.objects.filter(study_id=review.study_id, version=review.version - 1).first()
+    if previous is None:
+        return None
+    reference = Dataset()
+    reference.StudyInstanceUID = review.study.study_uid
+    reference.SeriesInstanceUID = series_uid(review.study)
+    reference.SOPClassUID = Comprehensive3DSRStorage
+    reference.SOPInstanceUID = decision_uid(previous)
+    return reference
+
+
+def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
+    """A radiologist's decision: normal or abnormal, BI-RADS, density, the marked findings (on DICOM
+    images) and the reader; a correction (version > 1) names the SR of the decision it corrects.
+
+    Raises NoSource when the study has no DICOM image.
+    """
+    study = review.study
+    sources = source_images(study)
+    headers = {image.pk: header for image, header in sources}
+    evaluations = [
+        hsr.QualitativeEvaluation(NORMALITY, DECISION_CODES[review.decision]),
+        hsr.QualitativeEvaluation(ASSESSMENT, BIRADS_CODES[review.birads]),
+    ]
+    if review.density:
+        evaluations.append(hsr.QualitativeEvaluation(COMPOSITION, DENSITY_CODES[review.density]))
+    groups: list = [
+        hsr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hsr.TrackingIdentifier(_uid(study.study_uid, "decision", review.pk), "Decision"),
+            source_images=[_source_for_group(header) for _, header in sources],
+            qualitative_evaluations=evaluations,
+        )
+    ]
+    for number, finding in enumerate(Finding.objects.filter(review=review).order_by("pk"), start=1):
+        header = headers.get(finding.image_id)
+        if header is None:  # marked on a non-DICOM image: nothing to point at
+            continue
+        if finding.width > 0 and finding.height > 0:
+            x0, y0, x1, y1 = finding.x, finding.y, finding.x + finding.width, finding.y + finding.height
+            region = _region("POLYLINE", [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], header)
+        else:
+            region = _region("POINT", [(finding.x, finding.y)], header)
+        groups.append(
+            hsr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hsr.TrackingIdentifier(
+                    _uid(study.study_uid, "finding", finding.pk), f"Finding {number}: {finding.type}"
+                ),
+                referenced_region=region,
+                finding_type=FINDING_CODES[finding.type],
+                finding_sites=_sites(finding.laterality),
+            )
+        )
+    reader = review.radiologist
+    context = hsr.ObservationContext(
+        observer_person_context=hsr.ObserverContext(
+            observer_type=codes.DCM.Person,
+            observer_identifying_attributes=hsr.PersonObserverIdentifyingAttributes(
+                name=_reader_name(reader), login_name=reader.get_username()[:64]
+            ),
+        )
+    )
+    report = hsr.MeasurementReport(
+        observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=groups
+    )
+    predecessor = _predecessor(review)
+    return _document(
+        study=study,
+        evidence=[header for _, header in sources],
+        report=report,
+        sop_instance_uid=decision_uid(review),
+        instance_number=1 + review.version,
+        description=f"Radiologist decision, version {review.version}",
+        previous=[predecessor] if predecessor is not None else None,
+    )

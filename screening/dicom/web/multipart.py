@@ -1,0 +1,123 @@
+"""multipart/related: the streaming parser STOW-RS reads and the writer WADO-RS answers with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from django.core.files.uploadedfile import TemporaryUploadedFile
+
+from ...errors import PortalError, UnsupportedMedia
+
+MAX_PARTS = 1000
+_CHUNK = 1 << 20
+_HEADER_LIMIT = 16 * 1024
+
+
+class Malformed(PortalError):
+    def __init__(self, message: str):
+        super().__init__(message, code="malformed_multipart", status=400)
+
+
+def boundary(content_type: str) -> bytes:
+    """The boundary of a STOW-RS body: multipart/related; type="application/dicom" or 415."""
+    media, _, rest = content_type.partition(";")
+    params = {}
+    for item in rest.split(";"):
+        key, _, value = item.strip().partition("=")
+        params[key.strip().lower()] = value.strip().strip('"')
+    if media.strip().lower() != "multipart/related" or params.get("type", "application/dicom").lower() != (
+        "application/dicom"
+    ):
+        raise UnsupportedMedia('STOW-RS takes multipart/related; type="application/dicom"')
+    found = params.get("boundary", "")
+    if not found or len(found) > 70:
+        raise Malformed("the multipart body has no valid boundary")
+    return found.encode("latin-1")
+
+
+class Part:
+    def __init__(self, headers: dict[str, str], file: TemporaryUploadedFile, too_large: bool):
+        self.headers, self.file, self.too_large = headers, file, too_large
+
+
+def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
+    """Parse a multipart body from a stream, one part at a time, each written to a temporary file
+    (never the whole body in memory). A part over `limit` bytes is drained and marked too large."""
+    delimiter = b"\r\n--" + boundary
+    buffer = b"\r\n"  # so the first delimiter looks like every other
+    eof = False
+
+    def fill() -> None:
+        nonlocal buffer, eof
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            eof = True
+        buffer += chunk
+
+    while (i := buffer.find(delimiter)) < 0:  # the preamble
+        if eof:
+            raise Malformed("the multipart body holds no part")
+        buffer = buffer[-(len(delimiter) - 1) :]
+        fill()
+    buffer = buffer[i + len(delimiter) :]
+    count = 0
+    while True:
+        while len(buffer) < 2 and not eof:
+            fill()
+        if buffer.startswith(b"--"):
+            return
+        while (j := buffer.find(b"\r\n")) < 0:
+            if eof or len(buffer) > 1024:
+                raise Malformed("a multipart delimiter line is not terminated")
+            fill()
+        buffer = buffer[j + 2 :]
+        while not buffer.startswith(b"\r\n") and (j := buffer.find(b"\r\n\r\n")) < 0:
+            if eof or len(buffer) > _HEADER_LIMIT:
+                raise Malformed("a part's headers are not terminated")
+            fill()
+        if buffer.startswith(b"\r\n"):
+            raw, buffer = b"", buffer[2:]
+        else:
+            raw, buffer = buffer[:j], buffer[j + 4 :]
+        headers = {}
+        for line in raw.decode("latin-1").split("\r\n"):
+            key, sep, value = line.partition(":")
+            if not sep:
+                raise Malformed("a part's header line has no colon")
+            headers[key.strip().lower()] = value.strip()
+        count += 1
+        if count > MAX_PARTS:
+            raise Malformed(f"more than {MAX_PARTS} parts in one request")
+        target = TemporaryUploadedFile("stow.dcm", "application/dicom", 0, None)
+        written, too_large = 0, False
+        try:
+            while True:
+                i = buffer.find(delimiter)
+                body = buffer[:i] if i >= 0 else buffer[: max(0, len(buffer) - len(delimiter) + 1)]
+                if written + len(body) > limit:
+                    too_large = True
+                elif body:
+                    target.write(body)
+                written += len(body)
+                if i >= 0:
+                    buffer = buffer[i + len(delimiter) :]
+                    break
+                buffer = buffer[len(body) :]
+                if eof:
+                    raise Malformed("the multipart body ends inside a part")
+                fill()
+            target.flush()
+            target.size = written
+            target.seek(0)
+            yield Part(headers, target, too_large)
+        finally:
+            target.close()
+
+
+def write(parts: Iterable[Iterator[bytes]], media_type: str, boundary: str) -> Iterator[bytes]:
+    """A multipart/related body of `parts` (each an iterator of byte chunks), streamed."""
+    for chunks in parts:
+        yield f"--{boundary}\r\nContent-Type: {media_type}\r\n\r\n".encode()
+        yield from chunks
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
