@@ -1,5 +1,13 @@
 # The portal image for web, workers and beat. For CUDA inference workers build with
 #   --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# The case viewer's bundle (Cornerstone3D + static/viewer/src) from package.json and the lock file.
+FROM node:22-slim AS viewer
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY static/viewer ./static/viewer
+RUN npx --no-install vite build --config static/viewer/vite.config.js
+
 FROM python:3.11-slim
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
@@ -8,6 +16,7 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" -r requirements.txt
 COPY . .
+COPY --from=viewer /build/static/viewer/dist ./static/viewer/dist
 RUN useradd --create-home portal && mkdir -p /data/media && chown portal /data/media
 USER portal
 EXPOSE 8000

@@ -1,5 +1,8 @@
 """API latency at scale: seed PostgreSQL with 100k studies / 400k images / predictions / reviews, then time
-the worklist, study detail and image list endpoints under 1 and 8 concurrent clients on loopback.
+every list endpoint (and the study detail) under 1 and 8 concurrent clients on loopback. The image and
+prediction lists are keyset (cursor) paginated: besides their first page, a page reached through `next`
+cursors is timed (what a client walking the list gets), and a deep page of the former page-number
+answer (`?page=`, still accepted) for comparison.
 
     python -m bench.api [--studies 100000] [--requests 200] [--database-url postgres://postgres@localhost:5432/bench_api]
 
@@ -30,9 +33,22 @@ from bench._server import demo_token, manage, scratch_env, start_gunicorn  # noq
 
 ENDPOINTS = {
     "worklist": "/api/v1/worklist/",
+    "study list": "/api/v1/studies/",
     "study detail": "/api/v1/studies/{study}/",
-    "image list": "/api/v1/images/?laterality=L",
+    "image list": "/api/v1/images/",
+    "image list, laterality=L": "/api/v1/images/?laterality=L",
+    "image list, status=predicted": "/api/v1/images/?status=predicted",
+    "image list, 20th cursor page": "cursor:/api/v1/images/",
+    "image list, ?page=2000 (former paginator)": "/api/v1/images/?page=2000",
+    "prediction list": "/api/v1/predictions/",
+    "prediction list, status=done": "/api/v1/predictions/?status=done",
+    "prediction list, 20th cursor page": "cursor:/api/v1/predictions/",
+    "patient list": "/api/v1/patients/",
+    "model list": "/api/v1/models/",
+    "training-run list": "/api/v1/training-runs/",
 }
+CURSOR_PAGES = 20
+ADMIN_ONLY = {"model list", "training-run list"}  # asked as the admin; everything else as the radiologist
 
 
 def seed(database_url: str, studies: int) -> None:
@@ -86,7 +102,7 @@ def seed(database_url: str, studies: int) -> None:
         with cur.copy(
             "COPY screening_image (id, sop_uid, study_id, laterality, view, file_format, original, rendition, rows,"
             " columns, bits_stored, photometric, manufacturer, presentation_intent, sha256, size_bytes, status,"
-            " created)"
+            " error, render_attempts, created)"
             " FROM STDIN"
         ) as copy:
             for i in range(1, studies + 1):
@@ -111,29 +127,55 @@ def seed(database_url: str, studies: int) -> None:
                             f"{n:064x}",
                             27_000_000,
                             "predicted",
+                            "",
+                            1,
                             now,
                         )
                     )
         with cur.copy(
             "COPY screening_prediction (id, image_id, model_version_id, status, probability, heatmap, error, attempts,"
-            " preprocess_ms, inference_ms, created, updated) FROM STDIN"
+            " preprocess_ms, inference_ms, regions, created, updated) FROM STDIN"
         ) as copy:
             for n in range(1, studies * 4 + 1):
                 copy.write_row(
-                    (n, n, model, "done", float(scores.flat[n - 1]), f"heatmaps/{n}.png", "", 1, 50.0, 200.0, now, now)
+                    (
+                        n,
+                        n,
+                        model,
+                        "done",
+                        float(scores.flat[n - 1]),
+                        f"heatmaps/{n}.png",
+                        "",
+                        1,
+                        50.0,
+                        200.0,
+                        "[]",
+                        now,
+                        now,
+                    )
                 )
         with cur.copy(
             "COPY screening_review (id, study_id, version, radiologist_id, decision, birads, density, note,"
-            " agrees_with_ai, created) FROM STDIN"
+            " agrees_with_ai, is_final, slot, created) FROM STDIN"
         ) as copy:
             for r, i in enumerate(range(4, studies + 1, 4), start=1):
-                copy.write_row((r, i, 1, radiologist, "normal", 1, "B", "", True, now))
+                copy.write_row((r, i, 1, radiologist, "normal", 1, "B", "", True, True, "single", now))
         for table in ("patient", "study", "image", "prediction", "review"):
             cur.execute(
                 f"SELECT setval(pg_get_serial_sequence('screening_{table}', 'id'),"
                 f" (SELECT max(id) FROM screening_{table}))"
             )
         cur.execute("ANALYZE")
+
+
+def follow_cursor(port: int, token: str, path: str, pages: int) -> str:
+    """The path of the page reached by following `next` from `path` pages - 1 times."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(pages - 1):
+        conn.request("GET", path, headers={"Authorization": f"Token {token}"})
+        path = json.loads(conn.getresponse().read())["next"].split("127.0.0.1", 1)[-1].split("localhost", 1)[-1]
+        path = path[path.index("/api/") :]
+    return path
 
 
 def run_clients(port: int, token: str, path: str, clients: int, requests: int) -> list[float]:
@@ -169,11 +211,14 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 out = {}
-token = Token.objects.get(user__username="radiologist").key
-client = Client(HTTP_AUTHORIZATION="Token " + token, HTTP_HOST="localhost")
+clients = {
+    who: Client(HTTP_AUTHORIZATION="Token " + Token.objects.get(user__username=who).key, HTTP_HOST="localhost")
+    for who in ("radiologist", "admin")
+}
 for name, path in json.loads(PATHS).items():
+    client = clients["admin" if name in ADMIN else "radiologist"]
     with CaptureQueriesContext(connection) as ctx:
-        assert client.get(path).status_code == 200
+        assert client.get(path).status_code == 200, (name, client.get(path).content[:200])
     out[name] = len(ctx)
 print(json.dumps(out))
 """
@@ -186,32 +231,42 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@localhost:5432/bench_api")
     parser.add_argument("--port", type=int, default=8767)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--reuse", action="store_true", help="time a database seeded by an earlier run")
     args = parser.parse_args()
 
     base, db_name = args.database_url.rsplit("/", 1)
-    subprocess.run(["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name}"], check=True)
-    subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {db_name}"], check=True)
+    seeded = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         env = scratch_env(Path(tmp), DATABASE_URL=args.database_url)
-        manage(env, "migrate", "--noinput")
-        demo_token(env)
-        t0 = time.perf_counter()
-        seed(args.database_url, args.studies)
-        seeded = time.perf_counter() - t0
-        token = json.loads(  # the last line: anything before it is log output
+        env.pop("REDIS_URL", None)
+        if not args.reuse:
+            subprocess.run(["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name}"], check=True)
+            subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {db_name}"], check=True)
+            manage(env, "migrate", "--noinput")
+            demo_token(env)
+            t0 = time.perf_counter()
+            seed(args.database_url, args.studies)
+            seeded = time.perf_counter() - t0
+        tokens = json.loads(  # the last line: anything before it is log output
             manage(
                 env,
                 "shell",
                 "-c",
                 "import json;from rest_framework.authtoken.models import Token;"
-                "print(json.dumps(Token.objects.get(user__username='radiologist').key))",
+                "print(json.dumps({t.user.username: t.key for t in Token.objects.select_related('user')}))",
             )
             .strip()
             .splitlines()[-1]
         )
         paths = {name: p.format(study=args.studies // 2 + 1) for name, p in ENDPOINTS.items()}
+        counted = {name: p.removeprefix("cursor:") for name, p in paths.items()}
         queries = json.loads(
-            manage(env, "shell", "-c", f"PATHS={json.dumps(json.dumps(paths))}\n" + QUERY_COUNT)
+            manage(
+                env,
+                "shell",
+                "-c",
+                f"PATHS={json.dumps(json.dumps(counted))}\nADMIN={sorted(ADMIN_ONLY)!r}\n" + QUERY_COUNT,
+            )
             .strip()
             .splitlines()[-1]
         )
@@ -219,6 +274,9 @@ def main() -> None:
         rows = []
         try:
             for name, path in paths.items():
+                token = tokens["admin" if name in ADMIN_ONLY else "radiologist"]
+                if path.startswith("cursor:"):
+                    path = follow_cursor(args.port, token, path.removeprefix("cursor:"), CURSOR_PAGES)
                 run_clients(args.port, token, path, 1, 10)  # warm-up
                 for clients in (1, 8):
                     lat = run_clients(args.port, token, path, clients, args.requests)
@@ -226,9 +284,11 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.split("load average:")[-1].strip()
+    seeding = f"in {seeded:.0f} s" if seeded else "(seeded by an earlier run)"
     print(
-        f"seeded {args.studies} studies, {args.studies * 4} images and predictions, "
-        f"{args.studies // 4} reviews in {seeded:.0f} s; gunicorn {args.workers} workers"
+        f"{args.studies} studies, {args.studies * 4} images and predictions, {args.studies // 4} reviews "
+        f"{seeding}; gunicorn {args.workers} workers; load average after: {load}"
     )
     print("| endpoint | concurrent clients | p50 ms | p95 ms | queries per request |")
     print("|---|---|---|---|---|")

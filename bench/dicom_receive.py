@@ -1,13 +1,16 @@
 """DICOM receive throughput: the portal's C-STORE receiver against Orthanc's, same files, same client.
 
-    python -m bench.dicom_receive [--n 50] [--files DIR] [--database-url postgres://...]
+    python -m bench.dicom_receive [--n 50] [--files DIR] [--database-url postgres://...] [--redis-url redis://...]
 
 N synthetic 4096x3328 MG files of about 27 MB (`../shared/tools/orthanc_ingest.py gen`;
 --files reuses a folder of them) are sent by ONE dcmtk `storescu` association to
   - the portal: `manage.py dicom_receiver` on a scratch database (embedded SQLite, or
     --database-url, which must hold no images) and media folder. Every model version is marked
     not servable, so nothing is queued for prediction (in embedded mode a prediction would run
-    in the receiver): this measures receive + ingest (validation, dedup, rendition, audit) only;
+    in the receiver): this measures receive + ingest (validation, dedup, audit) only. With
+    --redis-url (the production shape) the renditions are queued on the broker for the render
+    workers (none runs during the run; the queue is purged after); without it (embedded mode)
+    each is made in the receiver right after its instance is stored;
   - Orthanc (Debian package, 1.10.1 tested) on an empty temporary store.
 Both runs happen in this one invocation, after os.sync(), with the files already in the page
 cache. Reports images/s, MB/s (1e6 bytes of files sent), the peak RSS (VmHWM) of the receiving
@@ -61,9 +64,12 @@ def send(port: int, called_ae: str, files: list[Path]) -> dict:
     }
 
 
-def portal_run(files: list[Path], tmp: Path, database_url: str) -> dict:
+def portal_run(files: list[Path], tmp: Path, database_url: str, redis_url: str = "") -> dict:
     env = scratch_env(tmp, DATABASE_URL=database_url, PORTAL_DICOM_ALLOWED_AES="BENCH@127.0.0.1,ECHOSCU@127.0.0.1")
     env.pop("REDIS_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     manage(env, "migrate", "--noinput")
     # Predictions off: a version that cannot serve queues nothing (enqueue_images).
     off = "from screening.models import ModelVersion; ModelVersion.objects.update(servable=False)"
@@ -91,10 +97,24 @@ def portal_run(files: list[Path], tmp: Path, database_url: str) -> dict:
         figures = send(port, "SCREENING", files)
         figures["peak_rss_MB"] = round(vm_hwm_mb(proc.pid), 1)
         figures["count_ok"] = int(manage(env, "shell", "-c", count).split()[-1]) == len(files)
+        figures["load_average"] = load_average()
         return figures
     finally:
         proc.terminate()
         proc.wait(60)
+        if redis_url:
+            subprocess.run(
+                [sys.executable, "-m", "celery", "-A", "portal", "purge", "-f", "-Q", "render,inference"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                check=False,
+            )
+
+
+def load_average() -> str:
+    """The CPU is shared with other jobs: every figure says how loaded it was."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def orthanc_run(files: list[Path], tmp: Path) -> dict:
@@ -103,6 +123,7 @@ def orthanc_run(files: list[Path], tmp: Path) -> dict:
         figures["peak_rss_MB"] = round(vm_hwm_mb(pacs.process.pid), 1)
         figures["count_ok"] = int(pacs.get("/statistics")["CountInstances"]) == len(files)
         figures["version"] = pacs.get("/system")["Version"]
+        figures["load_average"] = load_average()
         return figures
 
 
@@ -111,6 +132,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--files", help="a folder of mg_*.dcm from orthanc_ingest.py gen (default: generate)")
     parser.add_argument("--database-url", default="", help="default: embedded SQLite in a scratch folder")
+    parser.add_argument("--redis-url", default="", help="queue renditions on this broker (default: embedded mode)")
     args = parser.parse_args()
     if not (STORESCU and ECHOSCU):
         sys.exit("dcmtk (storescu, echoscu) is not installed")
@@ -130,7 +152,8 @@ def main() -> None:
             "database": "PostgreSQL" if args.database_url else "SQLite",
             "predictions": "off (no servable model version)",
             "orthanc": orthanc_run(files, tmp / "orthanc"),
-            "portal": portal_run(files, tmp / "portal", args.database_url),
+            "renditions": "queued on the broker" if args.redis_url else "made in the receiver (embedded mode)",
+            "portal": portal_run(files, tmp / "portal", args.database_url, args.redis_url),
         }
     portal, pacs = result["portal"], result["orthanc"]
     result["ratio_images_per_s"] = round(portal["images_per_s"] / pacs["images_per_s"], 2)

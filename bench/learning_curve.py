@@ -1,12 +1,21 @@
-"""Learning curve of the retraining loop on mini-MIAS: does feeding radiologists' labels back improve the model?
+"""Learning curve of the retraining loop: does feeding radiologists' labels back improve the model?
 
     python -m bench.learning_curve --data ../shared/data/mias --rounds 4 \
         --out bench/out/learning_curve --plot docs/learning_curve.png
+    python -m bench.learning_curve --data ../shared/data/mias --rsna ../shared/data/rsna --rounds 3 \
+        --feature-cache /path/to/feature/cache --plot docs/learning_curve_rsna.png
+
+With --rsna (the issue-11 protocol): round 0 is every mini-MIAS woman plus a
+quarter of the RSNA women; the other RSNA women arrive in `--rounds` batches, and
+the AUCs are those of the RSNA women in the locked set. --feature-cache points the
+runs at a backbone feature cache (keyed by image content, so it can be shared
+with ml.train experiments): the trunk is frozen, so the runs only train heads.
 
 A fresh portal (SQLite and media in a temporary folder, tasks in-process) starts
 with an empty registry. Half of the women are imported with their labels as if
 radiologists had read them (`seed_labels`), and a first run trains a model from
-scratch on their training pool: it becomes the champion. The other women then
+scratch on their training pool: it becomes the champion (never the shipped baseline,
+which has seen every woman of the shared sets). The other women then
 arrive in batches; after each batch the portal's own training run fine-tunes a
 candidate from the champion and promotes it only if it is not worse on the
 locked validation women. Every pool assignment, run, evaluation and promotion is
@@ -62,14 +71,24 @@ def _auc_on(scores: list[list], ids: set[str]) -> float:
     return roc_auc([r[0] for r in rows], [r[1] for r in rows]) if rows else float("nan")
 
 
-def _round(number: int, women: list[str], data: Path, fixed: set[str] | None) -> dict:
+def _round(number: int, women: list[str], data: Path | list[Path], fixed: set[str] | None) -> dict:
     from screening.models import ModelVersion, TrainingRun
     from screening.services import seeding, training
 
     started = time.perf_counter()
-    seeding.seed_labels(data / "images", data / "images.csv", data / "findings.csv", patient_ids=women)
+    for folder in data if isinstance(data, list) else [data]:
+        seeding.seed_labels(folder / "images", folder / "images.csv", folder / "findings.csv", patient_ids=women)
+    from django.conf import settings
+
+    # Round 0 trains from scratch and its model serves: the shipped baseline has seen every woman of
+    # the shared sets, the locked ones included, so it must neither seed nor judge the curve.
+    settings.PORTAL_TRAINING_FROM_SCRATCH = number == 0
     run_id = training.run_training(trigger="bench")
     run = TrainingRun.objects.select_related("candidate").get(pk=run_id)
+    if number == 0 and run.status == TrainingRun.Status.SUCCEEDED:
+        from screening.services.models import promote_version
+
+        promote_version(run.candidate)
     row = {
         "round": number,
         "new_women": len(women),
@@ -113,7 +132,9 @@ def _round(number: int, women: list[str], data: Path, fixed: set[str] | None) ->
     return row
 
 
-def plot(rows: list[dict], path: Path, subtitle: str = "") -> None:
+def plot(
+    rows: list[dict], path: Path, subtitle: str = "", title: str = "mini-MIAS", start: str = "half the women"
+) -> None:
     """AUC of the serving champion per round, on the fixed round-0 locked women and on the whole locked set."""
     from PIL import Image, ImageDraw
 
@@ -136,12 +157,12 @@ def plot(rows: list[dict], path: Path, subtitle: str = "") -> None:
     for r in rounds:
         x, _ = xy(r, low)
         draw.text((x - 4, size[1] - margin + 8), str(r), fill="black")
-    draw.text((margin, 15), "Validation AUC of the serving champion per round (mini-MIAS)", fill="black")
+    draw.text((margin, 15), f"Validation AUC of the serving champion per round ({title})", fill="black")
     draw.text((margin, 30), subtitle, fill=(90, 90, 90))
     chance = xy(rounds[0], 0.5)[1]
     for x in range(margin, size[0] - margin, 12):
         draw.line([x, chance, x + 6, chance], fill=(170, 170, 170))
-    draw.text((size[0] // 2 - 30, size[1] - 25), "round (0 = half the women)", fill="black")
+    draw.text((size[0] // 2 - 90, size[1] - 25), f"round (0 = {start})", fill="black")
     series = [
         ("serving_auc_fixed", (200, 30, 30), "women locked in round 0 (fixed)"),
         ("serving_auc", (30, 90, 200), "all locked women so far"),
@@ -189,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", default="", help="augmentation views, e.g. orig,vflip (default: the config's)")
     parser.add_argument("--epochs", type=int, default=0, help="maximum epochs per run (default: the config's)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rsna", type=Path, help="RSNA folder: mini-MIAS + a quarter of its women, then the rest")
+    parser.add_argument("--feature-cache", type=Path, help="share this backbone feature cache (content-keyed)")
+    parser.add_argument("--config", default="{}", help="ModelConfig fields for every run, as JSON")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "retrain")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "learning_curve.png")
     args = parser.parse_args(argv)
@@ -209,26 +233,50 @@ def main(argv: list[str] | None = None) -> int:
         overrides["augment_views"] = [v.strip() for v in args.views.split(",") if v.strip()]
     if args.epochs:
         overrides["epochs"] = args.epochs
+    overrides.update(json.loads(args.config))
     settings.PORTAL_TRAINING_OVERRIDES = overrides
     settings.PORTAL_TRAINING_CACHE_DIR = var_dir / "training-cache"
     settings.PORTAL_MODEL_DIR = var_dir / "models"
+    if args.feature_cache:
+        settings.PORTAL_TRAINING_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        (settings.PORTAL_TRAINING_CACHE_DIR / "features").symlink_to(args.feature_cache.resolve())
+    # The bench measures the retraining loop: the live prediction that ingest queues for every
+    # seeded image (in-process here) is not part of it and would only cost time.
+    from screening import dispatch
+
+    send = dispatch.send
+    dispatch.send = lambda name, *a: True if name == "screening.tasks.predict_image" else send(name, *a)
 
     from screening.models import Patient
 
     women = _women(args.data / "images.csv")
     order = [women[i] for i in np.random.default_rng(args.seed).permutation(len(women))]
-    half = len(order) // 2
-    batches = [order[:half]] + [list(b) for b in np.array_split(order[half:], args.rounds)]
+    data: Path | list[Path] = args.data
+    if args.rsna:
+        rsna = _women(args.rsna / "images.csv")
+        rsna = [rsna[i] for i in np.random.default_rng(args.seed).permutation(len(rsna))]
+        quarter = len(rsna) // 4
+        batches = [order + rsna[:quarter]] + [list(b) for b in np.array_split(rsna[quarter:], args.rounds)]
+        data = [args.data, args.rsna]
+        women = women + rsna
+    else:
+        half = len(order) // 2
+        batches = [order[:half]] + [list(b) for b in np.array_split(order[half:], args.rounds)]
     rows: list[dict] = []
     fixed: set[str] | None = None
     for number, batch in enumerate(batches):
-        row = _round(number, batch, args.data, fixed)
+        row = _round(number, batch, data, fixed)
         if fixed is None:
-            from screening.models import Image
+            from screening.models import Image, TrainingRun
 
             locked = Patient.objects.filter(split="validation")
+            if args.rsna:
+                locked = locked.filter(patient_id__startswith="rsna-")
             fixed = {str(pk) for pk in Image.objects.filter(study__patient__in=locked).values_list("pk", flat=True)}
-            row = {**row, "serving_auc_fixed": row.get("serving_auc"), "candidate_auc_fixed": row.get("candidate_auc")}
+            first = TrainingRun.objects.select_related("candidate").order_by("-pk").first()
+            scores = ((first.candidate.metrics or {}).get("locked_validation") or {}).get("scores") or []
+            auc = _auc_on(scores, fixed)  # round 0's model serves (see _round): the same number for both
+            row = {**row, "serving_auc_fixed": auc, "candidate_auc_fixed": auc}
         rows.append(row)
         print(json.dumps(row, default=float), flush=True)
     result = {
@@ -240,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
     config = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "ModelConfig defaults"
-    plot(rows, args.plot, f"{config}; {len(women)} women, seed {args.seed}; dashed: chance")
+    title = "mini-MIAS + RSNA; fixed line: RSNA women" if args.rsna else "mini-MIAS"
+    start = "mini-MIAS + a quarter of RSNA" if args.rsna else "half the women"
+    plot(rows, args.plot, f"{config}; {len(women)} women, seed {args.seed}; dashed: chance", title, start)
     print(table(rows))
     print(f"plot: {args.plot}")
     return 0

@@ -3,7 +3,7 @@
     python -m bench.screenshots [--out docs/screenshots]
 
 Runs the end-to-end browser test with PORTAL_SCREENSHOTS set, which makes it save
-worklist.png, viewer.png (heatmap on, findings marked, decision filled) and
+worklist.png, viewer.png (full bit depth, AI marks, findings marked, decision filled) and
 viewer-history.png (after a correction). Needs the system Chromium (/usr/bin/chromium).
 """
 
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST = "tests/browser/test_workspace.py::test_a_radiologist_reads_marks_decides_and_corrects_a_case"
+TEST = "tests/browser/test_viewer.py::test_a_radiologist_reads_marks_decides_and_corrects_a_case"
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 A checkpoint is a plain dict (loadable with torch.load(weights_only=True)):
 weights in fp16, the ModelConfig, the preprocessing version, the calibration,
-the operating point, metrics and a summary of the training data.
+the operating point, the exam model (ml.exam), metrics and a summary of the training data.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def make_checkpoint(
     metrics: dict[str, Any],
     training_data: dict[str, Any],
     training: dict[str, Any],
-    bilateral: dict[str, Any] | None = None,
+    exam_model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     a, b = calibration
     state = {
@@ -47,8 +47,8 @@ def make_checkpoint(
         "metrics": metrics,
         "training_data": training_data,
         "training": training,
-        # exam-aware variant (this breast vs the other one): calibration, threshold, metrics
-        "bilateral": bilateral,
+        # breast and exam levels from the image logits (ml.exam.ExamModel.to_dict())
+        "exam_model": exam_model,
     }
 
 

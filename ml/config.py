@@ -57,6 +57,10 @@ class ModelConfig:
     norm_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     # Train the backbone too (slow on CPU, overfits 216 images) or only the head.
     freeze_backbone: bool = True
+    # With a frozen backbone the head trains on this many principal components of
+    # the breast cells' features (0 = all 1280 channels), then is folded back into
+    # a head on every channel: ten times less data per epoch, the same served model.
+    feature_projection: int = 128
 
     # --- training (ml.train) ---
     epochs: int = 60  # upper bound; early stopping on validation AUC usually ends sooner
@@ -70,13 +74,18 @@ class ModelConfig:
     # A patch cell is positive when its centre lies within radius * this factor
     # (at least half a cell) of a finding's centre.
     finding_radius_factor: float = 1.0
-    # Precomputed feature views per image ("orig", "vflip", "gamma0.7", ...); the
+    # Precomputed feature views per image ("orig", "vflip", "gamma0.7", "aspect1.25"
+    # = width stretched by 1.25 before preprocessing, ...); the
     # head sees one at random per epoch. Flip/gamma views gave no gain in CV
     # (0.704 vs 0.697 linear) and cost a backbone pass each, so only the original.
     augment_views: tuple[str, ...] = ("orig",)
     # Abnormal images are about a third of mini-MIAS: weight them up so the loss
     # is balanced (class weighting, as the original project did).
     balance_classes: bool = True
+    # Training on several sources (mini-MIAS film, RSNA digital): each source weighs
+    # the same in the loss, whatever its size, so 216 film images are not drowned
+    # by 2,268 digital ones; classes are balanced within each source.
+    balance_sources: bool = True
     val_fraction: float = 0.2  # share of patients held out when fit() must split itself
 
     # --- calibration and operating point ---
@@ -84,13 +93,6 @@ class ModelConfig:
     target_sensitivity: float = 0.90
     calibration: str = "platt"  # "platt" (scale and bias) or "temperature" (scale only)
     ece_bins: int = 10  # equal-width bins for the expected calibration error
-
-    # --- bilateral asymmetry (optional at inference) ---
-    # When both breasts of an exam are available, the exam-aware logit is
-    # logit - bilateral_weight * (the other breast's logit): abnormalities are
-    # usually one-sided, so this removes what both breasts share (density,
-    # exposure, film). It has its own calibration and threshold in the checkpoint.
-    bilateral_weight: float = 1.0
 
     # --- heatmap ---
     # Heatmaps are sigmoid(patch logit), bilinearly upsampled to the input and

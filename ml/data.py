@@ -27,6 +27,13 @@ class Example:
     findings: tuple[tuple[float, float, float], ...] = field(default_factory=tuple)
     image_id: str = ""
     tissue: str = ""
+    view: str = ""  # CC, MLO, ... ('' when unknown)
+    source: str = ""  # data set name (e.g. 'mias', 'rsna'): metrics are reported per source
+    exam_id: str = ""  # the exam (study) the image belongs to; '' = one exam per patient
+
+    @property
+    def exam(self) -> str:
+        return self.exam_id or self.patient_id
 
 
 def parse_label(value: str | int) -> int:
@@ -47,9 +54,12 @@ def find_image(images_dir: Path, image_id: str) -> Path:
 
 
 def load_folder(
-    images_dir: str | Path, labels_csv: str | Path, findings_csv: str | Path | None = None
+    images_dir: str | Path, labels_csv: str | Path, findings_csv: str | Path | None = None, source: str = ""
 ) -> list[Example]:
-    """Examples from a folder of <image_id>.png|.dcm and an images.csv (+ optional findings.csv)."""
+    """Examples from a folder of <image_id>.png|.dcm and an images.csv (+ optional findings.csv).
+
+    images.csv: image_id, label, and optionally patient_id, laterality, view, tissue
+    (or density), source (a column overrides the `source` argument)."""
     images_dir = Path(images_dir)
     findings: dict[str, list[tuple[float, float, float]]] = {}
     if findings_csv is not None and Path(findings_csv).exists():
@@ -70,7 +80,9 @@ def load_folder(
                     label=parse_label(row["label"]),
                     findings=tuple(findings.get(image_id, ())),
                     image_id=image_id,
-                    tissue=(row.get("tissue") or "").strip(),
+                    tissue=(row.get("tissue") or row.get("density") or "").strip(),
+                    view=(row.get("view") or "").strip().upper(),
+                    source=(row.get("source") or source).strip(),
                 )
             )
     return examples

@@ -1,10 +1,16 @@
-"""Evaluate a checkpoint on a labelled folder.
+"""Evaluate a checkpoint on a labelled folder, at every level the portal serves.
 
-    python -m ml.evaluate --images DIR --labels CSV [--model PATH] --json OUT [--plots DIR]
+    python -m ml.evaluate --images DIR --labels CSV [--findings CSV] [--model PATH] --json OUT [--plots DIR]
 
-JSON keys: n, n_abnormal, auc, auc_ci_low, auc_ci_high (bootstrap by patient),
-threshold, sensitivity, specificity (at the model's stored operating point), ece,
-seconds. `evaluate()` is the same thing as a function for the portal's promotion rule.
+JSON: the image-level keys n, n_abnormal, auc, auc_ci_low, auc_ci_high (bootstrap by
+woman), threshold, sensitivity, specificity (at the model's stored operating
+point), ece, seconds; `levels`: {image, breast, exam} x {all, <source>...} with the
+same figures (per source when the labels file has a `source` column or several
+sources are given); `pointing_game` when findings are given; `images`: per image
+image_id, patient_id, laterality, view, source, label, probability, logit and the
+top regions. Breast and exam probabilities come from the checkpoint's exam model
+(ml.exam), exactly as the portal computes them. `evaluate()` is the same as a
+function for the portal's promotion rule.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ml import metrics
-from ml.data import Example, contralateral, load_folder
-from ml.inference import Predictor, bilateral_logits, load_image
+from ml.data import Example, load_folder
+from ml.inference import PredictionResult, Predictor, load_image
+from ml.report import level_rows, pointing_game, report
 
 KEYS = (
     "n",
@@ -45,14 +52,36 @@ def _predictor(model: Predictor | dict[str, Any] | str | Path | None) -> Predict
     return Predictor.load(model)
 
 
-def predict_examples(predictor: Predictor, examples: Sequence[Example], batch_size: int = 8) -> np.ndarray:
-    """Uncalibrated logits, one per example (images decoded a batch at a time)."""
-    logits: list[float] = []
+def predict_results(predictor: Predictor, examples: Sequence[Example], batch_size: int = 8) -> list[PredictionResult]:
+    """The model's result for each example (images decoded a batch at a time)."""
+    results: list[PredictionResult] = []
     for s in range(0, len(examples), batch_size):
         chunk = examples[s : s + batch_size]
-        results = predictor.predict([(load_image(ex.image_path), ex.laterality) for ex in chunk], batch_size=batch_size)
-        logits.extend(r.logit for r in results)
-    return np.asarray(logits)
+        results.extend(
+            predictor.predict([(load_image(ex.image_path), ex.laterality) for ex in chunk], batch_size=batch_size)
+        )
+    return results
+
+
+def predict_examples(
+    predictor: Predictor, examples: Sequence[Example], batch_size: int = 8, cache_dir: str | Path | None = None
+) -> np.ndarray:
+    """Uncalibrated logits, one per example.
+
+    With `cache_dir`, a model whose backbone was frozen in training (its trunk is the
+    ImageNet one) on the CPU reads the trunk's features from the training feature
+    cache and runs only its head: the nightly job scores the same locked women every
+    night, and on two cores the trunk is nearly all of the time. The cached features
+    were computed with fp32 ImageNet weights, the served trunk holds them in fp16:
+    logits agree to about 1e-3.
+    """
+    if cache_dir is not None and predictor.config.freeze_backbone and predictor.device.type == "cpu":
+        from ml.train import extract_features, head_logits
+
+        model = predictor.model
+        features = extract_features(model, examples, predictor.config, views=["orig"], cache_dir=cache_dir)
+        return np.asarray(head_logits(model, features), dtype=np.float64)
+    return np.asarray([r.logit for r in predict_results(predictor, examples, batch_size)])
 
 
 def summarize_predictions(
@@ -74,37 +103,53 @@ def summarize_predictions(
     }
 
 
+def _hit(example: Example, result: PredictionResult) -> bool | None:
+    if not example.label or not example.findings or not result.regions:
+        return None
+    x, y = result.regions[0]["peak_x"], result.regions[0]["peak_y"]
+    return any((x - fx) ** 2 + (y - fy) ** 2 <= max(r, 1.0) ** 2 for fx, fy, r in example.findings)
+
+
 def evaluate(
     predictor_or_model: Predictor | dict[str, Any] | str | Path | None,
     examples: Sequence[Example],
     plots_dir: str | Path | None = None,
     batch_size: int = 8,
-    bilateral: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a model (Predictor, checkpoint dict or path; None = shipped baseline) on examples.
 
-    bilateral=True scores each image against the other breast of the same woman
-    (images without one are left out) with the checkpoint's bilateral calibration
-    and threshold.
+    The image-level figures are the top-level keys; `levels`, `pointing_game` and
+    `images` as in the module docstring.
     """
     started = time.perf_counter()
     predictor = _predictor(predictor_or_model)
     labels = np.array([ex.label for ex in examples], dtype=np.int64)
-    groups = np.array([ex.patient_id for ex in examples])
-    logits = predict_examples(predictor, examples, batch_size)
-    if bilateral:
-        if predictor.bilateral_calibration is None or predictor.bilateral_threshold is None:
-            raise ValueError("this checkpoint has no bilateral calibration")
-        exam = bilateral_logits(logits, contralateral(examples), predictor.config.bilateral_weight)
-        keep = ~np.isnan(exam)
-        a, b = predictor.bilateral_calibration
-        labels, groups = labels[keep], groups[keep]
-        probs, threshold = metrics.calibrate(exam[keep], a, b), predictor.bilateral_threshold
-    else:
-        probs, threshold = predictor.calibrated(logits), predictor.threshold
+    groups = [ex.patient_id for ex in examples]
+    results = predict_results(predictor, examples, batch_size)
+    logits = np.asarray([r.logit for r in results])
+    probs = predictor.calibrated(logits)
+    threshold = predictor.threshold
     result = summarize_predictions(
-        labels, probs, list(groups), threshold, time.perf_counter() - started, predictor.config.ece_bins
+        labels, probs, groups, threshold, time.perf_counter() - started, predictor.config.ece_bins
     )
+    rows = level_rows(examples, probs, predictor.exam_model, logits)
+    result["levels"] = report(rows, threshold, predictor.config.ece_bins)
+    if any(ex.findings for ex in examples):
+        result["pointing_game"] = pointing_game([_hit(ex, r) for ex, r in zip(examples, results, strict=True)])
+    result["images"] = [
+        {
+            "image_id": ex.image_id or Path(ex.image_path).stem,
+            "patient_id": ex.patient_id,
+            "laterality": ex.laterality,
+            "view": ex.view,
+            "source": ex.source,
+            "label": int(ex.label),
+            "probability": float(p),
+            "logit": float(r.logit),
+            "regions": r.regions,
+        }
+        for ex, p, r in zip(examples, probs, results, strict=True)
+    ]
     if plots_dir is not None:
         write_plots(labels, probs, threshold, Path(plots_dir), predictor.config.ece_bins)
     return result
@@ -160,29 +205,29 @@ def write_plots(labels: np.ndarray, probs: np.ndarray, threshold: float, out_dir
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", required=True, help="folder of <image_id>.png|.dcm")
-    parser.add_argument("--labels", required=True, help="CSV with image_id, patient_id, label (normal/abnormal)")
+    parser.add_argument("--images", required=True, help="folder of <image_id>.png|.jpg|.dcm")
+    parser.add_argument(
+        "--labels", required=True, help="CSV: image_id, label (normal/abnormal), patient_id, laterality, view, source"
+    )
+    parser.add_argument("--findings", help="findings.csv: image_id, x, y, radius (for the pointing game)")
+    parser.add_argument("--source", default="", help="source name for every row without a source column")
     parser.add_argument("--model", help="checkpoint (default: the shipped baseline)")
     parser.add_argument("--json", required=True, help="where to write the metrics JSON")
     parser.add_argument("--plots", help="folder for roc.png and reliability.png")
     parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument(
-        "--bilateral",
-        action="store_true",
-        help="score each breast against the other one (needs patient_id, laterality)",
-    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    examples = load_folder(args.images, args.labels)
+    examples = load_folder(args.images, args.labels, args.findings, source=args.source)
     predictor = Predictor.load(args.model, device=args.device)
-    result = evaluate(predictor, examples, plots_dir=args.plots, batch_size=args.batch_size, bilateral=args.bilateral)
+    result = evaluate(predictor, examples, plots_dir=args.plots, batch_size=args.batch_size)
     result["seconds"] = round(time.perf_counter() - started, 3)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({k: result[k] for k in KEYS}, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(json.dumps({k: result[k] for k in KEYS}, indent=2))
+    print(json.dumps(result["levels"], indent=2, default=float))
     return 0
 
 

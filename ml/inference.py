@@ -8,8 +8,9 @@ result.probability, result.heatmap      # heatmap has the image's shape
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ import torch
 
 from ml.checkpoint import BASELINE_PATH, file_version, load_checkpoint
 from ml.config import ModelConfig
+from ml.exam import ExamModel, ExamScores
 from ml.io import DecodeError, dicom_to_float, image_to_float
 from ml.metrics import sigmoid
-from ml.model import MammoNet, build_model
+from ml.model import MammoNet, breast_cells, build_model
 from ml.preprocess import Preprocessed, heatmap_to_original, preprocess
+from ml.regions import top_regions
 
 
 @dataclass
@@ -32,18 +35,10 @@ class PredictionResult:
     logit: float  # uncalibrated image logit
     preprocess_ms: float
     inference_ms: float  # this image's share of its batch's forward pass
-    # Exam-aware probability using the other breast (Predictor.predict_exam); None without a partner.
-    bilateral_probability: float | None = None
-
-
-def bilateral_logits(logits: np.ndarray, partners: Sequence[int | None], weight: float) -> np.ndarray:
-    """logit - weight * partner's logit where a partner exists (NaN where it does not)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    out = np.full(logits.shape, np.nan)
-    for i, j in enumerate(partners):
-        if j is not None:
-            out[i] = logits[i] - weight * logits[j]
-    return out
+    # Top suspicious regions (ml.regions): [{x, y, width, height, probability}] in original pixels.
+    regions: list[dict[str, float]] = field(default_factory=list)
+    heatmap_ms: float = 0.0  # calibration, heatmap mapping and regions for this image
+    decode_ms: float = 0.0  # its loader's time (predict_stream only)
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -89,11 +84,8 @@ class Predictor:
         self.threshold = float(checkpoint["threshold"])
         self.calibration = (float(checkpoint["calibration"]["a"]), float(checkpoint["calibration"]["b"]))
         self.info = {k: v for k, v in checkpoint.items() if k != "state_dict"}
-        bilateral = checkpoint.get("bilateral") or {}
-        self.bilateral_threshold: float | None = bilateral.get("threshold")
-        self.bilateral_calibration = (
-            (float(bilateral["calibration"]["a"]), float(bilateral["calibration"]["b"])) if bilateral else None
-        )
+        # Breast and exam levels (ml.exam); a checkpoint from before them scores with the default.
+        self.exam_model = ExamModel.from_dict(checkpoint.get("exam_model"))
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None) -> Predictor:
@@ -113,27 +105,13 @@ class Predictor:
         a, b = self.calibration
         return sigmoid(a * np.asarray(logits, dtype=np.float64) + b)
 
-    def bilateral_probability(self, logit: float, partner_logit: float) -> float | None:
-        """Calibrated exam-aware probability from this breast's and the other breast's logits."""
-        if self.bilateral_calibration is None:
-            return None
-        a, b = self.bilateral_calibration
-        z = bilateral_logits(np.array([logit, partner_logit]), [1, None], self.config.bilateral_weight)[0]
-        return float(sigmoid(a * z + b))
+    def score_exam(self, images: Sequence[tuple[str, float]]) -> ExamScores:
+        """Breast and exam probabilities from (laterality, image logit) pairs of one exam."""
+        return self.exam_model.score(images)
 
-    def predict_exam(self, items: Sequence[tuple[np.ndarray, str]], batch_size: int = 8) -> list[PredictionResult]:
-        """`predict`, plus `bilateral_probability` for each image whose other breast (L/R) is among the items."""
-        results = self.predict(items, batch_size)
-        lateralities = [(lat or "").strip().upper()[:1] for _, lat in items]
-        for i, lat in enumerate(lateralities):
-            other = {"L": "R", "R": "L"}.get(lat)
-            partner = next((j for j, lj in enumerate(lateralities) if other and lj == other), None)
-            if partner is not None:
-                results[i].bilateral_probability = self.bilateral_probability(results[i].logit, results[partner].logit)
-        return results
-
-    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw model on ready inputs (B, H, W) float32: image logits (B,), patch logits (B, h, w)."""
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw model on ready inputs (B, H, W) float32: image logits (B,), patch logits (B, h, w), and
+        which patch cells lie inside the breast (B, h, w)."""
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).unsqueeze(1).to(self.device)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -142,9 +120,13 @@ class Predictor:
                     logit, patch = self.model(x)
             else:
                 logit, patch = self.model(x)
-        return logit.float().cpu().numpy(), patch.float().cpu().numpy()[:, 0]
+            valid = breast_cells(x, patch.shape[-2:])
+        return logit.float().cpu().numpy(), patch.float().cpu().numpy()[:, 0], valid.cpu().numpy()[:, 0]
 
-    def predict(self, items: Sequence[tuple[np.ndarray, str]], batch_size: int = 8) -> list[PredictionResult]:
+    def predict(
+        self, items: Sequence[tuple[np.ndarray, str]], batch_size: int = 8, heatmap_max_side: int | None = None
+    ) -> list[PredictionResult]:
+        """Results in order; heatmaps at the original size, or at most `heatmap_max_side` on the longest side."""
         results: list[PredictionResult] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
@@ -154,19 +136,77 @@ class Predictor:
                 t0 = time.perf_counter()
                 prepared.append(preprocess(image, laterality, self.config))
                 prep_ms.append((time.perf_counter() - t0) * 1000.0)
-            t0 = time.perf_counter()
-            logits, patches = self.forward(np.stack([p.image for p in prepared]))
-            share = (time.perf_counter() - t0) * 1000.0 / len(chunk)
-            probs = self.calibrated(logits)
-            for i, prep in enumerate(prepared):
-                heat = self.calibrated(patches[i]).astype(np.float32)
-                results.append(
-                    PredictionResult(
-                        probability=float(probs[i]),
-                        heatmap=heatmap_to_original(heat, prep.geometry),
-                        logit=float(logits[i]),
-                        preprocess_ms=prep_ms[i],
-                        inference_ms=share,
-                    )
-                )
+            results.extend(self._run(prepared, prep_ms, heatmap_max_side))
+        return results
+
+    def _run(
+        self, prepared: Sequence[Preprocessed], prep_ms: Sequence[float], heatmap_max_side: int | None
+    ) -> list[PredictionResult]:
+        """Forward pass on preprocessed images, then calibration, heatmaps and regions."""
+        t0 = time.perf_counter()
+        logits, patches, valid = self.forward(np.stack([p.image for p in prepared]))
+        share = (time.perf_counter() - t0) * 1000.0 / len(prepared)
+        probs = self.calibrated(logits)
+        out = []
+        for i, prep in enumerate(prepared):
+            t1 = time.perf_counter()
+            heat = self.calibrated(patches[i]).astype(np.float32)
+            result = PredictionResult(
+                probability=float(probs[i]),
+                heatmap=heatmap_to_original(heat, prep.geometry, heatmap_max_side),
+                logit=float(logits[i]),
+                preprocess_ms=prep_ms[i],
+                inference_ms=share,
+                regions=[r.to_dict() for r in top_regions(heat, valid[i], prep.geometry)],
+            )
+            result.heatmap_ms = (time.perf_counter() - t1) * 1000.0
+            out.append(result)
+        return out
+
+    def predict_stream(
+        self,
+        loaders: Sequence[Callable[[], tuple[np.ndarray, str]]],
+        batch_size: int = 8,
+        heatmap_max_side: int | None = None,
+    ) -> list[PredictionResult | BaseException]:
+        """Like `predict`, but each item is a loader (decode the file, say) run on a background thread,
+        together with preprocessing, while the model works on the previous batch: on a GPU the model is
+        never kept waiting by decoding, and on a CPU decoding fills the gaps of the forward pass.
+
+        Returns, in order, a result or the exception its loader (or preprocessing) raised: one bad
+        image never costs the others their result.
+        """
+
+        def load(start: int) -> list[tuple[Preprocessed | BaseException, float, float]]:
+            """(preprocessed image or the exception, decode ms, preprocess ms) for one batch of loaders."""
+            out: list[tuple[Preprocessed | BaseException, float, float]] = []
+            for loader in loaders[start : start + batch_size]:
+                t0 = time.perf_counter()
+                try:
+                    image, laterality = loader()
+                    t1 = time.perf_counter()
+                    prepared = preprocess(image, laterality, self.config)
+                    out.append((prepared, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0))
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as exc:  # the loader's reason goes back with the item; a native decoder's
+                    out.append((exc, 0.0, 0.0))  # panic (pyo3's PanicException) is a BaseException, not an Exception
+            return out
+
+        results: list[PredictionResult | BaseException] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammo-loader") as pool:
+            pending = pool.submit(load, 0)
+            for start in range(0, len(loaders), batch_size):
+                loaded = pending.result()
+                if start + batch_size < len(loaders):
+                    pending = pool.submit(load, start + batch_size)
+                ok = [(i, item) for i, item in enumerate(loaded) if not isinstance(item[0], BaseException)]
+                batch_results: dict[int, PredictionResult] = {}
+                if ok:
+                    ran = self._run([item[0] for _, item in ok], [item[2] for _, item in ok], heatmap_max_side)
+                    for (i, item), result in zip(ok, ran, strict=True):
+                        result.decode_ms = item[1]
+                        batch_results[i] = result
+                for i, item in enumerate(loaded):
+                    results.append(batch_results.get(i, item[0]))
         return results

@@ -6,6 +6,7 @@ called positive when score >= threshold.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -187,3 +188,34 @@ def fit_platt(
 
 def calibrate(logits: Sequence[float] | np.ndarray, a: float, b: float) -> np.ndarray:
     return sigmoid(a * np.asarray(logits, dtype=np.float64) + b)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sensible for small n and rates near 0 or 1)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def widen_threshold(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray, threshold: float) -> float:
+    """Move a threshold from the last abnormal it must catch to midway (in logits) to the next normal below it.
+
+    The highest threshold that reaches a target sensitivity on a validation split is
+    exactly the score of one abnormal image there: an abnormal image of a new woman
+    scoring a hair lower would be missed. Sensitivity and specificity on that split
+    are unchanged; the margin goes to unseen women. No normal below: unchanged.
+    """
+    y, p = _arrays(labels, probs)
+    below = p[(y == 0) & (p < threshold)]
+    if below.size == 0:
+        return float(threshold)
+
+    def logit(q: float) -> float:
+        q = min(max(q, 1e-9), 1 - 1e-9)
+        return math.log(q / (1 - q))
+
+    return float(sigmoid((logit(float(threshold)) + logit(float(below.max()))) / 2))

@@ -185,25 +185,33 @@ def preprocess(image: np.ndarray, laterality: str, config: ModelConfig | None = 
     return Preprocessed(image=out, geometry=geometry)
 
 
-def heatmap_to_original(heatmap: np.ndarray, geometry: Geometry) -> np.ndarray:
+def heatmap_to_original(heatmap: np.ndarray, geometry: Geometry, max_side: int | None = None) -> np.ndarray:
     """Map a heatmap over the model input (any resolution) onto the original image.
 
-    Returns float32 of `geometry.original_shape`, zero outside the breast.
+    Returns float32 of `geometry.original_shape` (or that shape scaled down so its
+    longest side is at most `max_side`: a display-sized heatmap is made directly,
+    never through a full-resolution one), zero outside the breast.
     """
     heat = np.asarray(heatmap, dtype=np.float32)
     in_rows, in_cols = geometry.input_shape
     if heat.shape != (in_rows, in_cols):
         heat = _resize(heat, in_rows, in_cols)
+    rows_o, cols_o = geometry.original_shape
+    scale = 1.0 if not max_side else min(1.0, max_side / max(rows_o, cols_o))
+    out_rows, out_cols = max(1, round(rows_o * scale)), max(1, round(cols_o * scale))
     rows, cols = geometry.resized_shape
     top, bottom, left, right = geometry.box
-    region = _resize(heat[:rows, :cols], bottom - top, right - left)
-    out = np.zeros(geometry.original_shape, dtype=np.float32)
-    out[top:bottom, left:right] = region
-    f = geometry.mask_factor
-    mask = np.repeat(np.repeat(geometry.mask, f, axis=0), f, axis=1)
-    keep = np.zeros(geometry.original_shape, dtype=bool)
-    r, c = min(mask.shape[0], keep.shape[0]), min(mask.shape[1], keep.shape[1])
-    keep[:r, :c] = mask[:r, :c]
+    y0, x0 = min(round(top * scale), out_rows - 1), min(round(left * scale), out_cols - 1)
+    y1, x1 = max(y0 + 1, min(round(bottom * scale), out_rows)), max(x0 + 1, min(round(right * scale), out_cols))
+    out = np.zeros((out_rows, out_cols), dtype=np.float32)
+    out[y0:y1, x0:x1] = _resize(heat[:rows, :cols], y1 - y0, x1 - x0)
+    # The coarse breast mask: each cell covers mask_factor original pixels.
+    cell = geometry.mask_factor * scale
+    row_idx = (np.arange(out_rows) / cell).astype(np.int64)
+    col_idx = (np.arange(out_cols) / cell).astype(np.int64)
+    keep = np.zeros((out_rows, out_cols), dtype=bool)
+    rr, cc = row_idx < geometry.mask.shape[0], col_idx < geometry.mask.shape[1]
+    keep[np.ix_(rr, cc)] = geometry.mask[np.ix_(row_idx[rr], col_idx[cc])]
     out *= keep
     if geometry.flipped:
         out = out[:, ::-1]

@@ -72,3 +72,25 @@ def env_secret(name: str, default: str = "") -> str:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
     return os.environ.get(name, default)
+
+
+def env_training_overrides(name: str) -> dict:
+    """A JSON object of ml.config.ModelConfig fields (e.g. {"epochs": 20}); unknown fields refuse to start."""
+    import json
+
+    from ml.config import ModelConfig
+
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {raw!r}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object of model settings, got {raw!r}")
+    known = set(ModelConfig.__dataclass_fields__)
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ImproperlyConfigured(f"{name}: unknown model settings {', '.join(unknown)}")
+    return value

@@ -17,7 +17,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_networks, env_secret, env_str
+from .env import env_bool, env_int, env_list, env_networks, env_secret, env_str, env_training_overrides
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -261,7 +261,15 @@ PORTAL_DICOM_DESTINATIONS = _dicom_destinations("PORTAL_DICOM_DESTINATIONS")
 # The portal's own (calling) AE title when it sends SRs, and how often a send is tried before it fails.
 PORTAL_DICOM_EXPORT_AE_TITLE = env_str("PORTAL_DICOM_EXPORT_AE_TITLE") or "SCREENING"
 PORTAL_DICOM_EXPORT_MAX_ATTEMPTS = env_int("PORTAL_DICOM_EXPORT_MAX_ATTEMPTS", 5, minimum=1)
+# The AI-result SR of a study goes out once no image has arrived for this long (as Orthanc's StableAge):
+# a modality sends a study image by image, and the PACS should get one SR of the whole exam.
+PORTAL_DICOM_EXPORT_STABLE_SECONDS = env_int("PORTAL_DICOM_EXPORT_STABLE_SECONDS", 30, minimum=0)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Each upload is hashed while it streams in (the dedup key), never read again for it.
+FILE_UPLOAD_HANDLERS = [
+    "screening.uploads.HashingMemoryFileUploadHandler",
+    "screening.uploads.HashingTemporaryFileUploadHandler",
+]
 FILE_UPLOAD_PERMISSIONS = 0o640
 
 # Celery: with a broker URL, tasks go to separate workers; without, they run
@@ -289,6 +297,8 @@ CELERY_TASK_ROUTES = {
     "screening.tasks.sweep_stuck_predictions": {"queue": "inference"},
     "screening.tasks.retrain": {"queue": "training"},
     "screening.tasks.export_study_sr": {"queue": "export"},
+    "screening.tasks.render_image": {"queue": "render"},
+    "screening.tasks.release_expired_locks": {"queue": "inference"},  # beside the other sweeper
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -316,14 +326,36 @@ PORTAL_PREDICTION_STALE_SECONDS = env_int("PORTAL_PREDICTION_STALE_SECONDS", 600
 # A prediction still `queued` after this long has its task published again.
 PORTAL_PREDICTION_REQUEUE_SECONDS = env_int("PORTAL_PREDICTION_REQUEUE_SECONDS", 300, minimum=1)
 PORTAL_PREDICTION_MAX_ATTEMPTS = env_int("PORTAL_PREDICTION_MAX_ATTEMPTS", 3, minimum=1)
+# Renditions (queue "render"): an image without one after this long has its task sent again
+# (a render worker died, or the broker lost the task); after this many tries it fails with the reason.
+PORTAL_RENDER_STALE_SECONDS = env_int("PORTAL_RENDER_STALE_SECONDS", 300, minimum=1)
+PORTAL_RENDER_MAX_ATTEMPTS = env_int("PORTAL_RENDER_MAX_ATTEMPTS", 3, minimum=1)
 # Retraining (screening.services.training).
 PORTAL_VALIDATION_FRACTION = env_int("PORTAL_VALIDATION_PERCENT", 20, minimum=1) / 100
 PORTAL_PROMOTION_AUC_MARGIN = env_int("PORTAL_PROMOTION_AUC_MARGIN_PERMILLE", 20, minimum=0) / 1000
 PORTAL_TRAINING_FROM_SCRATCH = env_bool("PORTAL_TRAINING_FROM_SCRATCH", False)
 PORTAL_REPREDICT_ON_PROMOTION = env_bool("PORTAL_REPREDICT_ON_PROMOTION", False)
 PORTAL_TRAINING_STALE_SECONDS = env_int("PORTAL_TRAINING_STALE_SECONDS", 1800, minimum=60)
-# Training worker: hard limit for one retraining run (seconds).
+# Training worker: hard limit for one retraining run (seconds), and the soft limit at which the run stops
+# itself cleanly (failed, with the reason) before the hard one kills it.
 PORTAL_TRAINING_TIME_LIMIT = env_int("PORTAL_TRAINING_TIME_LIMIT", 4 * 3600, minimum=60)
+PORTAL_TRAINING_SOFT_TIME_LIMIT = env_int(
+    "PORTAL_TRAINING_SOFT_TIME_LIMIT", max(30, PORTAL_TRAINING_TIME_LIMIT - 60), minimum=0
+)
+if PORTAL_TRAINING_SOFT_TIME_LIMIT >= PORTAL_TRAINING_TIME_LIMIT:
+    raise ImproperlyConfigured("PORTAL_TRAINING_SOFT_TIME_LIMIT must be below PORTAL_TRAINING_TIME_LIMIT")
+# A run still `queued` after this long is taken to be lost by the broker.
+PORTAL_TRAINING_QUEUED_STALE_SECONDS = env_int(
+    "PORTAL_TRAINING_QUEUED_STALE_SECONDS", PORTAL_TRAINING_TIME_LIMIT + PORTAL_TRAINING_STALE_SECONDS, minimum=60
+)
+# Seed of every retraining run (the same labels give the same candidate).
+PORTAL_TRAINING_SEED = env_int("PORTAL_TRAINING_SEED", 0, minimum=0)
+# Device for training and for scoring the locked validation set ('' = cpu; 'cuda' on a GPU worker).
+PORTAL_TRAINING_DEVICE = env_str("PORTAL_TRAINING_DEVICE")
+# Backbone features cached between runs, keyed by image content.
+PORTAL_TRAINING_CACHE_DIR = Path(env_str("PORTAL_TRAINING_CACHE_DIR", str(VAR_DIR / "training-cache")))
+# Model settings a run uses instead of the champion's, as a JSON object: PORTAL_TRAINING_OVERRIDES='{"epochs": 20}'.
+PORTAL_TRAINING_OVERRIDES = env_training_overrides("PORTAL_TRAINING_OVERRIDES")
 CELERY_TIMEZONE = TIME_ZONE
 
 REST_FRAMEWORK = {
@@ -373,10 +405,14 @@ if PRODUCTION:
 X_FRAME_OPTIONS = "DENY"
 # Every page may run only the portal's own scripts and styles (no inline code, no CDN).
 # The API docs use drf-spectacular's split Swagger view, so they need no exception.
+# The case viewer (Cornerstone3D) decodes compressed DICOM pixel data with WebAssembly codecs in
+# Web Workers: 'wasm-unsafe-eval' lets a page compile WebAssembly (it allows no JavaScript eval),
+# and the workers are the portal's own files ('self').
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
-        "script-src": [SELF],
+        "script-src": [SELF, "'wasm-unsafe-eval'"],
+        "worker-src": [SELF],
         "style-src": [SELF],
         "img-src": [SELF, "data:", "blob:"],
         "connect-src": [SELF],

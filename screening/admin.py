@@ -24,14 +24,17 @@ from . import services
 from .errors import PortalError
 from .models import (
     AuditEvent,
+    CaseLock,
     DicomDestination,
     DicomExport,
     DicomPeer,
     Finding,
     Image,
     ModelVersion,
+    Outcome,
     Patient,
     Prediction,
+    ReadingPolicy,
     Review,
     Study,
     TrainingRun,
@@ -494,3 +497,40 @@ class DicomExportAdmin(ReadOnlyMixin, admin.ModelAdmin):
             queryset.select_related("study"), user=request.user, ip_address=services.client_ip(request)
         )
         self.message_user(request, f"Queued {queued} exports again; exports already sent are not resent.")
+
+
+@admin.register(ReadingPolicy)
+class ReadingPolicyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Policy versions: set on the reading policy page (audited, with its expected workload), never edited."""
+
+    list_display = (
+        "id",
+        "site",
+        "mode",
+        "triage_threshold",
+        "resolution",
+        "blind_ai",
+        "order",
+        "created_by",
+        "created",
+    )
+    list_filter = ("site", "mode")
+
+
+@admin.register(CaseLock)
+class CaseLockAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Who is reading which case now; locks come and go with the readers (audited)."""
+
+    list_display = ("study", "user", "acquired", "expires")
+
+
+@admin.register(Outcome)
+class OutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Outcomes per breast: recorded on the outcomes page or through the API (audited), never edited."""
+
+    list_display = ("id", "study_link", "laterality", "result", "cancer_type", "diagnosed_on", "source", "created")
+    list_filter = ("result", "source")
+
+    @admin.display(description="Study", ordering="study_id")
+    def study_link(self, outcome):
+        return study_trail_link(outcome.study_id)

@@ -45,6 +45,7 @@ class Role(models.TextChoices):
     """Portal roles, stored as Django groups so admins manage them in the admin."""
 
     RADIOLOGIST = "radiologist", "Radiologist"
+    ARBITRATOR = "arbitrator", "Arbitrator"
     ADMIN = "admin", "Admin"
     API_CLIENT = "api_client", "API client"
 
@@ -176,7 +177,12 @@ class Image(models.Model):
     view = models.CharField(max_length=8, choices=View.choices, default=View.OTHER)
     file_format = models.CharField(max_length=8, choices=Format.choices)
     original = models.FileField(max_length=255)
-    rendition = models.FileField(max_length=255, help_text="8-bit PNG for the browser, presentation LUTs applied.")
+    rendition = models.FileField(
+        max_length=255,
+        blank=True,
+        help_text="8-bit PNG for the browser, presentation LUTs applied; made by the render worker after ingest "
+        "(empty until then).",
+    )
     rows = models.PositiveIntegerField()
     columns = models.PositiveIntegerField()
     bits_stored = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -186,6 +192,13 @@ class Image(models.Model):
     sha256 = models.CharField(max_length=64, unique=True)
     size_bytes = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(
+        blank=True, help_text="Why the image failed: pixel data the render worker found it cannot decode."
+    )
+    render_attempts = models.PositiveSmallIntegerField(default=0)
+    render_started = models.DateTimeField(
+        null=True, blank=True, help_text="When a render worker last took the image (the sweeper resends stale ones)."
+    )
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -205,7 +218,13 @@ class Image(models.Model):
                 condition=Q(status__in=["received", "queued", "predicted", "failed"]), name="image_status_valid"
             ),
         ]
-        indexes = [models.Index(fields=["study", "laterality", "view"], name="image_hanging")]
+        indexes = [
+            models.Index(fields=["study", "laterality", "view"], name="image_hanging"),
+            # Keyset pages of the image list (newest first), filtered by status or not.
+            models.Index(fields=["status", "-id"], name="image_list_by_status"),
+            # The render sweeper: images whose rendition is not made yet.
+            models.Index(fields=["created"], name="image_unrendered", condition=Q(rendition="", error="")),
+        ]
 
     def __str__(self) -> str:
         return f"Image #{self.pk} {self.laterality} {self.view}"
@@ -257,6 +276,17 @@ class Prediction(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     preprocess_ms = models.FloatField(null=True, blank=True)
     inference_ms = models.FloatField(null=True, blank=True)
+    logit = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The model's uncalibrated image logit: the breast and exam scores are computed from the logits "
+        "of a study's images by the same version's exam model (ml.exam), as in its evaluation.",
+    )
+    regions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Top suspicious regions: [{x, y, width, height, probability}] in original pixel coordinates.",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -271,7 +301,12 @@ class Prediction(models.Model):
                 condition=~Q(status="done") | Q(probability__isnull=False), name="done_prediction_has_probability"
             ),
         ]
-        indexes = [models.Index(fields=["status", "updated"], name="prediction_sweep")]
+        indexes = [
+            models.Index(fields=["status", "updated"], name="prediction_sweep"),
+            # Keyset pages of the prediction list (newest first), filtered by status or model version.
+            models.Index(fields=["status", "-id"], name="prediction_list_by_status"),
+            models.Index(fields=["model_version", "-id"], name="prediction_list_by_version"),
+        ]
 
 
 class Review(AppendOnlyModel):
@@ -295,11 +330,33 @@ class Review(AppendOnlyModel):
     density = models.CharField(max_length=1, choices=Density.choices, blank=True)
     note = models.TextField(blank=True)
     agrees_with_ai = models.BooleanField(null=True, blank=True)
+    # Which read of the case this is (screening/services/reading.py), and whether it is the case's
+    # final decision: the one the study status, the decision SR and the training labels follow.
+    # Rows from before reading policies were single reads, each final.
+    slot = models.CharField(
+        max_length=12,
+        choices=[
+            ("single", "Single read"),
+            ("first", "First read"),
+            ("second", "Second read"),
+            ("arbitration", "Arbitration"),
+            ("consensus", "Consensus"),
+        ],
+        default="single",
+    )
+    is_final = models.BooleanField(default=True, help_text="The case's final decision (the latest final one wins).")
+    reading_seconds = models.FloatField(
+        null=True, blank=True, help_text="From opening the case (taking its lock) to submitting."
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["study", "version"], name="review_version_unique"),
+            models.CheckConstraint(
+                condition=Q(slot__in=["single", "first", "second", "arbitration", "consensus"]),
+                name="review_slot_valid",
+            ),
             models.CheckConstraint(condition=Q(birads__lte=6), name="review_birads_0_6"),
             models.CheckConstraint(condition=Q(decision__in=["normal", "abnormal"]), name="review_decision_valid"),
             models.CheckConstraint(condition=Q(density__in=["", "A", "B", "C", "D"]), name="review_density_valid"),
@@ -489,3 +546,106 @@ class DicomExport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} SR of study #{self.study_id} to {self.destination}"
+
+
+# --- reading workflow (issue 15): policies, locks, outcomes ---------------------------------------------
+
+
+class ReadingPolicy(AppendOnlyModel):
+    """How a site reads its exams. A change adds a row; the latest row of a site is its policy."""
+
+    class Mode(models.TextChoices):
+        SINGLE = "single", "Single reading"
+        DOUBLE = "double", "Blinded double reading with arbitration"
+        AI_TRIAGED = "ai_triaged", "AI-triaged: one reader below the AI score, two at or above"
+
+    class Resolution(models.TextChoices):
+        ARBITRATOR = "arbitrator", "An arbitrator decides"
+        CONSENSUS = "consensus", "The two readers agree a consensus"
+
+    class Order(models.TextChoices):
+        SCORE = "score", "AI score, highest first"
+        DATE = "date", "Exam date, oldest first"
+        AGE = "age", "Age, oldest woman first"
+
+    site = models.CharField(max_length=64, default="default")
+    mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.SINGLE)
+    triage_threshold = models.FloatField(
+        null=True, blank=True, help_text="AI-triaged: exams whose calibrated exam score is below this get one reader."
+    )
+    resolution = models.CharField(max_length=12, choices=Resolution.choices, default=Resolution.ARBITRATOR)
+    blind_ai = models.BooleanField(default=False, help_text="Readers see the AI result only after their own read.")
+    order = models.CharField(max_length=8, choices=Order.choices, default=Order.SCORE)
+    lock_minutes = models.PositiveSmallIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(240)]
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "reading policies"
+        ordering = ["site", "-created", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(mode__in=["single", "double", "ai_triaged"]), name="reading_policy_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(mode="ai_triaged") | Q(triage_threshold__gte=0, triage_threshold__lte=1),
+                name="reading_policy_triage_threshold",
+            ),
+            models.CheckConstraint(condition=Q(lock_minutes__gte=1), name="reading_policy_lock_minutes"),
+        ]
+
+
+class CaseLock(models.Model):
+    """Who is reading a case now. One per study; taken over by anyone once it has expired."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="lock")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    acquired = models.DateTimeField(help_text="When this reader opened the case (reading time starts here).")
+    expires = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Lock on study #{self.study_id}"
+
+
+class Outcome(AppendOnlyModel):
+    """What was found for one breast after screening: biopsy result or follow-up. The latest row wins."""
+
+    class Result(models.TextChoices):
+        BENIGN = "benign", "Benign (biopsy)"
+        MALIGNANT = "malignant", "Malignant (biopsy)"
+        NO_CANCER = "no_cancer", "No cancer after follow-up"
+
+    class CancerType(models.TextChoices):
+        NONE = "", "Not malignant"
+        INVASIVE = "invasive", "Invasive carcinoma"
+        DCIS = "dcis", "Ductal carcinoma in situ"
+        OTHER = "other", "Other malignancy"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="outcomes")
+    laterality = models.CharField(max_length=1, choices=[("L", "Left"), ("R", "Right")])
+    result = models.CharField(max_length=10, choices=Result.choices)
+    cancer_type = models.CharField(max_length=10, choices=CancerType.choices, blank=True, default="")
+    diagnosed_on = models.DateField(null=True, blank=True)
+    source = models.CharField(max_length=8, default="form", help_text="form, api or csv")
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "laterality", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(laterality__in=["L", "R"]), name="outcome_laterality_valid"),
+            models.CheckConstraint(
+                condition=Q(result__in=["benign", "malignant", "no_cancer"]), name="outcome_result_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(result="malignant", cancer_type__in=["invasive", "dcis", "other"])
+                | (~Q(result="malignant") & Q(cancer_type="")),
+                name="outcome_cancer_type_matches",
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "laterality", "-id"], name="outcome_latest")]

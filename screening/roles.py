@@ -22,8 +22,24 @@ def is_admin(user) -> bool:
 
 
 def can_read_cases(user) -> bool:
-    """Radiologists and admins see cases with patient identity."""
-    return bool(roles_of(user) & {Role.RADIOLOGIST, Role.ADMIN})
+    """Radiologists, arbitrators and admins see cases with patient identity."""
+    return bool(roles_of(user) & {Role.RADIOLOGIST, Role.ARBITRATOR, Role.ADMIN})
+
+
+def is_arbitrator(user) -> bool:
+    """Arbitrators give the final decision on discordant double reads (screening/services/reading.py)."""
+    return Role.ARBITRATOR in roles_of(user)
+
+
+def can_arbitrate_list(user) -> bool:
+    """The arbitration worklist: arbitrators work it, admins watch it."""
+    return is_arbitrator(user) or is_admin(user)
+
+
+def can_record_outcomes(user) -> bool:
+    """Outcomes after recall (biopsy, follow-up): admins, and any role granted 'Can add outcome'
+    (an API client bridging the pathology system)."""
+    return is_admin(user) or bool(roles_of(user) and user.has_perm("screening.add_outcome"))
 
 
 def sees_all_studies(user) -> bool:
@@ -50,10 +66,12 @@ def can_see_identity(user) -> bool:
 # read-only whatever is granted: their model admins refuse add, change and delete.
 ADMIN_GROUP_PERMISSIONS = {
     # change_study: assignment (audited); DICOM peers: the receiver's allow-list (audited);
-    # DICOM destinations: where the SRs go (audited)
+    # DICOM destinations: where the SRs go (audited); outcomes and reading policies (append-only, audited)
     "screening": {
         "view_*",
         "change_study",
+        "add_outcome",
+        "add_readingpolicy",
         "add_dicompeer",
         "change_dicompeer",
         "delete_dicompeer",

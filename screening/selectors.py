@@ -16,15 +16,19 @@ from django.db.models import (
     IntegerField,
     OuterRef,
     Prefetch,
+    Q,
     QuerySet,
     Subquery,
     Value,
     When,
+    prefetch_related_objects,
 )
 from django.db.models.functions import Abs, Coalesce
+from django.utils import timezone
 
-from .models import AuditEvent, Image, Patient, Prediction, Review, Study
-from .roles import can_read_cases, roles_of, sees_all_studies
+from .models import AuditEvent, CaseLock, Image, Patient, Prediction, ReadingPolicy, Review, Study
+from .roles import can_read_cases, is_admin, roles_of, sees_all_studies
+from .services.reading import case_reading, policy_for
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
 WORKLIST_ORDERINGS = {
@@ -124,6 +128,7 @@ def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study
             ),
         )
     )
+    studies = _with_reading(studies)
     if filters.status == "unread":
         studies = studies.filter(status__in=UNREAD)
     elif filters.status:
@@ -156,27 +161,105 @@ def worklist_counts() -> dict[str, int]:
 
 
 def next_study_after(user, study: Study) -> Study | None:
-    """The next unread case in the default worklist order (never the one just read)."""
-    return worklist_for(user, WorklistFilters(status="unread")).exclude(pk=study.pk).first()
+    """The next case needing this reader's read, in the policy's order (never the one just read),
+    skipping cases someone else is reading now."""
+    return (
+        reading_worklist_for(user)
+        .exclude(pk=study.pk)
+        .exclude(Exists(CaseLock.objects.filter(study=OuterRef("pk"), expires__gt=timezone.now()).exclude(user=user)))
+        .first()
+    )
+
+
+READING_ORDERS = {
+    ReadingPolicy.Order.SCORE: [Coalesce("exam_score", -1.0).desc(), "id"],
+    ReadingPolicy.Order.DATE: [F("study_date").asc(nulls_last=True), "id"],
+    ReadingPolicy.Order.AGE: [F("patient__birth_date").asc(nulls_last=True), "id"],
+}
+
+
+def _with_reading(studies: QuerySet[Study]) -> QuerySet[Study]:
+    """Who is reading each study now, and how far its reading has come."""
+    now = timezone.now()
+    return studies.annotate(
+        locked_by=Subquery(CaseLock.objects.filter(study=OuterRef("pk"), expires__gt=now).values("user__username")[:1]),
+        reads=Subquery(
+            Review.objects.filter(study=OuterRef("pk"), slot__in=["single", "first", "second"])
+            .order_by()
+            .values("study")
+            .annotate(n=Count("radiologist", distinct=True))
+            .values("n")[:1]
+        ),
+    )
+
+
+def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[Study]:
+    """The cases that still need this reader's read, in the policy's order.
+
+    Unread or awaiting a second read; never one the reader has already read (no one reads an
+    exam twice), never one awaiting arbitration, and only cases unassigned or assigned to them.
+    """
+    policy = policy or policy_for()
+    studies = (
+        studies_visible_to(user)
+        .filter(status__in=UNREAD)
+        .filter(Q(assigned_to__isnull=True) | Q(assigned_to=user))
+        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), radiologist=user)))
+        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), slot="second")))
+        .select_related("patient", "exam_model", "assigned_to")
+    )
+    return _with_reading(studies).order_by(*READING_ORDERS.get(policy.order, READING_ORDERS["score"]))
+
+
+def arbitration_worklist() -> QuerySet[Study]:
+    """Discordant double reads awaiting the arbitrator's (or the readers' consensus) final decision."""
+    studies = (
+        Study.objects.filter(status__in=UNREAD)
+        .filter(Exists(Review.objects.filter(study=OuterRef("pk"), slot="second")))
+        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), is_final=True)))
+        .select_related("patient", "exam_model", "assigned_to")
+    )
+    return _with_reading(studies).order_by("study_date", "id")
+
+
+def ai_hidden_in_lists(user) -> bool:
+    """When the reading policy hides the AI result, a case reader gets none from any list (studies, worklist,
+    images, predictions): a list cannot tell, study by study, who has read what, so it shows nobody's. The
+    case itself (study_detail, the viewer) shows the AI once the reader has read."""
+    from .services.reading import DEFAULT_SITE
+
+    return can_read_cases(user) and not is_admin(user) and policy_for(DEFAULT_SITE).blind_ai
 
 
 def study_detail(user, pk: int) -> Study:
     """A study the user may see, with its images and predictions; with its reviews for case readers
-    only (decisions, notes and reader names are not an API client's). Raises Study.DoesNotExist."""
+    only (decisions, notes and reader names are not an API client's). Raises Study.DoesNotExist.
+
+    Blinding (the reading policy): a reader who has not read the case yet gets no other reader's
+    decision and, when the policy blinds the AI, no AI result: the keys are there, empty or null,
+    so nothing blinded ever leaves the server.
+    """
+    study = studies_visible_to(user).select_related("patient", "exam_model").get(pk=pk)
+    reading = case_reading(study, user) if can_read_cases(user) else None
+    show_ai = reading is None or reading.show_ai
+    predictions = _predictions_newest_first() if show_ai else Prefetch("predictions", Prediction.objects.none())
     prefetches = [
-        Prefetch(
-            "images",
-            queryset=Image.objects.order_by("laterality", "view", "id").prefetch_related(_predictions_newest_first()),
-        )
+        Prefetch("images", queryset=Image.objects.order_by("laterality", "view", "id").prefetch_related(predictions))
     ]
-    if can_read_cases(user):
-        prefetches.append(
-            Prefetch(
-                "reviews",
-                queryset=Review.objects.select_related("radiologist").prefetch_related("findings").order_by("-version"),
-            )
-        )
-    return studies_visible_to(user).select_related("patient", "exam_model").prefetch_related(*prefetches).get(pk=pk)
+    if reading is not None:
+        prefetches.append(Prefetch("reviews", queryset=_reviews_shown(study, user, reading.show_reads)))
+    if not show_ai:
+        study.exam_score = study.exam_flag = study.score_left = study.score_right = None
+        study.exam_model = None  # its threshold and name would say which side of it the score lies
+    prefetch_related_objects([study], *prefetches)
+    return study
+
+
+def _reviews_shown(study: Study, user, show_reads: bool) -> QuerySet[Review]:
+    reviews = Review.objects.filter(study=study).select_related("radiologist").prefetch_related("findings")
+    if not show_reads:
+        reviews = reviews.filter(radiologist=user)  # nothing before the user's own read: no one else's
+    return reviews.order_by("-version")
 
 
 def audit_trail(study_id: int) -> QuerySet[AuditEvent]:
@@ -184,8 +267,11 @@ def audit_trail(study_id: int) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(study_id=study_id).order_by("-at")
 
 
-def reviews_of(study: Study) -> QuerySet[Review]:
-    return study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
+def reviews_of(study: Study, user=None) -> QuerySet[Review]:
+    """A case's decision history; for a reader still blinded to it (see study_detail), none of it."""
+    if user is None:
+        return study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
+    return _reviews_shown(study, user, case_reading(study, user).show_reads)
 
 
 def pseudonym(patient_id: str, viewer) -> str:

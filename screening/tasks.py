@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from .services import export, predictions, training
+from .services import export, predictions, reading, renditions, training
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,19 @@ def predict_image(self, prediction_id: int) -> int:
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
 
 
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3, soft_time_limit=120, time_limit=150)
+def render_image(self, image_id: int) -> str:
+    """Make an image's display and full-resolution PNGs (queue "render"); undecodable pixels fail the image."""
+    try:
+        return renditions.render_image(image_id)
+    except SoftTimeLimitExceeded:
+        renditions.fail_image(image_id, "rendering timed out after 120 s")
+        return renditions.FAILED
+    except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
+        # Each try counts against PORTAL_RENDER_MAX_ATTEMPTS; past the retries the sweeper sends it again.
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+
+
 @shared_task(acks_late=True, time_limit=300)
 def predict_waiting_images(version_id: int) -> int:
     """After a promotion: predict the images that no model could predict so far with the new champion."""
@@ -54,6 +67,7 @@ def sweep_stuck_predictions() -> dict[str, int]:
     """Periodic (beat): re-queue what a dead worker or a down broker left behind; release stuck training runs."""
     training.release_stuck_runs()
     export.sweep()  # SRs whose send task was lost
+    renditions.sweep()  # images a dead render worker left without a rendition
     return predictions.sweep()
 
 
@@ -74,4 +88,13 @@ def export_study_sr(self, export_id: int) -> str:
         export.fail_export(export_id, "timed out while sending")
         return "failed"
     except export.TryAgain as exc:
+        if self.request.is_eager:  # embedded mode: the retry waits in a timer thread, not in the request
+            export.retry_in_background(export_id, export.backoff(export_id))
+            return "pending"
         raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, 600)) from exc
+
+
+@shared_task(acks_late=True, time_limit=120)
+def release_expired_locks() -> int:
+    """Case locks past their time-out go, each audited (beat: every 5 minutes, migration 0014)."""
+    return reading.release_expired_locks()

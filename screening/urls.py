@@ -6,7 +6,9 @@ urlpatterns = [
     path("", views.worklist, name="worklist"),
     path("upload/", views.upload, name="upload"),
     path("studies/<int:pk>/", views.study_viewer, name="study-viewer"),
+    path("studies/<int:pk>/viewer-data/", views.study_viewer_data, name="study-viewer-data"),
     path("studies/<int:pk>/audit/", views.study_audit, name="study-audit"),
     path("healthz", views.healthz, name="healthz"),
     path("", include("screening.urls_models")),
+    path("", include("screening.urls_reading")),
 ]

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Prefetch
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -13,8 +14,9 @@ from django.views.decorators.http import require_GET
 
 from . import selectors, services
 from .forms import WorklistForm
-from .models import Study
+from .models import Prediction, Study
 from .roles import can_read_cases, can_upload, is_admin
+from .services import reading
 
 
 def _require(allowed: bool) -> None:
@@ -35,17 +37,24 @@ def worklist(request):
     return render(
         request,
         "screening/worklist.html",
-        {"page": page, "form": form, "counts": selectors.worklist_counts(), "query": query.urlencode()},
+        {
+            "page": page,
+            "form": form,
+            "counts": selectors.worklist_counts(),
+            "query": query.urlencode(),
+            "hide_ai": selectors.ai_hidden_in_lists(request.user),
+        },
     )
 
 
 @require_GET
 @login_required
 def study_viewer(request, pk: int):
-    """The case: four views, the AI result and the decision form. Opening it is audited."""
+    """The case: four views, the AI result and the decision form. Opening it is audited and locks the
+    case to a reader with a read to make; the page data come blinded from the API (study_detail)."""
     _require(can_read_cases(request.user))
     study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
-    services.case_opened(study=study, user=request.user, ip_address=services.client_ip(request))
+    case_reading = reading.open_case(study=study, user=request.user, ip_address=services.client_ip(request))
     following = selectors.next_study_after(request.user, study)
     return render(
         request,
@@ -56,9 +65,90 @@ def study_viewer(request, pk: int):
             "reviews_url": reverse("api-study-reviews", args=[study.pk]),
             "worklist_url": reverse("worklist"),
             "next_url": reverse("study-viewer", args=[following.pk]) if following else None,
-            "exports": list(study.exports.all()[:20]),  # SRs sent back to the PACS, newest first
+            "viewer_data_url": reverse("study-viewer-data", args=[study.pk]),
+            # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
+            "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
+            "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
         },
     )
+
+
+def _pixel_source(image) -> dict:
+    """Where the viewer reads an image's stored pixels: the DICOM instance over WADO-RS (full bit
+    depth, with its header), or the uploaded picture file."""
+    from .dicom.web.common import series_uid
+
+    if image.file_format == image.Format.DICOM:
+        url = reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])
+        return {"kind": "dicom", "url": url}
+    return {"kind": "picture", "url": reverse("api-image-full", args=[image.pk])}
+
+
+def _age_at(study: Study) -> int | None:
+    birth, date = study.patient.birth_date, study.study_date
+    if birth is None or date is None:
+        return None
+    return date.year - birth.year - ((date.month, date.day) < (birth.month, birth.day))
+
+
+def viewer_data(study: Study, *, show_ai: bool = True, show_reads: bool = True) -> dict:
+    """What the viewer needs beyond the study API: pixel sources, the AI's top regions, and the
+    woman's earlier studies with their decision and AI score. A blinded reader gets no AI or
+    decision keys (show_ai / show_reads False): the viewer works without them."""
+    images = {}
+    newest_first = Prefetch("predictions", queryset=Prediction.objects.order_by("-model_version_id", "-id"))
+    for image in study.images.prefetch_related(newest_first):  # as selectors.current_prediction expects
+        entry = {"source": _pixel_source(image)}
+        prediction = selectors.current_prediction(image)
+        if show_ai and prediction is not None and prediction.status == "done":
+            entry["regions"] = prediction.regions or []
+        images[str(image.pk)] = entry
+    priors = []
+    earlier = Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk)
+    if study.study_date is not None:
+        earlier = earlier.filter(study_date__lt=study.study_date)
+    else:
+        earlier = earlier.filter(created__lt=study.created)
+    for prior in earlier.select_related("patient").order_by("-study_date", "-created")[:3]:
+        entry = {
+            "id": prior.pk,
+            "study_date": prior.study_date.isoformat() if prior.study_date else None,
+            "age": _age_at(prior),
+            "images": [
+                {
+                    "id": i.pk,
+                    "laterality": i.laterality,
+                    "view": i.view,
+                    "manufacturer": i.manufacturer,
+                    "source": _pixel_source(i),
+                }
+                for i in prior.images.all()
+            ],
+        }
+        if show_ai:
+            entry["exam_score"] = prior.exam_score
+            entry["exam_flag"] = prior.exam_flag
+        if show_reads:
+            # The prior's final decision (double reading: never one reader's read of a discordant pair).
+            latest = prior.reviews.filter(is_final=True).order_by("-version").first()
+            entry["decision"] = (
+                {"decision": latest.decision, "birads": latest.birads, "version": latest.version} if latest else None
+            )
+        priors.append(entry)
+    return {
+        "study": {"study_date": study.study_date.isoformat() if study.study_date else None, "age": _age_at(study)},
+        "images": images,
+        "priors": priors,
+    }
+
+
+@require_GET
+@login_required
+def study_viewer_data(request, pk: int):
+    """The viewer's JSON (see viewer_data); same access as the viewer page."""
+    _require(can_read_cases(request.user))
+    study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
+    return JsonResponse(viewer_data(study, show_ai=reading.case_reading(study, request.user).show_ai))
 
 
 @require_GET

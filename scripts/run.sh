@@ -9,6 +9,7 @@ PORT=${PORT:-8000}
 # The address printed below must be one Django answers (DEBUG is off, so hosts are checked).
 export DJANGO_ALLOWED_HOSTS=${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1,[::1],$HOST}
 source scripts/venv.sh requirements.txt
+scripts/build_viewer.sh   # the case viewer's bundle (npm ci + Vite) when missing or stale
 echo "==> Preparing the database (./var/portal.sqlite3)"
 python manage.py migrate --noinput
 echo "==> Collecting static files into ./var/static"

@@ -19,6 +19,7 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0
 fi
 
 source scripts/venv.sh requirements-dev.txt
+scripts/build_viewer.sh   # the case viewer's bundle (npm ci + Vite) when missing or stale
 
 if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null; then
   if ! pg_isready -q -h localhost -p 5432 && command -v pg_ctlcluster >/dev/null; then

@@ -17,6 +17,13 @@ def clean_cache():
 
 
 @pytest.fixture(autouse=True)
+def ai_sr_without_settling(settings):
+    """In production an AI-result SR waits PORTAL_DICOM_EXPORT_STABLE_SECONDS after its study's last
+    image; the tests that are not about that wait send it at once."""
+    settings.PORTAL_DICOM_EXPORT_STABLE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Each test stores media in its own folder, so orphan checks see only its files."""
     root = tmp_path / "media"
@@ -95,12 +102,14 @@ def test_checkpoint(tmp_path_factory):
     """A small real checkpoint (ImageNet backbone, untrained head, 256x160 input): fast on CPU."""
     from ml.checkpoint import make_checkpoint, save_checkpoint
     from ml.config import ModelConfig
+    from ml.exam import ExamModel
     from ml.model import build_model
 
     config = ModelConfig(input_height=256, input_width=160)
     checkpoint = make_checkpoint(
         build_model(config),
         config,
+        exam_model=ExamModel(breast_weights=(0.8, 0.2, 0.3, 0.0), exam_weights=(1.0, 0.1)).to_dict(),
         calibration=(1.0, 0.0),
         threshold=0.5,
         operating_point={"sensitivity": 0.9},

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
 from ..roles import can_see_identity
 from ..selectors import current_prediction, pseudonym
+from ..services.renditions import FAILED, PENDING, READY, rendition_state
 
 
 class ImageUploadSerializer(serializers.Serializer):
@@ -31,6 +32,8 @@ class PredictionSerializer(serializers.ModelSerializer):
             "status",
             "probability",
             "above_threshold",
+            "logit",
+            "regions",
             "model_version",
             "error",
             "attempts",
@@ -55,6 +58,10 @@ class ImageSerializer(serializers.ModelSerializer):
     study = serializers.IntegerField(source="study_id", read_only=True)
     rendition_url = serializers.SerializerMethodField()
     full_url = serializers.SerializerMethodField()
+    rendition_status = serializers.SerializerMethodField(
+        help_text="pending: the render worker has not made the PNGs yet (rendition_url answers a grey placeholder "
+        "with 202); ready; failed: the pixel data cannot be decoded (`error` says why)."
+    )
     prediction = serializers.SerializerMethodField(help_text="The prediction by the newest model version.")
 
     class Meta:
@@ -75,12 +82,18 @@ class ImageSerializer(serializers.ModelSerializer):
             "sha256",
             "size_bytes",
             "status",
+            "error",
             "created",
             "rendition_url",
+            "rendition_status",
             "full_url",
             "prediction",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=[PENDING, READY, FAILED]))
+    def get_rendition_status(self, image: Image) -> str:
+        return rendition_state(image)
 
     def get_rendition_url(self, image: Image) -> str:
         return reverse("api-image-rendition", args=[image.pk])
@@ -90,6 +103,8 @@ class ImageSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, image: Image) -> dict | None:
+        if self.context.get("hide_ai"):
+            return None
         prediction = current_prediction(image)
         return PredictionSerializer(prediction).data if prediction else None
 
@@ -135,6 +150,12 @@ class StudySerializer(serializers.ModelSerializer):
         if viewer is not None and can_see_identity(viewer):
             return study.patient.patient_id
         return pseudonym(study.patient.patient_id, viewer)
+
+    def to_representation(self, study: Study) -> dict:
+        data = super().to_representation(study)
+        if self.context.get("hide_ai"):  # the reading policy blinds readers to the AI (selectors.ai_hidden_in_lists)
+            data.update(exam_score=None, exam_flag=None, score_left=None, score_right=None, exam_model=None)
+        return data
 
 
 class PatientSerializer(serializers.ModelSerializer):

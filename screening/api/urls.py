@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from . import reading_api
 from .models_api import ModelVersionViewSet, TrainingRunViewSet
 from .views import ImageViewSet, PatientViewSet, PredictionViewSet, StudyViewSet, TokenView, WorklistViewSet
 
@@ -16,4 +17,5 @@ router.register("training-runs", TrainingRunViewSet, basename="api-training-run"
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     *router.urls,
+    *reading_api.urlpatterns,
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -21,10 +21,13 @@ from .. import selectors, services
 from ..forms import WorklistForm
 from ..models import Study
 from ..roles import can_read_cases
+from ..services import renditions
 from ..services.models import serving_champion
 from ..services.reviews import FindingInput, review_submit
 from .filters import ImageFilter, PredictionFilter, StudyFilter
 from .idempotency import idempotent
+from .pagination import KeysetPagination
+from .parsers import DicomFileParser
 from .permissions import CanReadCases
 from .serializers import (
     ImageSerializer,
@@ -68,11 +71,28 @@ class NoPatientIdInQueryMixin:
         return super().filter_queryset(queryset)
 
 
-class ImageViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class HideBlindedAIMixin:
+    """Lists tell a reader nothing of the AI while the reading policy blinds readers to it."""
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if self.action == "list":
+            context["hide_ai"] = selectors.ai_hidden_in_lists(self.request.user)
+        return context
+
+
+class ImageViewSet(
+    HideBlindedAIMixin,
+    NoPatientIdInQueryMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     """Mammograms: upload (DICOM or image file), list and detail with the current prediction."""
 
     serializer_class = ImageSerializer
-    parser_classes = [MultiPartParser]
+    pagination_class = KeysetPagination
+    parser_classes = [MultiPartParser, DicomFileParser]
     filter_backends = [DjangoFilterBackend]
     filterset_class = ImageFilter
     throttle_scope = "uploads"
@@ -90,7 +110,8 @@ class ImageViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.Retrie
     )
     @idempotent
     def create(self, request):
-        """Upload one file. The same file again answers 200 with the existing image instead of 201."""
+        """Upload one file: multipart (`file` and the optional fields), or a DICOM as the whole body with
+        `Content-Type: application/dicom`. The same file again answers 200 with the existing image instead of 201."""
         form = ImageUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -113,13 +134,24 @@ class ImageViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.Retrie
     @extend_schema(responses=PNG)
     @action(detail=True, methods=["get"])
     def rendition(self, request, pk=None):
-        """The display rendition: 8-bit PNG, presentation LUTs applied, longest side capped."""
-        return stream_png(self.get_object().rendition.name)
+        """The display rendition: 8-bit PNG, presentation LUTs applied, longest side capped.
+
+        Until the render worker has made it: 202 with a grey placeholder of the same size
+        (`Retry-After`); an image whose pixel data cannot be decoded: 409 with the reason."""
+        image = self.get_object()
+        if not image.rendition:
+            if image.error:
+                raise renditions.not_rendered(image)
+            response = HttpResponse(renditions.placeholder_png(image), content_type="image/png", status=202)
+            response["Retry-After"] = "2"
+            response["Cache-Control"] = "no-store"
+            return response
+        return stream_png(image.rendition.name)
 
     @extend_schema(responses=PNG)
     @action(detail=True, methods=["get"])
     def full(self, request, pk=None):
-        """Full-resolution 8-bit PNG for zooming in (made on first request, then kept)."""
+        """Full-resolution 8-bit PNG for zooming in (made by the render worker; 409 until then)."""
         return stream_png(services.full_resolution_png(self.get_object()))
 
 
@@ -127,10 +159,13 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     """Predictions by every model version, newest first."""
 
     serializer_class = PredictionSerializer
+    pagination_class = KeysetPagination
     filter_backends = [DjangoFilterBackend]
     filterset_class = PredictionFilter
 
     def get_queryset(self):
+        if self.action == "list" and selectors.ai_hidden_in_lists(self.request.user):
+            return selectors.predictions_visible_to(self.request.user).none()
         return selectors.predictions_visible_to(self.request.user)
 
     @extend_schema(responses=PNG)
@@ -149,7 +184,13 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return selectors.patients_visible_to(self.request.user)
 
 
-class StudyViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class StudyViewSet(
+    HideBlindedAIMixin,
+    NoPatientIdInQueryMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     """Studies with their exam-level AI result; detail includes images and predictions, and reviews for readers."""
 
     filter_backends = [DjangoFilterBackend]
@@ -208,7 +249,7 @@ class StudyViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.Retrie
         """Decision history (newest first); POST records a decision, or a correction as a new version."""
         study = self.get_object()
         if request.method == "GET":
-            return Response(ReviewSerializer(selectors.reviews_of(study), many=True).data)
+            return Response(ReviewSerializer(selectors.reviews_of(study, request.user), many=True).data)
         return self._submit_review(request, study)
 
     @idempotent
@@ -241,7 +282,7 @@ class StudyViewSet(NoPatientIdInQueryMixin, mixins.ListModelMixin, mixins.Retrie
         )
 
 
-class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class WorklistViewSet(HideBlindedAIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """The reading worklist: the same order and filters as the worklist page (unread first by default)."""
 
     serializer_class = StudySerializer

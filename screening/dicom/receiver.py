@@ -1,21 +1,23 @@
 """DICOM Storage SCP and Verification SCP: mammograms arrive from modalities and PACS.
 
-Each received instance is written, as sent, to a temporary DICOM file and goes
-through `ingest_file`, the path of uploads: the same validation, dedup, audit and
-prediction. A calling AE must be on the allow-list (AE title and host); any other
-is refused at association and audited. A bad instance answers a failure status and
-leaves nothing behind; the receiver carries on with the next one.
+Each received instance is written, as sent, to a temporary DICOM file (hashed as it
+is written, and moved into the media storage as it is) and goes through `ingest_file`,
+the path of uploads: the same validation, dedup, audit, rendition and prediction; the
+C-STORE answer goes out before anything is decoded. A calling AE must be on the
+allow-list (AE title and host); any other is refused at association and audited. A bad
+instance answers a failure status and leaves nothing behind; the receiver carries on with
+the next one.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import ssl
-import tempfile
 
 from django.conf import settings
-from django.core.files import File
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import close_old_connections, connections
 from pydicom import dcmread
 from pydicom.filewriter import write_file_meta_info
@@ -35,7 +37,7 @@ from ..errors import PortalError, UnsupportedMedia
 from ..models import DicomPeer
 from ..services import ingest_file
 from ..services.audit import record_event
-from ..services.ingest import MG_SOP_CLASSES
+from ..services.ingest_validation import MG_SOP_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +122,45 @@ def _dataset_sop_class(fh) -> str | None:
         fh.seek(0)
 
 
+class _HashingWriter:
+    """Writes to a file and hashes what it writes: the instance is read once, not once more for its digest."""
+
+    def __init__(self, target):
+        self.target, self.digest = target, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.target.write(data)
+
+    def tell(self) -> int:
+        return self.target.tell()
+
+
+def _received_file(event) -> TemporaryUploadedFile:
+    """The instance as a DICOM file (preamble, file meta, the dataset as sent) in a named temporary
+    file that local storage moves into place, with its SHA-256 computed while it was written."""
+    tmp = TemporaryUploadedFile("c-store.dcm", "application/dicom", 0, None)
+    try:
+        writer = _HashingWriter(tmp)
+        writer.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(writer, event.file_meta, enforce_standard=True)
+        writer.write(event.request.DataSet.getbuffer())
+        tmp.flush()
+        tmp.size = tmp.tell()
+        tmp.sha256 = writer.digest.hexdigest()
+        tmp.seek(0)
+    except BaseException:
+        tmp.close()
+        raise
+    return tmp
+
+
 def handle_store(event) -> int:
     """EVT_C_STORE: the instance, as sent, through ingest; the answer is a C-STORE status."""
     ae_title, host = _peer(event)
     close_old_connections()
     try:
-        with tempfile.TemporaryFile(suffix=".dcm") as tmp:
-            tmp.write(b"\x00" * 128 + b"DICM")
-            write_file_meta_info(tmp, event.file_meta, enforce_standard=True)
-            tmp.write(event.request.DataSet.getvalue())
-            tmp.flush()
-            tmp.seek(0)
+        with _received_file(event) as tmp:
             declared, requested = _dataset_sop_class(tmp), str(event.request.AffectedSOPClassUID)
             if declared is not None and declared != requested:
                 log.warning(
@@ -141,9 +171,7 @@ def handle_store(event) -> int:
                     DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 )
                 return DATASET_DOES_NOT_MATCH_SOP_CLASS
-            result = ingest_file(
-                file=File(tmp, name="c-store.dcm"), filename="c-store.dcm", user=None, ip_address=host, via="dicom"
-            )
+            result = ingest_file(file=tmp, filename="c-store.dcm", user=None, ip_address=host, via="dicom")
     except PortalError as exc:
         status = failure_status(exc)
         # The code and message only: ingest's messages never echo header values.

@@ -107,9 +107,9 @@ def series_uid(study: Study) -> str:
 
 
 def ai_result_uid(study: Study, version: ModelVersion) -> str:
-    """Of the AI result from these predictions: an image predicted later (C-STORE sends one by one) makes a new SR."""
-    done = Prediction.objects.filter(image__study=study, model_version=version, status=Prediction.Status.DONE)
-    return _uid(study.study_uid, study.pk, "ai", version.pk, *sorted(done.values_list("pk", flat=True)))
+    """One AI-result SR per study and model version: images predicted one by one (C-STORE sends one
+    at a time) update the same SR until it is first sent (see services.export), never make several."""
+    return _uid(study.study_uid, study.pk, "ai", version.pk)
 
 
 def decision_uid(review: Review) -> str:
@@ -149,6 +149,23 @@ def _region(graphic_type: str, points: list[tuple[float, float]], header: Datase
 def _sites(laterality: str) -> list[hsr.FindingSite]:
     side = LATERALITY_CODES.get(laterality)
     return [hsr.FindingSite(BREAST, laterality=side)] if side else []
+
+
+def _regions_of(prediction: Prediction, image: Image) -> list[tuple[str, list[tuple[float, float]], float]]:
+    """The model's top regions as closed boxes (Prediction.regions, ml.regions), most suspicious first; a
+    prediction made before regions were stored gives its heatmap peak as a point."""
+    out = []
+    for region in (prediction.regions or [])[:3]:
+        x0, y0 = float(region["x"]), float(region["y"])
+        x1 = min(x0 + float(region["width"]), image.columns - 1.0)
+        y1 = min(y0 + float(region["height"]), image.rows - 1.0)
+        box = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        out.append(("POLYLINE", box, float(region["probability"])))
+    if not out:
+        peak = heatmap_peak(prediction, image)
+        if peak is not None:
+            out.append(("POINT", [(peak[0], peak[1])], peak[2]))
+    return out
 
 
 def heatmap_peak(prediction: Prediction, image: Image) -> tuple[float, float, float] | None:
@@ -263,15 +280,14 @@ def ai_result_sr(study: Study) -> hsr.Comprehensive3DSR:
                 measurements=[probability(prediction.probability)],
             )
         )
-        peak = heatmap_peak(prediction, image)
-        if peak is not None:
-            x, y, value = peak
+        for rank, (graphic, points, value) in enumerate(_regions_of(prediction, image), start=1):
             groups.append(
                 hsr.PlanarROIMeasurementsAndQualitativeEvaluations(
                     tracking_identifier=hsr.TrackingIdentifier(
-                        _uid(header.SOPInstanceUID, version.pk, "region"), f"Most suspicious region, {label}"
+                        _uid(header.SOPInstanceUID, version.pk, "region" if rank == 1 else f"region{rank}"),
+                        f"Suspicious region {rank}, {label}",
                     ),
-                    referenced_region=_region("POINT", [(x, y)], header),
+                    referenced_region=_region(graphic, points, header),
                     finding_type=AI_REGION,
                     algorithm_id=algorithm,
                     finding_sites=_sites(image.laterality),

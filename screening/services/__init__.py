@@ -1,9 +1,10 @@
 """Every write in the portal. Views, API, commands and tasks call these; none re-implements them."""
 
 from .audit import client_ip, record_event
-from .ingest import IngestResult, full_resolution_png, ingest_file
+from .ingest import IngestResult, ingest_file
 from .models import champion, ensure_champion, promote_version, register_checkpoint
 from .predictions import enqueue_images, rerun_studies, sweep, update_exam_scores
+from .renditions import full_resolution_png
 from .reviews import FindingInput, case_opened, review_submit
 
 __all__ = [

@@ -8,21 +8,31 @@ DicomDestination) and the study has a DICOM image to refer to. The task
 `export_study_sr` calls `send_export`; a connection failure leaves the row pending
 and raises TryAgain, so the task retries with backoff, until it has been tried
 PORTAL_DICOM_EXPORT_MAX_ATTEMPTS times: then it fails with the reason. A sent export
-is never sent again. The SR is built once (its UIDs derive from ids) and stored under
-sr/, one file for every destination; it goes with the study when the study is deleted.
+is never sent again. The SR is stored under sr/, one file for every destination; it goes
+with the study when the study is deleted.
+
+One AI-result SR per study and model version (its UID derives from both): it is queued
+once no image of the study waits for a prediction, and sent once no image has arrived for
+PORTAL_DICOM_EXPORT_STABLE_SECONDS (a modality sends a study image by image); until one
+destination has it, each attempt builds it afresh from the current predictions, so an
+image predicted later updates it rather than making another.
+
+Embedded mode (no broker) runs the first attempt in-process after the commit, like every
+task; a retry waits in a timer thread (`retry_in_background`), never in the request.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import F
+from django.db import connections, transaction
+from django.db.models import F, Max
 from django.utils import timezone
 from pydicom import dcmread, dcmwrite
 from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -31,6 +41,7 @@ from pynetdicom import AE, evt
 from .. import dispatch
 from ..dicom import sr
 from ..models import DicomDestination, DicomExport, Image, Review, Study
+from . import reading
 from .audit import record_event
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,10 @@ STORED = {0x0000, 0xB000, 0xB006, 0xB007}
 
 class TryAgain(Exception):
     """The send failed and attempts remain: retry later with backoff."""
+
+
+class NotStable(TryAgain):
+    """The study received an image too recently for its AI-result SR: ask again later (no attempt counted)."""
 
 
 def destinations() -> list[str]:
@@ -78,9 +93,18 @@ def _queue(*, labels: list[str], study: Study, review: Review | None, kind: str,
 
 
 def queue_ai_result(study: Study) -> list[int]:
-    """Queue the AI-result SR of a scored study to every destination (none configured: nothing)."""
+    """Queue the AI-result SR of a scored study to every destination (none configured: nothing).
+
+    Not while an image of the study still waits for its prediction: the last one queues it. Not before
+    the final decision when the reading policy blinds readers to the AI: the PACS (and DICOMweb, which
+    serves the SRs sent) would show it to them; the final decision queues it then (services.reviews)."""
     labels = destinations()
     if not labels or study.exam_model is None or study.exam_score is None or not _has_dicom(study):
+        return []
+    waiting = [Image.Status.RECEIVED, Image.Status.QUEUED]
+    if Image.objects.filter(study=study, status__in=waiting).exists():
+        return []
+    if reading.policy_of(study).blind_ai and not Review.objects.filter(study=study, is_final=True).exists():
         return []
     uid = sr.ai_result_uid(study, study.exam_model)
     return _queue(labels=labels, study=study, review=None, kind=DicomExport.Kind.AI, sop_instance_uid=uid)
@@ -112,26 +136,29 @@ def _build(export: DicomExport) -> bytes:
     return buffer.getvalue()
 
 
-def _sr_file(export: DicomExport) -> str:
-    """The stored SR of this export: built and stored once, shared by the exports of the same SR."""
-    if export.sr_file:
-        return export.sr_file.name
-    shared = (
-        DicomExport.objects.filter(sop_instance_uid=export.sop_instance_uid)
-        .exclude(sr_file="")
-        .values_list("sr_file", flat=True)
-        .first()
-    )
-    if shared:
-        DicomExport.objects.filter(pk=export.pk).update(sr_file=shared)
-        return shared
+def _sr_content(export: DicomExport) -> bytes:
+    """The SR of this export, stored once for every destination. Built afresh at each attempt until
+    a destination has it (from then on the same UID always carries the same content). The rows of
+    one SR are locked while it is built, so two destinations' workers never keep two files."""
     uid = export.sop_instance_uid
-    name = default_storage.save(f"sr/{uid[-2:]}/{uid}.dcm", ContentFile(_build(export)))
-    DicomExport.objects.filter(sop_instance_uid=uid, sr_file="").update(sr_file=name)
-    winner = DicomExport.objects.filter(pk=export.pk).values_list("sr_file", flat=True).first()
-    if winner != name:  # another worker stored the same SR meanwhile: keep one file
-        default_storage.delete(name)
-    return winner or name
+    with transaction.atomic():
+        rows = list(DicomExport.objects.select_for_update().filter(sop_instance_uid=uid).order_by("pk"))
+        frozen = next((r.sr_file.name for r in rows if r.status == DicomExport.Status.SENT and r.sr_file), "")
+        if frozen:
+            DicomExport.objects.filter(pk=export.pk).update(sr_file=frozen)
+            with default_storage.open(frozen, "rb") as handle:
+                return handle.read()
+        content = _build(export)
+        name = default_storage.save(f"sr/{uid[-2:]}/{uid}.dcm", ContentFile(content))
+        try:
+            DicomExport.objects.filter(sop_instance_uid=uid).update(sr_file=name)
+        except BaseException:
+            default_storage.delete(name)
+            raise
+        stale = {r.sr_file.name for r in rows if r.sr_file} - {name}
+    for old in stale:  # the previous build of this SR, which no destination received
+        default_storage.delete(old)
+    return content
 
 
 def c_store(label: str, content: bytes) -> None:
@@ -166,13 +193,54 @@ def _finish(export_id: int, **fields) -> None:
     DicomExport.objects.filter(pk=export_id, status=DicomExport.Status.PENDING).update(updated=timezone.now(), **fields)
 
 
+def _check_settled(export_id: int) -> None:
+    """An AI-result SR waits until no image of its study waits for a prediction and none has arrived
+    for PORTAL_DICOM_EXPORT_STABLE_SECONDS, so the PACS gets one SR of the whole exam."""
+    row = DicomExport.objects.filter(
+        pk=export_id, kind=DicomExport.Kind.AI, status=DicomExport.Status.PENDING
+    ).values_list("study_id", flat=True)
+    study_id = row.first()
+    if study_id is None:
+        return
+    images = Image.objects.filter(study_id=study_id)
+    if images.filter(status__in=[Image.Status.RECEIVED, Image.Status.QUEUED]).exists():
+        raise NotStable("an image of the study is still waiting for its prediction")
+    last = images.aggregate(last=Max("created"))["last"]
+    quiet = timedelta(seconds=settings.PORTAL_DICOM_EXPORT_STABLE_SECONDS)
+    if last is not None and timezone.now() - last < quiet:
+        raise NotStable("the study received an image less than PORTAL_DICOM_EXPORT_STABLE_SECONDS ago")
+
+
+def retry_in_background(export_id: int, countdown: float) -> None:
+    """Embedded mode (no broker, no worker): the next attempt waits in a timer thread, never in the
+    request that queued the export; it runs the task there, in-process, as dispatch does."""
+    timer = threading.Timer(countdown, _attempt_in_thread, args=(export_id,))
+    timer.daemon = True
+    timer.start()
+
+
+def _attempt_in_thread(export_id: int) -> None:
+    try:
+        dispatch.send(TASK, export_id)
+    finally:
+        connections.close_all()  # this thread's own connections
+
+
+def backoff(export_id: int) -> float:
+    """Seconds before the next attempt: 5, 10, 20... up to 10 minutes, by the attempts made so far."""
+    attempts = DicomExport.objects.filter(pk=export_id).values_list("attempts", flat=True).first() or 0
+    return min(5 * 2 ** max(0, attempts - 1), 600)
+
+
 def send_export(export_id: int) -> str:
     """Send one pending export (a sent or failed one is left alone); returns its status afterwards.
 
     Raises TryAgain when the send failed and attempts remain (the row stays pending
     with the reason); at PORTAL_DICOM_EXPORT_MAX_ATTEMPTS it fails with the reason.
-    An SR that cannot be built fails at once: trying again would not help.
+    An SR that cannot be built fails at once: trying again would not help. An AI-result SR
+    whose study is not settled yet raises NotStable before anything counts as an attempt.
     """
+    _check_settled(export_id)
     if not DicomExport.objects.filter(pk=export_id, status=DicomExport.Status.PENDING).update(
         attempts=F("attempts") + 1, updated=timezone.now()
     ):
@@ -180,8 +248,7 @@ def send_export(export_id: int) -> str:
         return row or ""
     export = DicomExport.objects.select_related("study", "study__exam_model", "review__study").get(pk=export_id)
     try:
-        with default_storage.open(_sr_file(export), "rb") as handle:
-            content = handle.read()
+        content = _sr_content(export)
     except Exception as exc:
         reason = f"could not build the SR: {exc}"
         _finish(export_id, status=DicomExport.Status.FAILED, error=reason[:2000])

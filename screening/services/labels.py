@@ -1,7 +1,10 @@
 """Labels from radiologists' reads: the training and locked validation pools, and the snapshot of a run's data.
 
-Every image of a study with a submitted review is a label (the latest review
-version wins; its findings become localisation hints). Each woman is put in the
+Every image of a study with a final decision is a label (the latest final review
+wins: the single read, a concordant second read, or the arbitration or consensus;
+the individual reads of a discordant pair label nothing; its findings become
+localisation hints). Where an outcome was recorded for a breast (biopsy or
+follow-up), it labels that breast's images instead of the decision. Each woman is put in the
 training pool or the locked validation pool once, when first labelled, stratified
 by label; the locked pool never enters training. A snapshot is the exact list of
 (image, label, hints, pool) a run used, with its SHA-256.
@@ -21,7 +24,8 @@ from django.core.files.storage import default_storage
 from django.db.models import OuterRef, Subquery
 
 from ..errors import PortalError
-from ..models import Finding, Image, Patient, Review, TrainingRun
+from ..models import Finding, Image, Outcome, Patient, Review, TrainingRun
+from .outcomes import breast_outcomes
 
 # A finding box covering at least this share of its image marks the breast abnormal
 # without a position (diffuse calcifications): no localisation hint.
@@ -55,7 +59,8 @@ class Label:
 
 
 def _latest_reviews():
-    newest = Review.objects.filter(study=OuterRef("study")).order_by("-version").values("version")[:1]
+    """The final decision of every study that has one (the latest final version)."""
+    newest = Review.objects.filter(study=OuterRef("study"), is_final=True).order_by("-version").values("version")[:1]
     return Review.objects.filter(version=Subquery(newest))
 
 
@@ -71,10 +76,12 @@ def collect_labels() -> list[Label]:
 
     A normal decision labels every image normal. An abnormal decision labels the
     breasts that carry a finding abnormal and the other breast normal; with no
-    finding marked at all, every image of the study is abnormal. Images the model
-    could not read (status failed) are left out.
+    finding marked at all, every image of the study is abnormal. A breast's outcome
+    overrides all this: malignant is abnormal, benign or no cancer after follow-up
+    normal. Images the model could not read (status failed) are left out.
     """
     reviews = {r.study_id: r for r in _latest_reviews().only("id", "study_id", "decision")}
+    outcomes = breast_outcomes(list(reviews))
     findings: dict[int, list[Finding]] = {}
     for f in Finding.objects.filter(review_id__in=[r.pk for r in reviews.values()]).order_by("id"):
         findings.setdefault(f.review_id, []).append(f)
@@ -89,7 +96,10 @@ def collect_labels() -> list[Label]:
         review = reviews[image.study_id]
         marked = findings.get(review.pk, [])
         abnormal_sides = {f.laterality for f in marked}
-        if review.decision != Review.Decision.ABNORMAL:
+        outcome = outcomes.get((image.study_id, image.laterality))
+        if outcome is not None:
+            label = int(outcome == Outcome.Result.MALIGNANT)
+        elif review.decision != Review.Decision.ABNORMAL:
             label = 0
         elif not abnormal_sides:
             label = 1
@@ -212,7 +222,12 @@ def need_both_classes(labels: list[Label], pool: str) -> None:
 
 def cache_dir() -> Path:
     """Where training keeps downloaded originals and backbone features between runs."""
-    return Path(getattr(settings, "PORTAL_TRAINING_CACHE_DIR", Path(settings.VAR_DIR) / "training-cache"))
+    return Path(settings.PORTAL_TRAINING_CACHE_DIR)
+
+
+def feature_cache_dir() -> Path:
+    """Backbone features, keyed by image content (ml.train): shared by training and locked-set scoring."""
+    return cache_dir() / "features"
 
 
 def _local_original(image: Image, spool: Path) -> str:
@@ -243,6 +258,8 @@ def to_examples(labels: list[Label]):
             label=lab.label,
             findings=lab.findings,
             image_id=str(lab.image_id),
+            view=images[lab.image_id].view,
+            exam_id=f"study-{images[lab.image_id].study_id}",
         )
         for lab in labels
     ]

@@ -94,6 +94,7 @@ def describe_checkpoint(path: str | Path, *, name: str | None = None, note: str 
             **(checkpoint.get("metrics") or {}),
             "operating_point": checkpoint.get("operating_point") or {},
             "training_data": checkpoint.get("training_data") or {},
+            "exam_model": checkpoint.get("exam_model"),
         },
         "note": note,
     }

@@ -29,7 +29,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from ml.scoring import breast_scores, exam_score
+from ml.scoring import score_exam
 
 from .. import dispatch, inference
 from ..errors import PortalError
@@ -204,32 +204,37 @@ def run_prediction(prediction_id: int) -> int:
 
 
 def _predict_batch(predictor, batch: list[int]) -> int:
-    ready: list[Prediction] = []
-    items: list[tuple[np.ndarray, str]] = []
-    for row in Prediction.objects.select_related("image").filter(pk__in=batch).order_by("pk"):
-        try:
-            items.append((decode_original(row.image), row.image.laterality))
-            ready.append(row)
-        except PortalError as exc:
-            _fail(row, exc.message)
-    return sum(_record(row, result) for row, result in _predict_each(predictor, ready, items))
+    """Decode on the predictor's loader thread while it runs the previous images, then record the batch."""
+    rows = list(Prediction.objects.select_related("image").filter(pk__in=batch).order_by("pk"))
+    loaders = [lambda image=row.image: (decode_original(image), image.laterality) for row in rows]
+    pairs: list[tuple[Prediction, object]] = []
+    for row, outcome in zip(rows, _predict_each(predictor, loaders), strict=True):
+        if isinstance(outcome, PortalError):
+            _fail(row, outcome.message)
+        elif isinstance(outcome, BaseException):
+            _fail(row, f"the model could not process this image: {outcome}")
+        else:
+            pairs.append((row, outcome))
+    return _record_all(pairs)
 
 
-def _predict_each(predictor, rows: list[Prediction], items: list) -> list[tuple[Prediction, object]]:
-    """Batch inference; if the batch fails, one by one, so one bad image fails alone with its reason."""
-    if not items:
+def _predict_each(predictor, loaders: list) -> list:
+    """Results (or each image's exception) for the loaders; if a batch fails, one by one, so one bad image
+    fails alone with its reason."""
+    if not loaders:
         return []
+    side = _heatmap_side()
     try:
-        return list(zip(rows, predictor.predict(items, batch_size=settings.PORTAL_INFERENCE_BATCH), strict=True))
+        return predictor.predict_stream(loaders, batch_size=settings.PORTAL_INFERENCE_BATCH, heatmap_max_side=side)
     except Exception:
-        log.warning("batch of %d failed; predicting one by one", len(items))
-    pairs = []
-    for row, item in zip(rows, items, strict=True):
+        log.warning("batch of %d failed; predicting one by one", len(loaders))
+    out = []
+    for loader in loaders:
         try:
-            pairs.append((row, predictor.predict([item])[0]))
+            out.append(predictor.predict_stream([loader], heatmap_max_side=side)[0])
         except Exception as exc:
-            _fail(row, f"the model could not process this image: {exc}")
-    return pairs
+            out.append(exc)
+    return out
 
 
 def _unusable(result) -> str:
@@ -246,11 +251,16 @@ def _unusable(result) -> str:
     return ""
 
 
+def _heatmap_side() -> int:
+    """Longest side of a stored heatmap: the model makes it at this size directly (never at full resolution)."""
+    return min(settings.PORTAL_RENDITION_MAX_SIDE, 1024)
+
+
 def _heatmap_png(heatmap: np.ndarray) -> bytes:
     """The heatmap as an 8-bit PNG aligned with the display rendition (same aspect as the original)."""
     img = PILImage.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8), mode="L")
     longest = max(img.size)
-    limit = min(settings.PORTAL_RENDITION_MAX_SIDE, 1024)
+    limit = _heatmap_side()
     if longest > limit:
         scale = limit / longest
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), PILImage.Resampling.BOX)
@@ -259,33 +269,54 @@ def _heatmap_png(heatmap: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _record(row: Prediction, result) -> bool:
-    """Store the heatmap, then mark the row done; the file is deleted again unless the row ends done."""
-    problem = _unusable(result)
-    if problem:
-        _fail(row, problem)
-        return False
-    key = uuid.uuid4().hex
-    name = ""
-    updated = 0
+def _record_all(pairs: list[tuple[Prediction, object]]) -> int:
+    """Store the heatmaps, then mark the rows done in one transaction; returns how many were recorded.
+
+    A file is deleted again unless its row ends done (an error, or the sweeper took the row back meanwhile).
+    """
+    ready: list[tuple[Prediction, object, str]] = []
+    recorded: set[int] = set()
     try:
-        name = default_storage.save(f"heatmaps/{key[:2]}/{key}.png", ContentFile(_heatmap_png(result.heatmap)))
+        for row, result in pairs:
+            problem = _unusable(result)
+            if problem:
+                _fail(row, problem)
+                continue
+            key = uuid.uuid4().hex
+            name = default_storage.save(f"heatmaps/{key[:2]}/{key}.png", ContentFile(_heatmap_png(result.heatmap)))
+            ready.append((row, result, name))
         with transaction.atomic():
-            updated = Prediction.objects.filter(pk=row.pk, status=Prediction.Status.RUNNING).update(
-                status=Prediction.Status.DONE,
-                probability=float(result.probability),
-                heatmap=name,
-                error="",
-                preprocess_ms=result.preprocess_ms,
-                inference_ms=result.inference_ms,
-                updated=timezone.now(),
-            )
-            if updated:
-                Image.objects.filter(pk=row.image_id).update(status=Image.Status.PREDICTED)
+            now = timezone.now()
+            for row, result, name in ready:
+                if Prediction.objects.filter(pk=row.pk, status=Prediction.Status.RUNNING).update(
+                    status=Prediction.Status.DONE,
+                    probability=float(result.probability),
+                    heatmap=name,
+                    error="",
+                    preprocess_ms=result.preprocess_ms,
+                    inference_ms=result.inference_ms,
+                    logit=_finite_or_none(getattr(result, "logit", None)),
+                    regions=list(getattr(result, "regions", None) or []),
+                    updated=now,
+                ):
+                    recorded.add(row.pk)
+            Image.objects.filter(predictions__pk__in=recorded).update(status=Image.Status.PREDICTED)
+    except BaseException:
+        recorded = set()  # the transaction rolled back: no row holds any of these files
+        raise
     finally:
-        if not updated:  # not recorded (an error, or the sweeper took the row back meanwhile): drop our file
-            _delete_file(name)
-    return bool(updated)
+        for row, _, name in ready:
+            if row.pk not in recorded:
+                _delete_file(name)
+    return len(recorded)
+
+
+def _finite_or_none(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _delete_file(name: str) -> None:
@@ -383,7 +414,7 @@ def scoring_version(study: Study) -> ModelVersion | None:
 
 
 def update_exam_scores(study: Study) -> Study:
-    """Per-breast and per-exam scores (ml.scoring) from one model version for the whole exam.
+    """Per-breast and per-exam scores (ml.scoring: the version's exam model) from one model version.
 
     That version is `scoring_version(study)`; until one has predicted every image,
     the study has no score, so no exam ever mixes models.
@@ -393,13 +424,13 @@ def update_exam_scores(study: Study) -> Study:
     if version is None:
         study.score_left = study.score_right = study.exam_score = study.exam_flag = study.exam_model = None
     else:
-        breasts = breast_scores(
+        breasts, study.exam_score = score_exam(
+            (version.metrics or {}).get("exam_model"),
             Prediction.objects.filter(
                 image__study=study, model_version=version, status=Prediction.Status.DONE
-            ).values_list("image__laterality", "probability")
+            ).values_list("image__laterality", "logit", "probability"),
         )
         study.score_left, study.score_right = breasts.get("L"), breasts.get("R")
-        study.exam_score = exam_score(breasts)
         study.exam_flag = study.exam_score >= version.threshold
         study.exam_model = version
     pending = Image.objects.filter(study=study).exclude(status__in=[Image.Status.PREDICTED, Image.Status.FAILED])

@@ -28,6 +28,7 @@ from ml import metrics as ml_metrics
 from ..errors import Conflict, PortalError
 from ..models import ModelVersion, Study
 from .audit import record_event
+from .labels import feature_cache_dir
 from .models import champion, checkpoint_path, promote_version
 from .predictions import rerun_studies
 
@@ -40,10 +41,8 @@ def _scores(version: ModelVersion, examples) -> np.ndarray:
     from ml.evaluate import predict_examples
     from ml.inference import Predictor
 
-    predictor = Predictor.load(
-        checkpoint_path(version), device=getattr(settings, "PORTAL_TRAINING_DEVICE", "") or "cpu"
-    )
-    return predictor.calibrated(predict_examples(predictor, examples))
+    predictor = Predictor.load(checkpoint_path(version), device=settings.PORTAL_TRAINING_DEVICE or "cpu")
+    return predictor.calibrated(predict_examples(predictor, examples, cache_dir=feature_cache_dir()))
 
 
 def _store_plots(version: ModelVersion, labels: np.ndarray, probs: np.ndarray, threshold: float, n_bins: int) -> dict:

@@ -1,6 +1,6 @@
 """Reads for the model registry page and its API: versions, the trade-off of an operating point, waiting labels.
 
-Nothing here writes. The exam score is ml.scoring's and sensitivity/specificity are
+Nothing here writes. The exam score is ml.scoring's (the version's exam model) and sensitivity/specificity are
 ml.metrics', the same formulas the predictions and the locked-set scoring use.
 """
 
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ml import metrics as ml_metrics
-from ml.scoring import breast_scores, exam_score
+from ml.scoring import score_exam
 
 from ..models import ModelVersion, Prediction, Review
 from .labels import collect_labels, counts, has_new_labels, snapshot
@@ -30,11 +30,12 @@ def recent_exam_scores(version: ModelVersion, days: int | None = None) -> list[f
     since = timezone.now() - timedelta(days=days)
     rows = Prediction.objects.filter(
         model_version=version, status=Prediction.Status.DONE, image__study__created__gte=since
-    ).values_list("image__study_id", "image__laterality", "probability")
-    exams: dict[int, list[tuple[str, float]]] = {}
-    for study_id, laterality, probability in rows:
-        exams.setdefault(study_id, []).append((laterality, probability))
-    return [exam_score(breast_scores(images)) for images in exams.values()]
+    ).values_list("image__study_id", "image__laterality", "logit", "probability")
+    exams: dict[int, list[tuple[str, float | None, float]]] = {}
+    for study_id, laterality, logit, probability in rows:
+        exams.setdefault(study_id, []).append((laterality, logit, probability))
+    exam_model = (version.metrics or {}).get("exam_model")
+    return [score_exam(exam_model, images)[1] for images in exams.values()]
 
 
 def trade_off(version: ModelVersion, threshold: float | None = None) -> dict[str, Any]:

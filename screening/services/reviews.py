@@ -1,4 +1,8 @@
-"""Radiologists' decisions. A correction adds a version; nothing is overwritten."""
+"""Radiologists' decisions. A correction adds a version; nothing is overwritten.
+
+Each decision fills a reading slot of its case (screening/services/reading.py): the
+reading policy decides whether it is the final decision or one of two blind reads.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 
-from ..errors import PortalError
-from ..models import Finding, Image, Review, Study
-from . import export
+from ..errors import Conflict, PortalError
+from ..models import CaseLock, Finding, Image, Review, Study
+from . import export, reading
 from .audit import record_event
 
 # A coherent decision: BI-RADS 1 (negative) and 2 (benign) are normal; 0 (recall), 3 (probably
@@ -47,8 +52,18 @@ def review_submit(
     findings: list[FindingInput] = (),
     ip_address: str | None = None,
 ) -> Review:
-    """Record a decision on a study as its next version, with findings, and mark the study reported."""
+    """Record a read of a study as its next version, with findings, in the slot the reading policy gives.
+
+    The study is reported once the case has its final decision; a first read, or a second
+    read that disagrees with the first (then awaiting arbitration), leaves it in review.
+    Only the final decision goes to the PACS as an SR: a read sent before would unblind the
+    other reader. Submitting releases the reader's lock on the case.
+    """
     study = Study.objects.select_for_update().get(pk=study.pk)
+    lock = CaseLock.objects.select_related("user").filter(study=study).first()
+    now = timezone.now()
+    if lock is not None and lock.user_id != radiologist.pk and lock.expires > now:
+        raise Conflict(f"this case is being read by {lock.user.get_username()}")
     if decision not in Review.Decision.values:
         raise PortalError("decision must be normal or abnormal", field="decision")
     if not 0 <= int(birads) <= 6:
@@ -68,8 +83,16 @@ def review_submit(
             finding.x + finding.width > image.columns or finding.y + finding.height > image.rows
         ):
             raise PortalError("a finding lies outside its image", field="findings")
+    policy = reading.policy_of(study)
+    state = reading.reading_state(study, list(Review.objects.filter(study=study)))
+    slot = reading.next_slot(study, radiologist, state, policy)
+    is_final = slot in reading.FINAL_SLOTS or (slot == "second" and reading.concordant(state.first, decision, birads))
+    held = lock is not None and lock.user_id == radiologist.pk
     version = (study.reviews.aggregate(v=Max("version"))["v"] or 0) + 1
     review = Review.objects.create(
+        slot=slot,
+        is_final=is_final,
+        reading_seconds=(now - lock.acquired).total_seconds() if held else None,
         study=study,
         version=version,
         radiologist=radiologist,
@@ -92,8 +115,12 @@ def review_submit(
         )
         for f in findings
     )
-    study.status = Study.Status.REPORTED
-    study.save(update_fields=["status", "updated"])
+    study.status = Study.Status.REPORTED if is_final else Study.Status.IN_REVIEW
+    fields = ["status", "updated"]
+    if study.assigned_to_id == radiologist.pk:
+        study.assigned_to = None  # the assignment is used up: the next read may go to anyone
+        fields.append("assigned_to")
+    study.save(update_fields=fields)
     record_event(
         action="review_submit" if version == 1 else "review_correct",
         user=radiologist,
@@ -107,9 +134,28 @@ def review_submit(
             "density": density,
             "findings": len(findings),
             "agrees_with_ai": review.agrees_with_ai,
+            "slot": slot,
+            "final": is_final,
         },
     )
-    export.queue_decision(review)  # the decision SR goes to the PACS once this commits
+    if slot == "second" and not is_final:
+        record_event(
+            action="arbitration_needed",
+            user=radiologist,
+            study=study,
+            obj=review,
+            ip_address=ip_address,
+            detail={
+                "first": [state.first.decision, state.first.birads],
+                "second": [decision, int(birads)],
+                "resolution": policy.resolution,
+            },
+        )
+    if held:
+        reading.release_lock(study=study, user=radiologist, reason="submit", ip_address=ip_address)
+    if is_final:
+        export.queue_decision(review)  # the final decision's SR goes to the PACS once this commits
+        export.queue_ai_result(study)  # held back until now when the policy blinds readers to the AI
     return review
 
 

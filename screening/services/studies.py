@@ -11,7 +11,7 @@ from django.db import transaction
 from ..errors import PortalError
 from ..models import DicomExport, Image, Prediction, Study
 from .audit import record_event
-from .ingest import full_resolution_name
+from .renditions import full_resolution_name
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from .. import dispatch
 from ..errors import Conflict, PortalError
 from ..models import ModelVersion, TrainingRun
 from .audit import record_event
-from .labels import cache_dir, current_snapshot, has_new_labels, need_both_classes, to_examples
+from .labels import current_snapshot, feature_cache_dir, has_new_labels, need_both_classes, to_examples
 from .models import champion, checkpoint_path, register_checkpoint
 from .promotion import apply_decision, challenge
 
@@ -83,10 +83,8 @@ def _claim(run_id: int) -> bool:
 def release_stuck_runs(now=None) -> list[int]:
     """Fail runs whose worker died: running without a heartbeat, or queued and never started, for too long."""
     now = now or timezone.now()
-    stale = float(getattr(settings, "PORTAL_TRAINING_STALE_SECONDS", 1800))
-    never_started = float(
-        getattr(settings, "PORTAL_TRAINING_QUEUED_STALE_SECONDS", settings.PORTAL_TRAINING_TIME_LIMIT + stale)
-    )
+    stale = float(settings.PORTAL_TRAINING_STALE_SECONDS)
+    never_started = float(settings.PORTAL_TRAINING_QUEUED_STALE_SECONDS)
     released = []
     for run in TrainingRun.objects.filter(status__in=[TrainingRun.Status.RUNNING, TrainingRun.Status.QUEUED]):
         if run.status == TrainingRun.Status.RUNNING:
@@ -150,9 +148,7 @@ class _Progress:
 
 
 def _soft_time_limit() -> float:
-    return float(
-        getattr(settings, "PORTAL_TRAINING_SOFT_TIME_LIMIT", max(30, settings.PORTAL_TRAINING_TIME_LIMIT - 60))
-    )
+    return float(settings.PORTAL_TRAINING_SOFT_TIME_LIMIT)
 
 
 def run_training(run_id: int | None = None, trigger: str = "schedule") -> int | None:
@@ -215,7 +211,7 @@ def training_config(base: dict[str, Any] | None):
     from ml.config import ModelConfig
 
     values = dict(base or ModelConfig().to_dict())
-    values.update(getattr(settings, "PORTAL_TRAINING_OVERRIDES", {}) or {})
+    values.update(settings.PORTAL_TRAINING_OVERRIDES)
     return ModelConfig.from_dict(values)
 
 
@@ -233,9 +229,9 @@ def _train(run_id: int) -> None:
     need_both_classes(locked, "locked validation")
     current = champion()
     base = load_checkpoint(checkpoint_path(current)) if current is not None else None
-    from_scratch = bool(getattr(settings, "PORTAL_TRAINING_FROM_SCRATCH", False)) or base is None
+    from_scratch = settings.PORTAL_TRAINING_FROM_SCRATCH or base is None
     config = training_config(base["config"] if base else None)
-    seed = int(getattr(settings, "PORTAL_TRAINING_SEED", 0))
+    seed = settings.PORTAL_TRAINING_SEED
     summary.update(
         {
             "champion": current.name if current else None,
@@ -254,7 +250,7 @@ def _train(run_id: int) -> None:
         init_checkpoint=None if from_scratch else base,
         progress=progress,
         seed=seed,
-        cache_dir=cache_dir() / "features" if config.freeze_backbone else None,
+        cache_dir=feature_cache_dir() if config.freeze_backbone else None,
         command=f"portal training run #{run_id}",
     )
     progress({"stage": "operating point"})
@@ -287,31 +283,19 @@ def _train(run_id: int) -> None:
 
 
 def _widen_operating_point(checkpoint: dict[str, Any], examples, config, seed: int) -> None:
-    """Move the threshold from the last abnormal image it must catch to midway (in logits) to the next normal.
-
-    fit() picks the highest threshold that reaches the target sensitivity on its
-    early-stopping split, which is exactly the score of one abnormal image there:
-    an abnormal image of a new woman scoring a hair lower would be missed. Sensitivity
-    and specificity on that split are unchanged; the margin goes to unseen women.
-    """
+    """The threshold fit() chose, widened for unseen women (ml.metrics.widen_threshold), on its early-stopping split."""
     from ml.data import patient_split
     from ml.evaluate import predict_examples
     from ml.inference import Predictor
 
     _, inner = patient_split(examples, config.val_fraction, seed)
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
-    probs = predictor.calibrated(predict_examples(predictor, inner))
+    predictor = Predictor.from_checkpoint(checkpoint, device=settings.PORTAL_TRAINING_DEVICE or "cpu")
+    probs = predictor.calibrated(predict_examples(predictor, inner, cache_dir=feature_cache_dir()))
     labels = np.array([ex.label for ex in inner])
     threshold = float(checkpoint["threshold"])
-    below = probs[(labels == 0) & (probs < threshold)]
-    if below.size == 0:
+    widened = ml_metrics.widen_threshold(labels, probs, threshold)
+    if widened == threshold:
         return
-
-    def logit(p: float) -> float:
-        p = min(max(p, 1e-9), 1 - 1e-9)
-        return float(np.log(p / (1 - p)))
-
-    widened = float(ml_metrics.sigmoid((logit(threshold) + logit(float(below.max()))) / 2))
     checkpoint["threshold"] = widened
     checkpoint["operating_point"] = {
         **checkpoint["operating_point"],

@@ -88,27 +88,50 @@ def test_the_evaluation_cli_writes_the_json_keys_and_plots(
     )
     assert code == 0
     data = json.loads(out.read_text())
-    assert list(data) == list(evaluate_module.KEYS)
+    assert set(evaluate_module.KEYS) <= set(data)
+    assert len(data["images"]) == data["n"] and {"image", "breast", "exam", "exam_both_breasts"} == set(data["levels"])
     assert 0.0 <= data["auc"] <= 1.0 and data["seconds"] > 0
     assert (tmp_path / "plots" / "roc.png").stat().st_size > 0
     assert (tmp_path / "plots" / "reliability.png").stat().st_size > 0
 
 
-def test_predict_exam_scores_each_breast_against_the_other(tiny_checkpoint: Path) -> None:
+def test_the_checkpoint_scores_breasts_and_exams_with_its_own_exam_model(tiny_checkpoint: Path) -> None:
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    assert set(checkpoint["exam_model"]) == {"breast_weights", "exam_weights"}
     predictor = Predictor.load(tiny_checkpoint, device="cpu")
-    assert predictor.bilateral_calibration is not None
     left, right = phantom(lesion=(60, 150, 20), seed=1), phantom(chest_left=False, seed=2)
-    results = predictor.predict_exam([(left, "L"), (right, "R")])
-    assert all(r.bilateral_probability is not None and 0 <= r.bilateral_probability <= 1 for r in results)
-    alone = predictor.predict_exam([(left, "L")])[0]
-    assert alone.bilateral_probability is None
-    assert alone.probability == pytest.approx(results[0].probability, abs=1e-6)
+    results = predictor.predict([(left, "L"), (right, "R")])
+    scores = predictor.score_exam([("L", results[0].logit), ("R", results[1].logit)])
+    assert set(scores.breasts) == {"L", "R"} and 0.0 <= scores.exam <= 1.0
+    # The other breast is part of a breast's score: the left breast alone scores differently.
+    alone = predictor.score_exam([("L", results[0].logit)])
+    assert alone.breasts["L"] != pytest.approx(scores.breasts["L"], abs=1e-9)
 
 
-def test_bilateral_evaluation_uses_pairs_of_breasts(tiny_checkpoint: Path, phantom_folder) -> None:
-    examples = load_folder(*phantom_folder)
-    result = evaluate_module.evaluate(tiny_checkpoint, examples[:-1], bilateral=True)
-    assert result["n"] == len(examples) - 2  # the last woman's remaining breast has no partner
+def test_every_result_carries_its_top_regions_in_original_pixels(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(tiny_checkpoint, device="cpu")
+    image = phantom(lesion=(60, 150, 20), seed=1)
+    [result] = predictor.predict([(image, "L")])
+    assert 1 <= len(result.regions) <= 3
+    rows, cols = image.shape
+    for region in result.regions:
+        assert 0 <= region["x"] and region["x"] + region["width"] <= cols + 1
+        assert 0 <= region["y"] and region["y"] + region["height"] <= rows + 1
+        assert 0.0 <= region["probability"] <= 1.0
+    probabilities = [r["probability"] for r in result.regions]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_evaluation_reports_every_level_per_image_and_the_pointing_game(tiny_checkpoint: Path, phantom_folder) -> None:
+    examples = load_folder(*phantom_folder, source="phantom")
+    result = evaluate_module.evaluate(tiny_checkpoint, examples)
+    assert set(result["levels"]) == {"image", "breast", "exam", "exam_both_breasts"}
+    assert result["levels"]["breast"]["all"]["n"] == len(examples)  # one image per breast here
+    assert result["levels"]["exam"]["all"]["n"] == len({ex.patient_id for ex in examples})
+    assert result["pointing_game"]["n"] == sum(1 for ex in examples if ex.label and ex.findings)
+    first = result["images"][0]
+    assert {"image_id", "patient_id", "laterality", "view", "probability"} <= set(first)
+    assert first["image_id"] == examples[0].image_id and first["view"] == "MLO"
 
 
 def test_retraining_can_start_from_the_champion_checkpoint(tiny_checkpoint: Path, phantom_folder) -> None:
@@ -121,3 +144,20 @@ def test_retraining_can_start_from_the_champion_checkpoint(tiny_checkpoint: Path
     assert candidate["config"] == load_checkpoint(tiny_checkpoint)["config"]
     assert any(r.get("stage") == "train" and "val_auc" in r for r in seen)
     assert Predictor.from_checkpoint(candidate, device="cpu").predict([(phantom(), "L")])[0].probability >= 0
+
+
+def test_the_streaming_path_gives_the_same_results_and_isolates_a_bad_image(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(tiny_checkpoint, device="cpu")
+    images = [phantom(seed=s) for s in (1, 2, 3)]
+
+    def broken():
+        raise ValueError("cannot decode this one")
+
+    loaders = [lambda im=images[0]: (im, "L"), broken, lambda im=images[2]: (im, "R")]
+    streamed = predictor.predict_stream(loaders, batch_size=2)
+    assert isinstance(streamed[1], ValueError) and "cannot decode" in str(streamed[1])
+    direct = predictor.predict([(images[0], "L"), (images[2], "R")])
+    for got, want in zip([streamed[0], streamed[2]], direct, strict=True):
+        assert got.logit == pytest.approx(want.logit, abs=1e-5)
+        assert got.regions == want.regions
+        assert np.allclose(got.heatmap, want.heatmap, atol=1e-5)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
@@ -63,3 +65,24 @@ def test_the_training_cli_cross_validates_and_writes_a_servable_checkpoint(tmp_p
     assert checkpoint["metrics"]["cross_validation"]["n"] == 12
     assert checkpoint["training"]["seed"] == 1 and "--cv 3" in checkpoint["training"]["command"]
     assert 0.0 <= checkpoint["threshold"] <= 1.0
+
+
+def test_one_model_trains_on_several_sources_and_reports_each(tmp_path, monkeypatch) -> None:
+    from ml import train
+    from ml.checkpoint import load_checkpoint
+
+    for name, seed in (("film", 40), ("digital", 50)):
+        _, labels, _ = write_folder(tmp_path / name, n_patients=6, seed=seed)
+        labels.write_text(re.sub(r",pat(\d)", rf",{name}-pat\1", labels.read_text()))  # women differ by source
+    small = ModelConfig(input_height=128, input_width=96, mask_max_side=128, epochs=3, patience=3, batch_size=8)
+    monkeypatch.setattr(train, "ModelConfig", lambda: small)
+    out = tmp_path / "model.pt"
+    data = ["--data", str(tmp_path / "film"), "--data", f"{tmp_path / 'digital'}=rsna-like"]
+    assert train.main([*data, "--out", str(out), "--cv", "3", "--threads", "1", "--config", '{"pool_top_k": 2}']) == 0
+    checkpoint = load_checkpoint(out)
+    levels = checkpoint["metrics"]["cross_validation"]["levels"]
+    assert {"film", "rsna-like", "all"} <= set(levels["image"]) and levels["breast"]["film"]["n"] == 12
+    assert checkpoint["config"]["pool_top_k"] == 2 and set(checkpoint["exam_model"]) == {
+        "breast_weights",
+        "exam_weights",
+    }

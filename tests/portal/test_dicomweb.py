@@ -16,7 +16,7 @@ from rest_framework.authtoken.models import Token
 from screening.dicom.web import series_uid
 from screening.models import AuditEvent, Image, Study
 from screening.selectors import pseudonym
-from screening.services import ingest_file
+from screening.services import ingest_file, renditions
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 
@@ -233,5 +233,7 @@ def test_an_uploaded_picture_has_a_stable_series_and_no_dicom_instance(rad_api, 
     base = f"/dicomweb/studies/{study}/series/{series_uid(image)}/instances/{image.sop_uid}"
     assert rad_api.get(base).status_code == 404
     assert value(rad_api.get(base + "/metadata").json()[0], "00080018") == image.sop_uid
+    assert rad_api.get(base + "/rendered").json()["error"]["code"] == "not_rendered"  # the render worker's turn
+    renditions.render_image(image.pk)
     rendered = rad_api.get(base + "/rendered")
     assert rendered.status_code == 200 and rendered["Content-Type"] == "image/png"

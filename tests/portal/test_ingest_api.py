@@ -33,7 +33,7 @@ def test_it_ingests_a_dicom_with_its_metadata(api, media_root):
     assert image.study.patient.patient_id == "P-42"
     assert image.study.study_date.isoformat() == "2026-03-01"
     assert image.manufacturer == "Synthetic" and image.presentation_intent == "FOR PRESENTATION"
-    assert len(stored_files(media_root)) == 2  # original + rendition
+    assert len(stored_files(media_root)) == 1  # the original; the render worker adds the rendition
     assert AuditEvent.objects.filter(action="ingest", object_id=str(image.pk)).exists()
 
 
@@ -53,7 +53,7 @@ def test_the_same_sop_instance_uid_in_other_bytes_returns_the_existing_image(api
     second = upload(api, to_bytes(ds))
     assert second.status_code == 200 and second.json()["id"] == first.json()["id"]
     assert Image.objects.count() == 1
-    assert len(stored_files(media_root)) == 2
+    assert len(stored_files(media_root)) == 1
 
 
 def test_two_images_of_one_study_share_the_study_and_patient(api):

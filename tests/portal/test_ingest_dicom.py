@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from screening.models import Image
+from screening.services import renditions
 from tests.conftest import stored_files
 from tests.dicom_factory import MG_PRESENTATION, MG_PROCESSING, dcmtk_compress, mg_dataset, phantom, to_bytes
 
@@ -28,6 +29,7 @@ def ingest(api, content: bytes, **fields) -> dict:
 
 
 def rendition(image_id: int) -> np.ndarray:
+    renditions.render_image(image_id)  # the render worker's task (no worker runs in these tests)
     with default_storage.open(Image.objects.get(pk=image_id).rendition.name) as fh:
         return np.asarray(PILImage.open(io.BytesIO(fh.read())))
 

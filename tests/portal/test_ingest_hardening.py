@@ -18,7 +18,7 @@ from pydicom.uid import JPEG2000Lossless
 
 from screening.errors import PortalError
 from screening.models import Image, Patient, Study
-from screening.services import ingest, ingest_file
+from screening.services import ingest_file, renditions
 from tests.conftest import stored_files
 from tests.dicom_factory import corrupt_file_meta_length, mg_dataset, phantom, set_raw, to_bytes
 from tests.uploads import png_bytes, upload
@@ -229,7 +229,7 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header_before_decodin
     def must_not_decode(*args, **kwargs):
         raise AssertionError("the pixels were decoded")
 
-    monkeypatch.setattr(ingest, "image_to_uint8", must_not_decode)
+    monkeypatch.setattr(renditions, "decode_original", must_not_decode)
     settings.PORTAL_MAX_IMAGE_PIXELS = 10_000
     response = upload(api, png_bytes(np.zeros((200, 100), np.uint8)), "bomb.png", patient_id="P-1")
     assert_refused(response, 400, "200x100 pixels is over the limit of 10,000 pixels", media_root)
@@ -241,7 +241,7 @@ def test_a_dicom_over_the_pixel_limit_is_refused_before_its_pixel_data_is_decode
     def must_not_decode(*args, **kwargs):
         raise AssertionError("the pixels were decoded")
 
-    monkeypatch.setattr(ingest, "dicom_to_uint8", must_not_decode)
+    monkeypatch.setattr(renditions, "decode_original", must_not_decode)
     settings.PORTAL_MAX_IMAGE_PIXELS = 10_000
     response = upload(api, to_bytes(mg_dataset()))
     assert_refused(response, 400, "256x200 pixels is over the limit of 10,000 pixels", media_root)
@@ -272,6 +272,7 @@ def test_the_rendition_of_a_large_image_is_shrunk_and_the_row_keeps_the_original
     settings.PORTAL_RENDITION_MAX_SIDE = 512
     response = upload(api, to_bytes(mg_dataset(phantom(rows=2100, columns=1500, bits=12))))
     assert response.status_code == 201, response.json()
+    renditions.render_image(response.json()["id"])  # the render worker's task
     image = Image.objects.get()
     assert (image.rows, image.columns) == (2100, 1500)
     with image.rendition.open("rb") as fh:
@@ -295,15 +296,12 @@ def test_ingesting_a_16bit_dicom_allocates_at_most_three_times_its_8bit_picture(
     assert peak <= 3 * rows * columns
 
 
-def test_uploads_beyond_the_decode_limit_wait_and_are_then_answered_busy(api, media_root, settings, monkeypatch):
+def test_renders_beyond_the_decode_limit_wait_and_leave_the_image_pending(api, settings, monkeypatch):
     settings.PORTAL_MAX_CONCURRENT_DECODES = 1
-    monkeypatch.setattr(ingest, "_DECODE_WAIT_SECONDS", 0.05)
-    content = to_bytes(mg_dataset())
-    with ingest._decode_slot():  # another upload is decoding
-        response = upload(api, content)
-    assert response.status_code == 503 and response.json()["error"]["code"] == "busy"
-    assert response.json()["error"]["message"] == (
-        "the server is busy decoding other uploads; send the file again in a minute"
-    )
-    assert Image.objects.count() == 0 and stored_files(media_root) == []
-    assert upload(api, content).status_code == 201  # the slot is free again
+    monkeypatch.setattr(renditions, "_DECODE_WAIT_SECONDS", 0.05)
+    image_id = upload(api, to_bytes(mg_dataset())).json()["id"]
+    with renditions.decode_slot(), pytest.raises(PortalError) as caught:  # another render is decoding
+        renditions.render_image(image_id)
+    assert caught.value.code == "busy" and caught.value.status == 503
+    assert renditions.rendition_state(Image.objects.get(pk=image_id)) == "pending"  # not failed: tried again
+    assert renditions.render_image(image_id) == "ready"  # the slot is free again

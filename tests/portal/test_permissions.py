@@ -16,14 +16,14 @@ from rest_framework.test import APIClient
 
 from screening.dicom.web import series_uid
 from screening.models import Prediction, TrainingRun
-from screening.services import ingest_file
+from screening.services import ingest_file, renditions
 from screening.services.predictions import run_prediction
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
-ALL = {"anonymous", "radiologist", "admin", "api_client", "outsider"}
-ROLES = {"radiologist", "admin", "api_client"}
-READERS = {"radiologist", "admin"}
+ALL = {"anonymous", "radiologist", "arbitrator", "admin", "api_client", "outsider"}
+ROLES = {"radiologist", "arbitrator", "admin", "api_client"}
+READERS = {"radiologist", "arbitrator", "admin"}
 
 # url name -> {method: roles allowed}. Anything else must answer 401/302 (anonymous) or 403.
 EXPECTED: dict[str, dict[str, set[str]]] = {
@@ -34,6 +34,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "worklist": {"GET": READERS},
     "upload": {"GET": ROLES},
     "study-viewer": {"GET": READERS},
+    "study-viewer-data": {"GET": READERS},
     "study-audit": {"GET": {"admin"}},
     "api-root": {"GET": ROLES},
     "api-token": {"POST": ALL},
@@ -79,6 +80,22 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "dicomweb-instance-metadata": {"GET": ROLES},
     "dicomweb-instance-frames": {"GET": ROLES},
     "dicomweb-instance-rendered": {"GET": ROLES},
+    # the reading workflow (issue 15)
+    "reading": {"GET": READERS},
+    "reading-arbitration": {"GET": {"arbitrator", "admin"}},
+    "reading-policy": {"GET": {"admin"}, "POST": {"admin"}},
+    "reading-assign": {"POST": {"admin"}},
+    "reading-release": {"POST": READERS},
+    "outcomes": {"GET": {"admin"}, "POST": {"admin"}},
+    "performance": {"GET": {"admin"}},
+    "api-reading-worklist": {"GET": READERS},
+    "api-reading-arbitration": {"GET": {"arbitrator", "admin"}},
+    "api-reading-policy": {"GET": {"admin"}, "POST": {"admin"}},
+    "api-reading-assign": {"POST": {"admin"}},
+    "api-reading-lock": {"POST": READERS, "DELETE": READERS},
+    "api-outcome-list": {"GET": {"admin"}, "POST": {"admin"}},
+    "api-outcome-import": {"POST": {"admin"}},
+    "api-performance": {"GET": {"admin"}},
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -105,11 +122,18 @@ def test_every_url_in_the_url_conf_has_expectations():
 
 
 @pytest.fixture
-def world(champion, radiologist, admin_user, api_client_user, outsider):
+def world(champion, radiologist, arbitrator, admin_user, api_client_user, outsider):
     image = ingest_file(file=io.BytesIO(to_bytes(mg_dataset())), filename="x.dcm", user=api_client_user).image
+    renditions.render_image(image.pk)  # what the render worker does after ingest
     prediction = Prediction.objects.get(image=image)
     run_prediction(prediction.pk)
-    users = {"radiologist": radiologist, "admin": admin_user, "api_client": api_client_user, "outsider": outsider}
+    users = {
+        "radiologist": radiologist,
+        "arbitrator": arbitrator,
+        "admin": admin_user,
+        "api_client": api_client_user,
+        "outsider": outsider,
+    }
     return {
         "image": image,
         "prediction": prediction,
@@ -123,7 +147,7 @@ def world(champion, radiologist, admin_user, api_client_user, outsider):
 
 def url_for(name: str, world) -> str:
     kind = re.match(r"api-(image|prediction|patient|study|model|training-run)-", name)
-    if name in ("study-viewer", "study-audit"):
+    if name in ("study-viewer", "study-viewer-data", "study-audit", "reading-release", "api-reading-lock"):
         return reverse(name, args=[world["study"].pk])
     if name in ("model-promote", "model-operating-point"):
         return reverse(name, args=[world["model"].pk])
@@ -183,6 +207,7 @@ def anothers(world):
     """A second case, sent by the radiologist: another account's records, for the API client."""
     ds = mg_dataset(patient_id="OTHER-1", seed=1)
     image = ingest_file(file=io.BytesIO(to_bytes(ds)), filename="y.dcm", user=world["users"]["radiologist"]).image
+    renditions.render_image(image.pk)
     prediction = Prediction.objects.get(image=image)
     run_prediction(prediction.pk)
     return {"image": image, "prediction": prediction, "study": image.study, "patient": image.study.patient}

@@ -11,6 +11,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from ml.exam import ExamModel
 from screening.models import Image, ModelVersion, Prediction, Study
 from screening.services import ingest_file, predictions, promote_version, register_checkpoint, sweep
 from tests.dicom_factory import mg_dataset, to_bytes
@@ -49,11 +50,52 @@ def test_a_prediction_records_probability_heatmap_and_timings(champion):
         heatmap = PILImage.open(io.BytesIO(fh.read()))
     assert heatmap.mode == "L"
     assert heatmap.size == (200, 256)  # aligned with the 200x256 original
+    assert prediction.logit is not None and prediction.regions  # what the exam model and the viewer need
     study = Study.objects.get(pk=image.study_id)
     assert study.status == "predicted" and study.exam_model == champion
-    assert study.exam_score == pytest.approx(prediction.probability)
-    assert study.exam_flag == (prediction.probability >= champion.threshold)
+    # The exam score is the version's exam model on the image logit, as the model was evaluated.
+    assert champion.metrics["exam_model"]
+    expected = ExamModel.from_dict(champion.metrics["exam_model"]).score([("L", prediction.logit)])
+    assert study.exam_score == pytest.approx(expected.exam)
+    assert study.score_left == pytest.approx(expected.breasts["L"])
+    assert study.exam_flag == (study.exam_score >= champion.threshold)
     assert Image.objects.get(pk=image.pk).status == "predicted"
+
+
+def test_breast_and_exam_scores_come_from_the_versions_exam_model(champion):
+    """Both views and the other breast enter a breast's score; the weights are the version's."""
+    ModelVersion.objects.filter(pk=champion.pk).update(
+        metrics={
+            **champion.metrics,
+            "exam_model": {"breast_weights": [1.0, 0.0, 0.5, 0.0], "exam_weights": [1.0, 0.0]},
+        }
+    )
+    champion.refresh_from_db()
+    study_uid = "1.2.3.5"
+    views = [("L", "CC", 1.0), ("L", "MLO", 3.0), ("R", "CC", -1.0), ("R", "MLO", -1.0)]
+    for seed, (side, view, logit) in enumerate(views):
+        image = ingest(mg_dataset(laterality=side, view=view, study_uid=study_uid, seed=seed))
+        Prediction.objects.filter(image=image).delete()
+        Prediction.objects.create(
+            image=image, model_version=champion, status="done", probability=0.5, logit=logit, regions=[]
+        )
+        Image.objects.filter(pk=image.pk).update(status="predicted")
+    study = predictions.update_exam_scores(Study.objects.get(study_uid=study_uid))
+    left, right = 2.0 + 0.5 * 3.0, -1.0 + 0.5 * -3.0  # mean of the views plus half the asymmetry
+    assert study.score_left == pytest.approx(1 / (1 + np.exp(-left)))
+    assert study.score_right == pytest.approx(1 / (1 + np.exp(-right)))
+    assert study.exam_score == pytest.approx(1 / (1 + np.exp(-left)))
+
+
+def test_the_api_gives_each_prediction_its_top_regions(champion, rad_api):
+    image = ingest(mg_dataset(laterality="L", view="CC"))
+    predictions.run_prediction(Prediction.objects.get(image=image).pk)
+    prediction = Prediction.objects.get(image=image)
+    body = rad_api.get(f"/api/v1/predictions/{prediction.pk}/").json()
+    assert body["regions"] == prediction.regions and body["logit"] == pytest.approx(prediction.logit)
+    region = body["regions"][0]
+    assert {"x", "y", "width", "height", "probability"} <= set(region)
+    assert 0 <= region["x"] < 200 and 0 <= region["y"] < 256
 
 
 def test_the_same_task_delivered_twice_gives_one_prediction(champion):

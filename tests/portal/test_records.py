@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from screening.errors import PortalError
 from screening.models import AppendOnlyError, AuditEvent, Finding, Image, ModelVersion, Prediction, Review, Study
-from screening.services import FindingInput, full_resolution_png, ingest_file, review_submit
+from screening.services import FindingInput, full_resolution_png, ingest_file, renditions, review_submit
 from screening.services.studies import delete_study
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
@@ -21,13 +21,17 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def study(radiologist):
-    """Two images (originals, renditions, one full-resolution PNG), a heatmap and a reviewed decision."""
+def study(radiologist, settings):
+    """Two images (originals, renditions, full-resolution PNGs), a heatmap and a reviewed decision."""
+    settings.PORTAL_RENDITION_MAX_SIDE = 128  # so the 256-row left image gets a full-resolution PNG too
     left = ingest_file(file=io.BytesIO(to_bytes(mg_dataset(study_uid="1.2.3.4"))), filename="l.dcm").image
     right = ingest_file(
         file=io.BytesIO(to_bytes(mg_dataset(study_uid="1.2.3.4", laterality="R", seed=1))), filename="r.dcm"
     ).image
     assert left.study_id == right.study_id
+    for image in (left, right):  # what the render worker does after ingest
+        renditions.render_image(image.pk)
+    left.refresh_from_db()
     full_resolution_png(left)
     version = ModelVersion.objects.create(name="v-test", checkpoint="test.pt", threshold=0.5)
     heatmap = default_storage.save("heatmaps/ab/abc.png", ContentFile(b"heatmap"))
@@ -79,7 +83,7 @@ def test_deleting_a_study_removes_its_rows_and_files_and_audits_why(
     study, admin_user, media_root, django_capture_on_commit_callbacks
 ):
     files = stored_files(media_root)
-    assert len([f for f in files if f.startswith(("originals/", "renditions/", "full/", "heatmaps/"))]) == 6
+    assert len([f for f in files if f.startswith(("originals/", "renditions/", "full/", "heatmaps/"))]) == 7
     predictions = Prediction.objects.filter(image__study=study).count()  # the baseline may have queued some too
     with django_capture_on_commit_callbacks(execute=True):
         delete_study(study=study, user=admin_user, reason="uploaded to the wrong portal", ip_address="10.1.2.3")

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from screening.errors import PortalError
 from screening.models import AuditEvent, Review, Study
-from screening.services import ingest_file, review_submit
+from screening.services import ingest_file, renditions, review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -175,6 +175,7 @@ def test_a_radiologist_cannot_reach_the_admin(client, radiologist):
 
 def test_the_full_resolution_image_is_made_once(rad_api):
     _, image = make_study("A", 0.3, False)
+    renditions.render_image(image.pk)  # what the render worker does after ingest
     first = rad_api.get(f"/api/v1/images/{image.pk}/full/")
     second = rad_api.get(f"/api/v1/images/{image.pk}/full/")
     assert first.status_code == second.status_code == 200

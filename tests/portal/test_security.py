@@ -20,7 +20,7 @@ from django.test import Client, RequestFactory
 from django.urls import get_resolver, reverse
 
 from screening import services
-from screening.services import ingest_file
+from screening.services import ingest_file, renditions
 from tests.dicom_factory import mg_dataset, to_bytes
 
 PASSWORD = "a-long-test-password"
@@ -178,7 +178,9 @@ def test_every_page_sends_a_content_security_policy_for_the_portals_own_code_onl
     for url in ("/", reverse("upload"), reverse("models"), "/admin/", reverse("api-docs"), "/no-such-page/"):
         policy = csp(client.get(url))
         assert policy["default-src"] == ["'self'"], url
-        assert policy["script-src"] == ["'self'"], url
+        # 'wasm-unsafe-eval' lets the viewer's DICOM codecs compile WebAssembly; it allows no JavaScript eval.
+        assert policy["script-src"] == ["'self'", "'wasm-unsafe-eval'"], url
+        assert policy.get("worker-src", ["'self'"]) == ["'self'"], url
         assert policy["style-src"] == ["'self'"], url
         assert policy["frame-ancestors"] == ["'none'"], url
         assert set(policy["img-src"]) == {"'self'", "data:", "blob:"}, url
@@ -211,6 +213,7 @@ def test_api_answers_with_patient_data_are_not_stored_by_caches(client, radiolog
     client.force_login(radiologist)
     for url in ("/", reverse("study-viewer", args=[image.study_id])):
         assert client.get(url)["Cache-Control"] == "no-store", url
+    renditions.render_image(image.pk)  # what the render worker does after ingest
     rendition = rad_api.get(f"/api/v1/images/{image.pk}/rendition/")
     assert rendition.status_code == 200 and rendition["Cache-Control"].startswith("private")
 

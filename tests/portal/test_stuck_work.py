@@ -61,6 +61,16 @@ class FakePredictor:
             for image, _ in items
         ]
 
+    def predict_stream(self, loaders, batch_size=8, heatmap_max_side=None):
+        """The worker's entry point: each loader's image, or its exception, in order."""
+        out = []
+        for load in loaders:
+            try:
+                out.append(self.predict([load()])[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
+
 
 @pytest.fixture
 def model_answers(monkeypatch, champion):

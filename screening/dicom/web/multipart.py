@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 
 from django.core.files.uploadedfile import TemporaryUploadedFile
@@ -42,7 +43,8 @@ class Part:
 
 def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
     """Parse a multipart body from a stream, one part at a time, each written to a temporary file
-    (never the whole body in memory). A part over `limit` bytes is drained and marked too large."""
+    (never the whole body in memory) and hashed on the way (`sha256` on the part's file). A part
+    over `limit` bytes is drained and marked too large."""
     delimiter = b"\r\n--" + boundary
     buffer = b"\r\n"  # so the first delimiter looks like every other
     eof = False
@@ -89,6 +91,7 @@ def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
         if count > MAX_PARTS:
             raise Malformed(f"more than {MAX_PARTS} parts in one request")
         target = TemporaryUploadedFile("stow.dcm", "application/dicom", 0, None)
+        digest = hashlib.sha256()  # hashed as it is written: ingest does not read the part again for it
         written, too_large = 0, False
         try:
             while True:
@@ -98,6 +101,7 @@ def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
                     too_large = True
                 elif body:
                     target.write(body)
+                    digest.update(body)
                 written += len(body)
                 if i >= 0:
                     buffer = buffer[i + len(delimiter) :]
@@ -108,6 +112,7 @@ def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
                 fill()
             target.flush()
             target.size = written
+            target.sha256 = digest.hexdigest()
             target.seek(0)
             yield Part(headers, target, too_large)
         finally:

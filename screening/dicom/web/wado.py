@@ -17,6 +17,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from ...errors import PortalError
 from ...models import Image, Study
 from ...roles import can_see_identity
+from ...services import renditions
 from . import multipart
 from .common import (
     DicomWebView,
@@ -182,5 +183,7 @@ class RenderedView(DicomWebView):
     def get(self, request, study, series, sop):
         found = study_or_404(request.user, study)
         image = _image(instances(found, series, sop), "a rendition")
+        if not image.rendition:  # not made yet by the render worker, or the pixel data cannot be decoded
+            raise renditions.not_rendered(image)
         audit(request, found, "rendered", [image])
         return FileResponse(default_storage.open(image.rendition.name, "rb"), content_type="image/png")

@@ -1,0 +1,121 @@
+"""Performance of the readers, of each AI model version and of the programme, from the database.
+
+The formulas live in screening.reading_metrics; this module only decides which reads count:
+each reader's own screening reads (single, first or second; their latest version), the
+programme's final decision per exam, and each model version's flag on the exams it scored.
+Truth is the outcome per exam: cancer if either breast's outcome is malignant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from django.db.models import DateField
+from django.db.models.functions import Cast, Coalesce
+
+from ..models import Review, Study
+from ..reading_metrics import Read, cohen_kappa, figures
+from .outcomes import breast_outcomes
+
+SCREENING_SLOTS = ("single", "first", "second")
+
+
+@dataclass(frozen=True)
+class PerformanceFilters:
+    date_from: date | None = None
+    date_to: date | None = None
+    density: str = ""  # A, B, C, D or "" (all): the density of the exam's final (or latest) read
+
+
+def _studies(filters: PerformanceFilters) -> dict[int, Study]:
+    studies = Study.objects.filter(reviews__isnull=False).distinct().select_related("exam_model")
+    studies = studies.annotate(exam_day=Coalesce("study_date", Cast("created", DateField())))
+    if filters.date_from:
+        studies = studies.filter(exam_day__gte=filters.date_from)
+    if filters.date_to:
+        studies = studies.filter(exam_day__lte=filters.date_to)
+    return {s.pk: s for s in studies}
+
+
+def _latest_per(reviews: list[Review], key) -> dict:
+    latest: dict = {}
+    for review in sorted(reviews, key=lambda r: r.version):
+        latest[key(review)] = review
+    return latest
+
+
+def performance(filters: PerformanceFilters | None = None) -> dict:
+    """Every figure of reading_metrics.figures per reader, per model version and for the programme,
+    plus Cohen's kappa between first and second readers."""
+    filters = filters or PerformanceFilters()
+    studies = _studies(filters)
+    reviews = list(Review.objects.filter(study_id__in=list(studies)).select_related("radiologist"))
+    finals = _latest_per([r for r in reviews if r.is_final], key=lambda r: r.study_id)
+    densities = {r.study_id: r.density for r in sorted(reviews, key=lambda r: r.version) if r.density}
+    densities.update({sid: r.density for sid, r in finals.items() if r.density})
+    if filters.density:
+        studies = {sid: s for sid, s in studies.items() if densities.get(sid) == filters.density}
+    outcomes = breast_outcomes(list(studies))
+    cancer: dict[int, bool | None] = {}
+    for (study_id, _side), result in outcomes.items():
+        cancer[study_id] = cancer.get(study_id, False) or result == "malignant"
+
+    def read_of(review: Review) -> Read:
+        study = studies[review.study_id]
+        return Read(
+            recall=review.decision == Review.Decision.ABNORMAL,
+            cancer=cancer.get(review.study_id),
+            seconds=review.reading_seconds,
+            ai_flag=study.exam_flag,
+        )
+
+    own = _latest_per(
+        [r for r in reviews if r.study_id in studies and r.slot in SCREENING_SLOTS],
+        key=lambda r: (r.study_id, r.radiologist_id),
+    )
+    by_reader: dict[str, list[Review]] = {}
+    for review in own.values():
+        by_reader.setdefault(review.radiologist.get_username(), []).append(review)
+    slots = _latest_per([r for r in reviews if r.study_id in studies], key=lambda r: (r.study_id, r.slot))
+    pairs = [
+        (slots[(sid, "first")], slots[(sid, "second")])
+        for sid in studies
+        if (sid, "first") in slots and (sid, "second") in slots
+    ]
+
+    def kappa_of(pair_list) -> dict:
+        return cohen_kappa([(a.decision == "abnormal", b.decision == "abnormal") for a, b in pair_list])
+
+    readers = [
+        {
+            "reader": name,
+            **figures(read_of(r) for r in rows),
+            "kappa_with_other_reader": kappa_of(
+                [(a, b) for a, b in pairs if name in (a.radiologist.get_username(), b.radiologist.get_username())]
+            ),
+        }
+        for name, rows in sorted(by_reader.items())
+    ]
+    by_model: dict[str, list[Read]] = {}
+    for study in studies.values():
+        if study.exam_model is not None and study.exam_flag is not None:
+            by_model.setdefault(study.exam_model.name, []).append(
+                Read(recall=study.exam_flag, cancer=cancer.get(study.pk))
+            )
+    models = [{"model": name, **figures(rows)} for name, rows in sorted(by_model.items())]
+    programme = figures(read_of(r) for sid, r in finals.items() if sid in studies)
+    programme["reader_kappa"] = kappa_of(pairs)
+    programme["arbitrated"] = sum(
+        1 for sid, r in finals.items() if sid in studies and r.slot in ("arbitration", "consensus")
+    )
+    return {
+        "filters": {
+            "date_from": filters.date_from.isoformat() if filters.date_from else None,
+            "date_to": filters.date_to.isoformat() if filters.date_to else None,
+            "density": filters.density or None,
+        },
+        "programme": programme,
+        "readers": readers,
+        "models": models,
+    }

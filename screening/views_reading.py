@@ -1,0 +1,195 @@
+"""Reading pages: my worklist, arbitration, the reading policy, assignment, outcomes, performance.
+
+Thin like views.py: parse, call a selector or a service, render; a service's PortalError
+becomes a message on the page.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import selectors
+from .errors import PortalError
+from .forms_reading import AssignForm, OutcomeForm, OutcomeImportForm, PerformanceForm, PolicyForm
+from .models import Outcome, ReadingPolicy, Study
+from .roles import can_arbitrate_list, can_read_cases, can_record_outcomes, is_admin
+from .services import client_ip, outcomes, reading
+from .services.performance import performance
+from .svg_plots import interval_plot
+
+
+def _require(allowed: bool) -> None:
+    if not allowed:
+        raise PermissionDenied
+
+
+@require_GET
+@login_required
+def my_reading(request):
+    """The cases that still need this reader's read, in the order the policy sets."""
+    _require(can_read_cases(request.user))
+    policy = reading.policy_for()
+    page = Paginator(selectors.reading_worklist_for(request.user, policy), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "screening/reading.html",
+        {"page": page, "policy": policy, "can_arbitrate": can_arbitrate_list(request.user)},
+    )
+
+
+@require_GET
+@login_required
+def arbitration(request):
+    """Discordant pairs awaiting the final decision (arbitrators work it, admins watch it)."""
+    _require(can_arbitrate_list(request.user))
+    page = Paginator(selectors.arbitration_worklist(), 50).get_page(request.GET.get("page"))
+    return render(request, "screening/arbitration.html", {"page": page, "policy": reading.policy_for()})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def policy(request):
+    """Set the site's reading policy (a new version; the history stays), with its expected workload."""
+    _require(is_admin(request.user))
+    current = reading.policy_for()
+    if request.method == "POST":
+        form = PolicyForm(request.POST)
+        if form.is_valid():
+            try:
+                reading.set_policy(user=request.user, ip_address=client_ip(request), **form.cleaned_data)
+            except PortalError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(request, "Reading policy saved.")
+                return redirect("reading-policy")
+    else:
+        form = PolicyForm(
+            initial={
+                "mode": current.mode,
+                "triage_threshold": current.triage_threshold,
+                "resolution": current.resolution,
+                "blind_ai": current.blind_ai,
+                "order": current.order,
+                "lock_minutes": current.lock_minutes,
+            }
+        )
+    thresholds = [0.05, 0.1, 0.2, 0.3, 0.5]
+    if current.triage_threshold is not None and current.triage_threshold not in thresholds:
+        thresholds = sorted([*thresholds, current.triage_threshold])
+    return render(
+        request,
+        "screening/reading_policy.html",
+        {
+            "form": form,
+            "current": current,
+            "history": ReadingPolicy.objects.select_related("created_by")[:50],
+            "workload": [(t, reading.expected_workload(t)) for t in thresholds],
+            "double": reading.expected_workload(None, ReadingPolicy.Mode.DOUBLE),
+        },
+    )
+
+
+@require_POST
+@login_required
+def assign(request):
+    """Assign or reassign studies to a reader (admins); every change is audited."""
+    _require(is_admin(request.user))
+    form = AssignForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("reading")
+    name = form.cleaned_data["reader"].strip()
+    reader = get_user_model().objects.filter(username=name, is_active=True).first() if name else None
+    if name and reader is None:
+        messages.error(request, f"no active user named {name}")
+        return redirect("reading")
+    studies = list(Study.objects.filter(pk__in=form.cleaned_data["studies"]))
+    try:
+        changed = reading.assign(studies=studies, reader=reader, user=request.user, ip_address=client_ip(request))
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{changed} stud{'y' if changed == 1 else 'ies'} assigned.")
+    return redirect("reading")
+
+
+@require_POST
+@login_required
+def release_lock(request, pk: int):
+    """The reader left the case (the page sends this as it unloads): the case is free for others."""
+    _require(can_read_cases(request.user))
+    study = get_object_or_404(Study, pk=pk)
+    reading.release_lock(study=study, user=request.user, reason="leave", ip_address=client_ip(request))
+    return HttpResponse(status=204)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def outcome_list(request):
+    """Record outcomes one by one or import a CSV; the latest outcomes below."""
+    _require(can_record_outcomes(request.user))
+    form, upload = OutcomeForm(), OutcomeImportForm()
+    if request.method == "POST":
+        try:
+            if "file" in request.FILES:
+                upload = OutcomeImportForm(request.POST, request.FILES)
+                if upload.is_valid():
+                    data = upload.cleaned_data["file"].read(outcomes.CSV_MAX_BYTES + 1)
+                    n = outcomes.import_csv(data=data, user=request.user, ip_address=client_ip(request))
+                    messages.success(request, f"{n} outcomes imported.")
+                    return redirect("outcomes")
+            else:
+                form = OutcomeForm(request.POST)
+                if form.is_valid():
+                    data = form.cleaned_data
+                    study = selectors.studies_visible_to(request.user).filter(pk=data["study"]).first()
+                    if study is None:
+                        raise PortalError("no such study", field="study")
+                    outcomes.record_outcome(
+                        item=outcomes.OutcomeInput(
+                            study=study,
+                            laterality=data["laterality"],
+                            result=data["result"],
+                            cancer_type=data["cancer_type"] or "",
+                            diagnosed_on=data["diagnosed_on"],
+                        ),
+                        user=request.user,
+                        ip_address=client_ip(request),
+                    )
+                    messages.success(request, "Outcome recorded.")
+                    return redirect("outcomes")
+        except PortalError as exc:
+            target = upload if "file" in request.FILES else form
+            target.add_error(exc.field if exc.field in target.fields else None, exc.message)
+    recent = Outcome.objects.select_related("study", "recorded_by").order_by("-id")[:100]
+    return render(request, "screening/outcomes.html", {"form": form, "upload": upload, "recent": recent})
+
+
+@require_GET
+@login_required
+def performance_page(request):
+    """Readers, model versions and the programme, with intervals, plotted on the server."""
+    _require(is_admin(request.user))
+    form = PerformanceForm(request.GET or None)
+    figures = performance(form.filters())
+    rows = [("Programme", figures["programme"])]
+    rows += [(r["reader"], r) for r in figures["readers"]]
+    rows += [(f"AI {m['model']}", m) for m in figures["models"]]
+    plots = [
+        interval_plot("Recall rate", [(label, f["recall_rate"]) for label, f in rows], upper=1.0),
+        interval_plot(
+            "Cancer detection per 1,000", [(label, f["cancer_detection_per_1000"]) for label, f in rows], unit="‰"
+        ),
+        interval_plot("Sensitivity", [(label, f["sensitivity"]) for label, f in rows], upper=1.0),
+        interval_plot("Specificity", [(label, f["specificity"]) for label, f in rows], upper=1.0),
+    ]
+    return render(
+        request, "screening/performance.html", {"form": form, "figures": figures, "rows": rows, "plots": plots}
+    )

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build the case viewer (Cornerstone3D + static/viewer/src) into static/viewer/dist with Vite,
+# from package.json and package-lock.json only (npm ci: the locked versions, nothing else).
+# Skips the work when the build is current: the stamp is a hash of the lock file, the Vite
+# config and every source file. FORCE=1 rebuilds. scripts/test.sh and scripts/run.sh call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIST=static/viewer/dist
+STAMP="$DIST/.build-stamp"
+
+if ! command -v npm >/dev/null; then
+  echo "build_viewer: npm (Node.js 20.19 or newer) is needed to build the viewer" >&2
+  exit 1
+fi
+inputs() { sha256sum package.json package-lock.json static/viewer/vite.config.js $(find static/viewer/src -type f | sort) | sha256sum | cut -d' ' -f1; }
+want=$(inputs)
+if [ -z "${FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  echo "==> Viewer build is current ($DIST)"
+  exit 0
+fi
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f node_modules/.lock-hash ] || [ "$(cat node_modules/.lock-hash)" != "$lock_hash" ]; then
+  echo "==> Installing the viewer's npm packages (npm ci, about 40 s)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.lock-hash
+fi
+echo "==> Building the viewer with Vite into $DIST (about 10 s)"
+start=$(date +%s)
+npx --no-install vite build --config static/viewer/vite.config.js
+echo "$want" > "$STAMP"
+echo "==> Viewer built in $(( $(date +%s) - start )) s: $(du -sh "$DIST" | cut -f1)"

@@ -1,0 +1,89 @@
+/* Cornerstone3D set-up: the rendering engine, the DICOM loader (full bit depth from the portal's
+ * WADO-RS instance endpoint) and a loader for images uploaded as picture files (PNG/JPEG). */
+import {
+  Enums,
+  RenderingEngine,
+  cache,
+  imageLoader,
+  init as coreInit,
+  metaData,
+  utilities as csUtils,
+} from "@cornerstonejs/core";
+import { init as dicomLoaderInit, wadouri } from "@cornerstonejs/dicom-image-loader";
+import { init as toolsInit } from "@cornerstonejs/tools";
+
+export const ENGINE_ID = "screening";
+let engine = null;
+
+export async function initImaging() {
+  await coreInit();
+  dicomLoaderInit({
+    maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)),
+    // The WADO-RS instance endpoint answers one plain Part 10 file for this Accept (not multipart).
+    beforeSend: () => ({ Accept: "application/dicom" }),
+  });
+  toolsInit();
+  engine = new RenderingEngine(ENGINE_ID);
+  return engine;
+}
+
+export const getEngine = () => engine;
+
+/** The Cornerstone image id of a portal image: its DICOM instance, or its file for pictures. */
+export function imageIdFor(source) {
+  if (source.kind === "dicom") return `wadouri:${new URL(source.url, window.location.href).href}`;
+  return `picture:${source.url}`;
+}
+
+/** A picture file as an 8-bit grey Cornerstone image (red channel: uploads are greyscale). */
+async function loadPicture(imageId) {
+  const url = imageId.slice("picture:".length);
+  const response = await fetch(url, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`the image file could not be fetched (HTTP ${response.status})`);
+  const bitmap = await createImageBitmap(await response.blob());
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  const rgba = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const grey = new Uint8Array(bitmap.width * bitmap.height);
+  for (let i = 0; i < grey.length; i++) grey[i] = rgba[i * 4];
+  return imageLoader.createAndCacheLocalImage(imageId, {
+    scalarData: grey,
+    dimensions: [bitmap.width, bitmap.height],
+    spacing: [1, 1],
+    frameOfReferenceUID: imageId,
+  });
+}
+
+/** Load (and cache) one image; its bytes arrive with progress events (per image, by URL). */
+export async function loadImage(imageId) {
+  if (imageId.startsWith("picture:")) {
+    const cached = cache.getImage(imageId);
+    return cached || loadPicture(imageId);
+  }
+  return imageLoader.loadAndCacheImage(imageId);
+}
+
+/** A loaded DICOM image's attributes by keyword (DICOM JSON naturalised: PhotometricInterpretation,
+ * KVP, ImagerPixelSpacing...), as the loader parsed them; an empty object for pictures. */
+export function dicomAttributes(imageId) {
+  if (!imageId || !imageId.startsWith("wadouri:")) return {};
+  try {
+    return metaData.get("instance", imageId) || {};
+  } catch {
+    return {};
+  }
+}
+
+/** One attribute as text (multiple values joined by backslashes, DICOM style); "" when absent. */
+export function attributeText(attributes, keyword) {
+  const value = attributes[keyword];
+  if (value === undefined || value === null) return "";
+  if (Array.isArray(value)) return value.join("\\");
+  if (typeof value === "object") return String(value.Alphabetic ?? "");
+  return String(value);
+}
+
+export const Events = Enums.Events;
+export const ViewportType = Enums.ViewportType;
+export { csUtils };

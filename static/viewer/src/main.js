@@ -1,0 +1,466 @@
+/* The case viewer: Cornerstone3D cells in the hanging protocol, the reading tools, priors,
+ * AI panel and marks, and the decision form. Data: the study API (polled while the AI works)
+ * and the viewer data (pixel sources, AI regions, priors) from the portal. */
+import { renderAi, heatmapOf, regionsOf } from "./ai.js";
+import { Cell } from "./cell.js";
+import { createDecision } from "./decision.js";
+import { layOut } from "./hanging.js";
+import { getEngine, initImaging } from "./imaging.js";
+import { bindKeyboard } from "./keyboard.js";
+import { addViewport, setupTools, useMode } from "./tools.js";
+import { $, TYPE_LABELS, el, predictionFlagged, prob, say } from "./util.js";
+import { eventTarget } from "@cornerstonejs/core";
+
+const POLL_MS = 3000;
+const root = $("viewer");
+
+const config = {
+  studyUrl: root.dataset.studyUrl,
+  reviewsUrl: root.dataset.reviewsUrl,
+  dataUrl: root.dataset.viewerDataUrl,
+  worklistUrl: root.dataset.worklistUrl || "/",
+}; // the bundle is only linked from the viewer page
+
+const state = {
+  study: null,
+  data: null,
+  cells: [],
+  active: null,
+  mode: "pan",
+  heatmap: false,
+  opacity: Number($("heatmap-opacity").value),
+  marks: true,
+  linkWl: false,
+  comparison: false,
+  findings: [],
+  voi: new Map(), // image id -> VOI range kept across layout changes
+  imageIds: "",
+  submitting: false,
+  dirty: false,
+  attemptKey: null,
+};
+
+const decision = createDecision({ state, config, redraw: () => redrawMarks() });
+
+// ------------------------------------------------------------------ cells
+
+function redrawMarks() {
+  for (const cell of state.cells) cell.drawMarks();
+}
+
+const hooks = {
+  registerViewport: (cell) => addViewport(cell.viewportId),
+  savedVoi: (cell) => state.voi.get(cell.image.id) || null,
+  flagged: (p) => predictionFlagged(p, state.study ? state.study.threshold : null),
+  mode: () => state.mode,
+  say,
+  activate: (cell) => setActive(cell),
+  toggleEnlarge: (cell) => toggleEnlarge(cell),
+  addFinding: (cell, box) => decision.addFinding(cell.image, box),
+  aiRegions: (cell) => (cell.prior ? [] : regionsOf(cell.image, state.marks)),
+  heatmap: (cell) => {
+    if (!state.heatmap || cell.prior) return null;
+    const url = heatmapOf(cell.image, redrawMarks);
+    return url ? { url, opacity: state.opacity } : null;
+  },
+  findings: (cell) => {
+    if (cell.prior) return [];
+    const out = [];
+    const latest = state.study && state.study.reviews && state.study.reviews[0];
+    for (const f of (latest && latest.findings) || []) {
+      if (f.image === cell.image.id) out.push({ finding: f, text: `v${latest.version} ${TYPE_LABELS[f.type] || f.type}`, kind: "saved" });
+    }
+    state.findings.forEach((f, i) => {
+      if (f.image === cell.image.id) out.push({ finding: f, text: `${i + 1} ${TYPE_LABELS[f.type] || f.type}`, kind: "new" });
+    });
+    return out;
+  },
+  studyFacts: (cell) => {
+    const facts = cell.prior || (state.data && state.data.study) || {};
+    return { age: facts.age ?? null, date: facts.study_date || null };
+  },
+  cameraChanged: (cell) => {
+    if (!cell.fitting) cell.fitted = false;
+  },
+  windowChanged: (cell) => {
+    state.voi.set(cell.image.id, cell.viewport.getProperties().voiRange);
+    if (cell === activeCell()) showWindow(cell);
+    if (state.linkWl && !state.linking) {
+      state.linking = true;
+      const range = cell.viewport.getProperties().voiRange;
+      for (const other of state.cells) {
+        if (other !== cell && other.loaded) {
+          other.setVoiRange(range);
+          state.voi.set(other.image.id, range);
+        }
+      }
+      state.linking = false;
+    }
+  },
+};
+
+function setActive(cell) {
+  if (state.active === cell) return;
+  if (state.active) state.active.el.classList.remove("active");
+  state.active = cell;
+  if (cell) {
+    cell.el.classList.add("active");
+    showWindow(cell);
+  }
+}
+
+function activeCell() {
+  return state.active && state.cells.includes(state.active) ? state.active : state.cells.find((c) => c.loaded) || null;
+}
+
+function toggleEnlarge(cell) {
+  const on = !cell.el.classList.contains("maximised");
+  for (const other of state.cells) other.el.classList.remove("maximised");
+  cell.fitted = true; // fitted again to its new size
+  cell.el.classList.toggle("maximised", on);
+  root.classList.toggle("has-maximised", on);
+  root.dataset.enlarged = on ? String(cell.image.id) : "";
+  resizeAll();
+}
+
+let resizeFrame = 0;
+function resizeAll() {
+  if (resizeFrame) return;
+  resizeFrame = requestAnimationFrame(() => {
+    resizeFrame = 0;
+    const engine = getEngine();
+    if (!engine) return;
+    engine.resize(true, true);
+    for (const cell of state.cells) if (cell.fitted) cell.fit();
+  });
+}
+
+function imagesWithSources(images, sources) {
+  return images.map((image) => ({ ...image, ...(sources[image.id] || {}) }));
+}
+
+/** (Re)build the cells for the current layout; ready when every cell has loaded or failed. */
+async function build() {
+  for (const cell of state.cells) cell.unmount();
+  state.cells = [];
+  state.active = null;
+  root.classList.remove("has-maximised");
+  root.dataset.ready = "false";
+  const sources = (state.data && state.data.images) || {};
+  const prior = state.comparison && state.data && state.data.priors && state.data.priors[0] ? state.data.priors[0] : null;
+  const priorView = prior ? { ...prior, images: imagesWithSources(prior.images, {}) } : null;
+  const cells = layOut({
+    grid: $("hanging"),
+    strip: $("extra-strip"),
+    current: imagesWithSources(state.study.images, sources),
+    prior: priorView,
+    comparison: state.comparison,
+    makeCell: (image, side, priorStudy) => new Cell(image, { side, prior: priorStudy, hooks }),
+  });
+  state.cells = cells;
+  const count = state.study.images.length;
+  $("stage-message").hidden = count > 0;
+  $("stage-message").textContent = count ? "" : "This study has no images.";
+  root.dataset.layout = priorView ? "comparison" : "current";
+  await new Promise((resolve) => requestAnimationFrame(resolve));
+  await Promise.allSettled(cells.map((cell) => cell.mount()));
+  const failed = cells.filter((c) => c.failed).length;
+  if (failed) say(`${failed} image(s) could not be loaded: see the cells. The decision can still be made.`);
+  resizeAll();
+  showWindow(activeCell());
+  requestAnimationFrame(() => requestAnimationFrame(() => (root.dataset.ready = "true")));
+}
+
+// ------------------------------------------------------------------ tools
+
+function setMode(mode) {
+  state.mode = mode;
+  root.dataset.mode = mode;
+  useMode(mode);
+  for (const button of document.querySelectorAll("[data-mode]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.mode === mode));
+  }
+  if (mode === "mark") say(`Mark mode: drag a box or click a point (${TYPE_LABELS[$("finding-type").value]}).`);
+}
+
+function showWindow(cell) {
+  const w = cell ? cell.window() : null;
+  $("wl-readout").textContent = w ? `C ${Math.round(w.centre)} / W ${Math.round(w.width)}` : "";
+  root.dataset.window = w ? `${Math.round(w.centre)}/${Math.round(w.width)}` : "";
+  const select = $("wl-preset");
+  const presets = cell ? cell.presets() : [];
+  select.replaceChildren(
+    el("option", { value: "", text: "Presets…" }),
+    ...presets.map((p, i) => el("option", { value: String(i), text: `${p.name} (C ${Math.round(p.centre)} W ${Math.round(p.width)})` })),
+  );
+  select.disabled = presets.length === 0;
+}
+
+function applyPreset(index) {
+  const cell = activeCell();
+  const preset = cell && cell.presets()[Number(index)];
+  if (preset) cell.setWindow(preset.centre, preset.width);
+  $("wl-preset").value = "";
+}
+
+function setToggle(action, on) {
+  const button = document.querySelector(`[data-action="${action}"]`);
+  if (button) button.setAttribute("aria-pressed", String(on));
+}
+
+function setHeatmap(on) {
+  state.heatmap = on;
+  root.dataset.heatmap = on ? "on" : "off";
+  setToggle("heatmap", on);
+  if (on && !state.cells.some((c) => c.image.prediction && c.image.prediction.heatmap_url)) {
+    say("No heatmap: the AI has not finished these images, or its result is not shown.");
+  }
+  redrawMarks();
+}
+
+function setMarks(on) {
+  state.marks = on;
+  root.dataset.aiMarks = on ? "on" : "off";
+  setToggle("marks", on);
+  redrawMarks();
+}
+
+function setLinkWl(on) {
+  state.linkWl = on;
+  root.dataset.linkWl = String(on);
+  setToggle("link-wl", on);
+  if (on && activeCell()) hooks.windowChanged(activeCell());
+}
+
+function toggleClass(action, name) {
+  const on = !root.classList.contains(name);
+  root.classList.toggle(name, on);
+  setToggle(action, on);
+}
+
+function toggleComparison() {
+  const prior = state.data && state.data.priors && state.data.priors[0];
+  if (!prior) {
+    say("This woman has no earlier study in the portal.");
+    return;
+  }
+  state.comparison = !state.comparison;
+  setToggle("compare", state.comparison);
+  build();
+  say(state.comparison ? `Comparison with the prior study of ${prior.study_date || "unknown date"}.` : "Current study only.");
+}
+
+function zoomActive(factor) {
+  const cell = activeCell();
+  const vp = cell && cell.viewport;
+  if (!vp || !cell.loaded) return;
+  const camera = vp.getCamera();
+  vp.setCamera({ parallelScale: camera.parallelScale / factor });
+  vp.render();
+}
+
+function fitAll() {
+  for (const cell of state.cells) cell.fit();
+}
+
+function resetAll() {
+  for (const cell of state.cells) {
+    cell.el.classList.remove("maximised");
+    if (cell.loaded) {
+      cell.viewport.resetProperties();
+      state.voi.delete(cell.image.id);
+      cell.updateWindow();
+    }
+  }
+  root.classList.remove("has-maximised");
+  root.dataset.enlarged = "";
+  resizeAll();
+  fitAll();
+  showWindow(activeCell());
+}
+
+// ------------------------------------------------------------------ priors panel
+
+function renderPriors() {
+  const priors = (state.data && state.data.priors) || [];
+  const list = $("priors");
+  $("priors-empty").hidden = priors.length > 0;
+  list.replaceChildren(
+    ...priors.map((prior, index) => {
+      const review = prior.decision;
+      return el(
+        "li",
+        { "data-study": prior.id },
+        el("strong", { text: prior.study_date || `Study #${prior.id}` }),
+        // A blinded reader's page has no "decision" key: nothing is said about it.
+        !("decision" in prior) ? null : review ? ` ${review.decision === "abnormal" ? "Abnormal" : "Normal"} · BI-RADS ${review.birads}` : " No decision",
+        "exam_score" in prior ? el("span", { class: "muted", text: ` · AI ${prob(prior.exam_score)}` }) : null,
+        index === 0 ? el("span", { class: "muted", text: " · B compares" }) : null,
+      );
+    }),
+  );
+  const button = document.querySelector('[data-action="compare"]');
+  if (button) button.disabled = priors.length === 0;
+}
+
+// ------------------------------------------------------------------ data
+
+function renderFacts(study) {
+  for (const dd of $("study-facts").querySelectorAll("[data-field]")) {
+    const value = study[dd.dataset.field];
+    dd.textContent = value === null || value === undefined || value === "" ? "—" : String(value).replace("_", " ");
+  }
+}
+
+async function fetchJson(url) {
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!response.ok) {
+    let message = `HTTP ${response.status}`;
+    try {
+      message = (await response.json()).error.message || message;
+    } catch {
+      /* keep the status */
+    }
+    throw new Error(message);
+  }
+  return response.json();
+}
+
+function applyStudy(study) {
+  state.study = study;
+  renderFacts(study);
+  decision.renderHistory(study);
+  const pending = renderAi(root, study);
+  const ids = [...study.images].map((i) => i.id).sort((a, b) => a - b).join(",");
+  if (ids !== state.imageIds) {
+    state.imageIds = ids;
+    build();
+  } else {
+    const byId = Object.fromEntries(study.images.map((i) => [i.id, i]));
+    for (const cell of state.cells) if (!cell.prior && byId[cell.image.id]) cell.setImage(byId[cell.image.id]);
+  }
+  return pending;
+}
+
+let polls = 0;
+let wasPending = 0;
+
+async function poll() {
+  polls += 1;
+  let pending = 0;
+  try {
+    const [study, data] = await Promise.all([fetchJson(config.studyUrl), fetchJson(config.dataUrl)]);
+    state.data = data;
+    renderPriors();
+    pending = applyStudy(study);
+    if (wasPending && !pending) {
+      const score = state.study.exam_score;
+      say(score === null || score === undefined ? "AI finished." : `AI finished: exam probability ${prob(score)}.`);
+    }
+    wasPending = pending;
+  } catch (error) {
+    say(`Could not load the study: ${error.message}. Retrying…`);
+    setTimeout(poll, POLL_MS * 3);
+    return;
+  }
+  if (pending) setTimeout(poll, polls < 40 ? POLL_MS : POLL_MS * 5);
+}
+
+// ------------------------------------------------------------------ wiring
+
+function wire() {
+  for (const button of document.querySelectorAll("[data-mode]")) {
+    button.addEventListener("click", () => setMode(button.dataset.mode));
+  }
+  const buttonActions = {
+    "zoom-in": () => zoomActive(1.25),
+    "zoom-out": () => zoomActive(0.8),
+    fit: fitAll,
+    invert: () => activeCell() && activeCell().toggleInvert(),
+    reset: resetAll,
+    heatmap: () => setHeatmap(!state.heatmap),
+    marks: () => setMarks(!state.marks),
+    "link-wl": () => setLinkWl(!state.linkWl),
+    info: () => toggleClass("info", "info-off"),
+    annotations: () => toggleClass("annotations", "annotations-off"),
+    compare: toggleComparison,
+    help: () => $("help").showModal(),
+  };
+  for (const button of document.querySelectorAll("[data-action]")) {
+    button.addEventListener("click", () => buttonActions[button.dataset.action]());
+  }
+  $("wl-preset").addEventListener("change", (event) => event.target.value !== "" && applyPreset(event.target.value));
+  $("heatmap-opacity").addEventListener("input", (event) => {
+    state.opacity = Number(event.target.value);
+    redrawMarks();
+  });
+  $("finding-type").addEventListener("change", () => state.mode !== "mark" && setMode("mark"));
+  bindKeyboard({
+    help: $("help"),
+    submit: decision.submit,
+    onKey: (key) => key !== "c" && decision.armed && decision.disarm(),
+    actions: {
+      h: buttonActions.heatmap,
+      k: buttonActions.marks,
+      i: buttonActions.invert,
+      l: buttonActions["link-wl"],
+      o: buttonActions.info,
+      t: buttonActions.annotations,
+      b: toggleComparison,
+      w: () => setMode(state.mode === "wl" ? "pan" : "wl"),
+      m: () => setMode(state.mode === "mark" ? "pan" : "mark"),
+      d: () => setMode(state.mode === "ruler" ? "pan" : "ruler"),
+      g: () => setMode(state.mode === "magnify" ? "pan" : "magnify"),
+      p: () => setMode("pan"),
+      escape: () => setMode("pan"),
+      e: () => activeCell() && toggleEnlarge(activeCell()),
+      f: fitAll,
+      r: resetAll,
+      "+": () => zoomActive(1.25),
+      "=": () => zoomActive(1.25),
+      "-": () => zoomActive(0.8),
+      _: () => zoomActive(0.8),
+      n: () => decision.chooseDecision("normal"),
+      a: () => decision.chooseDecision("abnormal"),
+      c: decision.confirmAi,
+      digit: (key) => decision.setChoice("birads", key),
+      "?": buttonActions.help,
+      delete: decision.deleteLast,
+    },
+  });
+  eventTarget.addEventListener("cornerstoneimageloadprogress", (event) => {
+    const { imageId, percentComplete } = event.detail || {};
+    for (const cell of state.cells) if (cell.imageId === imageId && percentComplete !== undefined) cell.progress(percentComplete);
+  });
+  new ResizeObserver(resizeAll).observe($("stage"));
+  const fitToWindow = () => {
+    const top = root.getBoundingClientRect().top + window.scrollY;
+    root.style.setProperty("--viewer-top", `${Math.ceil(top) + 8}px`);
+  };
+  window.addEventListener("resize", fitToWindow);
+  fitToWindow();
+}
+
+async function start() {
+  const saved = sessionStorage.getItem("portal.saved");
+  if (saved) {
+    sessionStorage.removeItem("portal.saved");
+    say(saved);
+    $("status-line").classList.add("saved");
+  }
+  wire();
+  try {
+    await initImaging();
+    setupTools();
+  } catch (error) {
+    $("stage-message").hidden = false;
+    $("stage-message").textContent = `The image viewer could not start (${error.message}). The decision can still be made.`;
+  }
+  setMode("pan");
+  setHeatmap(false);
+  setMarks(true);
+  setLinkWl(false);
+  poll();
+}
+
+if (root) start();

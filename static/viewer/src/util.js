@@ -1,0 +1,57 @@
+/* Small helpers shared by the viewer's modules: DOM building, formatting, the status line. */
+
+export const $ = (id) => document.getElementById(id);
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+export function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value !== null && value !== undefined) node.setAttribute(key, String(value));
+  }
+  return node;
+}
+
+export const prob = (p) => (p === null || p === undefined ? "—" : Number(p).toFixed(2));
+export const viewName = (image) => `${image.laterality} ${image.view}`;
+export const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+export const SIDE_NAMES = { R: "right", L: "left", U: "unknown side" };
+export const TYPE_LABELS = {
+  mass: "Mass",
+  calcification: "Calcification",
+  distortion: "Architectural distortion",
+  asymmetry: "Asymmetry",
+  other: "Other",
+};
+
+export function say(message) {
+  $("status-line").textContent = message;
+}
+
+export function aboveThreshold(p, threshold) {
+  return p !== null && p !== undefined && threshold !== null && threshold !== undefined && p >= threshold;
+}
+
+/** The server's flag for the prediction's own model version; the exam threshold only as a fallback. */
+export function predictionFlagged(p, threshold) {
+  return typeof p.above_threshold === "boolean" ? p.above_threshold : aboveThreshold(p.probability, threshold);
+}
+
+/** The study's AI exam flag, or null when the page has none (not scored, or left out for a blinded reader). */
+export function examFlag(study) {
+  if (!study || study.exam_flag === null || study.exam_flag === undefined) return null;
+  return Boolean(study.exam_flag);
+}

@@ -1,0 +1,125 @@
+"""Outcomes per breast: recorded by admins or permitted clients, audited, imported from CSV, labels."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from screening.models import AuditEvent, Outcome
+from screening.services import review_submit
+from screening.services.labels import collect_labels
+from screening.services.outcomes import OutcomeInput, record_outcome
+from tests.conftest import _token_client
+from tests.portal.reading_fixtures import make_study
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_admin_records_an_outcome_through_the_api_and_it_is_audited(admin_user):
+    study = make_study("S", 0.5)
+    response = _token_client(admin_user).post(
+        "/api/v1/outcomes/",
+        {"study": study.pk, "laterality": "L", "result": "malignant", "cancer_type": "invasive"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    outcome = Outcome.objects.get()
+    assert (outcome.result, outcome.source, outcome.recorded_by) == ("malignant", "api", admin_user)
+    event = AuditEvent.objects.get(action="outcome_record")
+    assert event.study_id == study.pk and event.detail["cancer_type"] == "invasive"
+
+
+def test_an_api_client_needs_the_add_outcome_permission(api_client_user):
+    study = make_study("S", 0.5)
+    client = _token_client(api_client_user)
+    body = {"study": study.pk, "laterality": "R", "result": "no_cancer"}
+    assert client.post("/api/v1/outcomes/", body, format="json").status_code == 403
+    api_client_user.user_permissions.add(
+        Permission.objects.get(codename="add_outcome"), Permission.objects.get(codename="view_all_studies")
+    )
+    assert client.post("/api/v1/outcomes/", body, format="json").status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"laterality": "L", "result": "malignant"}, "cancer_type"),  # a cancer needs its type
+        ({"laterality": "L", "result": "benign", "cancer_type": "dcis"}, "cancer_type"),
+        ({"laterality": "B", "result": "benign"}, "laterality"),
+    ],
+)
+def test_an_incoherent_outcome_is_refused_and_leaves_nothing(admin_user, body, field):
+    study = make_study("S", 0.5)
+    response = _token_client(admin_user).post("/api/v1/outcomes/", {"study": study.pk, **body}, format="json")
+    assert response.status_code == 400 and field in response.json()["error"]["fields"]
+    assert not Outcome.objects.exists() and not AuditEvent.objects.filter(action="outcome_record").exists()
+
+
+def csv_file(text: str):
+    return io.BytesIO(text.encode())
+
+
+def test_a_csv_imports_every_line_or_none(admin_user):
+    a, b = make_study("A", 0.5), make_study("B", 0.5, seed=1)
+    client = _token_client(admin_user)
+    bad = (
+        "study_uid,laterality,result,cancer_type,diagnosed_on\n"
+        f"{a.study_uid},L,malignant,dcis,2026-01-02\n"
+        f"{b.study_uid},R,malignant,,\n"
+    )
+    response = client.post("/api/v1/outcomes/import/", {"file": csv_file(bad)}, format="multipart")
+    assert response.status_code == 400 and "line 3" in response.json()["error"]["message"]
+    assert not Outcome.objects.exists()
+    good = bad.replace(",R,malignant,,", ",R,no_cancer,,")
+    response = client.post("/api/v1/outcomes/import/", {"file": csv_file(good)}, format="multipart")
+    assert response.status_code == 201 and response.json() == {"imported": 2}
+    assert set(Outcome.objects.values_list("study_id", "result", "source")) == {
+        (a.pk, "malignant", "csv"),
+        (b.pk, "no_cancer", "csv"),
+    }
+    assert AuditEvent.objects.filter(action="outcome_import", detail__lines=2).exists()
+
+
+def test_a_csv_with_an_unknown_study_names_the_line(admin_user):
+    text = "study_uid,laterality,result\n1.2.3.4,L,benign\n"
+    response = _token_client(admin_user).post("/api/v1/outcomes/import/", {"file": csv_file(text)}, format="multipart")
+    assert response.status_code == 400 and "line 2: no study" in response.json()["error"]["message"]
+
+
+def test_an_outcome_overrides_the_final_decision_as_training_label_for_its_breast(admin_user, radiologist):
+    study = make_study("S", 0.5)  # one left image
+    review_submit(study=study, radiologist=radiologist, decision="normal", birads=1)
+    assert {lab.label for lab in collect_labels()} == {0}
+    record_outcome(
+        item=OutcomeInput(study=study, laterality="L", result="malignant", cancer_type="dcis"), user=admin_user
+    )
+    assert {lab.label for lab in collect_labels()} == {1}
+    # a newer outcome supersedes (append-only: both rows stay)
+    record_outcome(item=OutcomeInput(study=study, laterality="L", result="benign"), user=admin_user)
+    assert {lab.label for lab in collect_labels()} == {0} and Outcome.objects.count() == 2
+
+
+def test_the_outcomes_page_records_and_imports(admin_user, client):
+    study = make_study("S", 0.5)
+    client.force_login(admin_user)
+    response = client.post(reverse("outcomes"), {"study": study.pk, "laterality": "R", "result": "benign"})
+    assert response.status_code == 302 and Outcome.objects.filter(source="form").count() == 1
+    text = f"study_uid,laterality,result\n{study.study_uid},R,nonsense\n"
+    page = client.post(reverse("outcomes"), {"file": io.BytesIO(text.encode())})
+    assert page.status_code == 200 and "line 2: result must be one of" in page.content.decode()
+    assert Outcome.objects.count() == 1
+
+
+def test_a_client_limited_to_its_uploads_cannot_record_or_probe_anothers_study(api_client_user, radiologist):
+    api_client_user.user_permissions.add(Permission.objects.get(codename="add_outcome"))
+    theirs = make_study("THEIRS", 0.5)  # sent by nobody the client knows
+    client = _token_client(api_client_user)
+    response = client.post("/api/v1/outcomes/", {"study": theirs.pk, "laterality": "L", "result": "benign"})
+    assert response.status_code == 400 and "no such study" in response.json()["error"]["message"]
+    text = f"study_uid,laterality,result\n{theirs.study_uid},L,benign\n"
+    response = client.post("/api/v1/outcomes/import/", {"file": csv_file(text)}, format="multipart")
+    assert response.status_code == 400 and "no study with this StudyInstanceUID" in response.json()["error"]["message"]
+    assert not Outcome.objects.exists()
