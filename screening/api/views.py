@@ -112,20 +112,27 @@ class ImageViewSet(
     def create(self, request):
         """Upload one file: multipart (`file` and the optional fields), or a DICOM as the whole body with
         `Content-Type: application/dicom`. The same file again answers 200 with the existing image instead of 201."""
-        form = ImageUploadSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        result = services.ingest_file(
-            file=data["file"],
-            filename=data["file"].name,
-            patient_id=data.get("patient_id", ""),
-            laterality=data.get("laterality", ""),
-            view=data.get("view", ""),
-            accession_number=data.get("accession_number", ""),
-            user=request.user,
-            ip_address=services.client_ip(request),
-            via=upload_channel(request),
-        )
+        upload = request.FILES.get("file")
+        try:
+            form = ImageUploadSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            data = form.validated_data
+            result = services.ingest_file(
+                file=data["file"],
+                filename=data["file"].name,
+                patient_id=data.get("patient_id", ""),
+                laterality=data.get("laterality", ""),
+                view=data.get("view", ""),
+                accession_number=data.get("accession_number", ""),
+                user=request.user,
+                ip_address=services.client_ip(request),
+                via=upload_channel(request),
+            )
+        finally:
+            # Django closes multipart files with the request, not a body the DICOM parser streamed to disk:
+            # close it here (its temporary file is gone once stored; anything left is removed now).
+            if upload is not None:
+                upload.close()
         return Response(
             ImageSerializer(result.image, context={"request": request}).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,

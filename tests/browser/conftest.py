@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -44,10 +46,66 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1920, "height": 1080}}
 
 
+class _LiveRequests:
+    """Requests the live server is handling now, counted from Django's request signals.
+
+    A page that leaves sends its last requests (the case lock's release beacon, for one) while the test is
+    being torn down; if one of them still holds the database when the transactional flush runs, the flush
+    fails and the next test starts on the last one's rows. The `page` fixture drains them first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.changed = time.monotonic()
+
+    def started(self, **kwargs) -> None:
+        with self._lock:
+            self.count += 1
+            self.changed = time.monotonic()
+
+    def finished(self, **kwargs) -> None:
+        with self._lock:
+            self.count = max(0, self.count - 1)
+            self.changed = time.monotonic()
+
+    def wait_until_idle(self, quiet: float = 0.3, limit: float = 15.0) -> bool:
+        """True once no request has been running for `quiet` seconds (the beacon may still be on its way)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = self.count == 0 and time.monotonic() - self.changed >= quiet
+            if idle:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+LIVE_REQUESTS = _LiveRequests()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _count_live_requests():
+    from django.core.signals import request_finished, request_started
+
+    request_started.connect(LIVE_REQUESTS.started, weak=False, dispatch_uid="browser-live-requests-started")
+    request_finished.connect(LIVE_REQUESTS.finished, weak=False, dispatch_uid="browser-live-requests-finished")
+    yield
+    request_started.disconnect(dispatch_uid="browser-live-requests-started")
+    request_finished.disconnect(dispatch_uid="browser-live-requests-finished")
+
+
 @pytest.fixture
 def page(page):
     page.set_default_timeout(15_000)
-    return page
+    yield page
+    # Leave the page while the database is still the test's, and let its last requests finish.
+    if not page.is_closed():
+        try:
+            page.goto("about:blank")
+        except Exception:  # noqa: BLE001 - a page that cannot navigate has no requests left to send
+            pass
+    assert LIVE_REQUESTS.wait_until_idle(), "the live server was still answering the page 15 s after it left"
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:

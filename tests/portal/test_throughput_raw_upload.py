@@ -40,3 +40,25 @@ def test_a_body_that_is_no_dicom_is_refused_with_the_reason(api, media_root):
     response = post(api, b"hello, this is not a mammogram")
     assert response.status_code == 415 and "not a DICOM file" in response.json()["error"]["message"]
     assert stored_files(media_root) == []
+
+
+def test_a_stored_dicom_body_leaves_no_temporary_file_and_no_error_behind(
+    api, media_root, settings, tmp_path, monkeypatch
+):
+    """The body is streamed to a temporary file that storage then moves into place; the upload is closed by the
+    view, not left to the garbage collector (whose unlink of the moved file raised FileNotFoundError in CI)."""
+    import gc
+    import sys
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(spool)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    for content in (to_bytes(mg_dataset()), b"hello, this is not a mammogram"):
+        response = post(api, content)
+        assert response.status_code in (201, 415)
+        del response
+    gc.collect()
+    assert [u.exc_value for u in unraisable] == [] and list(spool.iterdir()) == []
+    assert Image.objects.count() == 1
