@@ -36,6 +36,7 @@ from .models import (
     Prediction,
     ReadingPolicy,
     Review,
+    Site,
     Study,
     TrainingRun,
 )
@@ -44,7 +45,8 @@ from .services import export as export_service
 from .services import promotion, training
 from .services.audit import record_event
 from .services.models import serving_champion
-from .services.studies import REASON_MAX_LENGTH, assign_studies, delete_study
+from .services.sites import site_codes
+from .services.studies import REASON_MAX_LENGTH, assign_studies, delete_study, move_to_site
 
 
 class ReadOnlyMixin:
@@ -61,6 +63,20 @@ class ReadOnlyMixin:
 
     def has_delete_permission(self, request, *args):
         return False
+
+
+class SiteChoiceForm(forms.ModelForm):
+    """`site` chosen among the sites an admin created (a typo would file studies under a site nobody reads)."""
+
+    site = forms.ChoiceField(choices=())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        codes = site_codes()
+        current = getattr(self.instance, "site", None)
+        if current and current not in codes:
+            codes.append(current)
+        self.fields["site"].choices = [(code, code) for code in codes]
 
 
 def study_trail_link(study_id: int | None) -> str:
@@ -98,8 +114,18 @@ class StudyDeleteForm(forms.Form):
 class StudyAdmin(admin.ModelAdmin):
     """Studies come from ingest; here an admin may assign, re-run and delete (with a reason), nothing else."""
 
-    list_display = ("id", "patient", "study_date", "status", "exam_score", "exam_flag", "assigned_to", "created")
-    list_filter = ("status", "exam_flag", "study_date")
+    list_display = (
+        "id",
+        "patient",
+        "study_date",
+        "site",
+        "status",
+        "exam_score",
+        "exam_flag",
+        "assigned_to",
+        "created",
+    )
+    list_filter = ("status", "exam_flag", "site", "study_date")
     search_fields = ("study_uid",)  # never a patient identifier: a search lands in the query string
     raw_id_fields = ("assigned_to",)
     inlines = [ImageInline]
@@ -116,12 +142,14 @@ class StudyAdmin(admin.ModelAdmin):
         "score_left",
         "score_right",
         "exam_model",
+        "site",
         "assigned_to",
         "created",
         "updated",
         "audit_trail",
     )
-    readonly_fields = tuple(f for f in fields if f != "assigned_to")
+    readonly_fields = tuple(f for f in fields if f not in ("assigned_to", "site"))
+    form = SiteChoiceForm
 
     def has_add_permission(self, request):
         return False
@@ -137,6 +165,10 @@ class StudyAdmin(admin.ModelAdmin):
         return study_trail_link(study.pk)
 
     def save_model(self, request, obj, form, change):
+        if "site" in form.changed_data:
+            move_to_site(
+                study=obj, site=form.cleaned_data["site"], user=request.user, ip_address=services.client_ip(request)
+            )
         if "assigned_to" in form.changed_data:
             assign_studies(
                 studies=[obj], assignee=obj.assigned_to, user=request.user, ip_address=services.client_ip(request)
@@ -412,9 +444,10 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class DicomPeerAdmin(admin.ModelAdmin):
     """The DICOM receiver's allow-list (besides PORTAL_DICOM_ALLOWED_AES); every change is audited."""
 
-    list_display = ("ae_title", "host", "enabled")
-    list_filter = ("enabled",)
+    list_display = ("ae_title", "host", "site", "enabled")
+    list_filter = ("enabled", "site")
     search_fields = ("ae_title", "host")
+    form = SiteChoiceForm
 
     def _audit(self, request, action: str, peer: DicomPeer) -> None:
         record_event(
@@ -422,7 +455,7 @@ class DicomPeerAdmin(admin.ModelAdmin):
             user=request.user,
             obj=peer,
             ip_address=services.client_ip(request),
-            detail={"ae_title": peer.ae_title, "host": peer.host, "enabled": peer.enabled},
+            detail={"ae_title": peer.ae_title, "host": peer.host, "enabled": peer.enabled, "site": peer.site},
         )
 
     def save_model(self, request, obj, form, change):
@@ -497,6 +530,33 @@ class DicomExportAdmin(ReadOnlyMixin, admin.ModelAdmin):
             queryset.select_related("study"), user=request.user, ip_address=services.client_ip(request)
         )
         self.message_user(request, f"Queued {queued} exports again; exports already sent are not resent.")
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    """Screening units. Created and renamed here (audited); never deleted, and a code never changes, because
+    studies, peers and policy versions keep the code they were filed under. Policies are set per site on the
+    reading policy page."""
+
+    list_display = ("code", "name", "created")
+    search_fields = ("code",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("code", "created") if obj is not None else ("created",)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            record_event(
+                action="site_change" if change else "site_add",
+                user=request.user,
+                obj=obj,
+                ip_address=services.client_ip(request),
+                detail={"code": obj.code, "name": obj.name},
+            )
 
 
 @admin.register(ReadingPolicy)

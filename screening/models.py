@@ -50,6 +50,30 @@ class Role(models.TextChoices):
     API_CLIENT = "api_client", "API client"
 
 
+DEFAULT_SITE = "default"
+
+
+class Site(models.Model):
+    """A screening unit. Its studies are read under its own reading policy; its modalities are DICOM peers of it.
+
+    Studies, peers and policies name their site by code (text, not a foreign key: the default site
+    needs no row, and records keep the code they were made under).
+    """
+
+    code = models.SlugField(
+        max_length=64, unique=True, help_text="Short name used by uploads (`site=`) and the API; never changes."
+    )
+    name = models.CharField(max_length=200)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [models.CheckConstraint(condition=~Q(code=""), name="site_code_not_empty")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
 class Patient(models.Model):
     class Sex(models.TextChoices):
         FEMALE = "F", "Female"
@@ -115,6 +139,12 @@ class Study(models.Model):
     )
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_studies"
+    )
+    site = models.CharField(
+        max_length=64,
+        default=DEFAULT_SITE,
+        db_index=True,
+        help_text="The screening unit (Site code) whose reading policy governs this study.",
     )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -472,6 +502,9 @@ class DicomPeer(models.Model):
     )
     host = models.GenericIPAddressField("IP address", help_text="The address the peer connects from.")
     enabled = models.BooleanField(default=True)
+    site = models.CharField(
+        max_length=64, default=DEFAULT_SITE, help_text="Site code: new studies this peer sends belong to that site."
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["ae_title", "host"], name="dicom_peer_unique")]
@@ -568,7 +601,7 @@ class ReadingPolicy(AppendOnlyModel):
         DATE = "date", "Exam date, oldest first"
         AGE = "age", "Age, oldest woman first"
 
-    site = models.CharField(max_length=64, default="default")
+    site = models.CharField(max_length=64, default=DEFAULT_SITE)
     mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.SINGLE)
     triage_threshold = models.FloatField(
         null=True, blank=True, help_text="AI-triaged: exams whose calibrated exam score is below this get one reader."

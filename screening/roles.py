@@ -66,10 +66,13 @@ def can_see_identity(user) -> bool:
 # read-only whatever is granted: their model admins refuse add, change and delete.
 ADMIN_GROUP_PERMISSIONS = {
     # change_study: assignment (audited); DICOM peers: the receiver's allow-list (audited);
-    # DICOM destinations: where the SRs go (audited); outcomes and reading policies (append-only, audited)
+    # DICOM destinations: where the SRs go (audited); outcomes and reading policies (append-only, audited);
+    # sites (added and renamed, audited; never deleted)
     "screening": {
         "view_*",
         "change_study",
+        "add_site",
+        "change_site",
         "add_outcome",
         "add_readingpolicy",
         "add_dicompeer",

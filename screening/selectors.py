@@ -194,7 +194,7 @@ def _with_reading(studies: QuerySet[Study]) -> QuerySet[Study]:
 
 
 def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[Study]:
-    """The cases that still need this reader's read, in the policy's order.
+    """The cases of the policy's site that still need this reader's read, in the policy's order.
 
     Unread or awaiting a second read; never one the reader has already read (no one reads an
     exam twice), never one awaiting arbitration, and only cases unassigned or assigned to them.
@@ -202,7 +202,7 @@ def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[
     policy = policy or policy_for()
     studies = (
         studies_visible_to(user)
-        .filter(status__in=UNREAD)
+        .filter(status__in=UNREAD, site=policy.site)
         .filter(Q(assigned_to__isnull=True) | Q(assigned_to=user))
         .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), radiologist=user)))
         .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), slot="second")))
@@ -223,12 +223,13 @@ def arbitration_worklist() -> QuerySet[Study]:
 
 
 def ai_hidden_in_lists(user) -> bool:
-    """When the reading policy hides the AI result, a case reader gets none from any list (studies, worklist,
-    images, predictions): a list cannot tell, study by study, who has read what, so it shows nobody's. The
-    case itself (study_detail, the viewer) shows the AI once the reader has read."""
-    from .services.reading import DEFAULT_SITE
+    """When a site's reading policy hides the AI result, a case reader gets none from any list (studies,
+    worklist, images, predictions): a list cannot tell, study by study, who has read what, so it shows
+    nobody's, whatever site the rows are from. The case itself (study_detail, the viewer) shows the AI
+    once the reader has read."""
+    from .services.reading import any_site_blinds_ai
 
-    return can_read_cases(user) and not is_admin(user) and policy_for(DEFAULT_SITE).blind_ai
+    return can_read_cases(user) and not is_admin(user) and any_site_blinds_ai()
 
 
 def study_detail(user, pk: int) -> Study:

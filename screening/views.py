@@ -17,6 +17,7 @@ from .forms import WorklistForm
 from .models import Prediction, Study
 from .roles import can_read_cases, can_upload, is_admin
 from .services import reading
+from .services.sites import site_names
 
 
 def _require(allowed: bool) -> None:
@@ -170,7 +171,7 @@ def study_audit(request, pk: int):
 @login_required
 def upload(request):
     _require(can_upload(request.user))
-    return render(request, "screening/upload.html")
+    return render(request, "screening/upload.html", {"sites": site_names()})
 
 
 @require_GET

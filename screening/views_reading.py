@@ -13,6 +13,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors
@@ -22,6 +24,7 @@ from .models import Outcome, ReadingPolicy, Study
 from .roles import can_arbitrate_list, can_read_cases, can_record_outcomes, is_admin
 from .services import client_ip, outcomes, reading
 from .services.performance import performance
+from .services.sites import clean_site, site_names
 from .svg_plots import interval_plot
 
 
@@ -30,17 +33,36 @@ def _require(allowed: bool) -> None:
         raise PermissionDenied
 
 
+def _site(request) -> str:
+    """The site a reading page is about (`?site=`, or the form's `site`); an unknown code says so and shows
+    the default site."""
+    code = request.POST.get("site") or request.GET.get("site") or ""
+    try:
+        return clean_site(code)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+        return reading.DEFAULT_SITE
+
+
 @require_GET
 @login_required
 def my_reading(request):
     """The cases that still need this reader's read, in the order the policy sets."""
     _require(can_read_cases(request.user))
-    policy = reading.policy_for()
+    site = _site(request)
+    policy = reading.policy_for(site)
     page = Paginator(selectors.reading_worklist_for(request.user, policy), 50).get_page(request.GET.get("page"))
     return render(
         request,
         "screening/reading.html",
-        {"page": page, "policy": policy, "can_arbitrate": can_arbitrate_list(request.user)},
+        {
+            "page": page,
+            "policy": policy,
+            "site": site,
+            "sites": (names := site_names()),
+            "site_name": names.get(site, site),
+            "can_arbitrate": can_arbitrate_list(request.user),
+        },
     )
 
 
@@ -50,7 +72,10 @@ def arbitration(request):
     """Discordant pairs awaiting the final decision (arbitrators work it, admins watch it)."""
     _require(can_arbitrate_list(request.user))
     page = Paginator(selectors.arbitration_worklist(), 50).get_page(request.GET.get("page"))
-    return render(request, "screening/arbitration.html", {"page": page, "policy": reading.policy_for()})
+    policies = {policy.site: policy for policy in reading.current_policies()}
+    for study in page:
+        study.policy = policies.get(study.site) or reading.policy_of(study)
+    return render(request, "screening/arbitration.html", {"page": page})
 
 
 @require_http_methods(["GET", "POST"])
@@ -58,17 +83,18 @@ def arbitration(request):
 def policy(request):
     """Set the site's reading policy (a new version; the history stays), with its expected workload."""
     _require(is_admin(request.user))
-    current = reading.policy_for()
+    site = _site(request)
+    current = reading.policy_for(site)
     if request.method == "POST":
         form = PolicyForm(request.POST)
         if form.is_valid():
             try:
-                reading.set_policy(user=request.user, ip_address=client_ip(request), **form.cleaned_data)
+                reading.set_policy(user=request.user, ip_address=client_ip(request), site=site, **form.cleaned_data)
             except PortalError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             else:
-                messages.success(request, "Reading policy saved.")
-                return redirect("reading-policy")
+                messages.success(request, f"Reading policy of {site_names().get(site, site)} saved.")
+                return redirect(f"{reverse('reading-policy')}?{urlencode({'site': site})}")
     else:
         form = PolicyForm(
             initial={
@@ -89,9 +115,12 @@ def policy(request):
         {
             "form": form,
             "current": current,
-            "history": ReadingPolicy.objects.select_related("created_by")[:50],
-            "workload": [(t, reading.expected_workload(t)) for t in thresholds],
-            "double": reading.expected_workload(None, ReadingPolicy.Mode.DOUBLE),
+            "site": site,
+            "sites": (names := site_names()),
+            "site_name": names.get(site, site),
+            "history": ReadingPolicy.objects.filter(site=site).select_related("created_by")[:50],
+            "workload": [(t, reading.expected_workload(t, site=site)) for t in thresholds],
+            "double": reading.expected_workload(None, ReadingPolicy.Mode.DOUBLE, site),
         },
     )
 
@@ -104,12 +133,12 @@ def assign(request):
     form = AssignForm(request.POST)
     if not form.is_valid():
         messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
-        return redirect("reading")
+        return redirect(f"{reverse('reading')}?{urlencode({'site': _site(request)})}")
     name = form.cleaned_data["reader"].strip()
     reader = get_user_model().objects.filter(username=name, is_active=True).first() if name else None
     if name and reader is None:
         messages.error(request, f"no active user named {name}")
-        return redirect("reading")
+        return redirect(f"{reverse('reading')}?{urlencode({'site': _site(request)})}")
     studies = list(Study.objects.filter(pk__in=form.cleaned_data["studies"]))
     try:
         changed = reading.assign(studies=studies, reader=reader, user=request.user, ip_address=client_ip(request))
@@ -117,7 +146,7 @@ def assign(request):
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{changed} stud{'y' if changed == 1 else 'ies'} assigned.")
-    return redirect("reading")
+    return redirect(f"{reverse('reading')}?{urlencode({'site': _site(request)})}")
 
 
 @require_POST

@@ -30,11 +30,12 @@ class StudyFilter(filters.FilterSet):
     date_to = filters.DateFilter(field_name="study_date", lookup_expr="lte")
     flag = filters.ChoiceFilter(choices=FLAG_CHOICES, method="filter_flag", label="AI flag")
     patient_number = filters.NumberFilter(field_name="patient_id", help_text=PATIENT_NUMBER_HELP)
+    site = filters.CharFilter(field_name="site", help_text="Site code")
     ordering = filters.OrderingFilter(fields=(("exam_score", "exam_score"), ("study_date", "study_date"), ("id", "id")))
 
     class Meta:
         model = Study
-        fields = ["status", "date_from", "date_to", "flag", "patient_number"]
+        fields = ["status", "date_from", "date_to", "flag", "patient_number", "site"]
 
     def filter_flag(self, queryset, name, value):
         return _flag(queryset, "exam_flag", value)

@@ -25,6 +25,7 @@ from ..models import Outcome, ReadingPolicy, Study
 from ..roles import can_arbitrate_list, can_record_outcomes
 from ..services import client_ip, outcomes, reading
 from ..services.performance import performance
+from ..services.sites import clean_site
 from .permissions import CanReadCases, IsPortalAdmin
 
 
@@ -55,7 +56,7 @@ class ReadingCaseSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Study
-        fields = ["id", "study_uid", "accession_number", "study_date", "patient", "status", "exam_score"]
+        fields = ["id", "study_uid", "accession_number", "study_date", "patient", "site", "status", "exam_score"]
         fields += ["read", "locked_by", "assigned_to"]
         read_only_fields = fields
 
@@ -66,15 +67,22 @@ class ReadingCaseSerializer(serializers.ModelSerializer):
         return None if self.context.get("blind_ai") else study.exam_score
 
 
+SITE_PARAMETER = OpenApiParameter("site", str, description="Site code (default: the default site)")
+
+
 class ReadingWorklistView(generics.ListAPIView):
-    """The cases that still need my read, in the policy's order."""
+    """The cases of one site (`?site=`) that still need my read, in that site's policy order."""
 
     serializer_class = ReadingCaseSerializer
     permission_classes = [CanReadCases]
     filter_backends = []
 
+    @extend_schema(parameters=[SITE_PARAMETER])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
-        self.policy = reading.policy_for()
+        self.policy = reading.policy_for(clean_site(self.request.query_params.get("site")))
         return selectors.reading_worklist_for(self.request.user, self.policy)
 
     def get_serializer_context(self):
@@ -113,9 +121,10 @@ class PolicyView(APIView):
 
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(parameters=[OpenApiParameter("threshold", float)], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[OpenApiParameter("threshold", float), SITE_PARAMETER], responses=OpenApiTypes.OBJECT)
     def get(self, request):
-        current = reading.policy_for()
+        site = clean_site(request.query_params.get("site"))
+        current = reading.policy_for(site)
         threshold = request.query_params.get("threshold")
         try:
             threshold = float(threshold) if threshold not in (None, "") else current.triage_threshold
@@ -124,9 +133,12 @@ class PolicyView(APIView):
         return Response(
             {
                 "current": PolicySerializer(current).data,
-                "expected_workload": reading.expected_workload(threshold, ReadingPolicy.Mode.AI_TRIAGED),
+                "expected_workload": reading.expected_workload(threshold, ReadingPolicy.Mode.AI_TRIAGED, site),
                 "threshold": threshold,
-                "history": PolicySerializer(ReadingPolicy.objects.select_related("created_by")[:50], many=True).data,
+                "history": PolicySerializer(
+                    ReadingPolicy.objects.filter(site=site).select_related("created_by")[:50], many=True
+                ).data,
+                "sites": {policy.site: policy.mode for policy in reading.current_policies()},
             }
         )
 

@@ -18,6 +18,12 @@ class ImageUploadSerializer(serializers.Serializer):
     laterality = serializers.ChoiceField(choices=["L", "R"], required=False, allow_blank=True)
     view = serializers.ChoiceField(choices=["CC", "MLO", "OTHER"], required=False, allow_blank=True)
     accession_number = serializers.CharField(required=False, allow_blank=True, max_length=16)
+    site = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text="Site code of a new study (default: the default site); also `?site=` for a DICOM body.",
+    )
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -134,6 +140,7 @@ class StudySerializer(serializers.ModelSerializer):
             "study_date",
             "patient",
             "patient_number",
+            "site",
             "status",
             "exam_score",
             "exam_flag",

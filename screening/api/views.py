@@ -127,6 +127,7 @@ class ImageViewSet(
                 user=request.user,
                 ip_address=services.client_ip(request),
                 via=upload_channel(request),
+                site=data.get("site") or request.query_params.get("site", ""),
             )
         finally:
             # Django closes multipart files with the request, not a body the DICOM parser streamed to disk:

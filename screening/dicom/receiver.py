@@ -34,7 +34,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..errors import PortalError, UnsupportedMedia
-from ..models import DicomPeer
+from ..models import DEFAULT_SITE, DicomPeer
 from ..services import ingest_file
 from ..services.audit import record_event
 from ..services.ingest_validation import MG_SOP_CLASSES
@@ -65,6 +65,12 @@ def allowed_peers() -> set[tuple[str, str]]:
     peers = set(settings.PORTAL_DICOM_ALLOWED_AES)
     peers.update(DicomPeer.objects.filter(enabled=True).values_list("ae_title", "host"))
     return peers
+
+
+def peer_site(ae_title: str, host: str) -> str:
+    """The site of the admin's DICOM peer that sent it; the default site for PORTAL_DICOM_ALLOWED_AES peers."""
+    site = DicomPeer.objects.filter(ae_title=ae_title, host=host, enabled=True).values_list("site", flat=True).first()
+    return site or DEFAULT_SITE
 
 
 def failure_status(exc: BaseException) -> int:
@@ -171,7 +177,14 @@ def handle_store(event) -> int:
                     DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 )
                 return DATASET_DOES_NOT_MATCH_SOP_CLASS
-            result = ingest_file(file=tmp, filename="c-store.dcm", user=None, ip_address=host, via="dicom")
+            result = ingest_file(
+                file=tmp,
+                filename="c-store.dcm",
+                user=None,
+                ip_address=host,
+                via="dicom",
+                site=peer_site(ae_title, host),
+            )
     except PortalError as exc:
         status = failure_status(exc)
         # The code and message only: ingest's messages never echo header values.

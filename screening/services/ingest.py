@@ -32,6 +32,7 @@ from .audit import record_event
 from .ingest_validation import Parsed, megabytes, parse
 from .predictions import enqueue_images
 from .renditions import queue_render
+from .sites import clean_site
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,14 @@ def ingest_file(
     user=None,
     ip_address: str | None = None,
     via: str = "",
+    site: str = "",
 ) -> IngestResult:
     """Ingest one DICOM or image file. Same bytes or same SOPInstanceUID again returns the existing image.
 
     patient_id, laterality and view describe a plain image file; a DICOM carries its
     own (the given values fill only what the DICOM lacks). `user`, `ip_address` and
-    `via` go into the audit trail. Raises PortalError.
+    `via` go into the audit trail. A new study belongs to `site` (a Site code; the default site when
+    empty); an image joining a study already held leaves that study where it is. Raises PortalError.
     """
     django_file = file if isinstance(file, File) else File(file, name=filename)
     size = django_file.size
@@ -68,6 +71,7 @@ def ingest_file(
         raise TooLarge(f"the file is {megabytes(size)}; the limit is {megabytes(settings.PORTAL_MAX_UPLOAD_BYTES)}")
     laterality = _clean_choice(laterality, Image.Laterality, "laterality", {"LEFT": "L", "RIGHT": "R"})
     view = _clean_choice(view, Image.View, "view", {})
+    site = clean_site(site)
 
     # Computed while the upload streamed in (screening.uploads and the DICOM entry points); a
     # file handed over by other code (import_images) is read once more for it.
@@ -93,6 +97,7 @@ def ingest_file(
         parsed,
         sha256=sha256,
         size=size,
+        site=site,
         audit={"user": user, "ip_address": ip_address, "detail": {"via": via}},
     )
 
@@ -138,7 +143,7 @@ def _existing_for(image: Image, user) -> IngestResult:
     return IngestResult(image, created=False)
 
 
-def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, audit: dict) -> IngestResult:
+def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: str, audit: dict) -> IngestResult:
     """Store the original (local storage moves an upload's temporary file into place: no copy),
     write the rows, and queue the rendition and the prediction for after the commit."""
     key = uuid.uuid4().hex
@@ -148,7 +153,7 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, audit: 
         django_file.seek(0)
         saved.append(default_storage.save(f"originals/{key[:2]}/{key}.{extension}", django_file))
         with transaction.atomic():
-            image = _write_rows(parsed, original=saved[0], sha256=sha256, size=size, user=audit["user"])
+            image = _write_rows(parsed, original=saved[0], sha256=sha256, size=size, site=site, user=audit["user"])
             record_event(action="ingest", study=image.study, obj=image, **audit)
             _reopen_if_reported(image, audit)
             queue_render(image)  # tasks are published after the commit: the rendition first
@@ -167,12 +172,12 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, audit: 
     return IngestResult(image, created=True)
 
 
-def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, user) -> Image:
+def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, site: str, user) -> Image:
     patient, _ = Patient.objects.get_or_create(
         patient_id=parsed.patient_id,
         defaults={"name": parsed.patient_name, "birth_date": parsed.birth_date, "sex": parsed.sex},
     )
-    study = _study_for(parsed, patient, user)
+    study = _study_for(parsed, patient, user, site)
     rows, columns = parsed.rows, parsed.columns
     return Image.objects.create(
         sop_uid=parsed.sop_uid,
@@ -193,7 +198,7 @@ def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, user) 
     )
 
 
-def _study_for(parsed: Parsed, patient: Patient, user) -> Study:
+def _study_for(parsed: Parsed, patient: Patient, user, site: str) -> Study:
     """The study the image joins: only one its sender may see, and only the same patient's."""
     if parsed.study_uid:
         study, created = Study.objects.get_or_create(
@@ -203,6 +208,7 @@ def _study_for(parsed: Parsed, patient: Patient, user) -> Study:
                 "accession_number": parsed.accession_number,
                 "study_date": parsed.study_date,
                 "uid_generated": parsed.uid_generated,
+                "site": site,
             },
         )
         if not created and (study.patient_id != patient.pk or not _may_add_to(study.pk, user)):
@@ -213,7 +219,11 @@ def _study_for(parsed: Parsed, patient: Patient, user) -> Study:
     study = (
         candidates.select_for_update()
         .filter(
-            patient=patient, uid_generated=True, accession_number=parsed.accession_number, study_date=parsed.study_date
+            patient=patient,
+            uid_generated=True,
+            accession_number=parsed.accession_number,
+            study_date=parsed.study_date,
+            site=site,
         )
         .exclude(status=Study.Status.REPORTED)
         .order_by("-created")
@@ -226,6 +236,7 @@ def _study_for(parsed: Parsed, patient: Patient, user) -> Study:
             patient=patient,
             accession_number=parsed.accession_number,
             study_date=parsed.study_date,
+            site=site,
         )
     return study
 

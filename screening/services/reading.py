@@ -17,11 +17,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..errors import Conflict, PortalError
-from ..models import CaseLock, ReadingPolicy, Review, Study
+from ..models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
 from ..roles import is_arbitrator
 from .audit import record_event
+from .sites import clean_site, site_codes
 
-DEFAULT_SITE = "default"
 # Discordance by BI-RADS category group: negative or benign (1, 2); probably benign, short-interval
 # follow-up (3); recall for assessment or suspicious (0, 4, 5); known cancer (6). Recall versus no
 # recall (decision normal/abnormal) is implied: every group lies on one side of it.
@@ -36,16 +36,29 @@ def policy_for(site: str = DEFAULT_SITE) -> ReadingPolicy:
 
 
 def policy_of(study: Study) -> ReadingPolicy:
-    """Every study belongs to the default site until studies carry a site of their own."""
-    return policy_for(DEFAULT_SITE)
+    """The policy of the study's site."""
+    return policy_for(study.site or DEFAULT_SITE)
 
 
-def expected_workload(threshold: float | None, mode: str = ReadingPolicy.Mode.AI_TRIAGED) -> dict:
-    """Reads per exam a policy would cost, from the exam scores of the studies scored so far.
+def current_policies() -> list[ReadingPolicy]:
+    """Every site's policy in force, the default site first."""
+    return [policy_for(code) for code in site_codes()]
+
+
+def any_site_blinds_ai() -> bool:
+    return any(policy.blind_ai for policy in current_policies())
+
+
+def expected_workload(
+    threshold: float | None, mode: str = ReadingPolicy.Mode.AI_TRIAGED, site: str | None = None
+) -> dict:
+    """Reads per exam a policy would cost, from the exam scores of the site's studies scored so far
+    (every site's when `site` is None).
 
     Unscored exams count as read twice under AI triage (no score, no triage).
     """
-    scores = list(Study.objects.values_list("exam_score", flat=True))
+    studies = Study.objects.all() if site is None else Study.objects.filter(site=site)
+    scores = list(studies.values_list("exam_score", flat=True))
     n = len(scores)
     if mode == ReadingPolicy.Mode.SINGLE:
         single = n
@@ -73,12 +86,16 @@ def set_policy(
     triage_threshold: float | None = None,
     resolution: str = ReadingPolicy.Resolution.ARBITRATOR,
     blind_ai: bool = False,
-    order: str = ReadingPolicy.Order.SCORE,
+    order: str | None = None,
     lock_minutes: int = 15,
     note: str = "",
     ip_address: str | None = None,
 ) -> ReadingPolicy:
-    """Add a policy version for a site (the latest wins), audited with its expected workload."""
+    """Add a policy version for a site (the latest wins), audited with its expected workload.
+
+    The worklist order defaults to the AI score, or to the exam date when the AI is hidden: a list
+    ordered by a hidden score would show readers what the AI thinks, so that pair is refused.
+    """
     if mode not in ReadingPolicy.Mode.values:
         raise PortalError(f"mode must be one of {', '.join(ReadingPolicy.Mode.values)}", field="mode")
     if mode == ReadingPolicy.Mode.AI_TRIAGED:
@@ -92,11 +109,17 @@ def set_policy(
         triage_threshold = None
     if resolution not in ReadingPolicy.Resolution.values:
         raise PortalError("resolution must be arbitrator or consensus", field="resolution")
+    order = order or (ReadingPolicy.Order.DATE if blind_ai else ReadingPolicy.Order.SCORE)
     if order not in ReadingPolicy.Order.values:
         raise PortalError(f"order must be one of {', '.join(ReadingPolicy.Order.values)}", field="order")
+    if blind_ai and order == ReadingPolicy.Order.SCORE:
+        raise PortalError(
+            "a worklist in AI-score order would show readers what the hidden AI thinks: order it by date or age",
+            field="order",
+        )
     if not 1 <= int(lock_minutes) <= 240:
         raise PortalError("the lock time-out must be between 1 and 240 minutes", field="lock_minutes")
-    site = (site or DEFAULT_SITE).strip()[:64] or DEFAULT_SITE
+    site = clean_site(site)
     policy = ReadingPolicy.objects.create(
         site=site,
         mode=mode,
@@ -121,7 +144,7 @@ def set_policy(
             "blind_ai": bool(blind_ai),
             "order": order,
             "lock_minutes": int(lock_minutes),
-            "expected_workload": expected_workload(triage_threshold, mode),
+            "expected_workload": expected_workload(triage_threshold, mode, site),
         },
     )
     return policy

@@ -1,4 +1,4 @@
-"""Studies as a whole: assignment to a reader and deletion (admins). Both are audited."""
+"""Studies as a whole: assignment to a reader, the site they belong to, and deletion (admins). All audited."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..errors import PortalError
 from ..models import DicomExport, Image, Prediction, Study
 from .audit import record_event
 from .renditions import full_resolution_name
+from .sites import clean_site
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,26 @@ def assign_studies(*, studies: Iterable[Study], assignee, user, ip_address: str 
         )
         changed += 1
     return changed
+
+
+@transaction.atomic
+def move_to_site(*, study: Study, site: str, user, ip_address: str | None = None) -> bool:
+    """File a study under another site (whose reading policy then governs it); audited. True when it moved."""
+    site = clean_site(site)
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if locked.site == site:
+        return False
+    record_event(
+        action="study_site_change",
+        user=user,
+        study=locked,
+        obj=locked,
+        ip_address=ip_address,
+        detail={"from": locked.site, "to": site},
+    )
+    locked.site = study.site = site
+    locked.save(update_fields=["site", "updated"])
+    return True
 
 
 def stored_files_of(study: Study) -> list[str]:

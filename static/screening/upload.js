@@ -33,8 +33,8 @@
     running += 1;
     const data = new FormData();
     data.append("file", job.file);
-    for (const field of ["patient_id", "laterality", "view"]) {
-      const value = form.elements[field].value;
+    for (const field of ["patient_id", "laterality", "view", "site"]) {
+      const value = form.elements[field] ? form.elements[field].value : "";
       if (value) data.append(field, value);
     }
     const xhr = new XMLHttpRequest();

@@ -295,7 +295,7 @@ def test_assigning_a_study_in_the_admin_is_audited(client, superuser, radiologis
     changelist = reverse("admin:screening_study_changelist")
     client.post(changelist, {"action": "assign_to_me", "_selected_action": [study.pk]})
     assert Study.objects.get(pk=study.pk).assigned_to == superuser
-    form = {"assigned_to": radiologist.pk, "images-TOTAL_FORMS": "1", "images-INITIAL_FORMS": "1"}
+    form = {"assigned_to": radiologist.pk, "site": "default", "images-TOTAL_FORMS": "1", "images-INITIAL_FORMS": "1"}
     change = client.post(reverse("admin:screening_study_change", args=[study.pk]), form)
     assert change.status_code == 302
     study.refresh_from_db()

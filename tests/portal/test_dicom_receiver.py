@@ -225,14 +225,15 @@ def test_a_peer_an_admin_enabled_is_accepted_and_a_disabled_one_is_not(port, set
 def test_an_admin_adds_a_dicom_peer_in_the_admin_and_it_is_audited(client, admin_user):
     client.force_login(admin_user)
     response = client.post(
-        reverse("admin:screening_dicompeer_add"), {"ae_title": "PACS", "host": "10.0.0.5", "enabled": "on"}
+        reverse("admin:screening_dicompeer_add"),
+        {"ae_title": "PACS", "host": "10.0.0.5", "enabled": "on", "site": "default"},
     )
     assert response.status_code == 302, response.content
     peer = DicomPeer.objects.get()
     assert receiver.allowed_peers() >= {("PACS", "10.0.0.5")}
     event = AuditEvent.objects.get(action="dicom_peer_add")
     assert event.user == admin_user and event.object_id == str(peer.pk)
-    assert event.detail == {"ae_title": "PACS", "host": "10.0.0.5", "enabled": True}
+    assert event.detail == {"ae_title": "PACS", "host": "10.0.0.5", "enabled": True, "site": "default"}
     bad = client.post(reverse("admin:screening_dicompeer_add"), {"ae_title": "A\\B", "host": "pacs.example"})
     assert bad.status_code == 200 and DicomPeer.objects.count() == 1
 
@@ -275,3 +276,13 @@ def test_compose_runs_the_receiver_after_migrate_with_its_port_published():
     assert (ROOT / "screening" / "management" / "commands" / "dicom_receiver.py").exists()
     assert dicom["depends_on"]["web"] == {"condition": "service_healthy"}
     assert "11112:11112" in dicom["ports"] and "healthcheck" in dicom
+
+
+def test_a_peer_files_what_it_sends_under_its_site_and_others_under_the_default_site(port, tmp_path):
+    from screening.models import Site
+
+    Site.objects.create(code="north", name="North unit")
+    DicomPeer.objects.create(ae_title="NORTHMG", host="127.0.0.1", site="north")
+    assert statuses(storescu(port, write(tmp_path, "n.dcm", mg_dataset(seed=1)), aet="NORTHMG")) == ["Success"]
+    assert statuses(storescu(port, write(tmp_path, "d.dcm", mg_dataset(seed=2)))) == ["Success"]
+    assert sorted(Image.objects.values_list("study__site", flat=True)) == ["default", "north"]
