@@ -6,6 +6,7 @@ from django import forms
 
 from .models import Outcome, ReadingPolicy, Review
 from .services.performance import PerformanceFilters
+from .services.sites import site_names
 
 
 class PolicyForm(forms.Form):
@@ -47,9 +48,17 @@ class PerformanceForm(forms.Form):
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     density = forms.ChoiceField(required=False, choices=[("", "All"), *Review.Density.choices])
+    site = forms.ChoiceField(required=False, choices=())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["site"].choices = [("", "All sites"), *site_names().items()]
 
     def filters(self) -> PerformanceFilters:
         data = self.cleaned_data if self.is_bound and self.is_valid() else {}
         return PerformanceFilters(
-            date_from=data.get("date_from"), date_to=data.get("date_to"), density=data.get("density") or ""
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+            density=data.get("density") or "",
+            site=data.get("site") or "",
         )

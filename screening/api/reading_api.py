@@ -276,6 +276,7 @@ class PerformanceView(APIView):
             OpenApiParameter("date_from", OpenApiTypes.DATE),
             OpenApiParameter("date_to", OpenApiTypes.DATE),
             OpenApiParameter("density", str, enum=["", "A", "B", "C", "D"]),
+            OpenApiParameter("site", str, description="Site code (default: every site)"),
         ],
         responses=OpenApiTypes.OBJECT,
     )

@@ -26,6 +26,7 @@ class PerformanceFilters:
     date_from: date | None = None
     date_to: date | None = None
     density: str = ""  # A, B, C, D or "" (all): the density of the exam's final (or latest) read
+    site: str = ""  # a site code, or "" (the whole programme)
 
 
 def _studies(filters: PerformanceFilters) -> dict[int, Study]:
@@ -35,6 +36,8 @@ def _studies(filters: PerformanceFilters) -> dict[int, Study]:
         studies = studies.filter(exam_day__gte=filters.date_from)
     if filters.date_to:
         studies = studies.filter(exam_day__lte=filters.date_to)
+    if filters.site:
+        studies = studies.filter(site=filters.site)
     return {s.pk: s for s in studies}
 
 
@@ -114,6 +117,7 @@ def performance(filters: PerformanceFilters | None = None) -> dict:
             "date_from": filters.date_from.isoformat() if filters.date_from else None,
             "date_to": filters.date_to.isoformat() if filters.date_to else None,
             "density": filters.density or None,
+            "site": filters.site or None,
         },
         "programme": programme,
         "readers": readers,

@@ -82,6 +82,20 @@ def test_the_figures_filter_by_density_and_period(programme):
     assert late["exams"] == 2  # C and D
 
 
+def test_the_figures_filter_by_site_and_an_unknown_site_is_a_400(programme, admin_user):
+    from screening.models import Site
+
+    Site.objects.create(code="north", name="North unit")
+    Study.objects.filter(patient__patient_id__in=["A", "C"]).update(site="north")
+    north = performance(PerformanceFilters(site="north"))["programme"]
+    assert (north["exams"], north["recalls"], north["arbitrated"]) == (2, 1, 1)
+    assert performance(PerformanceFilters(site="default"))["programme"]["exams"] == 2
+    api = _token_client(admin_user)
+    assert api.get("/api/v1/performance/?site=north").json()["filters"]["site"] == "north"
+    bad = api.get("/api/v1/performance/?site=south")
+    assert bad.status_code == 400 and "site" in bad.json()["error"]["fields"]
+
+
 def test_the_performance_page_draws_svg_plots_and_the_api_serves_the_same_figures(programme, admin_user, client):
     client.force_login(admin_user)
     page = client.get(reverse("performance")).content.decode()
