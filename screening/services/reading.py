@@ -3,7 +3,9 @@
 A case is read once (single reading, or below the AI-triage score) or twice, blind
 (double reading, or at or above the AI-triage score). Each read is a Review with its
 slot; the case's final decision is the single read, the second read when it agrees
-with the first, or else the arbitrator's or the two readers' consensus decision.
+with the first, or else the arbitrator's decision or the two readers' consensus: one
+of the pair proposes it (a consensus review, not final) and it becomes final when the
+other submits the same decision and BI-RADS group.
 Which slot a submission fills follows from the reads already made, so the policy in
 force when the first read was made keeps governing that case.
 """
@@ -181,6 +183,11 @@ class ReadingState:
     def second(self) -> Review | None:
         return self.latest.get("second")
 
+    @property
+    def proposal(self) -> Review | None:
+        """The latest consensus decision proposed by one of the pair and not yet agreed by the other."""
+        return self.latest.get("consensus") if self.final is None else None
+
 
 def reading_state(study: Study, reviews: list[Review] | None = None) -> ReadingState:
     """The case's stage from its reviews (newest version first is not assumed)."""
@@ -206,10 +213,10 @@ def next_slot(study: Study, user, state: ReadingState, policy: ReadingPolicy) ->
     first, second = state.first, state.second
     if state.stage == "final":
         final = state.final
-        if final.radiologist_id == user.pk and final.slot in FINAL_SLOTS:
+        if final.radiologist_id == user.pk and final.slot in ("single", "arbitration"):
             return final.slot  # a correction of one's own final decision
-        if is_arbitrator(user) and final.slot == "arbitration":
-            return "arbitration"
+        if is_arbitrator(user) and final.slot in ("arbitration", "consensus"):
+            return "arbitration"  # a consensus is two readers' decision: one of them alone cannot correct it
         raise Conflict("this case has its final decision; only its author or an arbitrator may correct it")
     if state.stage == "arbitration":
         pair = {first.radiologist_id, second.radiologist_id}
@@ -223,6 +230,12 @@ def next_slot(study: Study, user, state: ReadingState, policy: ReadingPolicy) ->
             return "first"  # a correction of one's own first read, before the second reader
         return "second"
     return "single" if reads_required(study, policy) == 1 else "first"
+
+
+def consensus_reached(state: ReadingState, user, decision: str, birads: int) -> bool:
+    """The other reader of the pair proposed this same decision (and BI-RADS group): the consensus is made."""
+    proposal = state.proposal
+    return proposal is not None and proposal.radiologist_id != user.pk and concordant(proposal, decision, birads)
 
 
 def may_see_reads(user, state: ReadingState) -> bool:

@@ -86,7 +86,11 @@ def review_submit(
     policy = reading.policy_of(study)
     state = reading.reading_state(study, list(Review.objects.filter(study=study)))
     slot = reading.next_slot(study, radiologist, state, policy)
-    is_final = slot in reading.FINAL_SLOTS or (slot == "second" and reading.concordant(state.first, decision, birads))
+    if slot == "consensus":
+        is_final = reading.consensus_reached(state, radiologist, decision, birads)
+    else:
+        concordant_second = slot == "second" and reading.concordant(state.first, decision, birads)
+        is_final = slot in reading.FINAL_SLOTS or concordant_second
     held = lock is not None and lock.user_id == radiologist.pk
     version = (study.reviews.aggregate(v=Max("version"))["v"] or 0) + 1
     review = Review.objects.create(
@@ -150,6 +154,15 @@ def review_submit(
                 "second": [decision, int(birads)],
                 "resolution": policy.resolution,
             },
+        )
+    if slot == "consensus" and not is_final:
+        record_event(
+            action="consensus_proposed",
+            user=radiologist,
+            study=study,
+            obj=review,
+            ip_address=ip_address,
+            detail={"decision": decision, "birads": int(birads), "awaits": "the other reader's agreement"},
         )
     if held:
         reading.release_lock(study=study, user=radiologist, reason="submit", ip_address=ip_address)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -97,8 +98,23 @@ def test_consensus_of_the_two_readers_resolves_a_discordant_pair(admin_user, rad
     study = make_study("S", 0.5)
     read(study, radiologist, "normal", 2)
     read(study, second_radiologist, "abnormal", 0)
-    final = read(study, second_radiologist, "abnormal", 4, note="agreed at consensus")
+    # One reader alone makes no consensus: a proposal, until the other submits the same decision and group.
+    proposal = read(study, second_radiologist, "abnormal", 4, note="proposed at consensus")
+    assert (proposal.slot, proposal.is_final) == ("consensus", False)
+    assert Study.objects.get(pk=study.pk).status == "in_review" and study in arbitration_worklist()
+    assert AuditEvent.objects.filter(action="consensus_proposed", user=second_radiologist).exists()
+    assert read(study, second_radiologist, "abnormal", 4).is_final is False  # agreeing with oneself is no consensus
+    client = Client()
+    client.force_login(radiologist)
+    page = client.get(reverse("study-viewer", args=[study.pk])).content.decode()
+    assert "rad2 proposed abnormal, BI-RADS 4: submit the same to agree" in page
+    counter = read(study, radiologist, "abnormal", 3)  # another BI-RADS group (probably benign, not recall)
+    assert (counter.slot, counter.is_final) == ("consensus", False)
+    final = read(study, second_radiologist, "abnormal", 3, note="agreed at consensus")
     assert (final.slot, final.is_final) == ("consensus", True)
+    assert Study.objects.get(pk=study.pk).status == "reported" and study not in arbitration_worklist()
+    with pytest.raises(Conflict, match="only its author or an arbitrator"):
+        read(study, radiologist, "normal", 1)  # one of the pair alone cannot rewrite a consensus
 
 
 def test_a_reader_never_reads_the_same_exam_as_first_and_second_reader(double_reading, radiologist):
