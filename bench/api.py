@@ -46,13 +46,24 @@ ENDPOINTS = {
     "patient list": "/api/v1/patients/",
     "model list": "/api/v1/models/",
     "training-run list": "/api/v1/training-runs/",
+    "reading worklist": "/api/v1/reading/worklist/",
+    "arbitration worklist": "/api/v1/reading/arbitration/",
+    "outcome list": "/api/v1/outcomes/",
+    "performance (figures, not a list)": "/api/v1/performance/",
 }
 CURSOR_PAGES = 20
-ADMIN_ONLY = {"model list", "training-run list"}  # asked as the admin; everything else as the radiologist
+ADMIN_ONLY = {
+    "model list",
+    "training-run list",
+    "arbitration worklist",
+    "outcome list",
+    "performance (figures, not a list)",
+}  # asked as the admin; everything else as the radiologist
 
 
 def seed(database_url: str, studies: int) -> None:
-    """Bulk rows with COPY: patients (one per study), 4 images, 4 predictions each, a review on every 4th study."""
+    """Bulk rows with COPY: patients (one per study), 4 images, 4 predictions each, a review on every 4th study,
+    a discordant double read awaiting arbitration on every 100th and an outcome on every 40th."""
     import psycopg
 
     rng = np.random.default_rng(0)
@@ -60,6 +71,8 @@ def seed(database_url: str, studies: int) -> None:
     with psycopg.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT id FROM auth_user WHERE username = 'radiologist'")
         radiologist = cur.fetchone()[0]
+        cur.execute("SELECT id FROM auth_user WHERE username = 'admin'")
+        admin = cur.fetchone()[0]
         # migrate registered the shipped baseline as champion: the bench's version takes over.
         cur.execute("UPDATE screening_modelversion SET status = 'retired' WHERE status = 'champion'")
         cur.execute(
@@ -75,7 +88,7 @@ def seed(database_url: str, studies: int) -> None:
                 copy.write_row((i, f"BENCH{i:07d}", "", "F", "", now))
         with cur.copy(
             "COPY screening_study (id, study_uid, uid_generated, accession_number, study_date, patient_id, status,"
-            " exam_score, exam_flag, score_left, score_right, exam_model_id, created, updated) FROM STDIN"
+            " exam_score, exam_flag, score_left, score_right, exam_model_id, site, created, updated) FROM STDIN"
         ) as copy:
             for i in range(1, studies + 1):
                 left, right = scores[i - 1, :2].mean(), scores[i - 1, 2:].mean()
@@ -95,6 +108,7 @@ def seed(database_url: str, studies: int) -> None:
                         left,
                         right,
                         model,
+                        "default",
                         now,
                         now,
                     )
@@ -158,9 +172,32 @@ def seed(database_url: str, studies: int) -> None:
             "COPY screening_review (id, study_id, version, radiologist_id, decision, birads, density, note,"
             " agrees_with_ai, is_final, slot, created) FROM STDIN"
         ) as copy:
+            r = 0
             for r, i in enumerate(range(4, studies + 1, 4), start=1):
                 copy.write_row((r, i, 1, radiologist, "normal", 1, "B", "", True, True, "single", now))
-        for table in ("patient", "study", "image", "prediction", "review"):
+            for i in range(2, studies + 1, 100):  # first and second read disagree: arbitration
+                copy.write_row((r + 1, i, 1, radiologist, "normal", 1, "B", "", None, False, "first", now))
+                copy.write_row((r + 2, i, 2, admin, "abnormal", 4, "B", "", None, False, "second", now))
+                r += 2
+        with cur.copy(
+            "COPY screening_outcome (study_id, laterality, result, cancer_type, diagnosed_on, source, recorded_by_id,"
+            " created) FROM STDIN"
+        ) as copy:
+            for k, i in enumerate(range(4, studies + 1, 40)):
+                malignant = k % 5 == 0
+                copy.write_row(
+                    (
+                        i,
+                        "L",
+                        "malignant" if malignant else "no_cancer",
+                        "invasive" if malignant else "",
+                        None,
+                        "csv",
+                        admin,
+                        now,
+                    )
+                )
+        for table in ("patient", "study", "image", "prediction", "review", "outcome"):
             cur.execute(
                 f"SELECT setval(pg_get_serial_sequence('screening_{table}', 'id'),"
                 f" (SELECT max(id) FROM screening_{table}))"

@@ -1,15 +1,14 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from screening.views import PortalLoginView
+from screening.views import PortalLoginView, PortalLogoutView
 
 from . import views
 
 urlpatterns = [
     path("accounts/login/", PortalLoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", PortalLogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("screening.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

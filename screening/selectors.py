@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from .models import AuditEvent, CaseLock, Image, Patient, Prediction, ReadingPolicy, Review, Study
 from .roles import can_read_cases, is_admin, roles_of, sees_all_studies
-from .services.reading import case_reading, policy_for
+from .services.reading import case_reading, policy_for, policy_of
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
 WORKLIST_ORDERINGS = {
@@ -161,10 +161,10 @@ def worklist_counts() -> dict[str, int]:
 
 
 def next_study_after(user, study: Study) -> Study | None:
-    """The next case needing this reader's read, in the policy's order (never the one just read),
-    skipping cases someone else is reading now."""
+    """The next case of the same site needing this reader's read, in that site's policy order (never the one
+    just read), skipping cases someone else is reading now."""
     return (
-        reading_worklist_for(user)
+        reading_worklist_for(user, policy_of(study))
         .exclude(pk=study.pk)
         .exclude(Exists(CaseLock.objects.filter(study=OuterRef("pk"), expires__gt=timezone.now()).exclude(user=user)))
         .first()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import LoginView
+from django.contrib.auth.views import LoginView, LogoutView
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
@@ -149,7 +149,15 @@ def study_viewer_data(request, pk: int):
     """The viewer's JSON (see viewer_data); same access as the viewer page."""
     _require(can_read_cases(request.user))
     study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
-    return JsonResponse(viewer_data(study, show_ai=reading.case_reading(study, request.user).show_ai))
+    data = viewer_data(study, show_ai=reading.case_reading(study, request.user).show_ai)
+    # The case "Submit and next" opens, with its pixel sources: the viewer prefetches them once this one has painted.
+    following = selectors.next_study_after(request.user, study)
+    data["next"] = (
+        {"id": following.pk, "sources": [_pixel_source(image) for image in following.images.select_related("study")]}
+        if following
+        else None
+    )
+    return JsonResponse(data)
 
 
 @require_GET
@@ -204,3 +212,13 @@ class PortalLoginView(LoginView):
         if url == reverse("worklist"):
             return landing_url(self.request.user)
         return url
+
+
+class PortalLogoutView(LogoutView):
+    """Logging out also clears what the portal kept in this browser: the next-case prefetch holds a case's
+    DICOM instances in Cache Storage, which must not outlive the session (`Clear-Site-Data`)."""
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        response["Clear-Site-Data"] = '"cache", "storage"'
+        return response

@@ -294,3 +294,12 @@ def test_there_is_a_favicon(client):
     assert target.startswith("/static/")
     assert finders.find(target.removeprefix("/static/"))
     assert 'rel="icon"' in Client().get(reverse("login")).content.decode()
+
+
+def test_logging_out_clears_what_the_viewer_kept_in_the_browser(client, radiologist):
+    """The next-case prefetch keeps DICOM instances in Cache Storage: logging out tells the browser to drop it."""
+    client.force_login(radiologist)
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert response["Clear-Site-Data"] == '"cache", "storage"'
+    assert client.get(reverse("worklist")).status_code == 302  # logged out

@@ -1,7 +1,7 @@
 /* One image cell of the hanging: a Cornerstone3D stack viewport at full bit depth, the chest wall
  * facing the centre line, per-image window/level, a pixel-value probe, the information overlay,
  * and an SVG layer in image coordinates for findings, AI marks and the heatmap. */
-import { Events, ViewportType, attributeText, csUtils, dicomAttributes, getEngine, imageIdFor, loadImage } from "./imaging.js";
+import { Events, ImageQualityStatus, ViewportType, attributeText, csUtils, dicomAttributes, getEngine, imageIdFor, loadImage } from "./imaging.js";
 import { SIDE_NAMES, el, svg, viewName } from "./util.js";
 
 const { windowLevel } = csUtils;
@@ -59,6 +59,7 @@ export class Cell {
     this.imageId = image.source ? imageIdFor(image.source) : null;
     this.loaded = false;
     this.failed = null;
+    this.painted = new Promise((resolve) => (this.onPainted = resolve)); // settles on the first full-resolution paint or failure
     this.fitted = true;
     this.drag = null;
     this.element = el("div", { class: "vp-element" });
@@ -118,7 +119,10 @@ export class Cell {
     if (!this.imageId) return this.fail("no pixel source for this image");
     this.showBadge("Loading…");
     try {
-      const image = await loadImage(this.imageId);
+      performance.mark("viewer:image-requested", { detail: { image: this.image.id } });
+      const { image, from } = await loadImage(this.imageId);
+      this.el.dataset.source = from;
+      performance.mark("viewer:image-loaded", { detail: { image: this.image.id, from } });
       if (!this.viewport) return null; // the layout changed while loading
       await this.viewport.setStack([this.imageId]);
       this.csImage = image;
@@ -144,6 +148,7 @@ export class Cell {
 
   fail(reason) {
     this.failed = reason;
+    this.onPainted(false);
     this.el.dataset.state = "failed";
     this.el.classList.add("broken");
     this.showBadge(`${viewName(this.image)}: the pixel data could not be loaded (${reason}). The other images stay readable.`);
@@ -457,6 +462,17 @@ export class Cell {
     }
   }
 
+  /** The first paint of the loaded image: `data-painted` says at which quality ("full": every stored pixel,
+   * what the DICOM loader gives), and a `viewer:image-painted` performance mark times it from navigation start. */
+  markPainted() {
+    if (!this.loaded || this.el.dataset.painted === "full") return;
+    const full = this.csImage.imageQualityStatus === undefined || this.csImage.imageQualityStatus >= ImageQualityStatus.FULL_RESOLUTION;
+    this.el.dataset.painted = full ? "full" : "low";
+    if (!full) return;
+    performance.mark("viewer:image-painted", { detail: { image: this.image.id } });
+    this.onPainted(true);
+  }
+
   // ------------------------------------------------------------ events
 
   bind() {
@@ -478,6 +494,7 @@ export class Cell {
           this.hooks.cameraChanged(this);
           if (this.viewport) this.el.dataset.scale = this.viewport.getCamera().parallelScale.toFixed(3);
         }
+        if (name === Events.IMAGE_RENDERED) this.markPainted();
         this.drawMarks();
       });
     }

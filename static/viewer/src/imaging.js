@@ -9,8 +9,9 @@ import {
   metaData,
   utilities as csUtils,
 } from "@cornerstonejs/core";
-import { init as dicomLoaderInit, wadouri } from "@cornerstonejs/dicom-image-loader";
+import { init as dicomLoaderInit, prefetchPart10Instance } from "@cornerstonejs/dicom-image-loader";
 import { init as toolsInit } from "@cornerstonejs/tools";
+import { takePrefetched } from "./prefetch.js";
 
 export const ENGINE_ID = "screening";
 let engine = null;
@@ -55,13 +56,20 @@ async function loadPicture(imageId) {
   });
 }
 
-/** Load (and cache) one image; its bytes arrive with progress events (per image, by URL). */
+/** Load (and cache) one image; its bytes arrive with progress events (per image, by URL), or from the
+ * next-case prefetch of the previous page (prefetch.js). Resolves with the image and where its bytes came from. */
 export async function loadImage(imageId) {
   if (imageId.startsWith("picture:")) {
     const cached = cache.getImage(imageId);
-    return cached || loadPicture(imageId);
+    return { image: cached || (await loadPicture(imageId)), from: "network" };
   }
-  return imageLoader.loadAndCacheImage(imageId);
+  const url = imageId.slice("wadouri:".length);
+  const bytes = cache.getImageLoadObject(imageId) ? null : await takePrefetched(url);
+  if (!bytes) return { image: await imageLoader.loadAndCacheImage(imageId), from: "network" };
+  performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
+  // The loader's metadata now holds the instance, so loading the image id fetches nothing.
+  await prefetchPart10Instance(imageId, bytes);
+  return { image: await imageLoader.loadAndCacheImage(imageId), from: "prefetch" };
 }
 
 /** A loaded DICOM image's attributes by keyword (DICOM JSON naturalised: PhotometricInterpretation,
@@ -85,5 +93,6 @@ export function attributeText(attributes, keyword) {
 }
 
 export const Events = Enums.Events;
+export const ImageQualityStatus = Enums.ImageQualityStatus;
 export const ViewportType = Enums.ViewportType;
 export { csUtils };

@@ -7,6 +7,7 @@ import { createDecision } from "./decision.js";
 import { layOut } from "./hanging.js";
 import { getEngine, initImaging } from "./imaging.js";
 import { bindKeyboard } from "./keyboard.js";
+import { prefetch } from "./prefetch.js";
 import { addViewport, setupTools, useMode } from "./tools.js";
 import { $, TYPE_LABELS, el, predictionFlagged, prob, say } from "./util.js";
 import { eventTarget } from "@cornerstonejs/core";
@@ -38,6 +39,7 @@ const state = {
   submitting: false,
   dirty: false,
   attemptKey: null,
+  prefetch: null, // the next case's pixel data: fetched once, after this case's first paint
 };
 
 const decision = createDecision({ state, config, redraw: () => redrawMarks() });
@@ -169,6 +171,32 @@ async function build() {
   resizeAll();
   showWindow(activeCell());
   requestAnimationFrame(() => requestAnimationFrame(() => (root.dataset.ready = "true")));
+  afterPaint(cells);
+}
+
+/** Once the case's images have painted at full resolution (a `viewer:case-painted` mark), fetch the next
+ * case's at low priority, when the page is idle: once per page. */
+async function afterPaint(cells) {
+  if (state.prefetch) return;
+  state.prefetch = "waiting";
+  const loaded = cells.filter((c) => c.loaded);
+  const settle = new Promise((resolve) => setTimeout(resolve, 10_000)); // a cell unmounted mid-load never paints
+  await Promise.race([Promise.all(loaded.map((c) => c.painted)), settle]);
+  if (state.cells === cells) performance.mark("viewer:case-painted");
+  const next = (state.data && state.data.next) || null;
+  const urls = next ? next.sources.filter((s) => s.kind === "dicom").map((s) => s.url) : [];
+  const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
+  await new Promise((resolve) => idle(resolve, { timeout: 2000 }));
+  root.dataset.prefetch = "running";
+  const leaving = new AbortController();
+  window.addEventListener("pagehide", () => leaving.abort(), { once: true });
+  try {
+    const held = await prefetch(urls, { signal: leaving.signal });
+    root.dataset.prefetch = `done:${held}`;
+    performance.mark("viewer:next-prefetched", { detail: { held, study: next && next.id } });
+  } catch {
+    root.dataset.prefetch = "failed"; // the next case loads from the network as usual
+  }
 }
 
 // ------------------------------------------------------------------ tools

@@ -1,0 +1,238 @@
+"""Case open to the first full-resolution paint in the viewer, in headless Chromium.
+
+    python -m bench.viewer [--cases 20] [--workers 2] [--database-url postgres://...]
+
+Seeds a scratch database (SQLite unless --database-url) and media folder with N + 1 four-view studies of
+synthetic 3328x4096 16-bit MG DICOM (through the ingest service; no predictions run), serves the portal on
+gunicorn (loopback), logs the demo radiologist in to the system Chromium (headless, 1920x1080) and opens
+each case in a fresh browser context (cold HTTP cache, no prefetched images), timing navigation start to
+the fourth `viewer:image-painted` mark (each cell's first paint of its full-resolution image, cell.js).
+Then, in the same context, once the viewer has prefetched the next case (`data-prefetch`, prefetch.js),
+it follows "Next case" and times that open too (its static files are cached by then as well).
+
+The breakdown is the critical path: boot (HTML, the viewer bundle, Cornerstone's start and the study
+API) to the first image requested (`viewer:image-requested`); bytes (to the last byte of the last image,
+from the network or, after a prefetch, out of the viewer's store); decode (to the last image decoded,
+`viewer:image-loaded`); render (to the last paint).
+Bytes: what the page moved until the paint (the prefetch after it is counted apart). Prints markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._server import manage, scratch_env, start_gunicorn  # noqa: E402
+
+ROWS, COLUMNS = 4096, 3328
+VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+
+# Everything the page measured, read once the four images have painted.
+COLLECT = """() => {
+  const marks = (name) => performance.getEntriesByName(name).map((e) => ({ t: e.startTime, ...(e.detail || {}) }));
+  const nav = performance.getEntriesByType("navigation")[0];
+  return {
+    requested: marks("viewer:image-requested"),
+    stored: marks("viewer:image-bytes"),
+    painted: marks("viewer:image-painted"),
+    loaded: marks("viewer:image-loaded"),
+    nav: { bytes: nav.transferSize, end: nav.responseEnd },
+    resources: performance.getEntriesByType("resource").map((e) => ({
+      url: e.name, start: e.startTime, end: e.responseEnd, bytes: e.transferSize })),
+  };
+}"""
+FOUR_PAINTED = "() => performance.getEntriesByName('viewer:image-painted').length >= 4"
+
+
+def seed(studies: int) -> None:
+    """Runs in a child process with the scratch environment: N four-view studies through ingest_file."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    django.setup()
+    from unittest import mock
+
+    from pydicom.uid import generate_uid
+
+    from screening.services import ingest_file
+    from tests.dicom_factory import mg_dataset, phantom, to_bytes
+
+    base = {view: phantom(ROWS, COLUMNS, bits=16, seed=k) for k, view in enumerate(("CC", "MLO"))}
+    with mock.patch("screening.dispatch.send"):  # no render or inference work: the viewer reads the originals
+        for s in range(studies):
+            study_uid = generate_uid()
+            for k, (side, view) in enumerate(VIEWS):
+                pixels = np.roll(base[view], 7 * (s * 4 + k), axis=0)
+                ds = mg_dataset(
+                    pixels, bits=16, laterality=side, view=view, study_uid=study_uid, patient_id=f"VIEWER-{s:03d}"
+                )
+                ingest_file(file=io.BytesIO(to_bytes(ds)), filename=f"viewer-{s:03d}-{side}{view}.dcm")
+
+
+def demo_password(env: dict) -> str:
+    out = manage(env, "setup_demo")
+    line = next(line for line in out.splitlines() if "username=radiologist" in line)
+    return line.split("password=")[1].split()[0]
+
+
+def breakdown(m: dict, pixel_urls: set[str]) -> dict:
+    """Milliseconds from navigation start, and bytes, of one case open."""
+    paint = max(p["t"] for p in m["painted"])
+    pixels = [r for r in m["resources"] if r["url"] in pixel_urls and r["start"] <= paint]
+    loaded = max(p["t"] for p in m["loaded"])
+    first_pixel = min(p["t"] for p in m["requested"])
+    last_byte = max([r["end"] for r in pixels] + [p["t"] for p in m["stored"]])
+    before = [r for r in m["resources"] if r["start"] <= paint]
+    return {
+        "paint": paint,
+        "boot": first_pixel,
+        "network": last_byte - first_pixel,
+        "decode": loaded - last_byte,
+        "render": paint - loaded,
+        "bytes": m["nav"]["bytes"] + sum(r["bytes"] for r in before),
+        "pixel_requests": len(pixels),
+        "prefetched": sum(1 for p in m["loaded"] if p.get("from") == "prefetch"),
+        "prefetch_bytes": sum(r["bytes"] for r in m["resources"] if r["start"] > paint and r["url"] in pixel_urls),
+    }
+
+
+def pixel_urls_of(env: dict, base: str) -> set[str]:
+    out = manage(
+        env,
+        "shell",
+        "-c",
+        "from screening.models import Image; from screening.views import _pixel_source\n"
+        "for i in Image.objects.select_related('study'): print(_pixel_source(i)['url'])",
+    )
+    return {base + line.strip() for line in out.splitlines() if line.startswith("/")}
+
+
+def measure(base: str, password: str, study_ids: list[int], pixel_urls: set[str], follow_next: bool):
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    cold, warm, loads = [], [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        size = {"width": 1920, "height": 1080}
+        login = browser.new_context(viewport=size)
+        page = login.new_page()
+        page.goto(f"{base}/")  # the login page
+        page.fill("#id_username", "radiologist")
+        page.fill("#id_password", password)
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+        state = login.storage_state()
+        login.close()
+        for study in study_ids:
+            context = browser.new_context(viewport=size, storage_state=state)  # cold cache, logged in
+            page = context.new_page()
+            page.goto(f"{base}/studies/{study}/", wait_until="commit")
+            page.wait_for_function(FOUR_PAINTED, timeout=120_000, polling=50)
+            cold.append(breakdown(page.evaluate(COLLECT), pixel_urls))
+            if follow_next and page.locator("#skip-link").count():
+                page.wait_for_selector("#viewer[data-prefetch^='done:']", timeout=120_000)
+                after = page.evaluate(COLLECT)["resources"]
+                cold[-1]["prefetch_bytes"] = sum(
+                    r["bytes"] for r in after if r["url"] in pixel_urls and r["start"] > cold[-1]["paint"]
+                )
+                page.click("#skip-link")
+                page.wait_for_function(FOUR_PAINTED, timeout=120_000, polling=50)
+                warm.append(breakdown(page.evaluate(COLLECT), pixel_urls))
+            context.close()
+            loads.append(os.getloadavg()[0])
+            print(
+                f"  case {study}: {cold[-1]['paint']:.0f} ms"
+                + (f", next after prefetch {warm[-1]['paint']:.0f} ms" if warm and len(warm) == len(cold) else ""),
+                file=sys.stderr,
+            )
+        browser.close()
+    return cold, warm, loads
+
+
+def row(name: str, runs: list[dict], load: float) -> str:
+    paint = np.array([r["paint"] for r in runs])
+    med = {k: float(np.median([r[k] for r in runs])) for k in ("boot", "network", "decode", "render", "bytes")}
+    from_prefetch = sum(r["prefetched"] for r in runs) / len(runs)
+    return (
+        f"| {name} | {len(runs)} | {np.median(paint):.0f} | {np.percentile(paint, 95):.0f} | "
+        f"{med['boot']:.0f} / {med['network']:.0f} / {med['decode']:.0f} / {med['render']:.0f} | "
+        f"{med['bytes'] / 1e6:.1f} | {from_prefetch:.1f} | {load:.2f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--port", type=int, default=8767)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--no-next", action="store_true", help="skip the open of the next case after its prefetch")
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.seed is not None:
+        seed(args.seed)
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = scratch_env(Path(tmp), DATABASE_URL=args.database_url)
+        env.pop("REDIS_URL", None)  # in-process tasks and a local cache: nothing queued anywhere
+        env.pop("CELERY_BROKER_URL", None)
+        t0 = time.perf_counter()
+        manage(env, "migrate", "--noinput")
+        manage(env, "collectstatic", "--noinput")
+        password = demo_password(env)
+        subprocess.run(
+            [sys.executable, "-m", "bench.viewer", "--seed", str(args.cases + 1)], cwd=ROOT, env=env, check=True
+        )
+        print(f"seeded {args.cases + 1} studies in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        server = start_gunicorn(env, args.port, args.workers)
+        base = f"http://127.0.0.1:{args.port}"
+        try:
+            urls = pixel_urls_of(env, base)
+            out = manage(
+                env,
+                "shell",
+                "-c",
+                "from screening.models import Study\n"
+                "for pk in Study.objects.values_list('id', flat=True): print('study', pk)",
+            )
+            ids = sorted(int(line.split()[1]) for line in out.splitlines() if line.startswith("study "))
+            started = time.perf_counter()
+            cold, warm, loads = measure(base, password, ids[: args.cases], urls, not args.no_next)
+            elapsed = time.perf_counter() - started
+        finally:
+            server.terminate()
+            server.wait()
+    load = float(np.mean(loads))
+    print(
+        f"\nCase open to the first full-resolution paint of four {COLUMNS}x{ROWS} 16-bit MG images, 1920x1080, "
+        f"headless Chromium, gunicorn ({args.workers} workers, {'PostgreSQL' if args.database_url else 'SQLite'}) "
+        f"on loopback, {os.cpu_count()} CPUs; {elapsed:.0f} s.\n"
+    )
+    print(
+        "| open | cases | median ms | p95 ms | median boot / bytes / decode / render ms | MB per case "
+        "| images from prefetch | load avg (1 min) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    print(row("cold (fresh browser context)", cold, load))
+    if warm:
+        print(row("next case, after the prefetch", warm, load))
+        moved = np.median([r["prefetch_bytes"] for r in cold]) / 1e6
+        print(f"\nThe prefetch moved {moved:.1f} MB per case (median), after the paint.")
+
+
+if __name__ == "__main__":
+    main()

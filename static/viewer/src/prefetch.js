@@ -1,0 +1,64 @@
+/* Next-case prefetch. The portal answers pixel data with `Cache-Control: no-store`, so the browser's HTTP
+ * cache keeps none of it, and the next case is a new page (the viewer's memory goes with the old one). The
+ * viewer therefore keeps the next case's DICOM instances itself, in one Cache Storage cache of its own:
+ * fetched one at a time at low priority once the open case has painted, taken out (and deleted) by the next
+ * page instead of fetching them, and dropped when stale (TTL) or when another case comes next. */
+const STORE = "portal-next-case";
+const TTL_MS = 10 * 60 * 1000;
+const STAMP = "X-Portal-Prefetched-At";
+
+const available = () => typeof caches !== "undefined"; // Cache Storage: secure contexts only
+
+const absolute = (url) => new URL(url, window.location.href).href;
+
+function fresh(response) {
+  const age = Date.now() - Number(response.headers.get(STAMP) || 0);
+  return age >= 0 && age < TTL_MS;
+}
+
+/** The prefetched bytes of one instance, taken out of the store; null when there are none (or stale ones). */
+export async function takePrefetched(url) {
+  if (!available()) return null;
+  try {
+    const store = await caches.open(STORE);
+    const response = await store.match(absolute(url));
+    if (!response) return null;
+    await store.delete(absolute(url));
+    return fresh(response) ? await response.arrayBuffer() : null;
+  } catch {
+    return null; // the store is an optimisation: the loader fetches as usual
+  }
+}
+
+/** Fetch these instances into the store, one after the other at low priority; anything else there goes.
+ * Resolves with how many are held; stops early when `signal` aborts (the page leaves). */
+export async function prefetch(urls, { signal } = {}) {
+  if (!available()) return 0;
+  if (!urls.length) {
+    await caches.delete(STORE);
+    return 0;
+  }
+  const wanted = urls.map(absolute);
+  const store = await caches.open(STORE);
+  for (const request of await store.keys()) if (!wanted.includes(request.url)) await store.delete(request);
+  let held = 0;
+  for (const url of wanted) {
+    const kept = await store.match(url);
+    if (kept && fresh(kept)) {
+      held += 1;
+      continue;
+    }
+    const response = await fetch(url, {
+      credentials: "same-origin",
+      headers: { Accept: "application/dicom" },
+      cache: "no-store",
+      priority: "low",
+      signal,
+    });
+    if (!response.ok) continue;
+    const headers = { "Content-Type": "application/dicom", [STAMP]: String(Date.now()) };
+    await store.put(url, new Response(response.body, { headers }));
+    held += 1;
+  }
+  return held;
+}
