@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 
 
@@ -107,6 +107,16 @@ class Patient(models.Model):
         return f"Patient #{self.pk}"
 
 
+def unread_rank() -> Case:
+    """0 for a study still to be read, 1 once reported: lists show unread studies first. The worklist and the
+    study list order by this exact expression, so their index (below) serves the page without a sort."""
+    return Case(
+        When(status__in=["new", "predicted", "in_review"], then=Value(0)),
+        default=Value(1),
+        output_field=models.IntegerField(),
+    )
+
+
 class Study(models.Model):
     class Status(models.TextChoices):
         NEW = "new", "New"
@@ -169,6 +179,9 @@ class Study(models.Model):
                 name="unread_by_score",
                 condition=Q(status__in=["new", "predicted", "in_review"]),
             ),
+            # Every study, unread first (the study list, the worklist's "all" view): by score, or newest first.
+            models.Index(unread_rank(), Coalesce("exam_score", -1.0).desc(), F("id").desc(), name="all_by_score"),
+            models.Index(unread_rank(), F("study_date").desc(nulls_last=True), F("id").desc(), name="all_by_date"),
             models.Index(fields=["status", "-exam_score", "-study_date"], name="worklist_by_score"),
             models.Index(fields=["status", "-study_date", "-created"], name="worklist_by_date"),
         ]

@@ -9,24 +9,20 @@ from datetime import date
 
 from django.conf import settings
 from django.db.models import (
-    Case,
     Count,
     Exists,
     F,
-    IntegerField,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
     prefetch_related_objects,
 )
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
-from .models import AuditEvent, CaseLock, Image, Patient, Prediction, ReadingPolicy, Review, Study
+from .models import AuditEvent, CaseLock, Image, Patient, Prediction, ReadingPolicy, Review, Study, unread_rank
 from .roles import can_read_cases, is_admin, roles_of, sees_all_studies
 from .services.reading import case_reading, policy_for, policy_of
 
@@ -115,7 +111,7 @@ def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study
         studies_visible_to(user)
         .select_related("patient", "exam_model", "assigned_to")
         .annotate(
-            unread_rank=Case(When(status__in=UNREAD, then=Value(0)), default=Value(1), output_field=IntegerField()),
+            unread_rank=unread_rank(),
             uncertainty=Abs(F("exam_score") - F("exam_model__threshold")),
             # A correlated subquery, evaluated only for the page's rows after the sort and limit:
             # a COUNT join would aggregate every image of every study first.

@@ -49,3 +49,30 @@ def test_a_request_naming_a_page_gets_the_former_page_number_answer(rad_api, ima
 def test_a_damaged_cursor_is_a_404_in_the_one_error_shape(rad_api, images):
     response = rad_api.get("/api/v1/images/", {"cursor": "not-a-cursor"})
     assert response.status_code == 404 and response.json()["error"]["code"]
+
+
+@pytest.mark.parametrize(("ordering", "index"), [("date", "all_by_date"), ("score", "all_by_score")])
+def test_every_study_unread_first_is_read_from_an_index_not_sorted(ordering, index, django_user_model):
+    """The study list and the worklist's "all" view order by (unread first, then date or score): PostgreSQL
+    reads that page from an expression index instead of sorting every study (200 ms at 100k studies)."""
+    from django.db import connection
+
+    from screening.models import Study
+    from screening.selectors import WorklistFilters, worklist_for
+    from tests.conftest import _user
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    patient = ingest_file(file=io.BytesIO(to_bytes(mg_dataset(patient_id="P0"))), filename="0.dcm").image.study.patient
+    Study.objects.bulk_create(
+        Study(study_uid=f"2.25.{i}", patient=patient, status="reported" if i % 3 else "predicted", exam_score=i / 3000)
+        for i in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE screening_study")
+    user = _user(django_user_model, "planner", "radiologist")
+    page = worklist_for(user, WorklistFilters(status="", ordering=ordering))[:50]
+    plan = page.explain()
+    assert f"Index Scan using {index}" in plan and "Sort" not in plan.split(index)[0], plan
+    unread_first = [s.status != "reported" for s in page]
+    assert unread_first == sorted(unread_first, reverse=True)
