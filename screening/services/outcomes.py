@@ -129,8 +129,9 @@ def import_csv(*, data: bytes, user, ip_address: str | None = None) -> int:
     return len(items)
 
 
-def breast_outcomes(study_ids: list[int] | None = None) -> dict[tuple[int, str], str]:
-    """The latest outcome per (study, breast): {(study id, "L" or "R"): result}."""
+def breast_outcomes(study_ids=None) -> dict[tuple[int, str], str]:
+    """The latest outcome per (study, breast): {(study id, "L" or "R"): result}, for the given study ids
+    (a list, or a query of ids) or for every study."""
     rows = Outcome.objects.order_by("study_id", "laterality", "-id")
     if study_ids is not None:
         rows = rows.filter(study_id__in=study_ids)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import DateField
+from django.db.models import DateField, Exists, OuterRef, QuerySet
 from django.db.models.functions import Cast, Coalesce
 
 from ..models import Review, Study
@@ -29,19 +29,52 @@ class PerformanceFilters:
     site: str = ""  # a site code, or "" (the whole programme)
 
 
-def _studies(filters: PerformanceFilters) -> dict[int, Study]:
-    studies = Study.objects.filter(reviews__isnull=False).distinct().select_related("exam_model")
-    studies = studies.annotate(exam_day=Coalesce("study_date", Cast("created", DateField())))
+@dataclass(frozen=True)
+class _Exam:
+    """What the figures need of a study (plain rows: a programme has tens of thousands of read exams)."""
+
+    pk: int
+    exam_flag: bool | None
+    model_name: str | None
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What the figures need of a review."""
+
+    study_id: int
+    version: int
+    slot: str
+    is_final: bool
+    decision: str
+    density: str
+    reading_seconds: float | None
+    radiologist_id: int
+    reader: str
+
+
+def _studies(filters: PerformanceFilters) -> tuple[dict[int, _Exam], QuerySet]:
+    """The read exams the filters keep, and the query of their ids (for the reviews' and outcomes' queries)."""
+    studies = Study.objects.filter(Exists(Review.objects.filter(study=OuterRef("pk"))))
+    if filters.date_from or filters.date_to:
+        studies = studies.annotate(exam_day=Coalesce("study_date", Cast("created", DateField())))
     if filters.date_from:
         studies = studies.filter(exam_day__gte=filters.date_from)
     if filters.date_to:
         studies = studies.filter(exam_day__lte=filters.date_to)
     if filters.site:
         studies = studies.filter(site=filters.site)
-    return {s.pk: s for s in studies}
+    rows = studies.values_list("pk", "exam_flag", "exam_model__name")
+    return {pk: _Exam(pk, flag, name) for pk, flag, name in rows}, studies.values("pk")
 
 
-def _latest_per(reviews: list[Review], key) -> dict:
+def _readings(study_ids: QuerySet) -> list[_Reading]:
+    fields = ("study_id", "version", "slot", "is_final", "decision", "density", "reading_seconds")
+    rows = Review.objects.filter(study__in=study_ids).values_list(*fields, "radiologist_id", "radiologist__username")
+    return [_Reading(*row) for row in rows]
+
+
+def _latest_per(reviews: list[_Reading], key) -> dict:
     latest: dict = {}
     for review in sorted(reviews, key=lambda r: r.version):
         latest[key(review)] = review
@@ -52,19 +85,19 @@ def performance(filters: PerformanceFilters | None = None) -> dict:
     """Every figure of reading_metrics.figures per reader, per model version and for the programme,
     plus Cohen's kappa between first and second readers."""
     filters = filters or PerformanceFilters()
-    studies = _studies(filters)
-    reviews = list(Review.objects.filter(study_id__in=list(studies)).select_related("radiologist"))
+    studies, study_ids = _studies(filters)
+    reviews = _readings(study_ids)
     finals = _latest_per([r for r in reviews if r.is_final], key=lambda r: r.study_id)
     densities = {r.study_id: r.density for r in sorted(reviews, key=lambda r: r.version) if r.density}
     densities.update({sid: r.density for sid, r in finals.items() if r.density})
     if filters.density:
         studies = {sid: s for sid, s in studies.items() if densities.get(sid) == filters.density}
-    outcomes = breast_outcomes(list(studies))
+    outcomes = breast_outcomes(study_ids)
     cancer: dict[int, bool | None] = {}
     for (study_id, _side), result in outcomes.items():
         cancer[study_id] = cancer.get(study_id, False) or result == "malignant"
 
-    def read_of(review: Review) -> Read:
+    def read_of(review: _Reading) -> Read:
         study = studies[review.study_id]
         return Read(
             recall=review.decision == Review.Decision.ABNORMAL,
@@ -77,9 +110,9 @@ def performance(filters: PerformanceFilters | None = None) -> dict:
         [r for r in reviews if r.study_id in studies and r.slot in SCREENING_SLOTS],
         key=lambda r: (r.study_id, r.radiologist_id),
     )
-    by_reader: dict[str, list[Review]] = {}
+    by_reader: dict[str, list[_Reading]] = {}
     for review in own.values():
-        by_reader.setdefault(review.radiologist.get_username(), []).append(review)
+        by_reader.setdefault(review.reader, []).append(review)
     slots = _latest_per([r for r in reviews if r.study_id in studies], key=lambda r: (r.study_id, r.slot))
     pairs = [
         (slots[(sid, "first")], slots[(sid, "second")])
@@ -94,18 +127,14 @@ def performance(filters: PerformanceFilters | None = None) -> dict:
         {
             "reader": name,
             **figures(read_of(r) for r in rows),
-            "kappa_with_other_reader": kappa_of(
-                [(a, b) for a, b in pairs if name in (a.radiologist.get_username(), b.radiologist.get_username())]
-            ),
+            "kappa_with_other_reader": kappa_of([(a, b) for a, b in pairs if name in (a.reader, b.reader)]),
         }
         for name, rows in sorted(by_reader.items())
     ]
     by_model: dict[str, list[Read]] = {}
     for study in studies.values():
-        if study.exam_model is not None and study.exam_flag is not None:
-            by_model.setdefault(study.exam_model.name, []).append(
-                Read(recall=study.exam_flag, cancer=cancer.get(study.pk))
-            )
+        if study.model_name is not None and study.exam_flag is not None:
+            by_model.setdefault(study.model_name, []).append(Read(recall=study.exam_flag, cancer=cancer.get(study.pk)))
     models = [{"model": name, **figures(rows)} for name, rows in sorted(by_model.items())]
     programme = figures(read_of(r) for sid, r in finals.items() if sid in studies)
     programme["reader_kappa"] = kappa_of(pairs)
