@@ -179,9 +179,9 @@ class Study(models.Model):
                 name="unread_by_score",
                 condition=Q(status__in=["new", "predicted", "in_review"]),
             ),
-            # Every study, unread first (the study list, the worklist's "all" view): by score, or newest first.
-            models.Index(unread_rank(), Coalesce("exam_score", -1.0).desc(), F("id").desc(), name="all_by_score"),
-            models.Index(unread_rank(), F("study_date").desc(nulls_last=True), F("id").desc(), name="all_by_date"),
+            # Every study, unread first (the study list, the worklist's "all" view), by score or newest first:
+            # the all_by_score and all_by_date indexes of migration 0016, on PostgreSQL only (SQLite's index
+            # expressions take no NULLS LAST, and the embedded database is small).
             models.Index(fields=["status", "-exam_score", "-study_date"], name="worklist_by_score"),
             models.Index(fields=["status", "-study_date", "-created"], name="worklist_by_date"),
         ]

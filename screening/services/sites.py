@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from ..errors import PortalError
 from ..models import DEFAULT_SITE, Site
+
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 
 
 def site_codes() -> list[str]:
@@ -22,6 +26,8 @@ def clean_site(code: str | None) -> str:
     code = (code or "").strip()
     if not code:
         return DEFAULT_SITE
+    if not _SLUG.fullmatch(code):  # never a query with it: a NUL byte or the like is simply no site
+        raise PortalError("a site code is letters, digits, hyphens and underscores (at most 64)", field="site")
     if code != DEFAULT_SITE and not Site.objects.filter(code=code).exists():
         known = ", ".join(site_codes())
         raise PortalError(f"unknown site {code[:64]!r}: an admin creates sites first (known: {known})", field="site")

@@ -149,3 +149,15 @@ def _upload(name: str, seed: int):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(name, to_bytes(mg_dataset(seed=seed)), content_type="application/dicom")
+
+
+def test_a_site_code_with_a_nul_byte_or_punctuation_is_a_400_not_a_database_error(admin_user, api):
+    """Found by the API fuzzer: PostgreSQL refuses a NUL byte in a text parameter (a 500 before this)."""
+    admin = _token_client(admin_user)
+    for code in ("\x00north", "north; drop", "x" * 65):
+        for client, path in ((admin, "/api/v1/reading/policy/"), (admin, "/api/v1/reading/worklist/")):
+            response = client.get(path, {"site": code})
+            assert response.status_code == 400 and response.json()["error"]["fields"].keys() == {"site"}
+        upload = api.post("/api/v1/images/", {"file": _upload("n.dcm", seed=9), "site": code}, format="multipart")
+        assert upload.status_code == 400, upload.json()
+    assert not Image.objects.exists()
