@@ -3,6 +3,7 @@
  * and an SVG layer in image coordinates for findings, AI marks and the heatmap. */
 import { Events, ImageQualityStatus, ViewportType, attributeText, csUtils, dicomAttributes, getEngine, imageIdFor, loadImage } from "./imaging.js";
 import { SIDE_NAMES, el, svg, viewName } from "./util.js";
+import { applyLinear, applyVoiLut, voiLutOf } from "./voilut.js";
 
 const { windowLevel } = csUtils;
 
@@ -130,11 +131,14 @@ export class Cell {
       this.image.rows = image.rows;
       this.flip = this.side !== "U" && chestWallOnLeft(image) === (this.side === "R");
       this.el.dataset.flip = String(this.flip);
-      this.initialVoi = this.viewport.getProperties().voiRange;
-      if (this.hooks.savedVoi(this)) this.viewport.setProperties({ voiRange: this.hooks.savedVoi(this) });
-      this.loaded = true;
-      this.el.dataset.state = "loaded";
       this.attributes = dicomAttributes(this.imageId);
+      this.voiLut = voiLutOf(this.attributes);
+      this.initialVoi = this.viewport.getProperties().voiRange;
+      this.loaded = true;
+      const lutChosen = this.hooks.savedLut(this);
+      if (this.voiLut && (lutChosen ?? this.lutByDefault())) this.useVoiLut(false);
+      if (this.hooks.savedVoi(this)) this.viewport.setProperties({ voiRange: this.hooks.savedVoi(this) });
+      this.el.dataset.state = "loaded";
       this.el.dataset.photometric = attributeText(this.attributes, "PhotometricInterpretation") || image.photometricInterpretation || "";
       this.fit();
       this.showBadge("");
@@ -279,11 +283,46 @@ export class Cell {
     return { centre: windowCenter, width: windowWidth };
   }
 
+  /** A linear window (replaces a VOI LUT table in use). */
   setWindow(centre, width, suppress = false) {
     const vp = this.viewport;
     if (!vp || !this.loaded) return;
-    vp.setProperties({ voiRange: windowLevel.toLowHighRange(Math.max(1, width), centre) }, suppress);
-    vp.render();
+    const range = windowLevel.toLowHighRange(Math.max(1, width), centre);
+    if (this.lutActive) {
+      this.lutActive = false;
+      this.hooks.lutChanged(this, false);
+      applyLinear(vp, range, suppress);
+    } else {
+      vp.setProperties({ voiRange: range }, suppress);
+      vp.render();
+    }
+    this.updateWindow();
+  }
+
+  /** The image's VOI LUT table is shown by default only when it has no window (DICOM lets the viewer
+   * choose when it has both; the windows stay the default then, the table a preset). */
+  lutByDefault() {
+    return Boolean(this.voiLut) && [].concat(this.attributes.WindowCenter ?? []).length === 0;
+  }
+
+  /** Show the image through its VOI LUT table (windowing then stretches the table). */
+  useVoiLut(announce = true) {
+    const vp = this.viewport;
+    if (!vp || !this.loaded || !this.voiLut) return;
+    this.lutActive = applyVoiLut(vp, this.voiLut);
+    this.hooks.lutChanged(this, this.lutActive);
+    this.updateWindow();
+    if (announce) this.hooks.windowChanged(this);
+  }
+
+  /** Cornerstone's initial display again: the VOI LUT table where it is the default. */
+  resetDisplay() {
+    const vp = this.viewport;
+    if (!vp || !this.loaded) return;
+    vp.resetProperties();
+    this.lutActive = false;
+    this.hooks.lutChanged(this, null);
+    if (this.lutByDefault()) this.useVoiLut(false);
     this.updateWindow();
   }
 
@@ -297,8 +336,9 @@ export class Cell {
 
   updateWindow() {
     const w = this.window();
-    const text = w ? `C ${Math.round(w.centre)} W ${Math.round(w.width)}` : "";
+    const text = w ? `${this.lutActive ? "VOI LUT · " : ""}C ${Math.round(w.centre)} W ${Math.round(w.width)}` : "";
     this.wl.textContent = text;
+    this.el.dataset.voi = this.lutActive ? "lut" : "linear";
     this.el.dataset.window = w ? `${Math.round(w.centre)}/${Math.round(w.width)}` : "";
     this.el.dataset.invert = String(Boolean(this.viewport && this.loaded && this.viewport.getProperties().invert));
   }
@@ -308,10 +348,16 @@ export class Cell {
     const image = this.loaded ? this.csImage : null;
     if (!image) return [];
     const values = (keyword) => [].concat(this.attributes[keyword] ?? []);
-    const centres = values("WindowCenter").length ? values("WindowCenter") : [].concat(image.windowCenter ?? []);
-    const widths = values("WindowWidth").length ? values("WindowWidth") : [].concat(image.windowWidth ?? []);
+    // A DICOM image's windows are its own (the loader's min/max window is no DICOM window); pictures have the loader's.
+    const dicom = this.imageId.startsWith("wadouri:");
+    const centres = dicom ? values("WindowCenter") : [].concat(image.windowCenter ?? []);
+    const widths = dicom ? values("WindowWidth") : [].concat(image.windowWidth ?? []);
     const names = values("WindowCenterWidthExplanation");
     const found = centres.map((c, i) => ({ centre: Number(c), width: Number(widths[i]), name: names[i] || `DICOM window ${i + 1}` }));
+    if (this.voiLut) {
+      const { first, last, name } = this.voiLut;
+      found.push({ centre: (first + last) / 2, width: last - first + 1, name, lut: true });
+    }
     const min = image.minPixelValue;
     const max = image.maxPixelValue;
     if (Number.isFinite(min) && Number.isFinite(max) && max > min) {

@@ -56,6 +56,18 @@ async function loadPicture(imageId) {
   });
 }
 
+/** Load one image into Cornerstone's cache, as `imageLoader.loadAndCacheImage` does, minus its unhandled
+ * rejection: the cache chains its own promise on the load (and rethrows a failure into it) without
+ * returning it, so a broken file was an "Uncaught (in promise)" page error besides the failure the cell
+ * reports. Here the cache's promise is handled; the caller gets the load's failure. */
+function loadAndCache(imageId) {
+  const cached = cache.getImageLoadObject(imageId);
+  if (cached) return cached.promise;
+  const promise = imageLoader.loadImage(imageId);
+  cache.putImageLoadObject(imageId, { promise }).catch(() => {}); // the failure reaches the caller via `promise`
+  return promise;
+}
+
 /** Load (and cache) one image; its bytes arrive with progress events (per image, by URL), or from the
  * next-case prefetch of the previous page (prefetch.js). Resolves with the image and where its bytes came from. */
 export async function loadImage(imageId) {
@@ -65,11 +77,11 @@ export async function loadImage(imageId) {
   }
   const url = imageId.slice("wadouri:".length);
   const bytes = cache.getImageLoadObject(imageId) ? null : await takePrefetched(url);
-  if (!bytes) return { image: await imageLoader.loadAndCacheImage(imageId), from: "network" };
+  if (!bytes) return { image: await loadAndCache(imageId), from: "network" };
   performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
   // The loader's metadata now holds the instance, so loading the image id fetches nothing.
   await prefetchPart10Instance(imageId, bytes);
-  return { image: await imageLoader.loadAndCacheImage(imageId), from: "prefetch" };
+  return { image: await loadAndCache(imageId), from: "prefetch" };
 }
 
 /** A loaded DICOM image's attributes by keyword (DICOM JSON naturalised: PhotometricInterpretation,

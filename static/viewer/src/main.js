@@ -1,6 +1,7 @@
 /* The case viewer: Cornerstone3D cells in the hanging protocol, the reading tools, priors,
  * AI panel and marks, and the decision form. Data: the study API (polled while the AI works)
  * and the viewer data (pixel sources, AI regions, priors) from the portal. */
+import "./csp.js"; // first: Cornerstone's SVG style attributes go through the CSSOM (allowed by the CSP)
 import { renderAi, heatmapOf, regionsOf } from "./ai.js";
 import { Cell } from "./cell.js";
 import { createDecision } from "./decision.js";
@@ -35,6 +36,7 @@ const state = {
   comparison: false,
   findings: [],
   voi: new Map(), // image id -> VOI range kept across layout changes
+  lut: new Map(), // image id -> whether its VOI LUT table is shown (chosen or left), kept likewise
   imageIds: "",
   submitting: false,
   dirty: false,
@@ -53,6 +55,8 @@ function redrawMarks() {
 const hooks = {
   registerViewport: (cell) => addViewport(cell.viewportId),
   savedVoi: (cell) => state.voi.get(cell.image.id) || null,
+  savedLut: (cell) => state.lut.get(cell.image.id) ?? null,
+  lutChanged: (cell, on) => (on === null ? state.lut.delete(cell.image.id) : state.lut.set(cell.image.id, on)),
   flagged: (p) => predictionFlagged(p, state.study ? state.study.threshold : null),
   mode: () => state.mode,
   say,
@@ -219,7 +223,9 @@ function showWindow(cell) {
   const presets = cell ? cell.presets() : [];
   select.replaceChildren(
     el("option", { value: "", text: "Presets…" }),
-    ...presets.map((p, i) => el("option", { value: String(i), text: `${p.name} (C ${Math.round(p.centre)} W ${Math.round(p.width)})` })),
+    ...presets.map((p, i) =>
+      el("option", { value: String(i), text: p.lut ? p.name : `${p.name} (C ${Math.round(p.centre)} W ${Math.round(p.width)})` }),
+    ),
   );
   select.disabled = presets.length === 0;
 }
@@ -227,7 +233,8 @@ function showWindow(cell) {
 function applyPreset(index) {
   const cell = activeCell();
   const preset = cell && cell.presets()[Number(index)];
-  if (preset) cell.setWindow(preset.centre, preset.width);
+  if (preset && preset.lut) cell.useVoiLut();
+  else if (preset) cell.setWindow(preset.centre, preset.width);
   $("wl-preset").value = "";
 }
 
@@ -295,9 +302,8 @@ function resetAll() {
   for (const cell of state.cells) {
     cell.el.classList.remove("maximised");
     if (cell.loaded) {
-      cell.viewport.resetProperties();
+      cell.resetDisplay();
       state.voi.delete(cell.image.id);
-      cell.updateWindow();
     }
   }
   root.classList.remove("has-maximised");
