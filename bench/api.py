@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8767)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--reuse", action="store_true", help="time a database seeded by an earlier run")
+    parser.add_argument("--only", default="", help="time only the endpoints whose name contains this text")
     args = parser.parse_args()
 
     base, db_name = args.database_url.rsplit("/", 1)
@@ -295,7 +296,7 @@ def main() -> None:
             .strip()
             .splitlines()[-1]
         )
-        paths = {name: p.format(study=args.studies // 2 + 1) for name, p in ENDPOINTS.items()}
+        paths = {name: p.format(study=args.studies // 2 + 1) for name, p in ENDPOINTS.items() if args.only in name}
         counted = {name: p.removeprefix("cursor:") for name, p in paths.items()}
         queries = json.loads(
             manage(

@@ -159,7 +159,8 @@ def _waiting_with(version_id: int, exclude: int, limit: int) -> list[int]:
 
 
 def run_prediction(prediction_id: int) -> int:
-    """Claim this prediction (and up to a batch of others waiting for the same model), predict, record.
+    """Claim this prediction (and others waiting for the same model: PORTAL_INFERENCE_BATCHES_PER_TASK
+    batches, so decoding the next batch overlaps the model running this one), predict, record.
 
     Returns how many predictions this call recorded as done. A duplicate or
     redelivered task returns 0 without touching anything. Raises TryAgain when the
@@ -186,7 +187,8 @@ def run_prediction(prediction_id: int) -> int:
             raise TryAgain(_reason(exc)) from exc
         _update_studies_of([prediction_id])
         return 0
-    batch = [prediction_id] + _claim(_waiting_with(version.pk, prediction_id, settings.PORTAL_INFERENCE_BATCH - 1))
+    claim = settings.PORTAL_INFERENCE_BATCH * settings.PORTAL_INFERENCE_BATCHES_PER_TASK
+    batch = [prediction_id] + _claim(_waiting_with(version.pk, prediction_id, claim - 1))
     try:
         return _predict_batch(predictor, batch)
     except Exception as exc:

@@ -114,6 +114,34 @@ def test_waiting_images_are_predicted_together_as_a_batch(champion):
     assert set(Prediction.objects.values_list("status", flat=True)) == {"done"}
 
 
+def test_a_task_claims_several_batches_so_the_loader_overlaps_the_model(champion, settings, monkeypatch):
+    """Two batches of two per task: four of five waiting images in one call, run through the predictor as
+    batches of two (the loader thread prepares the second while the model runs the first)."""
+    from screening import inference
+
+    settings.PORTAL_INFERENCE_BATCH, settings.PORTAL_INFERENCE_BATCHES_PER_TASK = 2, 2
+    images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(5)]
+    seen = []
+    real = inference.predictor_for
+
+    def spying(version):
+        predictor = real(version)
+        stream = predictor.predict_stream
+
+        def predict_stream(loaders, batch_size=8, **kwargs):
+            seen.append((len(loaders), batch_size))
+            return stream(loaders, batch_size=batch_size, **kwargs)
+
+        monkeypatch.setattr(predictor, "predict_stream", predict_stream)
+        return predictor
+
+    monkeypatch.setattr(inference, "predictor_for", spying)
+    first = Prediction.objects.get(image=images[0])
+    assert predictions.run_prediction(first.pk) == 4
+    assert seen == [(4, 2)]
+    assert Prediction.objects.filter(status="queued").count() == 1
+
+
 def test_a_corrupt_image_fails_with_its_reason_and_is_not_retried(champion):
     image = ingest(mg_dataset())
     with default_storage.open(image.original.name, "wb") as fh:

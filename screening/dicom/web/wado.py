@@ -78,6 +78,10 @@ def _retrieve_instances(request, study, series=None, sop=None):
     selected = _dicom_only(instances(found, series, sop))
     audit(request, found, "instances", selected)
     if sop is not None and _wants_plain(request, "application/dicom"):
+        if can_see_identity(request.user):
+            # The stored file as it is: a FileResponse, so the WSGI server sends it with sendfile() (no copy
+            # through Python) and the browser knows its length (the viewer's per-image progress).
+            return FileResponse(default_storage.open(file_name(selected[0]), "rb"), content_type="application/dicom")
         return StreamingHttpResponse(_instance_chunks(selected[0], request.user), content_type="application/dicom")
     boundary = uuid.uuid4().hex
     parts = (_instance_chunks(instance, request.user) for instance in selected)
