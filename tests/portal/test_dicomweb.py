@@ -237,3 +237,15 @@ def test_an_uploaded_picture_has_a_stable_series_and_no_dicom_instance(rad_api, 
     renditions.render_image(image.pk)
     rendered = rad_api.get(base + "/rendered")
     assert rendered.status_code == 200 and rendered["Content-Type"] == "image/png"
+
+
+def test_a_single_instance_is_the_stored_file_with_its_length_for_the_viewers_progress(rad_api, radiologist):
+    """A reader's plain `Accept: application/dicom` instance is a file response (sendfile under gunicorn):
+    byte for byte the original, with Content-Length, so the viewer's per-image progress has a total."""
+    content = to_bytes(mg_dataset(seed=4))
+    image = ingest_file(file=io.BytesIO(content), user=radiologist).image
+    url = f"/dicomweb/studies/{image.study.study_uid}/series/{series_uid(image)}/instances/{image.sop_uid}"
+    response = rad_api.get(url, HTTP_ACCEPT="application/dicom")
+    assert response.status_code == 200 and response["Content-Type"] == "application/dicom"
+    assert int(response["Content-Length"]) == len(content)
+    assert b"".join(response.streaming_content) == content
