@@ -10,7 +10,6 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,6 +17,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors
+from .api.pagination import CappedPaginator
 from .errors import PortalError
 from .forms_reading import AssignForm, OutcomeForm, OutcomeImportForm, PerformanceForm, PolicyForm
 from .models import Outcome, ReadingPolicy, Study
@@ -51,7 +51,7 @@ def my_reading(request):
     _require(can_read_cases(request.user))
     site = _site(request)
     policy = reading.policy_for(site)
-    page = Paginator(selectors.reading_worklist_for(request.user, policy), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(selectors.reading_worklist_for(request.user, policy), 50).get_page(request.GET.get("page"))
     return render(
         request,
         "screening/reading.html",
@@ -71,7 +71,7 @@ def my_reading(request):
 def arbitration(request):
     """Discordant pairs awaiting the final decision (arbitrators work it, admins watch it)."""
     _require(can_arbitrate_list(request.user))
-    page = Paginator(selectors.arbitration_worklist(), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(selectors.arbitration_worklist(), 50).get_page(request.GET.get("page"))
     policies = {policy.site: policy for policy in reading.current_policies()}
     for study in page:
         study.policy = policies.get(study.site) or reading.policy_of(study)

@@ -1,4 +1,4 @@
-"""Keyset (cursor) pagination for the long lists: images and predictions.
+"""Keyset (cursor) pagination for the long lists: images and predictions; a capped count for the worklists.
 
 A page is read from an index (`-id`, with the list's filters) with LIMIT, never an
 OFFSET or a COUNT over hundreds of thousands of rows, so the 1,000th page costs what
@@ -9,6 +9,8 @@ which a cursor on `-id` cannot honour) gets the former page-number answer with `
 
 from __future__ import annotations
 
+from django.core.paginator import Paginator
+from django.utils.functional import cached_property
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 
 
@@ -32,3 +34,52 @@ class KeysetPagination(CursorPagination):
         if self._page_numbers is not None:
             return self._page_numbers.get_paginated_response(data)
         return super().get_paginated_response(data)
+
+
+class CappedPaginator(Paginator):
+    """Page numbers over a work list whose length matters only up to a point: it counts at most CAP + 1 rows
+    (`SELECT COUNT(*) FROM (... LIMIT CAP + 1)`), not the tens of thousands of cases a programme may have
+    waiting. `capped` says the real number is larger than `count`."""
+
+    CAP = 1000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.CAP + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.CAP
+
+    def page(self, number):
+        """As Django's, but a page is never cut at a capped count (there are more rows than it)."""
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if not self.capped and top + self.orphans >= self.count:
+            top = self.count
+        return self._get_page(self.object_list[bottom:top], number, self)
+
+    @property
+    def shown_count(self) -> int:
+        """What to tell people: the count, or CAP when there are more ("1000+")."""
+        return min(self.count, self.CAP)
+
+
+class WorkListPagination(PageNumberPagination):
+    """The reading and arbitration worklists: page numbers, `count` exact up to 1,000 and `count_capped`
+    true when more cases wait than that (the reader reads from the top; nobody pages to the 1,001st)."""
+
+    django_paginator_class = CappedPaginator
+    page_size = 50
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        response.data["count"] = self.page.paginator.shown_count
+        response.data["count_capped"] = self.page.paginator.capped
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        schema = super().get_paginated_response_schema(schema)
+        schema["properties"]["count_capped"] = {"type": "boolean", "description": "more than `count` cases wait"}
+        return schema

@@ -26,6 +26,7 @@ from ..roles import can_arbitrate_list, can_record_outcomes
 from ..services import client_ip, outcomes, reading
 from ..services.performance import performance
 from ..services.sites import clean_site
+from .pagination import WorkListPagination
 from .permissions import CanReadCases, IsPortalAdmin
 
 
@@ -76,6 +77,7 @@ class ReadingWorklistView(generics.ListAPIView):
     serializer_class = ReadingCaseSerializer
     permission_classes = [CanReadCases]
     filter_backends = []
+    pagination_class = WorkListPagination
 
     @extend_schema(parameters=[SITE_PARAMETER])
     def get(self, request, *args, **kwargs):
@@ -95,6 +97,7 @@ class ArbitrationWorklistView(generics.ListAPIView):
     serializer_class = ReadingCaseSerializer
     permission_classes = [CanArbitrate]
     filter_backends = []
+    pagination_class = WorkListPagination
 
     def get_queryset(self):
         return selectors.arbitration_worklist()

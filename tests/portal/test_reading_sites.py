@@ -161,3 +161,21 @@ def test_a_site_code_with_a_nul_byte_or_punctuation_is_a_400_not_a_database_erro
         upload = api.post("/api/v1/images/", {"file": _upload("n.dcm", seed=9), "site": code}, format="multipart")
         assert upload.status_code == 400, upload.json()
     assert not Image.objects.exists()
+
+
+def test_the_worklists_count_at_most_a_thousand_cases(radiologist, client, monkeypatch):
+    """Counting every waiting case cost 50 ms a request at 75,000 (bench/api.py): the worklists count up to
+    a cap and say when more wait."""
+    from screening.api.pagination import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "CAP", 2)
+    for i in range(4):
+        make_study(f"S{i}", 0.1 * i, False, seed=i)
+    api = _token_client(radiologist)
+    body = api.get("/api/v1/reading/worklist/").json()
+    assert (body["count"], body["count_capped"], len(body["results"])) == (2, True, 4)
+    client.force_login(radiologist)
+    assert "2+ to read" in client.get(reverse("reading")).content.decode()
+    monkeypatch.setattr(CappedPaginator, "CAP", 10)
+    body = api.get("/api/v1/reading/worklist/").json()
+    assert (body["count"], body["count_capped"]) == (4, False)
