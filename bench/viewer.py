@@ -186,6 +186,10 @@ def main() -> None:
         seed(args.seed)
         return
 
+    if args.database_url:  # a scratch database of its own, made afresh
+        base, name = args.database_url.rsplit("/", 1)
+        subprocess.run(["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True)
+        subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {name}"], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         env = scratch_env(Path(tmp), DATABASE_URL=args.database_url)
         env.pop("REDIS_URL", None)  # in-process tasks and a local cache: nothing queued anywhere
