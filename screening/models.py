@@ -409,6 +409,10 @@ class Review(AppendOnlyModel):
                 name="review_decision_matches_birads",
             ),
         ]
+        indexes = [
+            # The arbitration worklist starts from the second reads: a few rows among every read ever made.
+            models.Index(fields=["study"], condition=Q(slot="second"), name="review_second_read"),
+        ]
         ordering = ["study", "-version"]
 
 

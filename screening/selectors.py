@@ -76,12 +76,9 @@ def _in_visible_studies(queryset: QuerySet, user, study_field: str) -> QuerySet:
 
 
 def images_visible_to(user) -> QuerySet[Image]:
-    # Identity fields are hidden by the serializers.
-    images = (
-        Image.objects.select_related("study", "study__patient")
-        .prefetch_related(_predictions_newest_first())
-        .order_by("-id")  # newest first; ids follow creation, and the primary key index serves it
-    )
+    # The list shows no study or patient field beyond the study's id: no join to either. Newest first:
+    # ids follow creation, and the primary key index serves it.
+    images = Image.objects.prefetch_related(_predictions_newest_first()).order_by("-id")
     return _in_visible_studies(images, user, "study_id")
 
 
@@ -208,12 +205,21 @@ def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[
 
 
 def arbitration_worklist() -> QuerySet[Study]:
-    """Discordant double reads awaiting the arbitrator's (or the readers' consensus) final decision."""
+    """Discordant double reads awaiting the arbitrator's (or the readers' consensus) final decision.
+
+    Found from the second reads without a final decision (the `review_second_read` partial index holds
+    only second reads), then those studies by primary key: a handful of cases, where a filter on the
+    studies made PostgreSQL scan every unread study of the programme (tens of thousands) for each page
+    and for its count."""
+    awaiting = (
+        Review.objects.filter(slot="second")
+        .exclude(Exists(Review.objects.filter(study=OuterRef("study"), is_final=True)))
+        .values_list("study_id", flat=True)
+    )
     studies = (
-        Study.objects.filter(status__in=UNREAD)
-        .filter(Exists(Review.objects.filter(study=OuterRef("pk"), slot="second")))
-        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), is_final=True)))
-        .select_related("patient", "exam_model", "assigned_to")
+        Study.objects.filter(pk__in=list(awaiting), status__in=UNREAD)
+        .select_related("exam_model", "assigned_to")
+        .prefetch_related("patient")  # for the page's rows only: a join made PostgreSQL hash every patient
     )
     return _with_reading(studies).order_by("study_date", "id")
 

@@ -45,7 +45,10 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.CAP + 1].count()
+        rows = self.object_list
+        if hasattr(rows, "values"):  # a QuerySet: count keys only, not the page's annotations (subqueries per row)
+            rows = rows.values("pk")
+        return rows[: self.CAP + 1].count()
 
     @property
     def capped(self) -> bool:

@@ -76,3 +76,69 @@ def test_every_study_unread_first_is_read_from_an_index_not_sorted(ordering, ind
     assert f"Index Scan using {index}" in plan and "Sort" not in plan.split(index)[0], plan
     unread_first = [s.status != "reported" for s in page]
     assert unread_first == sorted(unread_first, reverse=True)
+
+
+def test_the_arbitration_worklist_starts_from_the_second_reads_not_from_every_unread_study(django_user_model):
+    """At 100k studies the arbitration list scanned every unread study (75k rows) for each page and for its
+    count (96 ms at one client, 525 ms at eight). It is now found from the second reads: PostgreSQL reads the
+    studies by primary key, whatever the number of studies and reads."""
+    from django.db import connection
+
+    from screening.models import Review, Study
+    from screening.selectors import arbitration_worklist
+    from tests.conftest import _user
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    patient = ingest_file(file=io.BytesIO(to_bytes(mg_dataset(patient_id="P0"))), filename="0.dcm").image.study.patient
+    studies = Study.objects.bulk_create(
+        Study(
+            study_uid=f"2.25.{i}",
+            patient=patient,
+            status="reported" if i % 4 == 0 else "predicted",
+            study_date=f"2026-01-{1 + i % 28:02d}",
+        )
+        for i in range(20000)
+    )
+    first, second = (_user(django_user_model, name, "radiologist") for name in ("first", "second"))
+    single = [
+        Review(study=s, version=1, radiologist=first, slot="single", decision="normal", birads=1) for s in studies[::4]
+    ]
+    discordant = [studies[i] for i in range(1, 20000, 100)]
+    pairs = [
+        Review(
+            study=study,
+            version=version,
+            radiologist=reader,
+            slot=slot,
+            decision=decision,
+            birads=birads,
+            is_final=False,
+        )
+        for study in discordant
+        for version, reader, slot, decision, birads in (
+            (1, first, "first", "normal", 1),
+            (2, second, "second", "abnormal", 0),
+        )
+    ]
+    Review.objects.bulk_create(single + pairs)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE screening_study; ANALYZE screening_review")
+    page = arbitration_worklist()[:50]
+    plan = page.explain()
+    assert "Seq Scan on screening_study" not in plan, plan
+    assert list(page) == sorted(discordant, key=lambda s: (s.study_date, s.pk))[:50]
+
+
+def test_an_image_list_builds_the_prediction_fields_once_not_once_per_image(rad_api, images, monkeypatch):
+    """Building a serializer's fields deep-copies them: doing it for each of a page's 50 images was half of
+    the image list's time (36 ms -> 16 ms a request at 100k studies)."""
+    from screening.api.serializers import PredictionSerializer
+
+    built = []
+    original = PredictionSerializer.get_fields
+    monkeypatch.setattr(PredictionSerializer, "get_fields", lambda self: built.append(1) or original(self))
+    rows = rad_api.get("/api/v1/images/").json()["results"]
+    assert len(rows) == 3 and all(row["prediction"]["model_version"] == "v-cursor" for row in rows)
+    assert rows[0]["rendition_url"] == f"/api/v1/images/{rows[0]['id']}/rendition/"
+    assert len(built) == 1
