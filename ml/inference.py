@@ -8,7 +8,7 @@ result.probability, result.heatmap      # heatmap has the image's shape
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,9 +143,23 @@ class Predictor:
         self, prepared: Sequence[Preprocessed], prep_ms: Sequence[float], heatmap_max_side: int | None
     ) -> list[PredictionResult]:
         """Forward pass on preprocessed images, then calibration, heatmaps and regions."""
+        return self._finish(prepared, prep_ms, *self._forward_timed(prepared), heatmap_max_side)
+
+    def _forward_timed(self, prepared: Sequence[Preprocessed]) -> tuple[tuple[np.ndarray, ...], float]:
         t0 = time.perf_counter()
-        logits, patches, valid = self.forward(np.stack([p.image for p in prepared]))
-        share = (time.perf_counter() - t0) * 1000.0 / len(prepared)
+        outputs = self.forward(np.stack([p.image for p in prepared]))
+        return outputs, (time.perf_counter() - t0) * 1000.0 / len(prepared)
+
+    def _finish(
+        self,
+        prepared: Sequence[Preprocessed],
+        prep_ms: Sequence[float],
+        outputs: tuple[np.ndarray, ...],
+        share: float,
+        heatmap_max_side: int | None,
+    ) -> list[PredictionResult]:
+        """Calibration, heatmaps and regions from the forward pass's outputs."""
+        logits, patches, valid = outputs
         probs = self.calibrated(logits)
         out = []
         for i, prep in enumerate(prepared):
@@ -169,12 +183,24 @@ class Predictor:
         batch_size: int = 8,
         heatmap_max_side: int | None = None,
     ) -> list[PredictionResult | BaseException]:
-        """Like `predict`, but each item is a loader (decode the file, say) run on a background thread,
-        together with preprocessing, while the model works on the previous batch: on a GPU the model is
-        never kept waiting by decoding, and on a CPU decoding fills the gaps of the forward pass.
+        """`stream_batches`, all at once: a result or its loader's exception for each loader, in order."""
+        return [item for batch in self.stream_batches(loaders, batch_size, heatmap_max_side) for item in batch]
 
-        Returns, in order, a result or the exception its loader (or preprocessing) raised: one bad
-        image never costs the others their result.
+    def stream_batches(
+        self,
+        loaders: Sequence[Callable[[], tuple[np.ndarray, str]]],
+        batch_size: int = 8,
+        heatmap_max_side: int | None = None,
+    ) -> Iterator[list[PredictionResult | BaseException]]:
+        """Like `predict`, but each item is a loader (decode the file, say) run with preprocessing on a
+        background thread, and results come a batch at a time, so the caller stores one batch while the
+        next is loaded. Yields, per batch and in order, a result or the exception its loader (or
+        preprocessing) raised: one bad image never costs the others their result.
+
+        When the loader runs: on a GPU, during the forward pass (the model then needs no CPU, and is never
+        kept waiting by decoding); on the CPU, only after it, while this batch's heatmaps are made and the
+        caller stores them. A CPU forward pass keeps every core busy with threads that wait for each other
+        at every layer: a loader running beside it slowed it by more than the loader's own time.
         """
 
         def load(start: int) -> list[tuple[Preprocessed | BaseException, float, float]]:
@@ -193,20 +219,24 @@ class Predictor:
                     out.append((exc, 0.0, 0.0))  # panic (pyo3's PanicException) is a BaseException, not an Exception
             return out
 
-        results: list[PredictionResult | BaseException] = []
+        overlap_forward = self.device.type != "cpu"
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammo-loader") as pool:
-            pending = pool.submit(load, 0)
+            pending = pool.submit(load, 0) if loaders else None
             for start in range(0, len(loaders), batch_size):
                 loaded = pending.result()
-                if start + batch_size < len(loaders):
-                    pending = pool.submit(load, start + batch_size)
+                later = start + batch_size < len(loaders)
+                pending = pool.submit(load, start + batch_size) if later and overlap_forward else None
                 ok = [(i, item) for i, item in enumerate(loaded) if not isinstance(item[0], BaseException)]
+                if ok:
+                    outputs, share = self._forward_timed([item[0] for _, item in ok])
+                if later and pending is None:
+                    pending = pool.submit(load, start + batch_size)
                 batch_results: dict[int, PredictionResult] = {}
                 if ok:
-                    ran = self._run([item[0] for _, item in ok], [item[2] for _, item in ok], heatmap_max_side)
-                    for (i, item), result in zip(ok, ran, strict=True):
+                    finished = self._finish(
+                        [item[0] for _, item in ok], [item[2] for _, item in ok], outputs, share, heatmap_max_side
+                    )
+                    for (i, item), result in zip(ok, finished, strict=True):
                         result.decode_ms = item[1]
                         batch_results[i] = result
-                for i, item in enumerate(loaded):
-                    results.append(batch_results.get(i, item[0]))
-        return results
+                yield [batch_results.get(i, item[0]) for i, item in enumerate(loaded)]

@@ -190,53 +190,69 @@ def run_prediction(prediction_id: int) -> int:
     claim = settings.PORTAL_INFERENCE_BATCH * settings.PORTAL_INFERENCE_BATCHES_PER_TASK
     batch = [prediction_id] + _claim(_waiting_with(version.pk, prediction_id, claim - 1))
     try:
-        return _predict_batch(predictor, batch)
+        return _predict_batch(predictor, batch)  # each model batch's studies are scored as it is stored
     except Exception as exc:
         # Nothing claimed may stay running (embedded mode has no sweeper): each row goes back to the
         # queue, at most PORTAL_PREDICTION_MAX_ATTEMPTS times in all, or fails with the reason.
         requeued = _give_back(batch, _reason(exc))
+        _update_studies_of(batch)
         for pk in requeued:
             if pk != prediction_id:  # its own task may have come and gone while this call held it
                 dispatch.send(PREDICT, pk)
         if prediction_id in requeued:
             raise TryAgain(_reason(exc)) from exc
         return 0
-    finally:
-        _update_studies_of(batch)
 
 
 def _predict_batch(predictor, batch: list[int]) -> int:
-    """Decode on the predictor's loader thread while it runs the previous images, then record the batch."""
+    """Predict the claimed rows a model batch at a time, storing each batch (heatmaps, then its rows in one
+    transaction) while the predictor's loader thread decodes the next. Returns how many were recorded."""
     rows = list(Prediction.objects.select_related("image").filter(pk__in=batch).order_by("pk"))
     loaders = [lambda image=row.image: (decode_original(image), image.laterality) for row in rows]
+    side = _heatmap_side()
+    stream = predictor.stream_batches(loaders, batch_size=settings.PORTAL_INFERENCE_BATCH, heatmap_max_side=side)
+    recorded = done = 0
+    try:
+        while done < len(rows):
+            try:
+                outcomes = next(stream)
+            except StopIteration:
+                break
+            except Exception:
+                # The model failed on a whole batch: the rest one by one, so one bad image fails alone with its reason.
+                log.warning("batch failed; predicting the other %d images one by one", len(rows) - done)
+                for row, loader in zip(rows[done:], loaders[done:], strict=True):
+                    recorded += _record_batch([row], [_predict_alone(predictor, loader, side)])
+                return recorded
+            recorded += _record_batch(rows[done : done + len(outcomes)], outcomes)
+            done += len(outcomes)
+        return recorded
+    finally:
+        stream.close()  # a storage or database error while recording: the loader thread stops with it
+
+
+def _predict_alone(predictor, loader, side: int):
+    """One image's result, or the exception that stopped it."""
+    try:
+        return next(iter(predictor.stream_batches([loader], batch_size=1, heatmap_max_side=side)))[0]
+    except Exception as exc:
+        return exc
+
+
+def _record_batch(rows: list[Prediction], outcomes: list) -> int:
+    """Fail the rows whose image could not be read or predicted, record the others, then score their studies
+    (a study's exam score appears as soon as its last image is stored); returns how many were recorded."""
     pairs: list[tuple[Prediction, object]] = []
-    for row, outcome in zip(rows, _predict_each(predictor, loaders), strict=True):
+    for row, outcome in zip(rows, outcomes, strict=True):
         if isinstance(outcome, PortalError):
             _fail(row, outcome.message)
         elif isinstance(outcome, BaseException):
             _fail(row, f"the model could not process this image: {outcome}")
         else:
             pairs.append((row, outcome))
-    return _record_all(pairs)
-
-
-def _predict_each(predictor, loaders: list) -> list:
-    """Results (or each image's exception) for the loaders; if a batch fails, one by one, so one bad image
-    fails alone with its reason."""
-    if not loaders:
-        return []
-    side = _heatmap_side()
-    try:
-        return predictor.predict_stream(loaders, batch_size=settings.PORTAL_INFERENCE_BATCH, heatmap_max_side=side)
-    except Exception:
-        log.warning("batch of %d failed; predicting one by one", len(loaders))
-    out = []
-    for loader in loaders:
-        try:
-            out.append(predictor.predict_stream([loader], heatmap_max_side=side)[0])
-        except Exception as exc:
-            out.append(exc)
-    return out
+    recorded = _record_all(pairs)
+    _update_studies_of([row.pk for row in rows])
+    return recorded
 
 
 def _unusable(result) -> str:
@@ -267,7 +283,7 @@ def _heatmap_png(heatmap: np.ndarray) -> bytes:
         scale = limit / longest
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), PILImage.Resampling.BOX)
     buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
+    img.save(buffer, format="PNG", compress_level=1)  # a smooth map: level 1 is 3x faster, the file 25% larger
     return buffer.getvalue()
 
 

@@ -161,3 +161,39 @@ def test_the_streaming_path_gives_the_same_results_and_isolates_a_bad_image(tiny
         assert got.logit == pytest.approx(want.logit, abs=1e-5)
         assert got.regions == want.regions
         assert np.allclose(got.heatmap, want.heatmap, atol=1e-5)
+
+
+def test_on_the_cpu_the_loader_never_runs_during_a_forward_pass(tiny_checkpoint: Path, monkeypatch) -> None:
+    """A CPU forward pass keeps every core busy with threads that wait for each other at every layer; a loader
+    decoding beside it slowed it by more than its own time. The next batch is loaded after the forward pass,
+    while this batch's heatmaps are made and stored: batches come one at a time, in order."""
+    predictor = Predictor.load(tiny_checkpoint, device="cpu")
+    events: list[str] = []
+    forward = predictor.forward
+
+    def timed_forward(batch):
+        events.append("forward starts")
+        out = forward(batch)
+        events.append("forward ends")
+        return out
+
+    monkeypatch.setattr(predictor, "forward", timed_forward)
+
+    def loader(seed):
+        def load():
+            events.append(f"load {seed}")
+            return phantom(seed=seed), "L"
+
+        return load
+
+    batches = predictor.stream_batches([loader(s) for s in range(5)], batch_size=2)
+    sizes = []
+    for batch in batches:
+        sizes.append(len(batch))
+        events.append("stored")
+    assert sizes == [2, 2, 1]
+    busy = False
+    for event in events:
+        busy = {"forward starts": True, "forward ends": False}.get(event, busy)
+        assert not (busy and event.startswith("load")), events
+    assert events.count("forward starts") == 3 and events.index("load 2") > events.index("forward ends")

@@ -97,3 +97,57 @@ def test_a_heatmap_hot_spot_maps_back_onto_the_lesion() -> None:
         assert back.shape == image.shape and back.dtype == np.float32
         row, col = np.unravel_index(int(np.argmax(back)), back.shape)
         assert abs(col - x) <= 3 and abs(row - lesion[1]) <= 3
+
+
+def _flood_one_cell_at_a_time(seed: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """The former flood (grow by one cell until stable): the reference the faster one must equal."""
+    region = seed & within
+    while True:
+        grown = region.copy()
+        grown[1:] |= region[:-1]
+        grown[:-1] |= region[1:]
+        grown[:, 1:] |= region[:, :-1]
+        grown[:, :-1] |= region[:, 1:]
+        grown &= within
+        if np.array_equal(grown, region):
+            return region
+        region = grown
+
+
+def test_the_run_filling_flood_finds_exactly_the_seeded_4_connected_parts() -> None:
+    from ml.preprocess import _flood
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        shape = tuple(int(n) for n in rng.integers(1, 50, 2))
+        within = rng.random(shape) < rng.uniform(0.3, 0.8)
+        seed = rng.random(shape) < 0.03
+        assert np.array_equal(_flood(seed, within), _flood_one_cell_at_a_time(seed, within))
+    spiral = np.zeros((9, 9), bool)  # a path that turns at every wall: many passes, still exact
+    spiral[0, :] = spiral[:, 8] = spiral[8, :] = spiral[2:, 0] = spiral[2, :7] = spiral[2:7, 6] = True
+    seed = np.zeros_like(spiral)
+    seed[2, 3] = True
+    assert np.array_equal(_flood(seed, spiral), _flood_one_cell_at_a_time(seed, spiral))
+
+
+def test_a_display_sized_heatmap_keeps_exactly_the_breast_cells() -> None:
+    """The breast mask is applied cell by cell at any output size: exactly what indexing the coarse mask with
+    each output pixel's cell gives (the former gather), zero beyond the mask and outside the crop box."""
+    image = phantom(seed=4)
+    for laterality in ("L", "R"):
+        prep = preprocess(image if laterality == "L" else image[:, ::-1], laterality, CONFIG)
+        geometry = prep.geometry
+        for side in (None, 700, 333):
+            out = heatmap_to_original(np.ones((32, 20), np.float32), geometry, side)
+            if geometry.flipped:
+                out = out[:, ::-1]
+            scale = 1.0 if side is None else min(1.0, side / max(geometry.original_shape))
+            rows = (np.arange(out.shape[0]) / (geometry.mask_factor * scale)).astype(np.int64)
+            cols = (np.arange(out.shape[1]) / (geometry.mask_factor * scale)).astype(np.int64)
+            keep = np.zeros(out.shape, bool)
+            ok_r, ok_c = rows < geometry.mask.shape[0], cols < geometry.mask.shape[1]
+            keep[np.ix_(ok_r, ok_c)] = geometry.mask[np.ix_(rows[ok_r], cols[ok_c])]
+            top, bottom, left, right = (round(v * scale) for v in geometry.box)
+            box = np.zeros(out.shape, bool)
+            box[top:bottom, left:right] = True
+            assert np.array_equal(out > 0.5, keep & box) and not out[~(keep & box)].any()

@@ -126,13 +126,13 @@ def test_a_task_claims_several_batches_so_the_loader_overlaps_the_model(champion
 
     def spying(version):
         predictor = real(version)
-        stream = predictor.predict_stream
+        stream = predictor.stream_batches
 
-        def predict_stream(loaders, batch_size=8, **kwargs):
+        def stream_batches(loaders, batch_size=8, **kwargs):
             seen.append((len(loaders), batch_size))
             return stream(loaders, batch_size=batch_size, **kwargs)
 
-        monkeypatch.setattr(predictor, "predict_stream", predict_stream)
+        monkeypatch.setattr(predictor, "stream_batches", stream_batches)
         return predictor
 
     monkeypatch.setattr(inference, "predictor_for", spying)
@@ -264,3 +264,34 @@ def test_the_predict_command_queues_pending_images(champion):
     out = io.StringIO()
     call_command("predict", "--pending", stdout=out)
     assert "queued 1 predictions by model test-model" in out.getvalue()
+
+
+def test_each_batch_is_stored_before_the_next_runs_and_a_failed_batch_goes_image_by_image(
+    champion, settings, monkeypatch
+):
+    """One transaction per batch, while the loader decodes the next (not all at the end of the task); when
+    the model fails on a whole batch, its images are predicted one at a time and still recorded."""
+    from screening import inference
+
+    settings.PORTAL_INFERENCE_BATCH, settings.PORTAL_INFERENCE_BATCHES_PER_TASK = 2, 2
+    images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(4)]
+    done_before_each_forward = []
+    real = inference.predictor_for
+
+    def spying(version):
+        predictor = real(version)
+        forward = predictor._forward_timed
+
+        def flaky(prepared):
+            done_before_each_forward.append(Prediction.objects.filter(status="done").count())
+            if len(done_before_each_forward) == 2:
+                raise RuntimeError("out of memory for this batch")
+            return forward(prepared)
+
+        monkeypatch.setattr(predictor, "_forward_timed", flaky)
+        return predictor
+
+    monkeypatch.setattr(inference, "predictor_for", spying)
+    assert predictions.run_prediction(Prediction.objects.get(image=images[0]).pk) == 4
+    assert done_before_each_forward == [0, 2, 2, 3]  # batch 1 stored; batch 2 failed, then its images alone
+    assert Prediction.objects.filter(status="done").count() == 4
