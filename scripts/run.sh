@@ -8,6 +8,10 @@ HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 # The address printed below must be one Django answers (DEBUG is off, so hosts are checked).
 export DJANGO_ALLOWED_HOSTS=${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1,[::1],$HOST}
+# glibc malloc tuned for PyTorch on the CPU, as docker-compose.yml does for the workers: embedded mode predicts
+# in the web process, and without it every layer's large buffers are fresh mmaps (511 vs 242 ms an image).
+export MALLOC_MMAP_MAX_=${MALLOC_MMAP_MAX_:-0}
+export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-100000000000}
 source scripts/venv.sh requirements.txt
 scripts/build_viewer.sh   # the case viewer's bundle (npm ci + Vite) when missing or stale
 echo "==> Preparing the database (./var/portal.sqlite3)"

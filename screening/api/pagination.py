@@ -25,7 +25,7 @@ class KeysetPagination(CursorPagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         if self._legacy(request):
-            self._page_numbers = PageNumberPagination()
+            self._page_numbers = FormerPageNumbers()
             return self._page_numbers.paginate_queryset(queryset, request, view)
         self._page_numbers = None
         return super().paginate_queryset(queryset, request, view)
@@ -42,6 +42,11 @@ class CappedPaginator(Paginator):
     waiting. `capped` says the real number is larger than `count`."""
 
     CAP = 1000
+
+    def __init__(self, *args, cap: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if cap is not None:
+            self.CAP = cap
 
     @cached_property
     def count(self) -> int:
@@ -86,3 +91,15 @@ class WorkListPagination(PageNumberPagination):
         schema = super().get_paginated_response_schema(schema)
         schema["properties"]["count_capped"] = {"type": "boolean", "description": "more than `count` cases wait"}
         return schema
+
+
+class FormerPageNumbers(WorkListPagination):
+    """The former page-number answer of the image and prediction lists, for clients that still name `page`:
+    its pages reach the newest 10,000 rows (`count` exact up to there, `count_capped` beyond). Deeper pages
+    are the cursor's: an OFFSET and a COUNT over 400,000 rows took 400 ms (2 s with eight clients)."""
+
+    CAP = 10_000
+    invalid_page_message = "page numbers reach the newest 10,000 rows; follow the cursor (`next` without `page`)"
+
+    def django_paginator_class(self, *args, **kwargs):
+        return CappedPaginator(*args, cap=self.CAP, **kwargs)
