@@ -197,3 +197,37 @@ def test_on_the_cpu_the_loader_never_runs_during_a_forward_pass(tiny_checkpoint:
         busy = {"forward starts": True, "forward ends": False}.get(event, busy)
         assert not (busy and event.startswith("load")), events
     assert events.count("forward starts") == 3 and events.index("load 2") > events.index("forward ends")
+
+
+def test_on_a_gpu_the_loader_prepares_the_next_batch_during_the_forward_pass(
+    tiny_checkpoint: Path, monkeypatch
+) -> None:
+    """The GPU path's overlap, checked on the CPU: with the predictor's device a CUDA one, the first forward pass
+    waits (up to 10 s) for the next batch's loader to start; without the overlap it would time out."""
+    import threading
+
+    predictor = Predictor.load(tiny_checkpoint, device="cpu")
+    forward = predictor.forward
+    next_loaded = threading.Event()
+    overlapped = []
+
+    def waiting_forward(batch):
+        if not overlapped:  # the first batch's forward pass: the second batch is being loaded meanwhile
+            overlapped.append(next_loaded.wait(timeout=10))
+        predictor.device = torch.device("cpu")  # the schedule was chosen when the stream started
+        return forward(batch)
+
+    monkeypatch.setattr(predictor, "forward", waiting_forward)
+    predictor.device = torch.device("cuda")  # what the stream schedules by; the model itself stays on the CPU
+
+    def loader(seed):
+        def load():
+            if seed >= 2:
+                next_loaded.set()
+            return phantom(seed=seed), "L"
+
+        return load
+
+    results = predictor.predict_stream([loader(s) for s in range(4)], batch_size=2)
+    assert len(results) == 4 and all(r.probability >= 0 for r in results)
+    assert overlapped == [True]  # batch 2 was loading while batch 1 ran
