@@ -204,6 +204,9 @@ def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[
     return _with_reading(studies).order_by(*READING_ORDERS.get(policy.order, READING_ORDERS["score"]))
 
 
+ARBITRATION_IDS_INLINE = 5000
+
+
 def arbitration_worklist() -> QuerySet[Study]:
     """Discordant double reads awaiting the arbitrator's (or the readers' consensus) final decision.
 
@@ -216,8 +219,11 @@ def arbitration_worklist() -> QuerySet[Study]:
         .exclude(Exists(Review.objects.filter(study=OuterRef("study"), is_final=True)))
         .values_list("study_id", flat=True)
     )
+    ids = list(awaiting[: ARBITRATION_IDS_INLINE + 1])
+    # A backlog too long to name in one query (SQLite takes at most 32,766 parameters) is filtered by subquery.
+    chosen = Q(pk__in=ids) if len(ids) <= ARBITRATION_IDS_INLINE else Q(pk__in=awaiting)
     studies = (
-        Study.objects.filter(pk__in=list(awaiting), status__in=UNREAD)
+        Study.objects.filter(chosen, status__in=UNREAD)
         .select_related("exam_model", "assigned_to")
         .prefetch_related("patient")  # for the page's rows only: a join made PostgreSQL hash every patient
     )

@@ -99,7 +99,7 @@ class FormerPageNumbers(WorkListPagination):
     are the cursor's: an OFFSET and a COUNT over 400,000 rows took 400 ms (2 s with eight clients)."""
 
     CAP = 10_000
-    invalid_page_message = "page numbers reach the newest 10,000 rows; follow the cursor (`next` without `page`)"
+    invalid_page_message = "page numbers reach the first 10,000 rows; follow the cursor (`next` without `page`)"
 
     def django_paginator_class(self, *args, **kwargs):
         return CappedPaginator(*args, cap=self.CAP, **kwargs)

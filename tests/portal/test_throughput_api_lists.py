@@ -156,3 +156,25 @@ def test_the_former_page_numbers_reach_only_the_newest_rows_and_point_to_the_cur
     assert rad_api.get("/api/v1/images/", {"page": 3}).status_code == 200  # the CAP + 1st row still answers
     deep = rad_api.get("/api/v1/images/", {"page": 4})
     assert deep.status_code == 404 and "cursor" in str(deep.json())
+
+
+def test_an_arbitration_backlog_too_long_to_name_in_one_query_is_still_listed(django_user_model, monkeypatch):
+    """Past ARBITRATION_IDS_INLINE studies (SQLite takes at most 32,766 parameters) the list filters by subquery."""
+    from screening import selectors
+    from screening.models import Review, Study
+    from tests.conftest import _user
+
+    patient = ingest_file(file=io.BytesIO(to_bytes(mg_dataset(patient_id="P0"))), filename="0.dcm").image.study.patient
+    studies = Study.objects.bulk_create(
+        Study(study_uid=f"2.25.{i}", patient=patient, status="predicted", study_date=f"2026-02-{1 + i:02d}")
+        for i in range(3)
+    )
+    first, second = (_user(django_user_model, name, "radiologist") for name in ("first", "second"))
+    Review.objects.bulk_create(
+        Review(study=study, version=version, radiologist=reader, slot=slot, decision="normal", birads=1, is_final=False)
+        for study in studies
+        for version, reader, slot in ((1, first, "first"), (2, second, "second"))
+    )
+    inline = list(selectors.arbitration_worklist())
+    monkeypatch.setattr(selectors, "ARBITRATION_IDS_INLINE", 2)
+    assert list(selectors.arbitration_worklist()) == inline == studies
