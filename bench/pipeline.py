@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,17 @@ def bare_forward(model_path: Path, batch: int, reps: int = 5) -> list[float]:
     return rates
 
 
+def batch_timing(log_text: str) -> dict[str, float]:
+    """Medians of the worker's per-batch timing lines (screening.services.predictions._log_timing)."""
+    rows = [
+        dict((k, float(v)) for k, v in re.findall(r"(\w+)=([\d.]+)", line.split("ms/image:", 1)[1]))
+        for line in log_text.splitlines()
+        if "batch timing ms/image:" in line
+    ]
+    names = ["decode", "preprocess", "forward", "heatmap", "store"]
+    return {name: float(np.median([row[name] for row in rows])) for name in names} if rows else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100)
@@ -114,6 +126,8 @@ def main() -> None:
             capture_output=True,
         )
 
+        worker_log = open(tmp / "worker.log", "w")  # noqa: SIM115 (closed with the run)
+
         def start_worker() -> subprocess.Popen:
             return subprocess.Popen(
                 [
@@ -130,12 +144,14 @@ def main() -> None:
                     "--prefetch-multiplier",
                     "1",
                     "-l",
-                    "warning",
+                    "info",
                     "--without-gossip",
                     "--without-mingle",
                 ],
                 cwd=ROOT,
                 env=env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
             )
 
         worker = None if args.queue_first else start_worker()
@@ -166,6 +182,8 @@ def main() -> None:
             if worker is not None:
                 worker.terminate()
                 worker.wait()
+            worker_log.close()
+            timing = batch_timing((tmp / "worker.log").read_text())
     done = [(row[0], row[2]) for row in rows if row[1] == "done"]
     latency = np.array([ts - uploaded_at[image_id] for image_id, ts in done]) * 1000
     if args.queue_first:
@@ -190,6 +208,13 @@ def main() -> None:
         f"| {args.n} | {len(done)} | {np.percentile(latency, 50):.0f} / {np.percentile(latency, 95):.0f} | "
         f"{rate:.2f} | {bare:.2f} | {overhead:.0f}% |"
     )
+    if timing:
+        print(
+            "per image, medians over the worker's batches (ms): "
+            + ", ".join(f"{name} {value:.1f}" for name, value in timing.items())
+            + " (decode and preprocess on the loader thread; store = heatmap PNGs, the batch's transaction and"
+            " its studies' exam scores)"
+        )
     mode = "uploaded first, then drained" if args.queue_first else "uploads and worker concurrent"
     print(
         f"\n{mode}; per image (medians of the stored rows): preprocess {preprocess:.0f} ms on the loader "

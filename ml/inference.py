@@ -191,22 +191,32 @@ class Predictor:
         loaders: Sequence[Callable[[], tuple[np.ndarray, str]]],
         batch_size: int = 8,
         heatmap_max_side: int | None = None,
+        more: Callable[[], Sequence[Callable[[], tuple[np.ndarray, str]]]] | None = None,
     ) -> Iterator[list[PredictionResult | BaseException]]:
         """Like `predict`, but each item is a loader (decode the file, say) run with preprocessing on a
         background thread, and results come a batch at a time, so the caller stores one batch while the
         next is loaded. Yields, per batch and in order, a result or the exception its loader (or
-        preprocessing) raised: one bad image never costs the others their result.
+        preprocessing) raised: one bad image never costs the others their result. When `loaders` run out,
+        `more()` (called on the caller's thread, when the next batch is due) may give more; [] ends the stream.
 
         When the loader runs: on a GPU, during the forward pass (the model then needs no CPU, and is never
         kept waiting by decoding); on the CPU, only after it, while this batch's heatmaps are made and the
         caller stores them. A CPU forward pass keeps every core busy with threads that wait for each other
         at every layer: a loader running beside it slowed it by more than the loader's own time.
         """
+        queue = list(loaders)
 
-        def load(start: int) -> list[tuple[Preprocessed | BaseException, float, float]]:
+        def next_chunk() -> list[Callable[[], tuple[np.ndarray, str]]]:
+            nonlocal queue
+            if not queue and more is not None:
+                queue = list(more())
+            chunk, queue = queue[:batch_size], queue[batch_size:]
+            return chunk
+
+        def load(chunk) -> list[tuple[Preprocessed | BaseException, float, float]]:
             """(preprocessed image or the exception, decode ms, preprocess ms) for one batch of loaders."""
             out: list[tuple[Preprocessed | BaseException, float, float]] = []
-            for loader in loaders[start : start + batch_size]:
+            for loader in chunk:
                 t0 = time.perf_counter()
                 try:
                     image, laterality = loader()
@@ -221,16 +231,18 @@ class Predictor:
 
         overlap_forward = self.device.type != "cpu"
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammo-loader") as pool:
-            pending = pool.submit(load, 0) if loaders else None
-            for start in range(0, len(loaders), batch_size):
+            chunk = next_chunk()
+            pending = pool.submit(load, chunk) if chunk else None
+            while pending is not None:
                 loaded = pending.result()
-                later = start + batch_size < len(loaders)
-                pending = pool.submit(load, start + batch_size) if later and overlap_forward else None
+                pending = None
+                if overlap_forward and (chunk := next_chunk()):
+                    pending = pool.submit(load, chunk)
                 ok = [(i, item) for i, item in enumerate(loaded) if not isinstance(item[0], BaseException)]
                 if ok:
                     outputs, share = self._forward_timed([item[0] for _, item in ok])
-                if later and pending is None:
-                    pending = pool.submit(load, start + batch_size)
+                if not overlap_forward and (chunk := next_chunk()):
+                    pending = pool.submit(load, chunk)
                 batch_results: dict[int, PredictionResult] = {}
                 if ok:
                     finished = self._finish(

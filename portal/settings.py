@@ -320,9 +320,10 @@ CACHES = {
 # Inference workers. Device: "" = CUDA when present (mixed precision), else CPU.
 PORTAL_INFERENCE_DEVICE = env_str("PORTAL_INFERENCE_DEVICE")
 PORTAL_INFERENCE_BATCH = env_int("PORTAL_INFERENCE_BATCH", 8, minimum=1)
-# Batches one inference task claims: the loader thread decodes and preprocesses the next batch (on a GPU while
-# the model runs this one, on the CPU while this one's heatmaps are stored); each batch is stored as it ends.
-PORTAL_INFERENCE_BATCHES_PER_TASK = env_int("PORTAL_INFERENCE_BATCHES_PER_TASK", 3, minimum=1)
+# Batches one inference task predicts at most, each claimed when the loader thread is due to decode it (on a
+# GPU while the model runs the previous one, on the CPU while the previous one's heatmaps are stored); each
+# batch is stored as it ends. More batches a task: fewer task boundaries, where the loader stands idle.
+PORTAL_INFERENCE_BATCHES_PER_TASK = env_int("PORTAL_INFERENCE_BATCHES_PER_TASK", 12, minimum=1)
 PORTAL_PREDICTION_SOFT_TIME_LIMIT = env_int("PORTAL_PREDICTION_SOFT_TIME_LIMIT", 300, minimum=10)
 # A prediction `running` for longer than this is taken to belong to a dead worker.
 PORTAL_PREDICTION_STALE_SECONDS = env_int("PORTAL_PREDICTION_STALE_SECONDS", 600, minimum=1)

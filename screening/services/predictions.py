@@ -24,7 +24,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
@@ -159,8 +159,10 @@ def _waiting_with(version_id: int, exclude: int, limit: int) -> list[int]:
 
 
 def run_prediction(prediction_id: int) -> int:
-    """Claim this prediction (and others waiting for the same model: PORTAL_INFERENCE_BATCHES_PER_TASK
-    batches, so decoding the next batch overlaps the model running this one), predict, record.
+    """Claim this prediction and others waiting for the same model, a batch at a time: the first batch now,
+    each next one when the loader is due to decode it (up to PORTAL_INFERENCE_BATCHES_PER_TASK batches a
+    task). Claiming just in time keeps the loader busy across what would be task boundaries without taking
+    work another worker could do now. Predict, record each batch as it ends.
 
     Returns how many predictions this call recorded as done. A duplicate or
     redelivered task returns 0 without touching anything. Raises TryAgain when the
@@ -187,10 +189,9 @@ def run_prediction(prediction_id: int) -> int:
             raise TryAgain(_reason(exc)) from exc
         _update_studies_of([prediction_id])
         return 0
-    claim = settings.PORTAL_INFERENCE_BATCH * settings.PORTAL_INFERENCE_BATCHES_PER_TASK
-    batch = [prediction_id] + _claim(_waiting_with(version.pk, prediction_id, claim - 1))
+    batch = [prediction_id] + _claim(_waiting_with(version.pk, prediction_id, settings.PORTAL_INFERENCE_BATCH - 1))
     try:
-        return _predict_batch(predictor, batch)  # each model batch's studies are scored as it is stored
+        return _predict_batch(predictor, batch, version.pk)  # each batch's studies are scored as it is stored
     except Exception as exc:
         # Nothing claimed may stay running (embedded mode has no sweeper): each row goes back to the
         # queue, at most PORTAL_PREDICTION_MAX_ATTEMPTS times in all, or fails with the reason.
@@ -204,13 +205,38 @@ def run_prediction(prediction_id: int) -> int:
         return 0
 
 
-def _predict_batch(predictor, batch: list[int]) -> int:
+def _loader(row: Prediction):
+    return lambda image=row.image: (decode_original(image), image.laterality)
+
+
+def _predict_batch(predictor, batch: list[int], version_id: int | None = None) -> int:
     """Predict the claimed rows a model batch at a time, storing each batch (heatmaps, then its rows in one
-    transaction) while the predictor's loader thread decodes the next. Returns how many were recorded."""
+    transaction) while the predictor's loader thread decodes the next. With `version_id`, more rows waiting
+    for that model are claimed a batch at a time as the loader needs them, and added to `batch` (so that a
+    failure gives them back too). Returns how many were recorded."""
+    size = settings.PORTAL_INFERENCE_BATCH
     rows = list(Prediction.objects.select_related("image").filter(pk__in=batch).order_by("pk"))
-    loaders = [lambda image=row.image: (decode_original(image), image.laterality) for row in rows]
+    loaders = [_loader(row) for row in rows]
+    claimed_batches = math.ceil(len(rows) / size)
+
+    def more() -> list:
+        nonlocal claimed_batches
+        if version_id is None or claimed_batches >= settings.PORTAL_INFERENCE_BATCHES_PER_TASK:
+            return []
+        try:
+            new = _claim(_waiting_with(version_id, batch[0], size))
+        except DatabaseError:
+            log.warning("could not claim more predictions; this task stops after its current batch")
+            return []
+        batch.extend(new)
+        claimed_batches += 1
+        added = list(Prediction.objects.select_related("image").filter(pk__in=new).order_by("pk"))
+        rows.extend(added)
+        loaders.extend(_loader(row) for row in added)
+        return [_loader(row) for row in added]
+
     side = _heatmap_side()
-    stream = predictor.stream_batches(loaders, batch_size=settings.PORTAL_INFERENCE_BATCH, heatmap_max_side=side)
+    stream = predictor.stream_batches(loaders, batch_size=size, heatmap_max_side=side, more=more)
     recorded = done = 0
     try:
         while done < len(rows):
@@ -224,11 +250,30 @@ def _predict_batch(predictor, batch: list[int]) -> int:
                 for row, loader in zip(rows[done:], loaders[done:], strict=True):
                     recorded += _record_batch([row], [_predict_alone(predictor, loader, side)])
                 return recorded
+            t0 = time.perf_counter()
             recorded += _record_batch(rows[done : done + len(outcomes)], outcomes)
+            _log_timing(outcomes, (time.perf_counter() - t0) * 1000.0)
             done += len(outcomes)
         return recorded
     finally:
         stream.close()  # a storage or database error while recording: the loader thread stops with it
+
+
+def _log_timing(outcomes: list, store_ms: float) -> None:
+    """Where a batch's time went, per image (medians in `bench/pipeline.py`): numbers only, no patient data."""
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
+    if not results:
+        return
+    mean = lambda name: sum(getattr(r, name, 0.0) or 0.0 for r in results) / len(results)  # noqa: E731
+    log.info(
+        "batch timing ms/image: decode=%.1f preprocess=%.1f forward=%.1f heatmap=%.1f store=%.1f images=%d",
+        mean("decode_ms"),
+        mean("preprocess_ms"),
+        mean("inference_ms"),
+        mean("heatmap_ms"),
+        store_ms / len(outcomes),
+        len(outcomes),
+    )
 
 
 def _predict_alone(predictor, loader, side: int):

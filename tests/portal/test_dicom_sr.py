@@ -55,15 +55,18 @@ class PeakPredictor:
             results.append(PredictionResult(probability, heat, 0.0, 1.0, 1.0))
         return results
 
-    def stream_batches(self, loaders, batch_size=8, heatmap_max_side=None):
-        """The worker's entry point: each loader's image, or its exception, in order (one batch)."""
-        out = []
-        for load in loaders:
-            try:
-                out.append(self.predict([load()])[0])
-            except Exception as exc:
-                out.append(exc)
-        yield out
+    def stream_batches(self, loaders, batch_size=8, heatmap_max_side=None, more=None):
+        """The worker's entry point: each loader's image, or its exception, in order (a batch per call of
+        `more`)."""
+        while loaders:
+            out = []
+            for load in loaders:
+                try:
+                    out.append(self.predict([load()])[0])
+                except Exception as exc:
+                    out.append(exc)
+            yield out
+            loaders = more() if more is not None else []
 
 
 @pytest.fixture

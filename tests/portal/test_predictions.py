@@ -114,31 +114,39 @@ def test_waiting_images_are_predicted_together_as_a_batch(champion):
     assert set(Prediction.objects.values_list("status", flat=True)) == {"done"}
 
 
-def test_a_task_claims_several_batches_so_the_loader_overlaps_the_model(champion, settings, monkeypatch):
-    """Two batches of two per task: four of five waiting images in one call, run through the predictor as
-    batches of two (the loader thread prepares the second while the model runs the first)."""
+def test_a_task_claims_batch_by_batch_up_to_its_limit(champion, settings, monkeypatch):
+    """Two batches of two per task: the first batch is claimed when the task starts, the second when the loader
+    is due to decode it (a row claimed then is not another worker's any more); four of five predicted."""
     from screening import inference
 
     settings.PORTAL_INFERENCE_BATCH, settings.PORTAL_INFERENCE_BATCHES_PER_TASK = 2, 2
     images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(5)]
     seen = []
+    running_when_forward_started = []
     real = inference.predictor_for
 
     def spying(version):
         predictor = real(version)
         stream = predictor.stream_batches
+        forward = predictor._forward_timed
 
         def stream_batches(loaders, batch_size=8, **kwargs):
             seen.append((len(loaders), batch_size))
             return stream(loaders, batch_size=batch_size, **kwargs)
 
+        def counting_forward(prepared):
+            running_when_forward_started.append(Prediction.objects.filter(status="running").count())
+            return forward(prepared)
+
         monkeypatch.setattr(predictor, "stream_batches", stream_batches)
+        monkeypatch.setattr(predictor, "_forward_timed", counting_forward)
         return predictor
 
     monkeypatch.setattr(inference, "predictor_for", spying)
     first = Prediction.objects.get(image=images[0])
     assert predictions.run_prediction(first.pk) == 4
-    assert seen == [(4, 2)]
+    assert seen == [(2, 2)]  # one batch claimed up front
+    assert running_when_forward_started == [2, 2]  # the second batch was claimed after the first forward pass
     assert Prediction.objects.filter(status="queued").count() == 1
 
 
@@ -295,3 +303,18 @@ def test_each_batch_is_stored_before_the_next_runs_and_a_failed_batch_goes_image
     assert predictions.run_prediction(Prediction.objects.get(image=images[0]).pk) == 4
     assert done_before_each_forward == [0, 2, 2, 3]  # batch 1 stored; batch 2 failed, then its images alone
     assert Prediction.objects.filter(status="done").count() == 4
+
+
+def test_each_stored_batch_logs_where_its_time_went_without_patient_data(champion, caplog):
+    """bench/pipeline.py reports the per-image breakdown (decode, preprocess, forward, heatmap, store) from it."""
+    import logging
+    import re
+
+    image = ingest(mg_dataset(patient_id="SECRET-PATIENT-7"))
+    with caplog.at_level(logging.INFO, logger="screening.services.predictions"):
+        assert predictions.run_prediction(Prediction.objects.get(image=image).pk) == 1
+    [line] = [r.getMessage() for r in caplog.records if "batch timing" in r.getMessage()]
+    values = dict(re.findall(r"(\w+)=([\d.]+)", line))
+    assert set(values) == {"decode", "preprocess", "forward", "heatmap", "store", "images"}
+    assert float(values["forward"]) > 0 and float(values["store"]) > 0 and values["images"] == "1"
+    assert "SECRET" not in line
