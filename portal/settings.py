@@ -322,8 +322,11 @@ PORTAL_INFERENCE_DEVICE = env_str("PORTAL_INFERENCE_DEVICE")
 PORTAL_INFERENCE_BATCH = env_int("PORTAL_INFERENCE_BATCH", 8, minimum=1)
 # Batches one inference task predicts at most, each claimed when the loader thread is due to decode it (on a
 # GPU while the model runs the previous one, on the CPU while the previous one's heatmaps are stored); each
-# batch is stored as it ends. More batches a task: fewer task boundaries, where the loader stands idle.
-PORTAL_INFERENCE_BATCHES_PER_TASK = env_int("PORTAL_INFERENCE_BATCHES_PER_TASK", 12, minimum=1)
+# batch is stored as it ends. More batches a task: fewer task boundaries, where the loader stands idle. In
+# embedded mode a task runs in the upload's request: one batch, so no upload waits for a queue of others.
+PORTAL_INFERENCE_BATCHES_PER_TASK = env_int(
+    "PORTAL_INFERENCE_BATCHES_PER_TASK", 1 if CELERY_TASK_ALWAYS_EAGER else 12, minimum=1
+)
 PORTAL_PREDICTION_SOFT_TIME_LIMIT = env_int("PORTAL_PREDICTION_SOFT_TIME_LIMIT", 300, minimum=10)
 # A prediction `running` for longer than this is taken to belong to a dead worker.
 PORTAL_PREDICTION_STALE_SECONDS = env_int("PORTAL_PREDICTION_STALE_SECONDS", 600, minimum=1)

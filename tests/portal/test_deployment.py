@@ -185,3 +185,19 @@ def test_in_process_tasks_do_not_warn_about_a_broker_hostname(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "No hostname was supplied" not in result.stderr
+
+
+def test_an_upload_in_embedded_mode_predicts_one_batch_and_a_worker_up_to_twelve(tmp_path):
+    """Embedded mode runs the inference task in the upload's request: it takes one batch, so no upload waits
+    for a queue of others' images; a Celery worker claims up to twelve, a batch at a time."""
+    code = (
+        "import django; django.setup(); from django.conf import settings;"
+        "print(settings.PORTAL_INFERENCE_BATCHES_PER_TASK)"
+    )
+    answers = []
+    for extra in ({}, {"REDIS_URL": "redis://127.0.0.1:6379/9"}):
+        env = {**embedded_env(tmp_path), **extra}
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        answers.append(result.stdout.split()[-1])
+    assert answers == ["1", "12"]
