@@ -228,7 +228,18 @@ def test_ai_marks_toggle_and_zoom_to_the_region(live_server, page, radiologist, 
     page.wait_for_function(
         "([s, b]) => Number(document.querySelector(s).dataset.scale) < b / 3", arg=[cell(lcc), before]
     )
-    # The region is centred in the cell.
+    # The region is centred in the cell, once the marks are drawn again for the new camera (they are redrawn
+    # after the zoom: reading the box before that found no mark, one CI run in many).
+    marks.first.wait_for(state="visible")
+    page.wait_for_function(
+        """([s, m]) => {
+            const cell = document.querySelector(s).getBoundingClientRect();
+            const mark = document.querySelector(m)?.getBoundingClientRect();
+            return !!mark && mark.width > 0 && Math.abs(mark.x + mark.width / 2 - (cell.x + cell.width / 2)) <= 4;
+        }""",
+        arg=[cell(lcc), f"{cell(lcc)} .ai-mark"],
+        timeout=5000,
+    )
     mark = marks.first.bounding_box()
     box = page.locator(cell(lcc)).bounding_box()
     assert mark["x"] + mark["width"] / 2 == pytest.approx(box["x"] + box["width"] / 2, abs=4)
