@@ -95,6 +95,9 @@ def describe_checkpoint(path: str | Path, *, name: str | None = None, note: str 
             "operating_point": checkpoint.get("operating_point") or {},
             "training_data": checkpoint.get("training_data") or {},
             "exam_model": checkpoint.get("exam_model"),
+            # per source kind: calibration, exam model and thresholds (ml.operating)
+            "sources": checkpoint.get("sources") or {},
+            "default_source_kind": "digital" if "digital" in (checkpoint.get("sources") or {}) else None,
         },
         "note": note,
     }
