@@ -113,6 +113,10 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None) -> Predictor:
         path = Path(path) if path is not None else BASELINE_PATH
+        if path.suffix == ".json":  # an ONNX or TorchScript model's manifest (ml.external)
+            from ml.external import ExternalPredictor
+
+            return ExternalPredictor(path, device=device)
         checkpoint = load_checkpoint(path)
         return cls.from_checkpoint(checkpoint, device=device, version=file_version(path))
 
