@@ -31,60 +31,16 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from ml.checkpoint import load_checkpoint
-from ml.config import PREPROCESS_VERSION, ModelConfig
+from ml.config import ModelConfig
 from ml.exam import ExamModel
 from ml.inference import Predictor, pick_device
+from ml.manifest import DEFAULT_BUDGET_MS, PREPROCESS_OPTIONS, ExternalModelError, read_manifest
 from ml.model import breast_cells, build_model
-
-FORMATS = ("onnx", "torchscript")
-# ml.preprocess settings a manifest may set under input.options (the defaults otherwise)
-PREPROCESS_OPTIONS = ("mask_max_side", "mask_threshold_fraction", "mask_dilate_cells", "orientation_margin")
-# A 4-view exam within 2 s on two CPU cores: half a second an image, preprocessing and heatmaps included.
-DEFAULT_BUDGET_MS = 500.0
-
-
-class ExternalModelError(ValueError):
-    """A manifest or model file the portal refuses, with the reason in words."""
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExternalModelError("the manifest file does not exist") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExternalModelError(f"the manifest is not JSON: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise ExternalModelError("the manifest must be a JSON object")
-    if manifest.get("format") not in FORMATS:
-        raise ExternalModelError(f"format must be one of {', '.join(FORMATS)}")
-    size = manifest.get("input") or {}
-    for key in ("height", "width"):
-        if not isinstance(size.get(key), int) or not 32 <= size[key] <= 8192:
-            raise ExternalModelError(f"input.{key} must be a whole number of pixels between 32 and 8192")
-    if size.get("preprocess", PREPROCESS_VERSION) != PREPROCESS_VERSION:
-        raise ExternalModelError(f"input.preprocess must be {PREPROCESS_VERSION!r} (the only one the portal makes)")
-    outputs = manifest.get("outputs") or {}
-    if not ({"patch_logits", "image_logit"} & set(outputs)):
-        raise ExternalModelError("outputs must name patch_logits and/or image_logit")
-    if any(not isinstance(v, int) or v < 0 for v in outputs.values()):
-        raise ExternalModelError("each output must be the index of a model output")
-    if manifest.get("output_scale", "logit") not in ("logit", "probability"):
-        raise ExternalModelError("output_scale must be 'logit' or 'probability'")
-    threshold = manifest.get("threshold", 0.5)
-    if not isinstance(threshold, int | float) or not 0 < float(threshold) < 1:
-        raise ExternalModelError("threshold must be a probability between 0 and 1")
-    file = (path.parent / str(manifest.get("file", ""))).resolve()
-    if not manifest.get("file") or not file.is_file() or path.parent.resolve() not in file.parents:
-        raise ExternalModelError("file must name the model file, beside the manifest")
-    return manifest
 
 
 def _logits(values: np.ndarray, scale: str) -> np.ndarray:
@@ -124,6 +80,7 @@ class ExternalPredictor(Predictor):
             input_height=size["height"],
             input_width=size["width"],
             pool_top_k=int(manifest.get("pool_top_k", 4)),
+            freeze_backbone=False,  # no cached trunk features apply: every score runs the whole model
             **options,
         )
         self.version = hashlib.sha256(file.read_bytes()).hexdigest()[:12]
