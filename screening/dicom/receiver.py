@@ -3,7 +3,9 @@
 Each received instance is written, as sent, to a temporary DICOM file (hashed as it
 is written, and moved into the media storage as it is) and goes through `ingest_file`,
 the path of uploads: the same validation, dedup, audit, rendition and prediction; the
-C-STORE answer goes out before anything is decoded. A calling AE must be on the
+C-STORE answer goes out as soon as the instance is stored, before anything is decoded, in every
+run mode (embedded mode renders and predicts on a background thread, a deployment on its workers).
+Every failure status carries an Error Comment saying why, without patient data. A calling AE must be on the
 allow-list (AE title and host); any other is refused at association and audited. A bad
 instance answers a failure status and leaves nothing behind; the receiver carries on with
 the next one.
@@ -19,7 +21,7 @@ import ssl
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import close_old_connections, connections
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     ExplicitVRLittleEndian,
@@ -33,6 +35,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from .. import dispatch
 from ..errors import PortalError, UnsupportedMedia
 from ..models import DEFAULT_SITE, DicomPeer
 from ..services import ingest_file
@@ -80,6 +83,14 @@ def failure_status(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OUT_OF_RESOURCES
     return CANNOT_UNDERSTAND
+
+
+def answer(status: int, comment: str) -> Dataset:
+    """A C-STORE failure status with its Error Comment (LO: at most 64 characters)."""
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment if len(comment) <= 64 else comment[:61] + "..."
+    return ds
 
 
 def _peer(event) -> tuple[str, str]:
@@ -161,7 +172,7 @@ def _received_file(event) -> TemporaryUploadedFile:
     return tmp
 
 
-def handle_store(event) -> int:
+def handle_store(event) -> int | Dataset:
     """EVT_C_STORE: the instance, as sent, through ingest; the answer is a C-STORE status."""
     ae_title, host = _peer(event)
     close_old_connections()
@@ -176,15 +187,16 @@ def handle_store(event) -> int:
                     host,
                     DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 )
-                return DATASET_DOES_NOT_MATCH_SOP_CLASS
-            result = ingest_file(
-                file=tmp,
-                filename="c-store.dcm",
-                user=None,
-                ip_address=host,
-                via="dicom",
-                site=peer_site(ae_title, host),
-            )
+                return answer(DATASET_DOES_NOT_MATCH_SOP_CLASS, "SOP class differs from the C-STORE request's")
+            with dispatch.off_the_callers_thread():  # embedded mode: render and predict after the answer
+                result = ingest_file(
+                    file=tmp,
+                    filename="c-store.dcm",
+                    user=None,
+                    ip_address=host,
+                    via="dicom",
+                    site=peer_site(ae_title, host),
+                )
     except PortalError as exc:
         status = failure_status(exc)
         # The code and message only: ingest's messages never echo header values.
@@ -196,7 +208,7 @@ def handle_store(event) -> int:
             exc.message,
             exc.code,
         )
-        return status
+        return answer(status, exc.message)
     except OSError as exc:
         status = failure_status(exc)
         log.error(
@@ -206,10 +218,10 @@ def handle_store(event) -> int:
             status,
             errno.errorcode.get(exc.errno or 0, type(exc).__name__),
         )
-        return status
+        return answer(status, "storage is full" if status == OUT_OF_RESOURCES else "the instance could not be stored")
     except Exception as exc:  # never crash the receiver; the type only, its text may quote the data
         log.error("could not ingest a DICOM instance from AE %r at %s: %s", ae_title, host, type(exc).__name__)
-        return CANNOT_UNDERSTAND
+        return answer(CANNOT_UNDERSTAND, "the instance could not be ingested")
     finally:
         close_old_connections()
     log.info(
