@@ -12,7 +12,6 @@ from ... import selectors
 from ...errors import PortalError
 from ...models import Image, Study
 from ...roles import can_see_identity
-from .. import sr
 from .common import (
     DicomWebView,
     Instance,
@@ -136,7 +135,7 @@ class SeriesSearchView(DicomWebView):
                     StudyInstanceUID=found.study_uid,
                     SeriesInstanceUID=uid,
                     Modality=kind,
-                    SeriesNumber=sr.SERIES_NUMBER if isinstance(first, Report) else series_number(first),
+                    SeriesNumber=first.series_number if isinstance(first, Report) else series_number(first),
                     NumberOfSeriesRelatedInstances=len(members),
                 )
             )
