@@ -444,9 +444,10 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class DicomPeerAdmin(admin.ModelAdmin):
     """The DICOM receiver's allow-list (besides PORTAL_DICOM_ALLOWED_AES); every change is audited."""
 
-    list_display = ("ae_title", "host", "site", "enabled")
+    list_display = ("ae_title", "host", "site", "query_user", "enabled")
     list_filter = ("enabled", "site")
     search_fields = ("ae_title", "host")
+    raw_id_fields = ("query_user",)
     form = SiteChoiceForm
 
     def _audit(self, request, action: str, peer: DicomPeer) -> None:
@@ -455,7 +456,13 @@ class DicomPeerAdmin(admin.ModelAdmin):
             user=request.user,
             obj=peer,
             ip_address=services.client_ip(request),
-            detail={"ae_title": peer.ae_title, "host": peer.host, "enabled": peer.enabled, "site": peer.site},
+            detail={
+                "ae_title": peer.ae_title,
+                "host": peer.host,
+                "enabled": peer.enabled,
+                "site": peer.site,
+                "query_user": peer.query_user.get_username() if peer.query_user else "",
+            },
         )
 
     def save_model(self, request, obj, form, change):

@@ -537,6 +537,16 @@ class DicomPeer(models.Model):
     site = models.CharField(
         max_length=64, default=DEFAULT_SITE, help_text="Site code: new studies this peer sends belong to that site."
     )
+    query_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name="Query/Retrieve account",
+        help_text="C-FIND, C-MOVE and C-GET from this peer act as this portal account: its role decides what it "
+        "finds, sees of patient identity (else its pseudonyms) and may retrieve. Empty: the peer may only store.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["ae_title", "host"], name="dicom_peer_unique")]

@@ -24,23 +24,10 @@ from ... import selectors, services
 from ...errors import PortalError
 from ...models import DicomExport, Image, Study
 from ...roles import can_see_identity
-from .. import sr
+from .. import deid, sr
 
 DICOM_JSON = "application/dicom+json"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-IDENTITY_KEYWORDS = (
-    "PatientBirthDate",
-    "PatientBirthTime",
-    "OtherPatientIDs",
-    "OtherPatientIDsSequence",
-    "OtherPatientNames",
-    "PatientMotherBirthName",
-    "PatientAddress",
-    "PatientTelephoneNumbers",
-    "IssuerOfPatientID",
-    "MedicalRecordLocator",
-    "ReferencedPatientSequence",
-)
 
 
 # --- DICOM JSON ---------------------------------------------------------------------------------
@@ -77,12 +64,8 @@ def patient(study: Study, user) -> tuple[str, str]:
 
 
 def hide_identity(ds: pydicom.Dataset, study: Study, viewer) -> None:
-    """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed."""
-    ds.PatientID = selectors.pseudonym(study.patient.patient_id, viewer)
-    ds.PatientName = ""
-    for keyword in IDENTITY_KEYWORDS:
-        if keyword in ds:
-            delattr(ds, keyword)
+    """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid)."""
+    deid.pseudonymise(ds, selectors.pseudonym(study.patient.patient_id, viewer))
 
 
 def dicom_header(name: str) -> pydicom.Dataset:
@@ -209,11 +192,16 @@ class Report:
     study: Study
     sop_uid: str
     file_name: str
-    number: int  # InstanceNumber: 1, 2, ... in the order they were made
+    number: int  # InstanceNumber: 1, 2, ... in the order they were made, within its kind
+    kind: str  # sr.AI or sr.DECISION: each kind has its own series
 
     @property
     def series(self) -> str:
-        return sr.series_uid(self.study)
+        return sr.series_uid(self.study, self.kind)
+
+    @property
+    def series_number(self) -> int:
+        return sr.SERIES_NUMBERS[self.kind]
 
 
 def reports(studies: list[Study]) -> dict[int, list[Report]]:
@@ -226,12 +214,13 @@ def reports(studies: list[Study]) -> dict[int, list[Report]]:
         .exclude(sr_file="")
         .exclude(sop_instance_uid="")
         .order_by("pk")
-        .values_list("study_id", "sop_instance_uid", "sr_file")
+        .values_list("study_id", "sop_instance_uid", "sr_file", "kind")
     )
-    for study_id, uid, name in rows:
+    for study_id, uid, name, kind in rows:
         members = found[study_id]
         if uid not in members:
-            members[uid] = Report(by_pk[study_id], uid, name, len(members) + 1)
+            number = 1 + sum(1 for report in members.values() if report.kind == kind)
+            members[uid] = Report(by_pk[study_id], uid, name, number, kind)
     return {pk: list(members.values()) for pk, members in found.items()}
 
 

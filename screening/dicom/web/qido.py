@@ -232,7 +232,8 @@ class _Study:
     def series_attributes(self, request, uid: str, members: list[Instance]) -> dict:
         first = members[0]
         if isinstance(first, Report):
-            kind, number, description = "SR", sr.SERIES_NUMBER, "Screening portal reports"
+            kind, number = "SR", first.series_number
+            description = sr.SERIES_DESCRIPTIONS[first.kind]
         else:
             facts = self.facts[first.pk]
             kind, description = modality(first), facts["SeriesDescription"]

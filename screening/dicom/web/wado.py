@@ -45,7 +45,6 @@ def _deidentified(name: str, study: Study, viewer) -> bytes:
     with default_storage.open(name, "rb") as fh:
         ds = pydicom.dcmread(fh, force=True)
     hide_identity(ds, study, viewer)
-    ds.PatientIdentityRemoved = "YES"
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
