@@ -14,7 +14,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from . import selectors
 from .api.pagination import CappedPaginator
@@ -44,7 +44,7 @@ def _site(request) -> str:
         return reading.DEFAULT_SITE
 
 
-@require_GET
+@require_safe
 @login_required
 def my_reading(request):
     """The cases that still need this reader's read, in the order the policy sets."""
@@ -66,7 +66,7 @@ def my_reading(request):
     )
 
 
-@require_GET
+@require_safe
 @login_required
 def arbitration(request):
     """Discordant pairs awaiting the final decision (arbitrators work it, admins watch it)."""
@@ -78,7 +78,7 @@ def arbitration(request):
     return render(request, "screening/arbitration.html", {"page": page})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def policy(request):
     """Set the site's reading policy (a new version; the history stays), with its expected workload."""
@@ -125,11 +125,14 @@ def policy(request):
     )
 
 
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def assign(request):
-    """Assign or reassign studies to a reader (admins); every change is audited."""
+    """Assign or reassign studies to a reader (admins); every change is audited. The form is on the reading
+    page: a GET (the address the README names, typed in) goes there."""
     _require(is_admin(request.user))
+    if request.method != "POST":
+        return redirect(f"{reverse('reading')}?{urlencode({'site': _site(request)})}#assign")
     form = AssignForm(request.POST)
     if not form.is_valid():
         messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
@@ -159,7 +162,7 @@ def release_lock(request, pk: int):
     return HttpResponse(status=204)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def outcome_list(request):
     """Record outcomes one by one or import a CSV; the latest outcomes below."""
@@ -201,7 +204,7 @@ def outcome_list(request):
     return render(request, "screening/outcomes.html", {"form": form, "upload": upload, "recent": recent})
 
 
-@require_GET
+@require_safe
 @login_required
 def performance_page(request):
     """Readers, model versions and the programme, with intervals, plotted on the server."""
