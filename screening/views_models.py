@@ -123,7 +123,7 @@ def train_now(request):
 
     def start():
         run = training.trigger_run(trigger="admin", user=request.user, ip_address=services.client_ip(request))
-        return f"Training run #{run.pk} queued."
+        return training.started_message(run)
 
     _act(request, start)
     return redirect("models")
