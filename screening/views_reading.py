@@ -21,7 +21,7 @@ from .api.pagination import CappedPaginator
 from .errors import PortalError
 from .forms_reading import AssignForm, OutcomeForm, OutcomeImportForm, PerformanceForm, PolicyForm
 from .models import Outcome, ReadingPolicy, Study
-from .roles import can_arbitrate_list, can_read_cases, can_record_outcomes, is_admin
+from .roles import can_arbitrate_list, can_read_cases, can_record_outcomes, can_see_identity, is_admin
 from .services import client_ip, outcomes, reading
 from .services.performance import performance
 from .services.sites import clean_site, site_names
@@ -181,9 +181,7 @@ def outcome_list(request):
                 form = OutcomeForm(request.POST)
                 if form.is_valid():
                     data = form.cleaned_data
-                    study = selectors.studies_visible_to(request.user).filter(pk=data["study"]).first()
-                    if study is None:
-                        raise PortalError("no such study", field="study")
+                    study = selectors.study_by_reference(request.user, data["study"], data["study_date"])
                     outcomes.record_outcome(
                         item=outcomes.OutcomeInput(
                             study=study,
@@ -200,8 +198,16 @@ def outcome_list(request):
         except PortalError as exc:
             target = upload if "file" in request.FILES else form
             target.add_error(exc.field if exc.field in target.fields else None, exc.message)
-    recent = Outcome.objects.select_related("study", "recorded_by").order_by("-id")[:100]
-    return render(request, "screening/outcomes.html", {"form": form, "upload": upload, "recent": recent})
+    recent = (
+        Outcome.objects.filter(study__in=selectors.studies_visible_to(request.user))
+        .select_related("study__patient", "recorded_by")
+        .order_by("-id")[:100]
+    )
+    return render(
+        request,
+        "screening/outcomes.html",
+        {"form": form, "upload": upload, "recent": recent, "show_identity": can_see_identity(request.user)},
+    )
 
 
 @require_safe
