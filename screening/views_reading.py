@@ -220,13 +220,19 @@ def performance_page(request):
     rows = [("Programme", figures["programme"])]
     rows += [(r["reader"], r) for r in figures["readers"]]
     rows += [(f"AI {m['model']}", m) for m in figures["models"]]
+
+    def percent(title: str, key: str, axis: str):
+        return interval_plot(title, [(label, f[key]) for label, f in rows], axis=axis, upper=1.0, scale=100, unit="%")
+
     plots = [
-        interval_plot("Recall rate", [(label, f["recall_rate"]) for label, f in rows], upper=1.0),
+        percent("Recall rate", "recall_rate", "screened exams recalled"),
         interval_plot(
-            "Cancer detection per 1,000", [(label, f["cancer_detection_per_1000"]) for label, f in rows], unit="‰"
+            "Cancer detection rate",
+            [(label, f["cancer_detection_per_1000"]) for label, f in rows],
+            axis="cancers detected per 1,000 screened exams",
         ),
-        interval_plot("Sensitivity", [(label, f["sensitivity"]) for label, f in rows], upper=1.0),
-        interval_plot("Specificity", [(label, f["specificity"]) for label, f in rows], upper=1.0),
+        percent("Sensitivity", "sensitivity", "cancers recalled, of exams with a cancer outcome"),
+        percent("Specificity", "specificity", "exams not recalled, of exams with a no-cancer outcome"),
     ]
     return render(
         request, "screening/performance.html", {"form": form, "figures": figures, "rows": rows, "plots": plots}
