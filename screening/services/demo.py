@@ -28,7 +28,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
+from ..errors import PortalError
 from ..models import Study
+from .export import destinations
 from .ingest import ingest_file
 from .studies import delete_study
 
@@ -226,7 +228,14 @@ def add_demo_cases(*, user=None, progress: Callable[[str], None] = lambda line: 
     """Add the demonstration cases not already held (each through ingest_file); returns how many were added.
 
     `progress` is told about each case as it goes (the command prints it: rendering and, in embedded
-    mode, the AI prediction run in this process and take a few seconds per case)."""
+    mode, the AI prediction run in this process and take a few seconds per case). Refused (PortalError) while a
+    DICOM destination is configured."""
+    if destinations():
+        # Their AI-result and decision SRs would go there: synthetic patients must never reach a real PACS.
+        raise PortalError(
+            "a DICOM destination is configured (PORTAL_DICOM_DESTINATIONS or Admin > DICOM destinations): the "
+            "demonstration cases' SRs would be sent to it; add them on a portal without destinations"
+        )
     held = set(Study.objects.filter(study_uid__in=demo_study_uids()).values_list("study_uid", flat=True))
     added = 0
     for number, case in enumerate(CASES, start=1):

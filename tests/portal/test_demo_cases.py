@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from screening.models import AuditEvent, Image, Prediction, Study
@@ -122,3 +122,11 @@ def test_remove_cases_deletes_them_with_their_files_and_an_audit(media_root, dja
     assert not Study.objects.exists() and not stored_files(media_root)
     events = AuditEvent.objects.filter(action="study_delete")
     assert events.count() == 4 and {e.detail["reason"] for e in events} == {"synthetic demonstration case removed"}
+
+
+def test_no_demonstration_case_is_added_while_a_pacs_would_receive_its_srs(settings):
+    settings.PORTAL_DICOM_DESTINATIONS = [("PACS", "127.0.0.1", 11113)]
+    assert "none added: a DICOM destination is configured" in setup_demo()  # run.sh carries on
+    with pytest.raises(CommandError, match="demonstration cases not added: a DICOM destination is configured"):
+        setup_demo("--cases", "yes")
+    assert not Study.objects.exists()
