@@ -50,3 +50,18 @@ def test_get_of_the_assign_address_opens_the_reading_page_at_its_form(client, ad
 def test_a_reader_gets_403_at_the_assign_address_not_405(client, radiologist):
     client.force_login(radiologist)
     assert client.get(reverse("reading-assign")).status_code == 403
+
+
+def test_the_readme_names_every_environment_variable_the_portal_and_run_sh_read():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    python = "".join((root / "portal" / name).read_text() for name in ("settings.py", "env.py", "wsgi.py"))
+    shell = "".join((root / "scripts" / name).read_text() for name in ("run.sh", "venv.sh", "build_viewer.sh"))
+    read = set(re.findall(r'"((?:PORTAL|DJANGO|CELERY|REDIS|DATABASE)_[A-Z0-9_]+)"', python))
+    read |= set(re.findall(r"\$\{([A-Z_]+):-", shell))
+    read -= {"DJANGO_SETTINGS_MODULE"}  # Django's own, set by manage.py and wsgi.py
+    missing = sorted(name for name in read if f"`{name}" not in readme)
+    assert not missing, f"name these in the README (Two commands or Settings): {missing}"
