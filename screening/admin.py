@@ -415,7 +415,7 @@ class TrainingRunAdmin(RegistryActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
     def start_view(self, request):
         def run():
             started = training.trigger_run(trigger="admin", user=request.user, ip_address=services.client_ip(request))
-            return f"Training run #{started.pk} queued."
+            return training.started_message(started)
 
         self._run_service(request, run)
         return HttpResponseRedirect(reverse("admin:screening_trainingrun_changelist"))

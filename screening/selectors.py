@@ -22,8 +22,9 @@ from django.db.models import (
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
+from .errors import PortalError
 from .models import AuditEvent, CaseLock, Image, Patient, Prediction, ReadingPolicy, Review, Study, unread_rank
-from .roles import can_read_cases, is_admin, roles_of, sees_all_studies
+from .roles import can_read_cases, can_see_identity, is_admin, roles_of, sees_all_studies
 from .services.reading import case_reading, policy_for, policy_of
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
@@ -269,6 +270,36 @@ def _reviews_shown(study: Study, user, show_reads: bool) -> QuerySet[Review]:
     if not show_reads:
         reviews = reviews.filter(radiologist=user)  # nothing before the user's own read: no one else's
     return reviews.order_by("-version")
+
+
+def study_by_reference(user, reference: str, study_date: date | None = None) -> Study:
+    """The one study a person names as they know it: its accession number, or the patient's ID (for users who
+    may see identity: for others a patient ID would be a way to probe who is screened here), narrowed by the
+    study date when the patient has several. Raises PortalError (field "study") when none or several match."""
+    reference = reference.strip()
+    if not reference:
+        raise PortalError("give the study's accession number or the patient ID", field="study")
+    studies = studies_visible_to(user).select_related("patient")
+    if study_date is not None:
+        studies = studies.filter(study_date=study_date)
+    found = list(studies.filter(accession_number=reference)[:11])
+    named = "accession number"
+    if not found and can_see_identity(user):
+        found = list(studies.filter(patient__patient_id=reference)[:11])
+        named = "patient ID"
+    on_date = f" on {study_date.isoformat()}" if study_date else ""
+    if not found:
+        what = "accession number or patient ID" if can_see_identity(user) else "accession number"
+        raise PortalError(f"no study with this {what}{on_date}", field="study")
+    if len(found) > 1:
+        count = "more than 10" if len(found) > 10 else str(len(found))
+        hint = (
+            "the CSV import names a study by its StudyInstanceUID"
+            if study_date
+            else "give the study date too, or the accession number"
+        )
+        raise PortalError(f"{count} studies match this {named}{on_date}: {hint}", field="study")
+    return found[0]
 
 
 def audit_trail(study_id: int) -> QuerySet[AuditEvent]:

@@ -7,10 +7,10 @@ from django.contrib.auth.views import LoginView, LogoutView
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from ml.scoring import thresholds_for
 
@@ -27,7 +27,7 @@ def _require(allowed: bool) -> None:
         raise PermissionDenied
 
 
-@require_GET
+@require_safe
 @login_required
 def worklist(request):
     """Unread studies first, ordered by AI exam score; filters and orderings from the query string."""
@@ -50,13 +50,16 @@ def worklist(request):
     )
 
 
-@require_GET
+@require_safe
 @login_required
 def study_viewer(request, pk: int):
     """The case: four views, the AI result and the decision form. Opening it is audited and locks the
     case to a reader with a read to make; the page data come blinded from the API (study_detail)."""
     _require(can_read_cases(request.user))
     study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
+    if request.method == "HEAD":
+        # A HEAD (a link checker, curl -I) says the page is there; it must not lock the case or audit an opening.
+        return HttpResponse(content_type="text/html; charset=utf-8")
     case_reading = reading.open_case(study=study, user=request.user, ip_address=services.client_ip(request))
     following = selectors.next_study_after(request.user, study)
     return render(
@@ -147,7 +150,7 @@ def viewer_data(study: Study, *, show_ai: bool = True, show_reads: bool = True) 
     }
 
 
-@require_GET
+@require_safe
 @login_required
 def study_viewer_data(request, pk: int):
     """The viewer's JSON (see viewer_data); same access as the viewer page."""
@@ -164,7 +167,7 @@ def study_viewer_data(request, pk: int):
     return JsonResponse(data)
 
 
-@require_GET
+@require_safe
 @login_required
 def study_audit(request, pk: int):
     """The audit trail of one case (admins). It outlives the study: a deleted one shows why it went."""
@@ -179,14 +182,14 @@ def study_audit(request, pk: int):
     )
 
 
-@require_GET
+@require_safe
 @login_required
 def upload(request):
     _require(can_upload(request.user))
     return render(request, "screening/upload.html", {"sites": site_names()})
 
 
-@require_GET
+@require_safe
 def healthz(request):
     """Liveness for load balancers and compose: the database answers. No data, so no login."""
     from django.db import connection

@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from . import services
 from .api.views import stream_png
@@ -45,7 +45,7 @@ def _run_json(run: TrainingRun) -> dict:
 
 
 @login_required
-@require_GET
+@require_safe
 def registry(request):
     """Every version, the side-by-side comparison (?a=&b=), the operating point editor (?op=) and the runs."""
     _require_admin(request)
@@ -88,7 +88,7 @@ def registry(request):
 
 
 @login_required
-@require_GET
+@require_safe
 def run_status(request, pk: int):
     """Progress of one run as JSON, polled by the page while it runs."""
     _require_admin(request)
@@ -96,7 +96,7 @@ def run_status(request, pk: int):
 
 
 @login_required
-@require_GET
+@require_safe
 def plot(request, pk: int, kind: str):
     """A version's ROC curve or reliability diagram on the locked validation set (PNG from storage)."""
     _require_admin(request)
@@ -123,7 +123,7 @@ def train_now(request):
 
     def start():
         run = training.trigger_run(trigger="admin", user=request.user, ip_address=services.client_ip(request))
-        return f"Training run #{run.pk} queued."
+        return training.started_message(run)
 
     _act(request, start)
     return redirect("models")
