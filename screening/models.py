@@ -699,3 +699,6 @@ class Outcome(AppendOnlyModel):
             ),
         ]
         indexes = [models.Index(fields=["study", "laterality", "-id"], name="outcome_latest")]
+
+
+from .models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)

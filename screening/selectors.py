@@ -22,7 +22,18 @@ from django.db.models import (
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
-from .models import AuditEvent, CaseLock, Image, Patient, Prediction, ReadingPolicy, Review, Study, unread_rank
+from .models import (
+    AuditEvent,
+    CaseLock,
+    DemographicsConflict,
+    Image,
+    Patient,
+    Prediction,
+    ReadingPolicy,
+    Review,
+    Study,
+    unread_rank,
+)
 from .roles import can_read_cases, is_admin, roles_of, sees_all_studies
 from .services.reading import case_reading, policy_for, policy_of
 
@@ -292,3 +303,32 @@ def pseudonym(patient_id: str, viewer) -> str:
     message = f"{viewer.pk}:{patient_id}".encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
     return f"anon-{digest[:16]}"
+
+
+# --- filing (issue 21) ----------------------------------------------------------------------------------
+
+
+def _open_conflict() -> QuerySet[DemographicsConflict]:
+    return DemographicsConflict.objects.filter(study=OuterRef("pk"), resolution=DemographicsConflict.Resolution.OPEN)
+
+
+def held_for_reconciliation() -> QuerySet[DemographicsConflict]:
+    """The reconciliation queue: studies whose demographics disagree with the stored woman's, oldest first."""
+    return DemographicsConflict.objects.filter(resolution=DemographicsConflict.Resolution.OPEN).select_related(
+        "study", "patient"
+    )
+
+
+def is_held(study: Study) -> bool:
+    return DemographicsConflict.objects.filter(study=study, resolution=DemographicsConflict.Resolution.OPEN).exists()
+
+
+def priors_of(study: Study) -> QuerySet[Study]:
+    """The woman's earlier studies. A study held for reconciliation is nobody's prior, and has none: until an
+    admin has said whose it is, it may be another woman's."""
+    if is_held(study):
+        return Study.objects.none()
+    earlier = Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk).exclude(Exists(_open_conflict()))
+    if study.study_date is not None:
+        return earlier.filter(study_date__lt=study.study_date)
+    return earlier.filter(created__lt=study.created)

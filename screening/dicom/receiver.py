@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import close_old_connections, connections
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     ExplicitVRLittleEndian,
@@ -37,6 +38,7 @@ from ..errors import PortalError, UnsupportedMedia
 from ..models import DEFAULT_SITE, DicomPeer
 from ..services import ingest_file
 from ..services.audit import record_event
+from ..services.filing import RESEND_CONFLICT
 from ..services.ingest_validation import MG_SOP_CLASSES
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,17 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4: the SOPInstanceUID is held with other content (refused, audited)
+
+
+def refusal(status: int, comment: str) -> Dataset:
+    """A failure status with its Error Comment (0000,0902; LO: 64 characters), so the modality's log says why."""
+    rsp = Dataset()
+    rsp.Status = status
+    rsp.ErrorComment = comment[:64]
+    return rsp
+
+
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 
@@ -77,6 +90,8 @@ def failure_status(exc: BaseException) -> int:
     """The C-STORE status for an instance that ingest refused or could not store."""
     if isinstance(exc, UnsupportedMedia):
         return DATASET_DOES_NOT_MATCH_SOP_CLASS
+    if isinstance(exc, PortalError) and exc.code == RESEND_CONFLICT:
+        return DUPLICATE_SOP_INSTANCE
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OUT_OF_RESOURCES
     return CANNOT_UNDERSTAND
@@ -196,7 +211,8 @@ def handle_store(event) -> int:
             exc.message,
             exc.code,
         )
-        return status
+        comment = "SOPInstanceUID already held with other content" if exc.code == RESEND_CONFLICT else exc.message
+        return refusal(status, comment)
     except OSError as exc:
         status = failure_status(exc)
         log.error(

@@ -28,6 +28,7 @@ from pydicom.uid import generate_uid
 from .. import selectors
 from ..errors import PortalError, TooLarge
 from ..models import Image, Patient, Study
+from . import filing
 from .audit import record_event
 from .ingest_validation import Parsed, megabytes, parse
 from .predictions import enqueue_images
@@ -76,9 +77,11 @@ def ingest_file(
     # Computed while the upload streamed in (screening.uploads and the DICOM entry points); a
     # file handed over by other code (import_images) is read once more for it.
     sha256 = getattr(django_file, "sha256", None) or _sha256(django_file)
+    audit = {"user": user, "ip_address": ip_address, "detail": {"via": via}}
     existing = Image.objects.filter(sha256=sha256).first()
     if existing is not None:
-        return _existing_for(existing, user)
+        given = {"patient_id": patient_id.strip(), "laterality": laterality, "view": view}
+        return _existing_for(existing, audit, same_bytes_filed=given)
 
     parsed = parse(
         django_file,
@@ -91,15 +94,8 @@ def ingest_file(
     )
     existing = Image.objects.filter(sop_uid=parsed.sop_uid).first()
     if existing is not None:
-        return _existing_for(existing, user)
-    return _store(
-        django_file,
-        parsed,
-        sha256=sha256,
-        size=size,
-        site=site,
-        audit={"user": user, "ip_address": ip_address, "detail": {"via": via}},
-    )
+        return _existing_for(existing, audit, other_bytes=(parsed, django_file))
+    return _store(django_file, parsed, sha256=sha256, size=size, site=site, audit=audit)
 
 
 def _clean_choice(value: str, choices, name: str, aliases: dict[str, str]) -> str:
@@ -136,10 +132,23 @@ def _may_add_to(study_id: int, user) -> bool:
     return user is None or selectors.studies_visible_to(user).filter(pk=study_id).exists()
 
 
-def _existing_for(image: Image, user) -> IngestResult:
-    """The same file or SOPInstanceUID again: the image already held, if its sender may see it."""
-    if not _may_add_to(image.study_id, user):
-        raise _refused()
+def _existing_for(
+    image: Image, audit: dict, *, same_bytes_filed: dict | None = None, other_bytes: tuple | None = None
+) -> IngestResult:
+    """The same file or SOPInstanceUID again: the image already held, if its sender may see it and the
+    resend is identical to it. A resend that differs (other bytes under the SOPInstanceUID, or the same
+    picture file asked for under another patient, side or view) is refused with 409 and audited:
+    answering "stored" while throwing the new content away would hide a misfiled image."""
+    if not _may_add_to(image.study_id, audit["user"]):
+        raise filing.refuse_resend(image=image, reason="not_yours", message=NOT_YOURS, audit=audit, code="conflict")
+    if same_bytes_filed is not None and filing.given_filing_differs(image, **same_bytes_filed):
+        raise filing.refuse_resend(
+            image=image, reason="same_file_other_filing", message=filing.OTHER_FILING, audit=audit
+        )
+    if other_bytes is not None and filing.resend_differs(image, *other_bytes):
+        raise filing.refuse_resend(
+            image=image, reason="same_uid_other_content", message=filing.OTHER_CONTENT, audit=audit
+        )
     return IngestResult(image, created=False)
 
 
@@ -153,7 +162,7 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
         django_file.seek(0)
         saved.append(default_storage.save(f"originals/{key[:2]}/{key}.{extension}", django_file))
         with transaction.atomic():
-            image = _write_rows(parsed, original=saved[0], sha256=sha256, size=size, site=site, user=audit["user"])
+            image = _write_rows(parsed, original=saved[0], sha256=sha256, size=size, site=site, audit=audit)
             record_event(action="ingest", study=image.study, obj=image, **audit)
             _reopen_if_reported(image, audit)
             queue_render(image)  # tasks are published after the commit: the rendition first
@@ -161,10 +170,14 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
     except IntegrityError:
         # A concurrent upload of the same file or SOPInstanceUID won the race.
         _delete(saved)
-        existing = Image.objects.filter(sha256=sha256).first() or Image.objects.filter(sop_uid=parsed.sop_uid).first()
-        if existing is None:
+        by_bytes = Image.objects.filter(sha256=sha256).first()
+        if by_bytes is not None:
+            filed = {"patient_id": parsed.patient_id, "laterality": parsed.laterality, "view": parsed.view}
+            return _existing_for(by_bytes, audit, same_bytes_filed=filed)
+        by_uid = Image.objects.filter(sop_uid=parsed.sop_uid).first()
+        if by_uid is None:
             raise
-        return _existing_for(existing, audit["user"])
+        return _existing_for(by_uid, audit, other_bytes=(parsed, django_file))
     except BaseException:
         _delete(saved)
         raise
@@ -172,12 +185,15 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
     return IngestResult(image, created=True)
 
 
-def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, site: str, user) -> Image:
-    patient, _ = Patient.objects.get_or_create(
+def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, site: str, audit: dict) -> Image:
+    user = audit["user"]
+    patient, created = Patient.objects.get_or_create(
         patient_id=parsed.patient_id,
         defaults={"name": parsed.patient_name, "birth_date": parsed.birth_date, "sex": parsed.sex},
     )
     study = _study_for(parsed, patient, user, site)
+    if not created:  # another name or birth date under her PatientID: held for an admin, not merged silently
+        filing.hold_if_conflicting(study=study, patient=patient, parsed=parsed, audit=audit)
     rows, columns = parsed.rows, parsed.columns
     return Image.objects.create(
         sop_uid=parsed.sop_uid,
