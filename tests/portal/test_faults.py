@@ -68,3 +68,47 @@ def test_embedded_mode_starts_the_sweeper_before_the_web_server():
     script = (ROOT / "scripts" / "run.sh").read_text()
     assert "manage.py sweep --recover --every 60 &" in script
     assert script.index("manage.py sweep --recover") < script.index("manage.py runserver")
+
+
+# --- bounded cost of bad input ---------------------------------------------------------------------------
+
+
+def _dcmread_sizes(monkeypatch) -> list[int]:
+    """The size of every stream ingest's validation hands pydicom (its forced read costs time per byte)."""
+    import pydicom
+
+    from screening.services import ingest_validation
+
+    sizes, real = [], pydicom.dcmread
+
+    def spy(fp, *args, **kwargs):
+        position = fp.tell()
+        fp.seek(0, 2)
+        sizes.append(fp.tell())
+        fp.seek(position)
+        return real(fp, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_validation.pydicom, "dcmread", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("start", [b"", b"\x08\x00\x05\x00"], ids=["all-zero", "dataset-like-start"])
+def test_a_large_file_of_zeros_is_refused_415_without_parsing_it_all(api, media_root, monkeypatch, start):
+    """It cost about 0.75 s of CPU per MB: pydicom's forced read took every 8 zero bytes for an element."""
+    from tests.conftest import stored_files
+    from tests.uploads import upload
+
+    sizes = _dcmread_sizes(monkeypatch)
+    content = start + b"\0" * (20_000_000 - len(start))
+    response = upload(api, content, "zeros.bin")
+    assert response.status_code == 415, response.json()
+    assert all(size <= 1 << 20 for size in sizes), sizes
+    assert not Image.objects.exists() and stored_files(media_root) == []
+
+
+def test_a_dicom_without_its_preamble_is_still_accepted(api):
+    from tests.uploads import upload
+
+    content = to_bytes(mg_dataset())[132:]  # no preamble, no DICM: the file meta group first
+    response = upload(api, content, "plain.dcm")
+    assert response.status_code == 201, response.json()
