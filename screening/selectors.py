@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.db.models import (
@@ -17,6 +17,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Value,
     prefetch_related_objects,
 )
 from django.db.models.functions import Abs, Coalesce
@@ -197,6 +198,12 @@ def _with_reading(studies: QuerySet[Study]) -> QuerySet[Study]:
     )
 
 
+def _current_round_reads() -> QuerySet[Review]:
+    """The reads of the outer study's current round: all of them, or those since it was reopened (reads_from)."""
+    since = Coalesce(OuterRef("reads_from"), Value(datetime(1970, 1, 1, tzinfo=UTC)))
+    return Review.objects.filter(study=OuterRef("pk"), created__gte=since)
+
+
 def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[Study]:
     """The cases of the policy's site that still need this reader's read, in the policy's order.
 
@@ -208,8 +215,8 @@ def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[
         studies_visible_to(user)
         .filter(status__in=UNREAD, site=policy.site)
         .filter(Q(assigned_to__isnull=True) | Q(assigned_to=user))
-        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), radiologist=user)))
-        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), slot="second")))
+        .exclude(Exists(_current_round_reads().filter(radiologist=user)))
+        .exclude(Exists(_current_round_reads().filter(slot="second")))
         .select_related("patient", "exam_model", "assigned_to")
     )
     return _with_reading(studies).order_by(*READING_ORDERS.get(policy.order, READING_ORDERS["score"]))
@@ -227,7 +234,10 @@ def arbitration_worklist() -> QuerySet[Study]:
     and for its count."""
     awaiting = (
         Review.objects.filter(slot="second")
-        .exclude(Exists(Review.objects.filter(study=OuterRef("study"), is_final=True)))
+        # no final decision since this second read (a study reopened after its final decision reads again)
+        .exclude(
+            Exists(Review.objects.filter(study=OuterRef("study"), is_final=True, version__gte=OuterRef("version")))
+        )
         .values_list("study_id", flat=True)
     )
     ids = list(awaiting[: ARBITRATION_IDS_INLINE + 1])

@@ -34,7 +34,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from ..errors import PortalError, UnsupportedMedia
+from ..errors import PortalError, StorageFull, UnsupportedMedia
 from ..models import DEFAULT_SITE, DicomPeer
 from ..services import ingest_file
 from ..services.audit import record_event
@@ -92,6 +92,8 @@ def failure_status(exc: BaseException) -> int:
         return DATASET_DOES_NOT_MATCH_SOP_CLASS
     if isinstance(exc, PortalError) and exc.code == RESEND_CONFLICT:
         return DUPLICATE_SOP_INSTANCE
+    if isinstance(exc, StorageFull):
+        return OUT_OF_RESOURCES
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OUT_OF_RESOURCES
     return CANNOT_UNDERSTAND

@@ -26,7 +26,7 @@ from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from .. import selectors
-from ..errors import PortalError, TooLarge
+from ..errors import PortalError, StorageFull, TooLarge, is_disk_full
 from ..models import Image, Patient, Study
 from . import filing
 from .audit import record_event
@@ -157,10 +157,17 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
     write the rows, and queue the rendition and the prediction for after the commit."""
     key = uuid.uuid4().hex
     extension = "dcm" if parsed.file_format == Image.Format.DICOM else parsed.file_format
+    target = f"originals/{key[:2]}/{key}.{extension}"
     saved: list[str] = []
     try:
         django_file.seek(0)
-        saved.append(default_storage.save(f"originals/{key[:2]}/{key}.{extension}", django_file))
+        try:
+            saved.append(default_storage.save(target, django_file))
+        except OSError as exc:
+            _delete([target])  # storage leaves what it wrote of a file it could not finish
+            if is_disk_full(exc):
+                raise StorageFull() from exc
+            raise
         with transaction.atomic():
             image = _write_rows(parsed, original=saved[0], sha256=sha256, size=size, site=site, audit=audit)
             record_event(action="ingest", study=image.study, obj=image, **audit)
@@ -260,11 +267,13 @@ def _study_for(parsed: Parsed, patient: Patient, user, site: str) -> Study:
 def _reopen_if_reported(image: Image, audit: dict) -> None:
     """A reported study that receives an image needs reading again: back to new (predicted once
     scored), so the worklist shows it unread. Conditional, so a concurrent report is not lost."""
+    now = timezone.now()
+    # reads_from: the reads so far were of the exam without this image; the case is read again from the start
     reopened = Study.objects.filter(pk=image.study_id, status=Study.Status.REPORTED).update(
-        status=Study.Status.NEW, updated=timezone.now()
+        status=Study.Status.NEW, updated=now, reads_from=now
     )
     if reopened:
-        image.study.status = Study.Status.NEW
+        image.study.status, image.study.reads_from = Study.Status.NEW, now
         record_event(
             action="study_reopen",
             study=image.study,
@@ -278,6 +287,7 @@ def _reopen_if_reported(image: Image, audit: dict) -> None:
 def _delete(names: list[str]) -> None:
     for name in names:
         try:
-            default_storage.delete(name)
+            if default_storage.exists(name):
+                default_storage.delete(name)
         except Exception:  # never mask the original error with a cleanup failure
             log.exception("could not delete stored file after a failed ingest")

@@ -222,3 +222,22 @@ def test_a_refiling_needs_a_reason_and_a_change_and_an_admin(admin_user, radiolo
     client.force_login(radiologist)
     assert client.post(f"/filing/images/{image.pk}/", {"view": "MLO", "reason": "x"}).status_code == 403
     assert not Refiling.objects.exists()
+
+
+def test_a_refiled_image_leaves_over_dicomweb_under_its_corrected_filing(admin_user, champion, rad_api):
+    """The stored header still names the woman it was corrected from: WADO-RS writes the current filing in."""
+    import pydicom
+
+    from screening.dicom.web import series_uid
+
+    study = _predicted_study(champion, patient_id="WRONG-2")
+    image = study.images.get(laterality="L")
+    filing.refile_image(image=image, user=admin_user, reason="wrong woman", patient_id="RIGHT-2", view="MLO")
+    image.refresh_from_db()
+    url = f"/dicomweb/studies/{image.study.study_uid}/series/{series_uid(image)}/instances/{image.sop_uid}"
+    response = rad_api.get(url, HTTP_ACCEPT="application/dicom")
+    assert response.status_code == 200
+    ds = pydicom.dcmread(io.BytesIO(b"".join(response.streaming_content)))
+    assert (ds.PatientID, ds.StudyInstanceUID, ds.ViewPosition) == ("RIGHT-2", image.study.study_uid, "MLO")
+    metadata = rad_api.get(url + "/metadata").json()[0]
+    assert metadata["00100020"]["Value"] == ["RIGHT-2"] and metadata["00185101"]["Value"] == ["MLO"]

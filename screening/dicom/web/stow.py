@@ -8,7 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from ... import services
-from ...errors import PortalError, TooLarge, UnsupportedMedia
+from ...errors import PortalError, StorageFull, TooLarge, UnsupportedMedia
 from ...services.filing import RESEND_CONFLICT
 from . import multipart
 from .common import dataset, dicom_json, series_uid, sop_class
@@ -63,7 +63,7 @@ def stow(request, study_uid: str | None):
             reason = DATASET_DOES_NOT_MATCH_SOP_CLASS if part_class else CANNOT_UNDERSTAND
             failed.append(_failure(reason, part_class, sop_uid))
             continue
-        except TooLarge:
+        except (TooLarge, StorageFull):
             failed.append(_failure(OUT_OF_RESOURCES, part_class, sop_uid))
             continue
         except PortalError as exc:  # damaged, unsupported, or another's record (409): cannot be stored
