@@ -97,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "portal.middleware.NoStoreByDefaultMiddleware",
+    "portal.middleware.ServiceUnavailableMiddleware",
     # Last, as django-axes asks: it turns a lockout flagged during the view into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]

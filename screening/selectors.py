@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.db.models import (
@@ -17,13 +17,25 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Value,
     prefetch_related_objects,
 )
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
 from .errors import PortalError
-from .models import AuditEvent, CaseLock, Image, Patient, Prediction, ReadingPolicy, Review, Study, unread_rank
+from .models import (
+    AuditEvent,
+    CaseLock,
+    DemographicsConflict,
+    Image,
+    Patient,
+    Prediction,
+    ReadingPolicy,
+    Review,
+    Study,
+    unread_rank,
+)
 from .roles import can_read_cases, can_see_identity, is_admin, roles_of, sees_all_studies
 from .services.reading import case_reading, policy_for, policy_of
 
@@ -187,6 +199,12 @@ def _with_reading(studies: QuerySet[Study]) -> QuerySet[Study]:
     )
 
 
+def _current_round_reads() -> QuerySet[Review]:
+    """The reads of the outer study's current round: all of them, or those since it was reopened (reads_from)."""
+    since = Coalesce(OuterRef("reads_from"), Value(datetime(1970, 1, 1, tzinfo=UTC)))
+    return Review.objects.filter(study=OuterRef("pk"), created__gte=since)
+
+
 def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[Study]:
     """The cases of the policy's site that still need this reader's read, in the policy's order.
 
@@ -198,8 +216,8 @@ def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[
         studies_visible_to(user)
         .filter(status__in=UNREAD, site=policy.site)
         .filter(Q(assigned_to__isnull=True) | Q(assigned_to=user))
-        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), radiologist=user)))
-        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), slot="second")))
+        .exclude(Exists(_current_round_reads().filter(radiologist=user)))
+        .exclude(Exists(_current_round_reads().filter(slot="second")))
         .select_related("patient", "exam_model", "assigned_to")
     )
     return _with_reading(studies).order_by(*READING_ORDERS.get(policy.order, READING_ORDERS["score"]))
@@ -217,7 +235,10 @@ def arbitration_worklist() -> QuerySet[Study]:
     and for its count."""
     awaiting = (
         Review.objects.filter(slot="second")
-        .exclude(Exists(Review.objects.filter(study=OuterRef("study"), is_final=True)))
+        # no final decision since this second read (a study reopened after its final decision reads again)
+        .exclude(
+            Exists(Review.objects.filter(study=OuterRef("study"), is_final=True, version__gte=OuterRef("version")))
+        )
         .values_list("study_id", flat=True)
     )
     ids = list(awaiting[: ARBITRATION_IDS_INLINE + 1])
@@ -323,3 +344,32 @@ def pseudonym(patient_id: str, viewer) -> str:
     message = f"{viewer.pk}:{patient_id}".encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
     return f"anon-{digest[:16]}"
+
+
+# --- filing (issue 21) ----------------------------------------------------------------------------------
+
+
+def _open_conflict() -> QuerySet[DemographicsConflict]:
+    return DemographicsConflict.objects.filter(study=OuterRef("pk"), resolution=DemographicsConflict.Resolution.OPEN)
+
+
+def held_for_reconciliation() -> QuerySet[DemographicsConflict]:
+    """The reconciliation queue: studies whose demographics disagree with the stored woman's, oldest first."""
+    return DemographicsConflict.objects.filter(resolution=DemographicsConflict.Resolution.OPEN).select_related(
+        "study", "patient"
+    )
+
+
+def is_held(study: Study) -> bool:
+    return DemographicsConflict.objects.filter(study=study, resolution=DemographicsConflict.Resolution.OPEN).exists()
+
+
+def priors_of(study: Study) -> QuerySet[Study]:
+    """The woman's earlier studies. A study held for reconciliation is nobody's prior, and has none: until an
+    admin has said whose it is, it may be another woman's."""
+    if is_held(study):
+        return Study.objects.none()
+    earlier = Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk).exclude(Exists(_open_conflict()))
+    if study.study_date is not None:
+        return earlier.filter(study_date__lt=study.study_date)
+    return earlier.filter(created__lt=study.created)

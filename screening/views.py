@@ -112,11 +112,7 @@ def viewer_data(study: Study, *, show_ai: bool = True, show_reads: bool = True) 
             entry["regions"] = [r for r in prediction.regions or [] if r.get("probability", 0.0) >= floor]
         images[str(image.pk)] = entry
     priors = []
-    earlier = Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk)
-    if study.study_date is not None:
-        earlier = earlier.filter(study_date__lt=study.study_date)
-    else:
-        earlier = earlier.filter(created__lt=study.created)
+    earlier = selectors.priors_of(study)
     for prior in earlier.select_related("patient").order_by("-study_date", "-created")[:3]:
         entry = {
             "id": prior.pk,

@@ -129,10 +129,15 @@ class PolicyView(APIView):
         site = clean_site(request.query_params.get("site"))
         current = reading.policy_for(site)
         threshold = request.query_params.get("threshold")
-        try:
-            threshold = float(threshold) if threshold not in (None, "") else current.triage_threshold
-        except ValueError:
-            raise PortalError("threshold must be a number between 0 and 1", field="threshold") from None
+        if threshold not in (None, ""):
+            # nan, inf and 1e999 parse as floats: refused here, not answered with a 500 when rendered
+            form = serializers.FloatField(min_value=0.0, max_value=1.0)
+            try:
+                threshold = form.run_validation(threshold)
+            except serializers.ValidationError:
+                raise PortalError("threshold must be a number between 0 and 1", field="threshold") from None
+        else:
+            threshold = current.triage_threshold
         return Response(
             {
                 "current": PolicySerializer(current).data,

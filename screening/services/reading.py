@@ -190,8 +190,13 @@ class ReadingState:
 
 
 def reading_state(study: Study, reviews: list[Review] | None = None) -> ReadingState:
-    """The case's stage from its reviews (newest version first is not assumed)."""
+    """The case's stage from its reviews of the current round (newest version first is not assumed).
+
+    A study reopened by an image that arrived after its final decision is read again from the start:
+    the reads before `study.reads_from` were of an exam without that image."""
     rows = sorted(reviews if reviews is not None else study.reviews.all(), key=lambda r: r.version)
+    if study.reads_from is not None:
+        rows = [r for r in rows if r.created >= study.reads_from]
     latest: dict[str, Review] = {}
     final = None
     for review in rows:
@@ -274,9 +279,13 @@ def acquire_lock(*, study: Study, user, ip_address: str | None = None) -> LockSt
     """Lock the case to this reader for the policy's time-out; refresh it if already theirs.
 
     Serialised on the study row, so of two readers opening a case at once exactly one gets it.
-    An expired lock is taken over (its time-out audited).
+    An expired lock is taken over (its time-out audited). A reader with no read to make here is refused
+    (Conflict): a lock held by someone who cannot read the case only blocked the reader who can.
     """
     Study.objects.select_for_update().filter(pk=study.pk).first()
+    refusal = lock_refusal(case_reading(study, user, LockStatus(False, None, None)))
+    if refusal:
+        raise Conflict(refusal)
     now = timezone.now()
     expires = now + timedelta(minutes=policy_of(study).lock_minutes)
     lock = CaseLock.objects.select_related("user").filter(study=study).first()
@@ -370,13 +379,26 @@ def case_reading(study: Study, user, lock: LockStatus | None = None) -> CaseRead
     )
 
 
+def lock_refusal(reading: CaseReading) -> str:
+    """Why this reader may not lock the case ("" when they may): they have no read to make, or only the
+    correction of their own first read while the case waits for its second reader."""
+    if reading.slot is None:
+        return reading.refusal
+    if reading.state.stage == "second" and reading.slot == "first":
+        return (
+            "the case waits for its second reader: it is not locked to its first reader "
+            "(you may still correct your own read)"
+        )
+    return ""
+
+
 def open_case(*, study: Study, user, ip_address: str | None = None) -> CaseReading:
-    """Audit the opening; lock the case to the user when they have a read to make on it."""
+    """Audit the opening; lock the case to the user when they have a read to make on it that others wait for."""
     from .reviews import case_opened
 
     case_opened(study=study, user=user, ip_address=ip_address)
     reading = case_reading(study, user)
-    if reading.slot is None:
+    if lock_refusal(reading):
         return reading
     return case_reading(study, user, acquire_lock(study=study, user=user, ip_address=ip_address))
 

@@ -96,6 +96,11 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-outcome-list": {"GET": {"admin"}, "POST": {"admin"}},
     "api-outcome-import": {"POST": {"admin"}},
     "api-performance": {"GET": {"admin"}},
+    # filing corrections (issue 21)
+    "filing-reconciliation": {"GET": {"admin"}},
+    "filing-reconcile": {"POST": {"admin"}},
+    "filing-image": {"GET": {"admin"}, "POST": {"admin"}},
+    "filing-study": {"GET": {"admin"}, "POST": {"admin"}},
 }
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
@@ -148,6 +153,10 @@ def world(champion, radiologist, arbitrator, admin_user, api_client_user, outsid
 def url_for(name: str, world) -> str:
     kind = re.match(r"api-(image|prediction|patient|study|model|training-run)-", name)
     if name in ("study-viewer", "study-viewer-data", "study-audit", "reading-release", "api-reading-lock"):
+        return reverse(name, args=[world["study"].pk])
+    if name == "filing-image":
+        return reverse(name, args=[world["image"].pk])
+    if name in ("filing-study", "filing-reconcile"):  # no conflict is held: the admin's reconcile is a 404
         return reverse(name, args=[world["study"].pk])
     if name in ("model-promote", "model-operating-point"):
         return reverse(name, args=[world["model"].pk])

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from ... import selectors, services
 from ...errors import PortalError
-from ...models import DicomExport, Image, Study
+from ...models import DicomExport, Image, Refiling, Study
 from ...roles import can_see_identity
 from .. import deid, sr
 
@@ -66,6 +66,25 @@ def patient(study: Study, user) -> tuple[str, str]:
 def hide_identity(ds: pydicom.Dataset, study: Study, viewer) -> None:
     """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid)."""
     deid.pseudonymise(ds, selectors.pseudonym(study.patient.patient_id, viewer))
+
+
+def refiled(instance) -> bool:
+    """An image an admin refiled (issue 21): its stored header still names the old patient, study, side or view."""
+    return isinstance(instance, Image) and Refiling.objects.filter(image=instance).exists()
+
+
+def apply_filing(ds: pydicom.Dataset, image: Image) -> None:
+    """Write the image's current filing into a copy of its header: what the portal holds wins over what the
+    modality sent, so a refiled image never leaves under the woman, study, side or view it was corrected from."""
+    patient_row = image.study.patient
+    ds.PatientID = patient_row.patient_id
+    ds.PatientName = patient_row.name.replace(" ", "^") if patient_row.name else ""
+    ds.PatientBirthDate = patient_row.birth_date.strftime("%Y%m%d") if patient_row.birth_date else ""
+    ds.StudyInstanceUID = image.study.study_uid
+    if image.laterality in ("L", "R"):
+        ds.ImageLaterality = image.laterality
+    if image.view in ("CC", "MLO"):
+        ds.ViewPosition = image.view
 
 
 def dicom_header(name: str) -> pydicom.Dataset:
@@ -290,6 +309,9 @@ def param(request, keyword: str) -> str:
     return (request.query_params.get(keyword) or request.query_params.get(tag) or "").strip()
 
 
+MAX_OFFSET = 2**31 - 1
+
+
 def paging(request) -> tuple[int, int]:
     try:
         limit = int(request.query_params.get("limit", 100))
@@ -298,6 +320,8 @@ def paging(request) -> tuple[int, int]:
         raise PortalError("limit and offset must be whole numbers", code="invalid", status=400) from None
     if limit < 1 or offset < 0:
         raise PortalError("limit must be at least 1 and offset at least 0", code="invalid", status=400)
+    if offset > MAX_OFFSET:  # past the database's OFFSET range: a 500 before
+        raise PortalError(f"offset must be at most {MAX_OFFSET:,}", code="invalid", status=400)
     return min(limit, 1000), offset
 
 
