@@ -699,3 +699,13 @@ class Outcome(AppendOnlyModel):
             ),
         ]
         indexes = [models.Index(fields=["study", "laterality", "-id"], name="outcome_latest")]
+
+
+# Sub-domain models kept in their own packages, registered here as part of the screening app.
+from .monitoring.models import (  # noqa: E402, F401
+    AlertAcknowledgement,
+    DriftMeasure,
+    ImageStats,
+    MonitoringAlert,
+    MonitoringRun,
+)

@@ -11,4 +11,5 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("", include("screening.urls_models")),
     path("", include("screening.urls_reading")),
+    path("", include("screening.monitoring.urls")),
 ]

@@ -96,6 +96,13 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-outcome-list": {"GET": {"admin"}, "POST": {"admin"}},
     "api-outcome-import": {"POST": {"admin"}},
     "api-performance": {"GET": {"admin"}},
+    "monitoring": {"GET": {"admin"}},
+    "monitoring-run": {"POST": {"admin"}},
+    "monitoring-acknowledge": {"POST": {"admin"}},
+    "api-monitoring": {"GET": {"admin"}},
+    "api-monitoring-run": {"POST": {"admin"}},
+    "api-monitoring-alerts": {"GET": {"admin"}},
+    "api-monitoring-acknowledge": {"POST": {"admin"}},
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -149,10 +156,12 @@ def url_for(name: str, world) -> str:
     kind = re.match(r"api-(image|prediction|patient|study|model|training-run)-", name)
     if name in ("study-viewer", "study-viewer-data", "study-audit", "reading-release", "api-reading-lock"):
         return reverse(name, args=[world["study"].pk])
-    if name in ("model-promote", "model-operating-point"):
+    if name in ("model-promote", "model-operating-point", "monitoring-run", "api-monitoring", "api-monitoring-run"):
         return reverse(name, args=[world["model"].pk])
     if name == "model-plot":
         return reverse(name, args=[world["model"].pk, "roc"])
+    if name in ("monitoring-acknowledge", "api-monitoring-acknowledge"):
+        return reverse(name, args=[1])  # no such alert: admins get 404, everyone else no access
     if name == "training-run-status":
         return reverse(name, args=[world["training-run"].pk])
     if name == "api-model-rollback":
