@@ -301,6 +301,7 @@ CELERY_TASK_ROUTES = {
     "screening.tasks.render_image": {"queue": "render"},
     "screening.tasks.release_expired_locks": {"queue": "inference"},  # beside the other sweeper
     "screening.monitoring.tasks.*": {"queue": "export"},  # reads originals, no GPU: beside the SR sender
+    "screening.research_export.tasks.*": {"queue": "export"},
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -709,3 +709,4 @@ from .monitoring.models import (  # noqa: E402, F401
     MonitoringAlert,
     MonitoringRun,
 )
+from .research_export.models import ResearchExport, ResearchProject  # noqa: E402, F401

@@ -102,3 +102,4 @@ def release_expired_locks() -> int:
 
 # Sub-domain tasks live beside their services; importing them here registers them with the worker.
 from .monitoring import tasks as monitoring_tasks  # noqa: E402, F401
+from .research_export import tasks as research_export_tasks  # noqa: E402, F401

@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("screening.urls_models")),
     path("", include("screening.urls_reading")),
     path("", include("screening.monitoring.urls")),
+    path("", include("screening.research_export.urls")),
 ]

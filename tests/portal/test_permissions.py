@@ -103,6 +103,15 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-monitoring-run": {"POST": {"admin"}},
     "api-monitoring-alerts": {"GET": {"admin"}},
     "api-monitoring-acknowledge": {"POST": {"admin"}},
+    "research-exports": {"GET": {"admin"}},
+    "research-project-new": {"POST": {"admin"}},
+    "research-export-new": {"POST": {"admin"}},
+    "research-export-status": {"GET": {"admin"}},
+    "research-export-download": {"GET": {"admin"}},
+    "api-research-projects": {"GET": {"admin"}, "POST": {"admin"}},
+    "api-research-exports": {"GET": {"admin"}, "POST": {"admin"}},
+    "api-research-export": {"GET": {"admin"}},
+    "api-research-export-download": {"GET": {"admin"}},
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -160,8 +169,15 @@ def url_for(name: str, world) -> str:
         return reverse(name, args=[world["model"].pk])
     if name == "model-plot":
         return reverse(name, args=[world["model"].pk, "roc"])
-    if name in ("monitoring-acknowledge", "api-monitoring-acknowledge"):
-        return reverse(name, args=[1])  # no such alert: admins get 404, everyone else no access
+    if name in (
+        "monitoring-acknowledge",
+        "api-monitoring-acknowledge",
+        "research-export-status",
+        "research-export-download",
+        "api-research-export",
+        "api-research-export-download",
+    ):
+        return reverse(name, args=[1])  # no such alert or export: admins get 404, everyone else no access
     if name == "training-run-status":
         return reverse(name, args=[world["training-run"].pk])
     if name == "api-model-rollback":
