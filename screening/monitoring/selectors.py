@@ -134,9 +134,11 @@ def cases_for(version: ModelVersion) -> list[Case]:
     for (study_id, _side), result in outcomes.items():
         cancer[study_id] = cancer.get(study_id, False) or result == "malignant"
     decisions, densities = _final_reads(ids)
-    vendors: dict[int, Counter] = {}
-    for study_id, name in Image.objects.filter(study_id__in=ids).values_list("study_id", "manufacturer"):
-        vendors.setdefault(study_id, Counter())[name or "unknown"] += 1
+    vendors: dict[int, Counter] = {}  # "manufacturer model", the model from the image statistics where made
+    rows = Image.objects.filter(study_id__in=ids).values_list("study_id", "manufacturer", "stats__model_name")
+    for study_id, name, model in rows:
+        label = " ".join(p for p in (name, model) if p) or "unknown"
+        vendors.setdefault(study_id, Counter())[label] += 1
     # Screening round: the woman's first exam in the portal is round "first", later ones "subsequent".
     women = {s["patient_id"] for s in studies}
     earlier: dict[int, list[date]] = {}

@@ -74,6 +74,9 @@ def test_truth_age_round_and_density_come_from_the_records(db, admin_user, radio
     # No outcome: the final read decides (abnormal -> positive)
     b = _exam(version, woman="W2", score=0.7, flag=True, vendor="B", site="south")
     _read(b, radiologist, "abnormal")
+    from screening.models import ImageStats
+
+    ImageStats.objects.create(image=b.images.get(), manufacturer="B", model_name="Dim 2")  # manufacturer and model
     # Neither: left out
     _exam(version, woman="W3", score=0.2, flag=False)
     # The same woman's second exam: round "subsequent"
@@ -87,7 +90,9 @@ def test_truth_age_round_and_density_come_from_the_records(db, admin_user, radio
     second = cases[(str(a.patient_id), "subsequent")]
     assert second.truth is False and second.truth_source == "reading" and second.age_band == "50-59"
     other = cases[(str(b.patient_id), "first")]
-    assert other.truth is True and other.manufacturer == "B" and other.site == "south" and other.age_band == "60-69"
+    assert (
+        other.truth is True and other.manufacturer == "B Dim 2" and other.site == "south" and other.age_band == "60-69"
+    )
 
 
 def test_a_subgroup_whose_sensitivity_falls_below_the_validated_figure_raises_an_alert(db, settings, radiologist):
