@@ -84,11 +84,14 @@ def dashboard(version: ModelVersion) -> dict:
     measures = [_measure(m) for m in selectors.measures_of(latest)] if latest else []
     subgroups = latest.subgroups if latest else {}
     overall = {m["feature"]: m for m in measures if m["site"] is None and m["source"] is None}
+    # A new vendor gives PSI in the tens: a capped axis keeps the threshold and the stable features readable.
+    psi_axis = max(1.0, 4 * settings.PORTAL_MONITORING_PSI_THRESHOLD)
     plots = {
         "drift_over_time": line_plot(
-            "Drift (PSI) per feature, whole programme",
+            f"Drift (PSI) per feature, whole programme (axis capped at {psi_axis:g})",
             {f: drift.get(f, []) for f in FEATURES},
             threshold=settings.PORTAL_MONITORING_PSI_THRESHOLD,
+            upper=psi_axis,
         ),
         "scores_over_time": line_plot(
             "Image score quantiles per run (p10, p50, p90) and flag rate",

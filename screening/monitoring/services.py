@@ -34,6 +34,20 @@ from .subgroups import by_subgroup, sensitivity_below
 log = logging.getLogger(__name__)
 
 RUN_TASK = "screening.monitoring.tasks.run_monitoring"
+# A run still queued or running this long after it was made is dead (the task's hard limit is 1 h, the nightly
+# task's 4 h): it is failed, so it blocks neither "Run now" nor the next night.
+STALE_AFTER = timedelta(hours=6)
+
+
+def release_stale_runs(now: datetime | None = None) -> int:
+    cutoff = (now or timezone.now()) - STALE_AFTER
+    return MonitoringRun.objects.filter(
+        status__in=[MonitoringRun.Status.QUEUED, MonitoringRun.Status.RUNNING], created__lt=cutoff
+    ).update(
+        status=MonitoringRun.Status.FAILED,
+        error="abandoned: its worker stopped or the queue lost it",
+        finished=timezone.now(),
+    )
 
 
 # --- starting runs ---------------------------------------------------------------------------------
@@ -42,6 +56,7 @@ RUN_TASK = "screening.monitoring.tasks.run_monitoring"
 def request_run(*, version: ModelVersion, user, ip_address: str | None = None) -> MonitoringRun:
     """An admin asks for a run now: queued for the worker, audited. One queued or running run per version
     (a partial unique constraint holds it against two requests at once)."""
+    release_stale_runs()
     try:
         with transaction.atomic():
             run = MonitoringRun.objects.create(model_version=version, triggered_by="admin", requested_by=user)
@@ -56,6 +71,7 @@ def request_run(*, version: ModelVersion, user, ip_address: str | None = None) -
 
 def run_nightly(now: datetime | None = None) -> list[int]:
     """Beat, nightly: one run per monitored version (the champion and any version still predicting)."""
+    release_stale_runs(now)
     ids = []
     for version in selectors.monitored_versions():
         try:

@@ -48,6 +48,7 @@ class ExportList(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        services.release_stale_exports()
         return Response({"results": [export_json(e) for e in selectors.exports_of(request.user)[:200]]})
 
     @extend_schema(request=ExportSerializer, responses={202: OpenApiTypes.OBJECT})

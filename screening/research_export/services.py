@@ -12,7 +12,7 @@ import secrets
 import tempfile
 import uuid
 import zipfile
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dicognito
@@ -35,6 +35,8 @@ from .selectors import OUTCOMES, READINGS, Selection
 log = logging.getLogger(__name__)
 
 BUILD_TASK = "screening.research_export.tasks.build_export"
+# An export still queued or running this long after it was asked for is dead (the task's hard limit is 6 h).
+STALE_AFTER = timedelta(hours=7)
 LABEL_COLUMNS = (
     "subject_id",
     "study_uid",
@@ -204,6 +206,18 @@ def _age(study: Study) -> int | None:
     if not born:
         return None
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def release_stale_exports() -> int:
+    """Fail exports a dead worker or a lost message left queued or running (called when exports are listed)."""
+    stale = ResearchExport.objects.filter(
+        status__in=[ResearchExport.Status.QUEUED, ResearchExport.Status.RUNNING],
+        created__lt=timezone.now() - STALE_AFTER,
+    )
+    ids = list(stale.values_list("pk", flat=True))
+    for export_id in ids:
+        fail_export(export_id, "abandoned: its worker stopped or the queue lost it")
+    return len(ids)
 
 
 def _claim(export_id: int) -> ResearchExport | None:

@@ -59,6 +59,7 @@ def stream_once(export: ResearchExport, request) -> FileResponse:
 @require_GET
 def exports(request):
     _require_admin(request)
+    services.release_stale_exports()
     return render(
         request,
         "screening/research_export/exports.html",

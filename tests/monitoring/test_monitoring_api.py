@@ -102,3 +102,19 @@ def test_the_nightly_run_is_in_the_beat_schedule_on_the_export_queue(db):
     assert settings.CELERY_TASK_ROUTES["screening.monitoring.tasks.*"] == {"queue": "export"}
     app.loader.import_default_modules()
     assert "screening.monitoring.tasks.nightly_monitoring" in app.tasks
+
+
+def test_a_run_left_running_by_a_dead_worker_does_not_block_the_next_one(db, admin_api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from screening.models import MonitoringRun
+
+    version = make_version()
+    dead = MonitoringRun.objects.create(model_version=version, status="running")
+    MonitoringRun.objects.filter(pk=dead.pk).update(created=timezone.now() - timedelta(hours=7))
+    response = admin_api.post(f"/api/v1/monitoring/models/{version.pk}/runs/")
+    assert response.status_code == 202
+    dead.refresh_from_db()
+    assert dead.status == "failed" and "abandoned" in dead.error

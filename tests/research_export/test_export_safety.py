@@ -66,3 +66,20 @@ def test_an_export_queued_on_the_page_is_built_by_the_export_worker(media_root, 
     assert export.progress == {"done": 1, "total": 1} and export.summary["images"] == 1
     page = client.get(reverse("research-exports")).content.decode()
     assert "Download (once)" in page
+
+
+def test_an_export_left_running_by_a_dead_worker_is_failed_when_exports_are_listed(db, admin_user, client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from screening.models import ResearchExport
+    from screening.research_export import services
+
+    project = services.create_project(name="stale", user=admin_user)
+    export = ResearchExport.objects.create(project=project, requested_by=admin_user, reason="x" * 12, status="running")
+    ResearchExport.objects.filter(pk=export.pk).update(created=timezone.now() - timedelta(hours=8))
+    client.force_login(admin_user)
+    assert client.get(reverse("research-exports")).status_code == 200
+    export.refresh_from_db()
+    assert export.status == "failed" and "abandoned" in export.error
