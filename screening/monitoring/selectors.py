@@ -54,6 +54,9 @@ def locked_reference_scores(version: ModelVersion) -> dict[int, float]:
     return found
 
 
+ROW_KEYS = ("image_id", "score", "site", *STAT_FIELDS, *NUMERIC_STATS, "source")
+
+
 def _rows(predictions: QuerySet[Prediction]) -> list[dict]:
     fields = (
         "image_id",
@@ -61,9 +64,16 @@ def _rows(predictions: QuerySet[Prediction]) -> list[dict]:
         "image__study__site",
         *[f"image__stats__{f}" for f in (*STAT_FIELDS, *NUMERIC_STATS, "source")],
     )
+    return [dict(zip(ROW_KEYS, values, strict=True)) for values in predictions.values_list(*fields)]
+
+
+def locked_rows(scores: dict[int, float]) -> list[dict]:
+    """The locked validation images with the scores the version gave them at promotion (scored offline: they
+    need not have a prediction of this version in the portal)."""
+    fields = ("pk", "study__site", *[f"stats__{f}" for f in (*STAT_FIELDS, *NUMERIC_STATS, "source")])
     rows = []
-    for values in predictions.values_list(*fields):
-        row = dict(zip(("image_id", "score", "site", *STAT_FIELDS, *NUMERIC_STATS, "source"), values, strict=True))
+    for values in Image.objects.filter(pk__in=list(scores)).order_by("pk").values_list(*fields):
+        row = dict(zip(ROW_KEYS, (values[0], scores[values[0]], *values[1:]), strict=True))
         rows.append(row)
     return rows
 

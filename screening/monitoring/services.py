@@ -113,9 +113,7 @@ def _reference(version: ModelVersion) -> dict:
     locked = selectors.locked_reference_scores(version)
     if len(locked) >= settings.PORTAL_MONITORING_MIN_IMAGES:
         _ensure_stats(locked)
-        rows = selectors.rows_for_images(version, locked)
-        for row in rows:  # the score the version gave at validation, not a later re-prediction
-            row["score"] = locked[row["image_id"]]
+        rows = selectors.locked_rows(locked)
         basis = f"locked validation set ({len(rows)} images)"
         complete = len(rows) >= settings.PORTAL_MONITORING_MIN_IMAGES
     else:

@@ -143,3 +143,23 @@ def test_an_acknowledgement_cannot_be_rewritten(db, admin_user):
         ack.save()
     with pytest.raises(AppendOnlyError):
         AlertAcknowledgement.objects.update(note="x")
+
+
+def test_a_version_validated_in_the_portal_is_compared_with_its_locked_validation_images(db):
+    """The locked women were scored at promotion (offline): their images need no prediction of this version."""
+    from screening.models import MonitoringAlert
+
+    now = timezone.now()
+    old_champion = make_version(name="old champion")
+    locked = add_images(old_champion, 120, start=now - timedelta(days=90), seed=1)
+    version = make_version(
+        metrics={"locked_validation": {"sensitivity": 0.9, "scores": [[0, 0.3, str(i)] for i in locked]}}
+    )
+    add_images(version, 120, start=now - timedelta(days=20), seed=2, vendor="VendorB", model_name="Other 9")
+    run = _run(version, now)
+    assert run.reference["basis"] == "locked validation set (120 images)" and run.reference["complete"]
+    assert run.reference["image_ids"] == sorted(locked)
+    overall = {m.feature: m for m in run.measures.filter(site="", source="")}
+    assert overall["manufacturer"].drifted and overall["manufacturer"].n == 120
+    assert overall["score"].n_reference == 120
+    assert MonitoringAlert.objects.filter(model_version=version, key="drift:manufacturer:*:*").exists()
