@@ -24,7 +24,7 @@ class MonitoringDetail(APIView):
 
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="monitoring_model_retrieve", responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         return Response(dashboard(get_object_or_404(ModelVersion, pk=pk)))
 
@@ -34,7 +34,7 @@ class MonitoringRunCreate(APIView):
 
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="monitoring_run_create", request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
         version = get_object_or_404(ModelVersion, pk=pk)
         run = services.request_run(version=version, user=request.user, ip_address=client_ip(request))
@@ -46,7 +46,7 @@ class AlertList(APIView):
 
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="monitoring_alerts_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         alerts = (
             selectors.open_alerts()[:200] if request.query_params.get("open") else selectors.recent_alerts(limit=200)
@@ -59,7 +59,9 @@ class AlertAcknowledge(APIView):
 
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(request=AcknowledgeSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="monitoring_alert_acknowledge", request=AcknowledgeSerializer, responses=OpenApiTypes.OBJECT
+    )
     def post(self, request, pk: int):
         alert = get_object_or_404(MonitoringAlert, pk=pk)
         body = AcknowledgeSerializer(data=request.data)

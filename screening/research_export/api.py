@@ -12,7 +12,7 @@ from ..api.permissions import IsPortalAdmin
 from ..models import ResearchExport, ResearchProject
 from ..services.audit import client_ip
 from . import selectors, services
-from .views import export_json, stream_once
+from .responses import export_json, stream_once
 
 
 class ProjectSerializer(serializers.Serializer):
@@ -29,11 +29,13 @@ class ExportSerializer(serializers.Serializer):
 class ProjectList(APIView):
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="research_projects_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"results": [{"id": p.pk, "name": p.name} for p in selectors.projects()]})
 
-    @extend_schema(request=ProjectSerializer, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="research_projects_create", request=ProjectSerializer, responses={201: OpenApiTypes.OBJECT}
+    )
     def post(self, request):
         body = ProjectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -46,12 +48,14 @@ class ProjectList(APIView):
 class ExportList(APIView):
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="research_exports_list", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         services.release_stale_exports()
         return Response({"results": [export_json(e) for e in selectors.exports_of(request.user)[:200]]})
 
-    @extend_schema(request=ExportSerializer, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="research_exports_create", request=ExportSerializer, responses={202: OpenApiTypes.OBJECT}
+    )
     def post(self, request):
         body = ExportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -70,7 +74,7 @@ class ExportList(APIView):
 class ExportDetail(APIView):
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="research_exports_retrieve", responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         return Response(export_json(get_object_or_404(selectors.exports_of(request.user), pk=pk)))
 
@@ -78,7 +82,7 @@ class ExportDetail(APIView):
 class ExportDownload(APIView):
     permission_classes = [IsPortalAdmin]
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @extend_schema(operation_id="research_exports_download", responses={(200, "application/zip"): OpenApiTypes.BINARY})
     def get(self, request, pk: int):
         export = get_object_or_404(ResearchExport.objects.select_related("project"), pk=pk)
         return stream_once(export, request)

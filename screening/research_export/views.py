@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -15,6 +14,7 @@ from ..models import ResearchExport, ResearchProject
 from ..roles import is_admin
 from ..services.audit import client_ip
 from . import selectors, services
+from .responses import export_json, stream_once
 from .selectors import OUTCOMES, READINGS
 
 FILTER_FIELDS = ("site", "date_from", "date_to", "outcome", "score_min", "score_max", "reading")
@@ -24,35 +24,6 @@ OPTION_FIELDS = ("retain_dates", "retain_patient_characteristics", "retain_devic
 def _require_admin(request) -> None:
     if not is_admin(request.user):
         raise PermissionDenied
-
-
-def export_json(export: ResearchExport) -> dict:
-    return {
-        "id": export.pk,
-        "project": export.project.name,
-        "status": export.status,
-        "progress": export.progress,
-        "summary": export.summary,
-        "filters": export.filters,
-        "options": export.options,
-        "reason": export.reason,
-        "error": export.error,
-        "created": export.created.isoformat(),
-        "finished": export.finished.isoformat() if export.finished else None,
-        "downloaded": export.downloaded.isoformat() if export.downloaded else None,
-    }
-
-
-def stream_once(export: ResearchExport, request) -> FileResponse:
-    """Hand the archive over once and delete it when the response is closed."""
-    name = services.take_download(export=export, user=request.user, ip_address=client_ip(request))
-    try:
-        handle = default_storage.open(name, "rb")
-    except FileNotFoundError:
-        raise Http404("the archive is gone") from None
-    response = FileResponse(handle, as_attachment=True, filename=f"research-export-{export.pk}.zip")
-    response._resource_closers.append(lambda: default_storage.delete(name))
-    return response
 
 
 @login_required

@@ -205,7 +205,7 @@ def test_an_export_downloads_once_by_the_admin_who_made_it(study, admin_user, cl
     assert request_event.username == "boss" and "ethics ref" in request_event.detail["reason"]
 
 
-def test_bad_requests_are_refused_and_leave_nothing(study, admin_user, admin_client_api=None):
+def test_bad_requests_are_refused_and_leave_nothing(study, admin_user):
     from screening.errors import PortalError
     from screening.models import ResearchExport
     from screening.research_export import services
@@ -249,3 +249,18 @@ def test_the_api_queues_an_export_and_refuses_others(study, admin_user, api, rad
     for client in (api, rad_api):
         assert client.post("/api/v1/research-exports/", body, format="json").status_code == 403
         assert client.get(f"/api/v1/research-exports/{queued.json()['id']}/download/").status_code == 403
+
+
+def test_the_api_hands_the_archive_over_once(study, admin_user):
+    from screening.research_export import services
+    from tests.conftest import _token_client
+
+    admin_api = _token_client(admin_user)
+    export = _export(admin_user, services.create_project(name="api once", user=admin_user))
+    status = admin_api.get(f"/api/v1/research-exports/{export.pk}/").json()
+    assert status["status"] == "done" and status["summary"]["images"] == 2
+    first = admin_api.get(f"/api/v1/research-exports/{export.pk}/download/")
+    assert first.status_code == 200 and first["Content-Disposition"].startswith("attachment")
+    assert zipfile.ZipFile(io.BytesIO(b"".join(first.streaming_content))).namelist()
+    second = admin_api.get(f"/api/v1/research-exports/{export.pk}/download/")
+    assert second.status_code == 409 and "downloaded already" in second.json()["error"]["message"]
