@@ -20,7 +20,7 @@ class ProjectSerializer(serializers.Serializer):
 
 
 class ExportSerializer(serializers.Serializer):
-    project = serializers.IntegerField()
+    project = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
     reason = serializers.CharField(max_length=2000)
     filters = serializers.DictField(required=False, default=dict)
     options = serializers.DictField(required=False, default=dict)

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import secrets
 import tempfile
 import uuid
@@ -187,6 +188,14 @@ def _portal_identifiers(study: Study) -> set[str]:
 OWN_ELEMENTS = ("PixelData", "DeidentificationMethod", "DeidentificationMethodCodeSequence")
 
 
+def _holds(text: str, identifier: str) -> bool:
+    """A name (letters only) counts as a whole word, so a woman called Hol does not match "Hologic"; IDs,
+    dates and UIDs count anywhere."""
+    if identifier.isalpha():
+        return re.search(rf"(?<![^\W\d_]){re.escape(identifier)}(?![^\W\d_])", text) is not None
+    return identifier in text
+
+
 def _leaks(ds: Dataset, identifiers: set[str]) -> list[str]:
     """Which source identifiers the exported dataset still holds: every element's value at every depth (file
     meta and private elements included) and the encoded bytes of the whole header."""
@@ -196,9 +205,9 @@ def _leaks(ds: Dataset, identifiers: set[str]) -> list[str]:
             header.add(element)
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, header, implicit_vr=False, little_endian=True)
-    encoded = buffer.getvalue()
-    texts = [str(e.value) for e in header.iterall()] + [str(e.value) for e in ds.file_meta]
-    return sorted(i for i in identifiers if i.encode() in encoded or any(i in t for t in texts))
+    texts = [buffer.getvalue().decode("latin-1")]
+    texts += [str(e.value) for e in header.iterall()] + [str(e.value) for e in ds.file_meta]
+    return sorted(i for i in identifiers if any(_holds(t, i) for t in texts))
 
 
 def _age(study: Study) -> int | None:
@@ -294,7 +303,7 @@ def _build(export: ResearchExport, tmp: Path) -> str:
         for row in labels:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
         every_identifier = set().union(*(_portal_identifiers(s) for s in studies)) if studies else set()
-        leaked = sorted(i for i in every_identifier if i in csv_text.getvalue())
+        leaked = sorted(i for i in every_identifier if _holds(csv_text.getvalue(), i))
         if leaked:
             raise PortalError("the labels would hold a source identifier; nothing was exported")
         archive.writestr("labels.csv", csv_text.getvalue())

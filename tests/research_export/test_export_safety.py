@@ -83,3 +83,22 @@ def test_an_export_left_running_by_a_dead_worker_is_failed_when_exports_are_list
     assert client.get(reverse("research-exports")).status_code == 200
     export.refresh_from_db()
     assert export.status == "failed" and "abandoned" in export.error
+
+
+def test_a_name_inside_a_kept_word_does_not_stop_the_export(db, admin_user):
+    """A woman called Hol imaged on a Hologic unit: the manufacturer stays, her name does not, the export runs."""
+    from screening.models import ResearchExport
+    from screening.research_export import services
+    from screening.services import ingest_file
+
+    ds = identified_mammogram()
+    ds.PatientName, ds.Manufacturer = "Hol^Ann", "Hologic"
+    ingest_file(file=io.BytesIO(to_bytes(ds)), filename="h.dcm")
+    project = services.create_project(name="hologic", user=admin_user)
+    export = services.request_export(
+        project=project, user=admin_user, reason="a long enough reason", filters={}, options={}
+    )
+    services.build_export(export.pk)
+    export = ResearchExport.objects.get(pk=export.pk)
+    assert export.status == "done", export.error
+    assert export.summary["images"] == 1
