@@ -733,3 +733,13 @@ class Outcome(AppendOnlyModel):
 
 
 from .models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)
+
+# Sub-domain models kept in their own packages, registered here as part of the screening app.
+from .monitoring.models import (  # noqa: E402, F401
+    AlertAcknowledgement,
+    DriftMeasure,
+    ImageStats,
+    MonitoringAlert,
+    MonitoringRun,
+)
+from .research_export.models import ResearchExport, ResearchProject  # noqa: E402, F401

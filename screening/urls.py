@@ -12,4 +12,6 @@ urlpatterns = [
     path("", include("screening.urls_models")),
     path("", include("screening.urls_reading")),
     path("", include("screening.urls_filing")),
+    path("", include("screening.monitoring.urls")),
+    path("", include("screening.research_export.urls")),
 ]

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # makes is checked against its IOD), dcmtk (reference JPEG / JPEG-LS encoders for the
 # DICOM corpus; storescu, echoscu), Orthanc (the PACS peer, started by the tests
 # on a temporary configuration, never as the system service), Chromium and
-# ChromeDriver (browser tests). Never a browser download.
+# ChromeDriver (browser tests); dicom3tools (dciodvfy checks every research export file). Never a browser
+# download.
 missing=()
 command -v dcmcjpls >/dev/null || missing+=(dcmtk)
 command -v dciodvfy >/dev/null || missing+=(dicom3tools)

@@ -101,6 +101,22 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "filing-reconcile": {"POST": {"admin"}},
     "filing-image": {"GET": {"admin"}, "POST": {"admin"}},
     "filing-study": {"GET": {"admin"}, "POST": {"admin"}},
+    "monitoring": {"GET": {"admin"}},
+    "monitoring-run": {"POST": {"admin"}},
+    "monitoring-acknowledge": {"POST": {"admin"}},
+    "api-monitoring": {"GET": {"admin"}},
+    "api-monitoring-run": {"POST": {"admin"}},
+    "api-monitoring-alerts": {"GET": {"admin"}},
+    "api-monitoring-acknowledge": {"POST": {"admin"}},
+    "research-exports": {"GET": {"admin"}},
+    "research-project-new": {"POST": {"admin"}},
+    "research-export-new": {"POST": {"admin"}},
+    "research-export-status": {"GET": {"admin"}},
+    "research-export-download": {"GET": {"admin"}},
+    "api-research-projects": {"GET": {"admin"}, "POST": {"admin"}},
+    "api-research-exports": {"GET": {"admin"}, "POST": {"admin"}},
+    "api-research-export": {"GET": {"admin"}},
+    "api-research-export-download": {"GET": {"admin"}},
 }
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
@@ -158,10 +174,19 @@ def url_for(name: str, world) -> str:
         return reverse(name, args=[world["image"].pk])
     if name in ("filing-study", "filing-reconcile"):  # no conflict is held: the admin's reconcile is a 404
         return reverse(name, args=[world["study"].pk])
-    if name in ("model-promote", "model-operating-point"):
+    if name in ("model-promote", "model-operating-point", "monitoring-run", "api-monitoring", "api-monitoring-run"):
         return reverse(name, args=[world["model"].pk])
     if name == "model-plot":
         return reverse(name, args=[world["model"].pk, "roc"])
+    if name in (
+        "monitoring-acknowledge",
+        "api-monitoring-acknowledge",
+        "research-export-status",
+        "research-export-download",
+        "api-research-export",
+        "api-research-export-download",
+    ):
+        return reverse(name, args=[1])  # no such alert or export: admins get 404, everyone else no access
     if name == "training-run-status":
         return reverse(name, args=[world["training-run"].pk])
     if name == "api-model-rollback":
