@@ -492,5 +492,7 @@ def image_stored_values(
         low, high = float(pixels.min()), float(pixels.max())
     else:
         raise DecodeError(f"unsupported pixel type {pixels.dtype} for the viewer")
-    shown = _to_uint8(_normalise(pixels, low, high))
+    shown = np.empty(pixels.shape, dtype=np.uint8)  # the 8-bit picture, made strip by strip (no float copy)
+    for start in range(0, pixels.shape[0], 512):
+        shown[start : start + 512] = _to_uint8(_normalise(pixels[start : start + 512], low, high))
     return pixels, low, high, looks_inverted(shown)
