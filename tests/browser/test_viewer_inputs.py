@@ -214,3 +214,28 @@ def test_a_voi_lut_table_under_monochrome1_is_inverted_like_a_window(live_server
     wait_loaded(page, study)
     assert_shown(page, images["R", "CC"], through_lut, "VOI LUT table, MONOCHROME2")
     assert_shown(page, images["L", "CC"], lambda x: 255 - through_lut(x), "VOI LUT table, MONOCHROME1")
+
+
+def test_monochrome1_inverts_linear_exact_and_sigmoid_windows_too(live_server, page, radiologist, champion):
+    pixels = ramp(0, 4095, np.uint16)
+    exact = mg_dataset(pixels, bits=12, laterality="R", view="CC", window=(2048, 2048), photometric="MONOCHROME1")
+    exact.VOILUTFunction = "LINEAR_EXACT"
+    sig = mg_dataset(pixels, bits=12, laterality="L", view="CC", window=(2048, 1024), photometric="MONOCHROME1")
+    sig.VOILUTFunction = "SIGMOID"
+    study = ingest([exact, sig], "P-VOIFN1")
+    images = {(i.laterality, i.view): i for i in study.images.all()}
+    open_case(page, live_server, study)
+    wait_loaded(page, study)
+    assert_shown(page, images["R", "CC"], lambda x: 255 - linear_exact(2048, 2048)(x), "MONOCHROME1 LINEAR_EXACT")
+    assert_shown(page, images["L", "CC"], lambda x: 255 - sigmoid(2048, 1024)(x), "MONOCHROME1 SIGMOID")
+    # Another window and an inversion, then reset: the image's own window, function and photometric again.
+    target = cell(images["L", "CC"])
+    page.locator(target).click()
+    page.wait_for_function("() => document.querySelector('#wl-preset').options.length > 2")
+    page.select_option("#wl-preset", "1")  # the full range
+    page.keyboard.press("i")
+    page.wait_for_function("s => document.querySelector(s).dataset.window !== '2048/1024'", arg=target)
+    page.keyboard.press("r")
+    page.wait_for_function("s => document.querySelector(s).dataset.window === '2048/1024'", arg=target)
+    page.wait_for_timeout(300)
+    assert_shown(page, images["L", "CC"], lambda x: 255 - sigmoid(2048, 1024)(x), "MONOCHROME1 SIGMOID after reset")

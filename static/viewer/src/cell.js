@@ -134,6 +134,7 @@ export class Cell {
       this.attributes = dicomAttributes(this.imageId);
       this.voiLut = voiLutOf(this.attributes);
       this.initialVoi = this.viewport.getProperties().voiRange;
+      this.initialInvert = Boolean(this.viewport.getProperties().invert);
       this.loaded = true;
       const lutChosen = this.hooks.savedLut(this);
       if (this.voiLut && (lutChosen ?? this.lutByDefault())) this.useVoiLut(false);
@@ -324,7 +325,12 @@ export class Cell {
   resetDisplay() {
     const vp = this.viewport;
     if (!vp || !this.loaded) return;
-    vp.resetProperties();
+    if (this.voiFunction() === "SIGMOID" && this.initialVoi) {
+      // Cornerstone's reset looks for a colour map matching the sampled sigmoid, finds none and throws
+      // (the image went black): the image's first window and inversion are set back instead.
+      vp.setProperties({ invert: this.initialInvert, voiRange: { ...this.initialVoi } });
+      vp.render();
+    } else vp.resetProperties();
     this.lutActive = false;
     this.hooks.lutChanged(this, null);
     if (this.lutByDefault()) this.useVoiLut(false);
