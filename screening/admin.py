@@ -601,3 +601,6 @@ class OutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Study", ordering="study_id")
     def study_link(self, outcome):
         return study_trail_link(outcome.study_id)
+
+
+from . import admin_accounts  # noqa: E402, F401 - accounts and API tokens: superusers only

@@ -82,8 +82,8 @@ ADMIN_GROUP_PERMISSIONS = {
         "change_dicomdestination",
         "delete_dicomdestination",
     },
-    "auth": {"view_user", "add_user", "change_user", "view_group"},
-    "authtoken": {"view_token", "add_token", "delete_token", "view_tokenproxy", "add_tokenproxy", "delete_tokenproxy"},
+    # Users and API tokens are managed by superusers only (screening/admin_accounts.py): admins look.
+    "auth": {"view_user", "view_group"},
     "axes": {"view_accessattempt", "delete_accessattempt", "view_accesslog", "view_accessfailurelog"},
     "django_celery_beat": {"view_*", "change_periodictask"},
 }

@@ -81,13 +81,13 @@ def study_viewer(request, pk: int):
 
 def _pixel_source(image) -> dict:
     """Where the viewer reads an image's stored pixels: the DICOM instance over WADO-RS (full bit
-    depth, with its header), or the uploaded picture file."""
+    depth, with its header), or an uploaded picture's stored values wrapped as DICOM (api `pixels`)."""
     from .dicom.web.common import series_uid
 
     if image.file_format == image.Format.DICOM:
         url = reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])
         return {"kind": "dicom", "url": url}
-    return {"kind": "picture", "url": reverse("api-image-full", args=[image.pk])}
+    return {"kind": "picture", "url": reverse("api-image-pixels", args=[image.pk])}
 
 
 def _age_at(study: Study) -> int | None:

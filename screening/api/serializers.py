@@ -289,7 +289,12 @@ class ReviewInputSerializer(serializers.Serializer):
     birads = serializers.IntegerField(min_value=0, max_value=6)
     density = serializers.ChoiceField(choices=[("", "not given"), *Review.Density.choices], required=False, default="")
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-    findings = FindingInputSerializer(many=True, required=False, default=list)
+    findings = FindingInputSerializer(
+        many=True,
+        required=False,
+        help_text="Left out: none for a new read, and a correction keeps the findings of the read it corrects. "
+        "A list (even empty) is the findings of this version.",
+    )
 
 
 class StudyDetailSerializer(StudySerializer):

@@ -14,6 +14,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
@@ -59,6 +60,14 @@ def upload_channel(request) -> str:
     return "page" if isinstance(request.successful_authenticator, SessionAuthentication) else "api"
 
 
+class DicomRenderer(JSONRenderer):
+    """Lets a client that accepts only `application/dicom` (the viewer's DICOM loader) reach a view that
+    answers a Part 10 file itself; its errors are rendered as JSON (ImageViewSet.handle_exception)."""
+
+    media_type = "application/dicom"
+    format = "dcm"
+
+
 class NoPatientIdInQueryMixin:
     """A patient id in a query string lands in access logs and browser history. The old
     `patient` filter took one: refuse it loudly rather than ignore it and answer every study."""
@@ -102,6 +111,12 @@ class ImageViewSet(
 
     def get_throttles(self):
         return [ScopedRateThrottle()] if self.action == "create" else []
+
+    def handle_exception(self, exc):
+        # An error is the JSON error shape, and says so, also to a client that accepted only DICOM.
+        if isinstance(getattr(self.request, "accepted_renderer", None), DicomRenderer):
+            self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().handle_exception(exc)
 
     @extend_schema(
         request=ImageUploadSerializer,
@@ -155,6 +170,23 @@ class ImageViewSet(
             response["Cache-Control"] = "no-store"
             return response
         return stream_png(image.rendition.name)
+
+    @extend_schema(
+        responses={(200, "application/dicom"): OpenApiResponse(OpenApiTypes.BINARY, description="DICOM Part 10")}
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[DicomRenderer, JSONRenderer])
+    def pixels(self, request, pk=None):
+        """The image's stored values as a DICOM Part 10 file: a DICOM image's stored original; an uploaded
+        picture (PNG/JPEG) wrapped at full bit depth, windowed as the renditions show it (no patient data)."""
+        image = self.get_object()
+        if image.file_format == image.Format.DICOM:
+            if not image.original or not default_storage.exists(image.original.name):
+                raise Http404("file missing")
+            response = FileResponse(default_storage.open(image.original.name, "rb"), content_type="application/dicom")
+        else:
+            response = HttpResponse(renditions.picture_as_dicom(image), content_type="application/dicom")
+        response["Cache-Control"] = "no-store"  # pixel data, as the DICOM instances
+        return response
 
     @extend_schema(responses=PNG)
     @action(detail=True, methods=["get"])
@@ -272,7 +304,9 @@ class StudyViewSet(
             birads=data["birads"],
             density=data["density"],
             note=data["note"],
-            findings=[
+            findings=None
+            if "findings" not in data
+            else [
                 FindingInput(
                     image_id=f["image"], type=f["type"], x=f["x"], y=f["y"], width=f["width"], height=f["height"]
                 )

@@ -237,6 +237,18 @@ def next_slot(study: Study, user, state: ReadingState, policy: ReadingPolicy) ->
     return "single" if reads_required(study, policy) == 1 else "first"
 
 
+def corrected_read(state: ReadingState, slot: str | None) -> Review | None:
+    """The read that a submission in `slot` (next_slot's answer) corrects, or None for a new read: the
+    final decision once there is one, and a first reader's own first read while the second is awaited."""
+    if slot is None:
+        return None
+    if state.stage == "final":
+        return state.final
+    if state.stage == "second" and slot == "first":
+        return state.first
+    return None
+
+
 def consensus_reached(state: ReadingState, user, decision: str, birads: int) -> bool:
     """The other reader of the pair proposed this same decision (and BI-RADS group): the consensus is made."""
     proposal = state.proposal
@@ -359,6 +371,7 @@ class CaseReading:
     lock: LockStatus
     show_reads: bool
     show_ai: bool
+    corrects: Review | None = None  # the read this user's submission would correct (its form starts from it)
 
 
 def case_reading(study: Study, user, lock: LockStatus | None = None) -> CaseReading:
@@ -376,6 +389,7 @@ def case_reading(study: Study, user, lock: LockStatus | None = None) -> CaseRead
         lock=lock or lock_status(study, user),
         show_reads=may_see_reads(user, state),
         show_ai=may_see_ai(user, state, policy),
+        corrects=corrected_read(state, slot),
     )
 
 
