@@ -93,6 +93,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "portal.middleware.NoStoreByDefaultMiddleware",
+    "portal.middleware.ReadAuditMiddleware",  # every read of patient data, audited (screening.services.audit)
     # Last, as django-axes asks: it turns a lockout flagged during the view into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]

@@ -6,6 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ..blinding import AIVisibility, ai_visibility
 from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
 from ..roles import can_see_identity
 from ..selectors import current_prediction, pseudonym
@@ -121,7 +122,7 @@ class ImageSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, image: Image) -> dict | None:
-        if self.context.get("hide_ai"):
+        if not visibility_of(self).shows(image):  # the queryset's prefetch left it out too (screening.blinding)
             return None
         prediction = current_prediction(image)
         return self._prediction_serializer.to_representation(prediction) if prediction else None
@@ -138,6 +139,16 @@ def _viewer(serializer: serializers.Serializer):
     return request.user if request is not None else None
 
 
+def visibility_of(serializer: serializers.Serializer) -> AIVisibility:
+    """The viewer's blinding to the AI, computed once per response (kept in the shared context)."""
+    found = serializer.context.get("ai_visibility")
+    if found is None:
+        found = ai_visibility(_viewer(serializer))
+        if isinstance(serializer.context, dict):
+            serializer.context["ai_visibility"] = found
+    return found
+
+
 class StudySerializer(serializers.ModelSerializer):
     patient = serializers.SerializerMethodField(
         help_text="Patient id; for API clients a pseudonym of their own (`anon-…`), unique to each client."
@@ -145,7 +156,9 @@ class StudySerializer(serializers.ModelSerializer):
     patient_number = serializers.IntegerField(
         source="patient_id",
         read_only=True,
-        help_text="The portal's number for the patient (the `patient_number` filter): identifies nobody outside it.",
+        allow_null=True,
+        help_text="The portal's number for the patient (the `patient_number` filter): identifies nobody outside "
+        "it. Null, with `accession_number` empty, for clients that may not see patient identity.",
     )
     exam_model = serializers.CharField(source="exam_model.name", default=None)
 
@@ -178,8 +191,15 @@ class StudySerializer(serializers.ModelSerializer):
 
     def to_representation(self, study: Study) -> dict:
         data = super().to_representation(study)
-        if self.context.get("hide_ai"):  # the reading policy blinds readers to the AI (selectors.ai_hidden_in_lists)
+        viewer = _viewer(self)
+        if viewer is None or not can_see_identity(viewer):
+            # The portal's patient number would tell a client that uploaded a guessed PatientID whether that
+            # woman was already in the programme (an old number); the accession number identifies the exam.
+            data.update(patient_number=None, accession_number="")
+        if not visibility_of(self).shows(study):  # the reading policy blinds this reader (screening.blinding)
             data.update(exam_score=None, exam_flag=None, score_left=None, score_right=None, exam_model=None)
+            if "threshold" in data:
+                data["threshold"] = None
         return data
 
 
@@ -195,7 +215,10 @@ class PatientSerializer(serializers.ModelSerializer):
         data = super().to_representation(patient)
         viewer = _viewer(self)
         if viewer is None or not can_see_identity(viewer):
-            data.update(patient_id=pseudonym(patient.patient_id, viewer), name="", birth_date=None)
+            # No portal number or creation date either: both say whether she was in the programme before.
+            data.update(
+                id=None, patient_id=pseudonym(patient.patient_id, viewer), name="", birth_date=None, created=None
+            )
         return data
 
 
@@ -282,3 +305,9 @@ class StudyCaseSerializer(StudyDetailSerializer):
     class Meta(StudyDetailSerializer.Meta):
         fields = [*StudyDetailSerializer.Meta.fields, "reviews", "exports"]
         read_only_fields = fields
+
+    def to_representation(self, study: Study) -> dict:
+        data = super().to_representation(study)
+        if not visibility_of(self).shows(study):  # an AI-result SR sent before the policy blinded the AI
+            data["exports"] = [row for row in data["exports"] if row["kind"] != DicomExport.Kind.AI]
+        return data

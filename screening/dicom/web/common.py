@@ -21,6 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ... import selectors, services
+from ...blinding import ai_visibility
 from ...errors import PortalError
 from ...models import DicomExport, Image, Study
 from ...roles import can_see_identity
@@ -40,7 +41,23 @@ IDENTITY_KEYWORDS = (
     "IssuerOfPatientID",
     "MedicalRecordLocator",
     "ReferencedPatientSequence",
+    # what else tells who she is or where her exam was asked for
+    "PatientComments",
+    "AdditionalPatientHistory",
+    "StudyDescription",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "ReferringPhysicianIdentificationSequence",
+    "RequestingPhysician",
+    "PhysiciansOfRecord",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "IssuerOfAccessionNumberSequence",
+    "RequestAttributesSequence",
 )
+# Type 2 attributes (present, possibly empty, in an MG image and an SR): emptied rather than removed.
+EMPTIED_KEYWORDS = ("AccessionNumber", "ReferringPhysicianName", "StudyID")
 
 
 # --- DICOM JSON ---------------------------------------------------------------------------------
@@ -69,6 +86,11 @@ def dicom_json(body, status: int = 200) -> HttpResponse:
 # --- identity, series, lookups -------------------------------------------------------------------
 
 
+def accession(study: Study, user) -> str:
+    """The AccessionNumber as this viewer may see it (empty without the right to see identity)."""
+    return study.accession_number if can_see_identity(user) else ""
+
+
 def patient(study: Study, user) -> tuple[str, str]:
     """(PatientID, PatientName) as this viewer may see them."""
     if can_see_identity(user):
@@ -83,6 +105,9 @@ def hide_identity(ds: pydicom.Dataset, study: Study, viewer) -> None:
     for keyword in IDENTITY_KEYWORDS:
         if keyword in ds:
             delattr(ds, keyword)
+    for keyword in EMPTIED_KEYWORDS:
+        if keyword in ds:
+            setattr(ds, keyword, "")
 
 
 def dicom_header(name: str) -> pydicom.Dataset:
@@ -144,7 +169,8 @@ def instance_attributes(instance: Image | Report) -> dict:
 
 
 def study_or_404(user, study_uid: str) -> Study:
-    study = selectors.studies_visible_to(user).select_related("patient").filter(study_uid=study_uid).first()
+    studies = ai_visibility(user).annotate(selectors.studies_visible_to(user).select_related("patient"))
+    study = studies.filter(study_uid=study_uid).first()
     if study is None:
         raise PortalError("no such study", code="not_found", status=404)
     return study
@@ -168,13 +194,17 @@ class Report:
         return sr.series_uid(self.study)
 
 
-def reports(studies: list[Study]) -> dict[int, list[Report]]:
-    """The stored SRs of these studies, by study id: one per SOP Instance UID (an SR sent to several
-    destinations has one export row per destination and one file)."""
+def reports(studies: list[Study], *, viewer) -> dict[int, list[Report]]:
+    """The stored SRs of these studies that this viewer may see, by study id: one per SOP Instance UID (an SR
+    sent to several destinations has one export row per destination and one file). No AI-result SR of a study
+    whose AI the reading policy hides from the viewer (screening.blinding), even one sent before it did."""
     by_pk = {study.pk: study for study in studies}
     found: dict[int, dict[str, Report]] = {pk: {} for pk in by_pk}
+    visibility = ai_visibility(viewer)
+    blinded = [study.pk for study in studies if not visibility.shows(study)]
     rows = (
         DicomExport.objects.filter(study__in=studies)
+        .exclude(study__in=blinded, kind=DicomExport.Kind.AI)
         .exclude(sr_file="")
         .exclude(sop_instance_uid="")
         .order_by("pk")
@@ -187,8 +217,8 @@ def reports(studies: list[Study]) -> dict[int, list[Report]]:
     return {pk: list(members.values()) for pk, members in found.items()}
 
 
-def study_reports(study: Study) -> list[Report]:
-    return reports([study])[study.pk]
+def study_reports(study: Study, *, viewer) -> list[Report]:
+    return reports([study], viewer=viewer)[study.pk]
 
 
 Instance = Image | Report
@@ -214,14 +244,14 @@ def report_attributes(report: Report) -> dict:
     )
 
 
-def study_instances(study: Study) -> list[Instance]:
-    """The study's images, then its SRs."""
-    return [*study_images(study), *study_reports(study)]
+def study_instances(study: Study, *, viewer) -> list[Instance]:
+    """The study's images, then the SRs the viewer may see."""
+    return [*study_images(study), *study_reports(study, viewer=viewer)]
 
 
-def instances(study: Study, series: str | None = None, sop: str | None = None) -> list[Instance]:
-    """The study's images and SRs, narrowed to a series or an instance; none: 404."""
-    found = study_instances(study)
+def instances(study: Study, series: str | None = None, sop: str | None = None, *, viewer) -> list[Instance]:
+    """The study's images and SRs (as the viewer may see them), narrowed to a series or an instance; none: 404."""
+    found = study_instances(study, viewer=viewer)
     if sop is not None:
         found = [i for i in found if i.sop_uid == sop]
     if series is not None:

@@ -9,8 +9,9 @@ import re
 from django.db.models import Q
 
 from ... import selectors
+from ...blinding import ai_visibility
 from ...errors import PortalError
-from ...models import Image, Study
+from ...models import DicomExport, Image, Study
 from ...roles import can_see_identity
 from .. import sr
 from .common import (
@@ -18,6 +19,7 @@ from .common import (
     Instance,
     Report,
     StowThrottled,
+    accession,
     dataset,
     dicom_json,
     instance_attributes,
@@ -50,7 +52,7 @@ def _study_attributes(study: Study, user, images: list[Image], srs: list[Report]
     return dataset(
         StudyInstanceUID=study.study_uid,
         StudyDate=study.study_date.strftime("%Y%m%d") if study.study_date else "",
-        AccessionNumber=study.accession_number,
+        AccessionNumber=accession(study, user),
         PatientID=patient_id,
         PatientName=patient_name,
         ModalitiesInStudy=sorted(modalities),
@@ -63,11 +65,13 @@ class StudiesView(StowThrottled):
     """GET: QIDO-RS search for studies. POST: STOW-RS."""
 
     def get(self, request):
-        studies = selectors.studies_visible_to(request.user).select_related("patient").order_by("-id")
+        studies = ai_visibility(request.user).annotate(selectors.studies_visible_to(request.user))
+        studies = studies.select_related("patient").order_by("-id")
         patient_id, patient_name = param(request, "PatientID"), param(request, "PatientName").strip("*")
-        if (patient_id or patient_name) and not can_see_identity(request.user):
+        identifying = patient_id or patient_name or param(request, "AccessionNumber")
+        if identifying and not can_see_identity(request.user):
             raise PortalError(
-                "searching by PatientID or PatientName needs the right to see patient identity",
+                "searching by PatientID, PatientName or AccessionNumber needs the right to see patient identity",
                 code="forbidden",
                 status=403,
             )
@@ -102,15 +106,18 @@ class StudiesView(StowThrottled):
             if "OT" in wanted:
                 formats.extend(f for f in Image.Format.values if f != Image.Format.DICOM)
             having = Q(images__file_format__in=formats)
-            if "SR" in wanted:  # an SR the portal wrote and stored
-                having |= Q(exports__sr_file__gt="")
+            if "SR" in wanted:  # an SR the portal wrote and stored, and the viewer may see (screening.blinding)
+                stored, visibility = Q(exports__sr_file__gt=""), ai_visibility(request.user)
+                if visibility.hides_any:
+                    stored &= Q(exports__kind=DicomExport.Kind.DECISION) | visibility.condition()
+                having |= stored
             studies = studies.filter(having).distinct()
         limit, offset = paging(request)
         page = list(studies[offset : offset + limit])
         images: dict[int, list[Image]] = {s.pk: [] for s in page}
         for image in Image.objects.filter(study__in=page).select_related("study").order_by("id"):
             images[image.study_id].append(image)
-        srs = reports(page)
+        srs = reports(page, viewer=request.user)
         return dicom_json([_study_attributes(s, request.user, images[s.pk], srs[s.pk]) for s in page])
 
     def post(self, request, study=None):
@@ -121,7 +128,7 @@ class SeriesSearchView(DicomWebView):
     def get(self, request, study):
         found = study_or_404(request.user, study)
         series: dict[str, list[Instance]] = {}
-        for instance in study_instances(found):
+        for instance in study_instances(found, viewer=request.user):
             series.setdefault(instance_series(instance), []).append(instance)
         wanted = param(request, "SeriesInstanceUID")
         wanted_modality = param(request, "Modality").upper()
@@ -147,7 +154,7 @@ class SeriesSearchView(DicomWebView):
 class InstanceSearchView(DicomWebView):
     def get(self, request, study, series=None):
         found = study_or_404(request.user, study)
-        found_instances = study_instances(found)
+        found_instances = study_instances(found, viewer=request.user)
         if series is not None:
             found_instances = [i for i in found_instances if instance_series(i) == series]
         wanted = param(request, "SOPInstanceUID")
