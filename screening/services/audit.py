@@ -79,6 +79,10 @@ AUDITED_BY_THE_VIEW = frozenset(
         "dicomweb-instance-rendered",
     }
 )
+# The Django admin's pages that hold patient data: those of these models (admin:screening_<model>_<view>).
+ADMIN_CASE_RECORDS = frozenset(
+    {"patient", "study", "image", "prediction", "review", "outcome", "auditevent", "dicomexport", "caselock"}
+)
 # Routes about one study, by the name of the URL argument that holds its id.
 STUDY_ROUTES = {
     "api-study-detail": "pk",
@@ -91,8 +95,8 @@ STUDY_ROUTES = {
 
 def reads_patient_data(route: str) -> bool:
     """Is an answered GET of this route (a URL name, with its namespace) a read of patient data to audit?"""
-    if route.startswith("admin:"):
-        return route.startswith("admin:screening_")  # case records; not the index, users or schedules
+    if route.startswith("admin:"):  # the case records; not the index, users, models, schedules or peers
+        return route.startswith("admin:screening_") and route.split("_")[1] in ADMIN_CASE_RECORDS
     return not (route in NO_PATIENT_DATA or route in AUDITED_BY_THE_VIEW or route.startswith(NO_PATIENT_DATA_PREFIXES))
 
 

@@ -84,7 +84,14 @@ def test_a_page_read_of_patient_data_is_audited_once(name, study, admin_user):
 def test_pages_without_patient_data_and_refused_requests_add_no_read(study, admin_user, api_client_user):
     client = Client()
     client.force_login(admin_user)
-    for url in ("/healthz", "/api/schema/", "/reading/policy/", "/performance/", "/models/"):
+    for url in (
+        "/healthz",
+        "/api/schema/",
+        "/reading/policy/",
+        "/performance/",
+        "/models/",
+        "/admin/screening/modelversion/",
+    ):
         assert client.get(url).status_code == 200, url
     outsider = _token_client(api_client_user)  # sent nothing: the study is not theirs
     assert outsider.get(f"/api/v1/studies/{study.pk}/").status_code == 404
