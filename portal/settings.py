@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "portal.middleware.NoStoreByDefaultMiddleware",
     "portal.middleware.ServiceUnavailableMiddleware",
+    "portal.middleware.ReadAuditMiddleware",  # every read of patient data, audited (screening.services.audit)
     # Last, as django-axes asks: it turns a lockout flagged during the view into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]

@@ -26,6 +26,13 @@ def can_read_cases(user) -> bool:
     return bool(roles_of(user) & {Role.RADIOLOGIST, Role.ARBITRATOR, Role.ADMIN})
 
 
+def reads_blind(user) -> bool:
+    """Readers whom a reading policy blinds to the AI: radiologists and arbitrators. An admin holding neither
+    role runs the programme (performance, audit, the Django admin) and sees the AI result; give anyone who
+    reads the radiologist role, and blinding applies to them whatever else they hold."""
+    return bool(roles_of(user) & {Role.RADIOLOGIST, Role.ARBITRATOR})
+
+
 def is_arbitrator(user) -> bool:
     """Arbitrators give the final decision on discordant double reads (screening/services/reading.py)."""
     return Role.ARBITRATOR in roles_of(user)

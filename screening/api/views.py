@@ -21,7 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from .. import selectors, services
 from ..forms import WorklistForm
 from ..models import Study
-from ..roles import can_read_cases
+from ..roles import can_read_cases, can_see_identity
 from ..services import renditions
 from ..services.models import serving_champion
 from ..services.reviews import FindingInput, review_submit
@@ -80,18 +80,7 @@ class NoPatientIdInQueryMixin:
         return super().filter_queryset(queryset)
 
 
-class HideBlindedAIMixin:
-    """Lists tell a reader nothing of the AI while the reading policy blinds readers to it."""
-
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        if self.action == "list":
-            context["hide_ai"] = selectors.ai_hidden_in_lists(self.request.user)
-        return context
-
-
 class ImageViewSet(
-    HideBlindedAIMixin,
     NoPatientIdInQueryMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -196,7 +185,8 @@ class ImageViewSet(
 
 
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Predictions by every model version, newest first."""
+    """Predictions by every model version, newest first; none of a case whose AI result the reading policy
+    hides from this reader (404, whatever the id: selectors.predictions_visible_to)."""
 
     serializer_class = PredictionSerializer
     pagination_class = KeysetPagination
@@ -204,8 +194,6 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     filterset_class = PredictionFilter
 
     def get_queryset(self):
-        if self.action == "list" and selectors.ai_hidden_in_lists(self.request.user):
-            return selectors.predictions_visible_to(self.request.user).none()
         return selectors.predictions_visible_to(self.request.user)
 
     @extend_schema(responses=PNG)
@@ -221,11 +209,14 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = PatientSerializer
 
     def get_queryset(self):
-        return selectors.patients_visible_to(self.request.user)
+        patients = selectors.patients_visible_to(self.request.user)
+        if self.action == "retrieve" and not can_see_identity(self.request.user):
+            # By number, a patient found would tell her portal number: see PatientSerializer.
+            return patients.none()
+        return patients
 
 
 class StudyViewSet(
-    HideBlindedAIMixin,
     NoPatientIdInQueryMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -324,7 +315,7 @@ class StudyViewSet(
         )
 
 
-class WorklistViewSet(HideBlindedAIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """The reading worklist: the same order and filters as the worklist page (unread first by default)."""
 
     serializer_class = StudySerializer

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ..errors import Conflict, PortalError
 from ..models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
-from ..roles import is_arbitrator
+from ..roles import is_arbitrator, reads_blind
 from .audit import record_event
 from .sites import clean_site, site_codes
 
@@ -263,7 +263,9 @@ def may_see_reads(user, state: ReadingState) -> bool:
 
 
 def may_see_ai(user, state: ReadingState, policy: ReadingPolicy) -> bool:
-    return not policy.blind_ai or may_see_reads(user, state)
+    """The blinding rule for one case; screening.blinding holds the same rule as a query condition
+    (tests/portal/test_blinding_matrix.py checks that the two agree)."""
+    return not policy.blind_ai or not reads_blind(user) or may_see_reads(user, state)
 
 
 # --- locks ------------------------------------------------------------------------------------------------
@@ -372,6 +374,16 @@ class CaseReading:
     show_reads: bool
     show_ai: bool
     corrects: Review | None = None  # the read this user's submission would correct (its form starts from it)
+
+    @property
+    def slot_hidden(self) -> bool:
+        """Under AI triage with the AI hidden from this reader, "single read", "first read" or "second read"
+        would say on which side of the triage score the hidden AI result lies: the page names none of them."""
+        return (
+            self.policy.mode == ReadingPolicy.Mode.AI_TRIAGED
+            and not self.show_ai
+            and self.slot in ("single", "first", "second")
+        )
 
 
 def case_reading(study: Study, user, lock: LockStatus | None = None) -> CaseReading:

@@ -257,6 +257,8 @@ def test_an_api_client_reaches_its_own_records_and_never_anothers(world, another
         kind = re.match(r"api-(image|prediction|patient|study)-", name)
         if not kind or "api_client" not in EXPECTED[name].get("GET", set()):
             continue
+        if kind.group(1) == "patient":
+            continue  # a client without identity gets no patient numbers: tests/portal/test_client_identity.py
         own, theirs = world[kind.group(1)].pk, anothers[kind.group(1)].pk
         if name.endswith("-list"):
             listed = {row["id"] for row in client.get(reverse(name)).json()["results"]}

@@ -21,6 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ... import selectors, services
+from ...blinding import ai_visibility
 from ...errors import PortalError
 from ...models import DicomExport, Image, Refiling, Study
 from ...roles import can_see_identity
@@ -28,6 +29,33 @@ from .. import deid, sr
 
 DICOM_JSON = "application/dicom+json"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+EXTRA_IDENTITY_KEYWORDS = (  # beyond deid's: what else tells who she is or where her exam was asked for
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "PatientMotherBirthName",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "IssuerOfPatientID",
+    "MedicalRecordLocator",
+    "ReferencedPatientSequence",
+    # what else tells who she is or where her exam was asked for
+    "PatientComments",
+    "AdditionalPatientHistory",
+    "StudyDescription",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "ReferringPhysicianIdentificationSequence",
+    "RequestingPhysician",
+    "PhysiciansOfRecord",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "IssuerOfAccessionNumberSequence",
+    "RequestAttributesSequence",
+)
+# Type 2 attributes (present, possibly empty, in an MG image and an SR): emptied rather than removed.
+EMPTIED_KEYWORDS = ("AccessionNumber", "ReferringPhysicianName", "StudyID")
 
 
 # --- DICOM JSON ---------------------------------------------------------------------------------
@@ -56,6 +84,11 @@ def dicom_json(body, status: int = 200) -> HttpResponse:
 # --- identity, series, lookups -------------------------------------------------------------------
 
 
+def accession(study: Study, user) -> str:
+    """The AccessionNumber as this viewer may see it (empty without the right to see identity)."""
+    return study.accession_number if can_see_identity(user) else ""
+
+
 def patient(study: Study, user) -> tuple[str, str]:
     """(PatientID, PatientName) as this viewer may see them."""
     if can_see_identity(user):
@@ -64,8 +97,15 @@ def patient(study: Study, user) -> tuple[str, str]:
 
 
 def hide_identity(ds: pydicom.Dataset, study: Study, viewer) -> None:
-    """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid)."""
+    """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid, and what else
+    can name the woman or where her exam was asked for), the de-identification declared."""
     deid.pseudonymise(ds, selectors.pseudonym(study.patient.patient_id, viewer))
+    for keyword in EXTRA_IDENTITY_KEYWORDS:
+        if keyword in ds:
+            delattr(ds, keyword)
+    for keyword in EMPTIED_KEYWORDS:
+        if keyword in ds:
+            setattr(ds, keyword, "")
 
 
 def refiled(instance) -> bool:
@@ -194,7 +234,8 @@ def _number(text: str) -> int | None:
 
 
 def study_or_404(user, study_uid: str) -> Study:
-    study = selectors.studies_visible_to(user).select_related("patient").filter(study_uid=study_uid).first()
+    studies = ai_visibility(user).annotate(selectors.studies_visible_to(user).select_related("patient"))
+    study = studies.filter(study_uid=study_uid).first()
     if study is None:
         raise PortalError("no such study", code="not_found", status=404)
     return study
@@ -223,13 +264,17 @@ class Report:
         return sr.SERIES_NUMBERS[self.kind]
 
 
-def reports(studies: list[Study]) -> dict[int, list[Report]]:
-    """The stored SRs of these studies, by study id: one per SOP Instance UID (an SR sent to several
-    destinations has one export row per destination and one file)."""
+def reports(studies: list[Study], *, viewer) -> dict[int, list[Report]]:
+    """The stored SRs of these studies that this viewer may see, by study id: one per SOP Instance UID (an SR
+    sent to several destinations has one export row per destination and one file). No AI-result SR of a study
+    whose AI the reading policy hides from the viewer (screening.blinding), even one sent before it did."""
     by_pk = {study.pk: study for study in studies}
     found: dict[int, dict[str, Report]] = {pk: {} for pk in by_pk}
+    visibility = ai_visibility(viewer)
+    blinded = [study.pk for study in studies if not visibility.shows(study)]
     rows = (
         DicomExport.objects.filter(study__in=studies)
+        .exclude(study__in=blinded, kind=DicomExport.Kind.AI)
         .exclude(sr_file="")
         .exclude(sop_instance_uid="")
         .order_by("pk")
@@ -243,8 +288,8 @@ def reports(studies: list[Study]) -> dict[int, list[Report]]:
     return {pk: list(members.values()) for pk, members in found.items()}
 
 
-def study_reports(study: Study) -> list[Report]:
-    return reports([study])[study.pk]
+def study_reports(study: Study, *, viewer) -> list[Report]:
+    return reports([study], viewer=viewer)[study.pk]
 
 
 Instance = Image | Report
@@ -271,14 +316,14 @@ def report_attributes(report: Report) -> dict:
     )
 
 
-def study_instances(study: Study) -> list[Instance]:
-    """The study's images, then its SRs."""
-    return [*study_images(study), *study_reports(study)]
+def study_instances(study: Study, *, viewer) -> list[Instance]:
+    """The study's images, then the SRs the viewer may see."""
+    return [*study_images(study), *study_reports(study, viewer=viewer)]
 
 
-def instances(study: Study, series: str | None = None, sop: str | None = None) -> list[Instance]:
-    """The study's images and SRs, narrowed to a series or an instance; none: 404."""
-    found = study_instances(study)
+def instances(study: Study, series: str | None = None, sop: str | None = None, *, viewer) -> list[Instance]:
+    """The study's images and SRs (as the viewer may see them), narrowed to a series or an instance; none: 404."""
+    found = study_instances(study, viewer=viewer)
     if sop is not None:
         found = [i for i in found if i.sop_uid == sop]
     if series is not None:
