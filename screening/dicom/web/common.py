@@ -29,33 +29,6 @@ from .. import deid, sr
 
 DICOM_JSON = "application/dicom+json"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-EXTRA_IDENTITY_KEYWORDS = (  # beyond deid's: what else tells who she is or where her exam was asked for
-    "OtherPatientIDs",
-    "OtherPatientIDsSequence",
-    "OtherPatientNames",
-    "PatientMotherBirthName",
-    "PatientAddress",
-    "PatientTelephoneNumbers",
-    "IssuerOfPatientID",
-    "MedicalRecordLocator",
-    "ReferencedPatientSequence",
-    # what else tells who she is or where her exam was asked for
-    "PatientComments",
-    "AdditionalPatientHistory",
-    "StudyDescription",
-    "ReferringPhysicianAddress",
-    "ReferringPhysicianTelephoneNumbers",
-    "ReferringPhysicianIdentificationSequence",
-    "RequestingPhysician",
-    "PhysiciansOfRecord",
-    "PerformingPhysicianName",
-    "NameOfPhysiciansReadingStudy",
-    "OperatorsName",
-    "IssuerOfAccessionNumberSequence",
-    "RequestAttributesSequence",
-)
-# Type 2 attributes (present, possibly empty, in an MG image and an SR): emptied rather than removed.
-EMPTIED_KEYWORDS = ("AccessionNumber", "ReferringPhysicianName", "StudyID")
 
 
 # --- DICOM JSON ---------------------------------------------------------------------------------
@@ -100,12 +73,6 @@ def hide_identity(ds: pydicom.Dataset, study: Study, viewer) -> None:
     """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid, and what else
     can name the woman or where her exam was asked for), the de-identification declared."""
     deid.pseudonymise(ds, selectors.pseudonym(study.patient.patient_id, viewer))
-    for keyword in EXTRA_IDENTITY_KEYWORDS:
-        if keyword in ds:
-            delattr(ds, keyword)
-    for keyword in EMPTIED_KEYWORDS:
-        if keyword in ds:
-            setattr(ds, keyword, "")
 
 
 def refiled(instance) -> bool:
