@@ -142,3 +142,9 @@ def test_thumbnails_of_a_study_series_and_instance_are_small_jpegs(rad_api, radi
         response = rad_api.get(path + "/thumbnail")
         picture = PILImage.open(io.BytesIO(response.content))
         assert response["Content-Type"] == "image/jpeg" and picture.format == "JPEG" and max(picture.size) <= 256
+
+
+def test_a_comma_inside_a_quoted_parameter_does_not_split_the_accept_header():
+    ranges = media_ranges('multipart/related; type="application/dicom, x"; transfer-syntax=*, image/png')
+    assert [r.media for r in ranges] == ["multipart/related", "image/png"]
+    assert ranges[0].params["type"] == "application/dicom, x"

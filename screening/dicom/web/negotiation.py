@@ -10,7 +10,6 @@ explicit or implicit VR little endian always, and to the lossless syntaxes whose
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 
 import pydicom
@@ -36,6 +35,21 @@ class NotAcceptable(PortalError):
         super().__init__(message, code="not_acceptable", status=406)
 
 
+def _split_outside_quotes(text: str) -> list[str]:
+    """`text` split at the commas that are not inside a quoted parameter value (linear time)."""
+    items, current, quoted = [], [], False
+    for c in text:
+        if c == '"':
+            quoted = not quoted
+        if c == "," and not quoted:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+    items.append("".join(current))
+    return items
+
+
 @dataclass(frozen=True)
 class MediaRange:
     media: str  # "application/dicom", "image/jpeg", "*/*", ...
@@ -46,7 +60,7 @@ class MediaRange:
 def media_ranges(accept: str) -> list[MediaRange]:
     """The Accept header's media ranges, most wanted first (by q, then by order); none: */*."""
     ranges = []
-    for position, item in enumerate(re.split(r",(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", accept or "")):
+    for position, item in enumerate(_split_outside_quotes(accept or "")):
         media, *rest = [part.strip() for part in item.split(";")]
         if not media:
             continue

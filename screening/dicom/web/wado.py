@@ -76,10 +76,17 @@ class _Part:
             return
         ds = _opened(self.instance, self.viewer)
         try:
-            yield negotiation.encode(ds, self.syntax)
+            if self.syntax == self.stored:  # only identity replaced: nothing to decode
+                data = negotiation.encode(ds, self.syntax)
+            else:
+                with renditions.decode_slot():  # transcodings count as decodes (PORTAL_MAX_CONCURRENT_DECODES)
+                    data = negotiation.encode(ds, self.syntax)
+        except PortalError:
+            raise
         except Exception:  # the type only: pydicom's text may quote the data
             log.error("could not transcode an instance of study %s to %s", self.instance.study.pk, self.syntax)
             raise
+        yield data
 
 
 def _dicom_only(found: list[Instance]) -> list[Instance]:
@@ -104,6 +111,8 @@ def _retrieve_instances(request, study, series=None, sop=None):
             return FileResponse(default_storage.open(file_name(selected[0]), "rb"), content_type="application/dicom")
         try:  # encoded before the answer starts, so a failure is still an error answer
             body = b"".join(part.chunks())
+        except PortalError:  # busy (503)
+            raise
         except Exception:
             raise PortalError("the stored instance cannot be transcoded", code="invalid_pixel_data") from None
         return StreamingHttpResponse(iter([body]), content_type=part.content_type())
