@@ -26,6 +26,7 @@ from .common import (
     Instance,
     Report,
     StowThrottled,
+    apply_filing,
     audit,
     dataset,
     dicom_header,
@@ -35,6 +36,7 @@ from .common import (
     instance_attributes,
     instances,
     patient,
+    refiled,
     study_or_404,
 )
 from .stow import stow
@@ -44,18 +46,21 @@ log = logging.getLogger(__name__)
 
 
 def _opened(instance: Instance, viewer) -> pydicom.Dataset:
-    """The stored file as a dataset, identity replaced for a viewer who may not see it."""
+    """The stored file as a dataset, with its current filing written in (a refiled image) and, for a viewer
+    who may not see identity, PatientID replaced by the viewer's pseudonym and other identity removed."""
     with default_storage.open(file_name(instance), "rb") as fh:
         ds = pydicom.dcmread(fh, force=True)
+    if refiled(instance):
+        apply_filing(ds, instance)
     if not can_see_identity(viewer):
-        hide_identity(ds, instance.study, viewer)
-        ds.PatientIdentityRemoved = "YES"
+        hide_identity(ds, instance.study, viewer)  # deid: pseudonym, PatientIdentityRemoved and the method
     return ds
 
 
 class _Part:
-    """One instance of a retrieval in the negotiated transfer syntax: the stored bytes when they are
-    what was asked for, else the dataset re-encoded (identity replaced where the viewer may not see it)."""
+    """One instance of a retrieval in the negotiated transfer syntax: the stored bytes when they may go as
+    they are (the syntax asked for, a viewer who may see identity, a filing nobody corrected), else the
+    dataset rewritten and re-encoded."""
 
     def __init__(self, instance: Instance, viewer, wanted: str):
         self.instance, self.viewer = instance, viewer
@@ -63,7 +68,7 @@ class _Part:
         self.syntax = negotiation.served_syntax(self.stored, wanted, has_pixels=isinstance(instance, Image))
 
     def stored_as_is(self) -> bool:
-        return self.syntax == self.stored and can_see_identity(self.viewer)
+        return self.syntax == self.stored and can_see_identity(self.viewer) and not refiled(self.instance)
 
     def content_type(self) -> str:
         return f"application/dicom; transfer-syntax={self.syntax}"
@@ -100,7 +105,7 @@ def _dicom_only(found: list[Instance]) -> list[Instance]:
 def _retrieve_instances(request, study, series=None, sop=None):
     choice = negotiation.dicom_choice(request.headers.get("Accept", ""), single=sop is not None)
     found = study_or_404(request.user, study)
-    selected = _dicom_only(instances(found, series, sop))
+    selected = _dicom_only(instances(found, series, sop, viewer=request.user))
     audit(request, found, "instances", selected)
     parts = [_Part(instance, request.user, choice.transfer_syntax) for instance in selected]
     if not choice.multipart:
@@ -128,6 +133,8 @@ def _metadata(instance: Instance, viewer) -> dict:
         patient_id, patient_name = patient(instance.study, viewer)
         return {**instance_attributes(instance), **dataset(PatientID=patient_id, PatientName=patient_name)}
     ds = dicom_header(file_name(instance))
+    if refiled(instance):
+        apply_filing(ds, instance)
     if not can_see_identity(viewer):
         hide_identity(ds, instance.study, viewer)
     for element in list(ds):
@@ -151,7 +158,7 @@ class StudyView(StowThrottled):
 class MetadataView(DicomWebView):
     def get(self, request, study, series=None, sop=None):
         found = study_or_404(request.user, study)
-        selected = instances(found, series, sop)
+        selected = instances(found, series, sop, viewer=request.user)
         audit(request, found, "metadata", selected)
         try:
             return dicom_json([_metadata(instance, request.user) for instance in selected])
@@ -199,7 +206,7 @@ class FramesView(DicomWebView):
         except ValueError:
             raise PortalError("frames must be a list of numbers", code="invalid", status=400) from None
         found = study_or_404(request.user, study)
-        image = _dicom_only([_image(instances(found, series, sop), "frames")])[0]
+        image = _dicom_only([_image(instances(found, series, sop, viewer=request.user), "frames")])[0]
         audit(request, found, "frames", [image])
         try:
             available = _frame_bytes(image)
@@ -241,7 +248,7 @@ class RenderedView(DicomWebView):
     def get(self, request, study, series, sop):
         media = negotiation.image_choice(request.headers.get("Accept", ""))
         found = study_or_404(request.user, study)
-        image = _image(instances(found, series, sop), "a rendition")
+        image = _image(instances(found, series, sop, viewer=request.user), "a rendition")
         if not image.rendition:  # not made yet by the render worker, or the pixel data cannot be decoded
             raise renditions.not_rendered(image)
         audit(request, found, "rendered", [image])
