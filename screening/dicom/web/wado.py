@@ -261,7 +261,7 @@ class ThumbnailView(DicomWebView):
     def get(self, request, study, series=None, sop=None):
         media = negotiation.image_choice(request.headers.get("Accept", ""))
         found = study_or_404(request.user, study)
-        images = [i for i in instances(found, series, sop) if isinstance(i, Image)]
+        images = [i for i in instances(found, series, sop, viewer=request.user) if isinstance(i, Image)]
         shown = next((i for i in images if i.rendition), None)
         if shown is None:
             if not images:
