@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from . import selectors
 from .errors import PortalError
@@ -41,7 +41,7 @@ class RefileStudyForm(forms.Form):
 
 
 @login_required
-@require_http_methods(["GET"])
+@require_safe
 def reconciliation(request):
     """Studies held because their demographics disagree with the stored woman's, oldest first."""
     _require_admin(request)
@@ -96,7 +96,7 @@ def _refile(request, *, template: str, form_class, run, context: dict):
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def refile_image(request, pk: int):
     _require_admin(request)
     image = get_object_or_404(Image.objects.select_related("study__patient"), pk=pk)
@@ -114,7 +114,7 @@ def refile_image(request, pk: int):
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def refile_study(request, pk: int):
     _require_admin(request)
     study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)

@@ -24,7 +24,7 @@ from .. import selectors
 from ..models import Image, Study
 from ..roles import can_see_identity
 from . import sr
-from .web.common import Instance, Report, instance_series, modality, patient, series_number, sop_class
+from .web.common import Instance, Report, accession, instance_series, modality, patient, series_number, sop_class
 from .web.common import study_instances as _all_instances
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -133,9 +133,11 @@ def _date(value: dt.date | None) -> str:
     return value.strftime("%Y%m%d") if value else ""
 
 
-def instances_of(study: Study) -> list[Instance]:
-    """A study's retrievable instances: its DICOM images (not pictures uploaded as PNG or JPEG) and its SRs."""
-    return [i for i in _all_instances(study) if isinstance(i, Report) or i.file_format == Image.Format.DICOM]
+def instances_of(study: Study, viewer) -> list[Instance]:
+    """A study's retrievable instances: its DICOM images (not pictures uploaded as PNG or JPEG) and the SRs this
+    viewer may see (no AI-result SR of a study whose AI the reading policy hides from them: screening.blinding)."""
+    found = _all_instances(study, viewer=viewer)
+    return [i for i in found if isinstance(i, Report) or i.file_format == Image.Format.DICOM]
 
 
 def _patient_attributes(study: Study, user) -> dict[str, object]:
@@ -160,7 +162,7 @@ def _study_attributes(study: Study, user, members: Callable[[], list[Instance]])
         **_patient_attributes(study, user),
         "StudyInstanceUID": study.study_uid,
         "StudyDate": _date(study.study_date),
-        "AccessionNumber": study.accession_number,
+        "AccessionNumber": accession(study, user),
         "ModalitiesInStudy": lambda: sorted({_kind(i) for i in members()}),
         "NumberOfStudyRelatedSeries": lambda: len(_series_of(members())),
         "NumberOfStudyRelatedInstances": lambda: len(members()),
@@ -206,9 +208,11 @@ def _studies(user, keys: dict) -> list[Study]:
     uids = _uids(keys, "StudyInstanceUID")
     if uids:
         studies = studies.filter(study_uid__in=uids)
-    accession = _single(keys, "AccessionNumber")
-    if accession:
-        studies = studies.filter(accession_number=accession)
+    wanted_accession = _single(keys, "AccessionNumber")
+    if wanted_accession and can_see_identity(user):  # a viewer without identity matches no accession number
+        studies = studies.filter(accession_number=wanted_accession)
+    elif wanted_accession:
+        studies = studies.none()
     patient_id = _single(keys, "PatientID")
     if patient_id and can_see_identity(user):  # a pseudonym is matched after it is computed
         studies = studies.filter(patient__patient_id=patient_id)
@@ -255,7 +259,7 @@ def entities(user, level: str, keys: dict, *, patient_root: bool) -> Iterator[En
                 continue
 
             def held(group=group) -> list[tuple[Study, Instance]]:
-                return [(s, i) for s in group for i in instances_of(s)]
+                return [(s, i) for s in group for i in instances_of(s, user)]
 
             attributes.update(
                 NumberOfPatientRelatedStudies=len(group),
@@ -269,7 +273,7 @@ def entities(user, level: str, keys: dict, *, patient_root: bool) -> Iterator[En
 
         def members(study=study, cache=cache) -> list[Instance]:
             if not cache:
-                cache.append(instances_of(study))
+                cache.append(instances_of(study, user))
             return cache[0]
 
         study_attributes = _study_attributes(study, user, members)

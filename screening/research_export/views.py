@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from ..errors import PortalError
 from ..models import ResearchExport, ResearchProject
@@ -27,7 +27,7 @@ def _require_admin(request) -> None:
 
 
 @login_required
-@require_GET
+@require_safe
 def exports(request):
     _require_admin(request)
     services.release_stale_exports()
@@ -85,7 +85,7 @@ def new_export(request):
 
 
 @login_required
-@require_GET
+@require_safe
 def status(request, pk: int):
     _require_admin(request)
     export = get_object_or_404(selectors.exports_of(request.user), pk=pk)
@@ -93,7 +93,7 @@ def status(request, pk: int):
 
 
 @login_required
-@require_GET
+@require_safe
 def download(request, pk: int):
     _require_admin(request)
     export = get_object_or_404(ResearchExport.objects.select_related("project"), pk=pk)
