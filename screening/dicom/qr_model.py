@@ -133,9 +133,11 @@ def _date(value: dt.date | None) -> str:
     return value.strftime("%Y%m%d") if value else ""
 
 
-def instances_of(study: Study) -> list[Instance]:
-    """A study's retrievable instances: its DICOM images (not pictures uploaded as PNG or JPEG) and its SRs."""
-    return [i for i in _all_instances(study) if isinstance(i, Report) or i.file_format == Image.Format.DICOM]
+def instances_of(study: Study, user) -> list[Instance]:
+    """A study's retrievable instances: its DICOM images (not pictures uploaded as PNG or JPEG) and the SRs
+    `user` may see (DICOMweb's rule: blinding, no decisions for API clients)."""
+    found = _all_instances(study, user)
+    return [i for i in found if isinstance(i, Report) or i.file_format == Image.Format.DICOM]
 
 
 def _patient_attributes(study: Study, user) -> dict[str, object]:
@@ -255,7 +257,7 @@ def entities(user, level: str, keys: dict, *, patient_root: bool) -> Iterator[En
                 continue
 
             def held(group=group) -> list[tuple[Study, Instance]]:
-                return [(s, i) for s in group for i in instances_of(s)]
+                return [(s, i) for s in group for i in instances_of(s, user)]
 
             attributes.update(
                 NumberOfPatientRelatedStudies=len(group),
@@ -269,7 +271,7 @@ def entities(user, level: str, keys: dict, *, patient_root: bool) -> Iterator[En
 
         def members(study=study, cache=cache) -> list[Instance]:
             if not cache:
-                cache.append(instances_of(study))
+                cache.append(instances_of(study, user))
             return cache[0]
 
         study_attributes = _study_attributes(study, user, members)

@@ -9,6 +9,7 @@ database connection), as in test_dicom_receiver.
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import socket
@@ -28,6 +29,7 @@ from screening.services import export as export_service
 from screening.services import ingest_file
 from screening.services.reviews import review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
+from tests.dicom_peers import ORTHANC, orthanc
 
 BIN = "/usr/bin:/usr/local/bin"  # dcmtk's tools, not pynetdicom's same-named scripts in the virtualenv
 FINDSCU, GETSCU, MOVESCU, STORESCP = (
@@ -349,3 +351,52 @@ def test_the_portals_own_sr_sent_back_is_accepted_and_another_sr_is_refused_with
     statuses = re.findall(r"DIMSE Status +: (0x[0-9a-f]{4})", log)
     assert statuses == ["0x0000", "0xa900"], log  # its own: held already; another: refused
     assert "its own SRs only" in log, log
+
+
+@pytest.mark.skipif(ORTHANC is None, reason="Orthanc (Debian package orthanc) is not installed")
+def test_orthanc_finds_and_moves_a_study_from_the_portal_then_forwards_it_back_sr_included(
+    port, archive, tmp_path, radiologist
+):
+    """Orthanc as the hospital PACS: C-FIND and C-MOVE (to itself) from the portal, then C-STORE of the
+    whole study, the portal's SR included, back to the portal (issue 23: "Cannot transcode ... to one of
+    [ ]", the portal accepted no SR)."""
+    received, _ = archive
+    with orthanc(tmp_path, {"portal": ("SCREENING", "127.0.0.1", port)}) as pacs:
+        DicomPeer.objects.create(ae_title="ORTHANC", host="127.0.0.1", query_user=radiologist)
+        DicomDestination.objects.create(ae_title="ORTHANC", host="127.0.0.1", port=pacs.dicom_port)
+        query = pacs.post(
+            "/modalities/portal/query",
+            json.dumps({"Level": "Study", "Query": {"StudyInstanceUID": received.study_uid, "PatientName": ""}}),
+        )
+        answers = pacs.get(f"/queries/{query['ID']}/answers?expand&simplify")
+        assert [a["StudyInstanceUID"] for a in answers] == [received.study_uid]
+        assert answers[0]["PatientName"].replace(" ", "^") == "Doe^Jane"
+        pacs.post(f"/queries/{query['ID']}/retrieve", json.dumps({"TargetAet": "ORTHANC", "Synchronous": True}))
+        held = pacs.get("/instances?expand")
+        modalities = sorted(pacs.get(f"/instances/{i['ID']}/tags?simplify")["Modality"] for i in held)
+        assert modalities == ["MG", "MG", "SR"]
+        [study] = pacs.get("/studies")
+        job = pacs.post("/modalities/portal/store", json.dumps({"Resources": [study], "Synchronous": True}))
+    assert job["InstancesCount"] == 3 and job["FailedInstancesCount"] == 0, job
+    moved = AuditEvent.objects.get(action="dicom_retrieve")
+    assert moved.detail["service"] == "C-MOVE" and moved.detail["destination"] == "ORTHANC"
+    assert Image.objects.filter(study=received).count() == 2  # held already: stored once
+
+
+def test_an_api_client_gets_no_decision_sr_over_dimse_or_dicomweb(port, archive, tmp_path, radiologist, api):
+    """Decisions, notes and reader names are not an API client's (selectors.study_detail): neither is the
+    decision SR, which names the reader; one rule for DICOMweb and Query/Retrieve."""
+    _, uploaded = archive
+    review = review_submit(study=uploaded, radiologist=radiologist, decision="normal", birads=1)
+    [export] = DicomExport.objects.filter(review=review)
+    assert export_service.send_export(export.pk) == "sent"
+    study = f"StudyInstanceUID={uploaded.study_uid}"
+    seen, _ = find(port, tmp_path, "QueryRetrieveLevel=IMAGE", study, "SOPInstanceUID", "Modality", aet="BRIDGE")
+    assert [m.Modality for m in seen] == ["MG"]
+    reader, _ = find(port, tmp_path, "QueryRetrieveLevel=IMAGE", study, "SOPInstanceUID", "Modality")
+    assert sorted(m.Modality for m in reader) == ["MG", "SR"]  # the radiologist's peer finds it
+    listed = api.get(f"/dicomweb/studies/{uploaded.study_uid}/instances").json()
+    assert export.sop_instance_uid not in json.dumps(listed) and len(listed) == 1
+    series = sr.series_uid(uploaded, sr.DECISION)
+    url = f"/dicomweb/studies/{uploaded.study_uid}/series/{series}/instances/{export.sop_instance_uid}"
+    assert api.get(url, HTTP_ACCEPT="application/dicom").status_code == 404

@@ -23,7 +23,8 @@ from rest_framework.views import APIView
 from ... import selectors, services
 from ...errors import PortalError
 from ...models import DicomExport, Image, Study
-from ...roles import can_see_identity
+from ...roles import can_read_cases, can_see_identity
+from ...services.reading import case_reading
 from .. import deid, sr
 
 DICOM_JSON = "application/dicom+json"
@@ -156,9 +157,22 @@ class Report:
         return sr.SERIES_NUMBERS[self.kind]
 
 
-def reports(studies: list[Study]) -> dict[int, list[Report]]:
-    """The stored SRs of these studies, by study id: one per SOP Instance UID (an SR sent to several
-    destinations has one export row per destination and one file)."""
+def _shown_kinds(studies: list[Study], viewer) -> dict[int, tuple[bool, bool]]:
+    """By study: may the viewer see the AI-result SRs, and other readers' decision SRs? The rules of the
+    case (selectors.study_detail): a reader still blinded sees no other reader's decision and, when the
+    policy blinds the AI, no AI result; decisions are not an API client's."""
+    if not can_read_cases(viewer):
+        return {study.pk: (True, False) for study in studies}
+    shown = {}
+    for study in studies:
+        reading = case_reading(study, viewer)
+        shown[study.pk] = (reading.show_ai, reading.show_reads)
+    return shown
+
+
+def reports(studies: list[Study], viewer) -> dict[int, list[Report]]:
+    """The stored SRs of these studies that the viewer may see, by study id: one per SOP Instance UID (an
+    SR sent to several destinations has one export row per destination and one file)."""
     by_pk = {study.pk: study for study in studies}
     found: dict[int, dict[str, Report]] = {pk: {} for pk in by_pk}
     rows = (
@@ -166,18 +180,26 @@ def reports(studies: list[Study]) -> dict[int, list[Report]]:
         .exclude(sr_file="")
         .exclude(sop_instance_uid="")
         .order_by("pk")
-        .values_list("study_id", "sop_instance_uid", "sr_file", "kind")
+        .values_list("study_id", "sop_instance_uid", "sr_file", "kind", "review__radiologist_id")
     )
-    for study_id, uid, name, kind in rows:
+    readers: dict[str, int | None] = {}
+    for study_id, uid, name, kind, reader in rows:
         members = found[study_id]
         if uid not in members:
             number = 1 + sum(1 for report in members.values() if report.kind == kind)
             members[uid] = Report(by_pk[study_id], uid, name, number, kind)
-    return {pk: list(members.values()) for pk, members in found.items()}
+            readers[uid] = reader
+    shown = _shown_kinds([by_pk[pk] for pk, members in found.items() if members], viewer)
+
+    def visible(report: Report) -> bool:
+        ai, reads = shown[report.study.pk]
+        return ai if report.kind == sr.AI else reads or readers[report.sop_uid] == viewer.pk
+
+    return {pk: [r for r in members.values() if visible(r)] for pk, members in found.items()}
 
 
-def study_reports(study: Study) -> list[Report]:
-    return reports([study])[study.pk]
+def study_reports(study: Study, viewer) -> list[Report]:
+    return reports([study], viewer)[study.pk]
 
 
 Instance = Image | Report
@@ -203,14 +225,14 @@ def report_attributes(report: Report) -> dict:
     )
 
 
-def study_instances(study: Study) -> list[Instance]:
-    """The study's images, then its SRs."""
-    return [*study_images(study), *study_reports(study)]
+def study_instances(study: Study, viewer) -> list[Instance]:
+    """The study's images, then the SRs the viewer may see."""
+    return [*study_images(study), *study_reports(study, viewer)]
 
 
-def instances(study: Study, series: str | None = None, sop: str | None = None) -> list[Instance]:
-    """The study's images and SRs, narrowed to a series or an instance; none: 404."""
-    found = study_instances(study)
+def instances(study: Study, viewer, series: str | None = None, sop: str | None = None) -> list[Instance]:
+    """The study's images and the viewer's SRs, narrowed to a series or an instance; none: 404."""
+    found = study_instances(study, viewer)
     if sop is not None:
         found = [i for i in found if i.sop_uid == sop]
     if series is not None:

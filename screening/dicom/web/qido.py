@@ -109,7 +109,7 @@ class StudiesView(StowThrottled):
         images: dict[int, list[Image]] = {s.pk: [] for s in page}
         for image in Image.objects.filter(study__in=page).select_related("study").order_by("id"):
             images[image.study_id].append(image)
-        srs = reports(page)
+        srs = reports(page, request.user)
         return dicom_json([_study_attributes(s, request.user, images[s.pk], srs[s.pk]) for s in page])
 
     def post(self, request, study=None):
@@ -120,7 +120,7 @@ class SeriesSearchView(DicomWebView):
     def get(self, request, study):
         found = study_or_404(request.user, study)
         series: dict[str, list[Instance]] = {}
-        for instance in study_instances(found):
+        for instance in study_instances(found, request.user):
             series.setdefault(instance_series(instance), []).append(instance)
         wanted = param(request, "SeriesInstanceUID")
         wanted_modality = param(request, "Modality").upper()
@@ -146,7 +146,7 @@ class SeriesSearchView(DicomWebView):
 class InstanceSearchView(DicomWebView):
     def get(self, request, study, series=None):
         found = study_or_404(request.user, study)
-        found_instances = study_instances(found)
+        found_instances = study_instances(found, request.user)
         if series is not None:
             found_instances = [i for i in found_instances if instance_series(i) == series]
         wanted = param(request, "SOPInstanceUID")

@@ -74,7 +74,7 @@ def _wants_plain(request, media_type: str) -> bool:
 
 def _retrieve_instances(request, study, series=None, sop=None):
     found = study_or_404(request.user, study)
-    selected = _dicom_only(instances(found, series, sop))
+    selected = _dicom_only(instances(found, request.user, series, sop))
     audit(request, found, "instances", selected)
     if sop is not None and _wants_plain(request, "application/dicom"):
         if can_see_identity(request.user):
@@ -118,7 +118,7 @@ class StudyView(StowThrottled):
 class MetadataView(DicomWebView):
     def get(self, request, study, series=None, sop=None):
         found = study_or_404(request.user, study)
-        selected = instances(found, series, sop)
+        selected = instances(found, request.user, series, sop)
         audit(request, found, "metadata", selected)
         try:
             return dicom_json([_metadata(instance, request.user) for instance in selected])
@@ -166,7 +166,7 @@ class FramesView(DicomWebView):
         except ValueError:
             raise PortalError("frames must be a list of numbers", code="invalid", status=400) from None
         found = study_or_404(request.user, study)
-        image = _dicom_only([_image(instances(found, series, sop), "frames")])[0]
+        image = _dicom_only([_image(instances(found, request.user, series, sop), "frames")])[0]
         audit(request, found, "frames", [image])
         try:
             available = _frame_bytes(image)
@@ -185,7 +185,7 @@ class FramesView(DicomWebView):
 class RenderedView(DicomWebView):
     def get(self, request, study, series, sop):
         found = study_or_404(request.user, study)
-        image = _image(instances(found, series, sop), "a rendition")
+        image = _image(instances(found, request.user, series, sop), "a rendition")
         if not image.rendition:  # not made yet by the render worker, or the pixel data cannot be decoded
             raise renditions.not_rendered(image)
         audit(request, found, "rendered", [image])
