@@ -135,7 +135,16 @@ class Study(models.Model):
     # Exam-level AI result, kept on the study so the worklist sorts by an index.
     exam_score = models.FloatField(null=True, blank=True)
     exam_flag = models.BooleanField(
-        null=True, blank=True, help_text="Exam score at or above the model's operating point."
+        null=True,
+        blank=True,
+        help_text="At least one breast at or above the model's breast-level operating point (the exam is flagged "
+        "exactly when one of its breasts is).",
+    )
+    source_kind = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        help_text="'film' or 'digital': whose calibration and thresholds scored it ('' = the model's default).",
     )
     score_left = models.FloatField(null=True, blank=True, help_text="Left breast: mean of its views' probabilities.")
     score_right = models.FloatField(null=True, blank=True, help_text="Right breast: mean of its views' probabilities.")
@@ -283,7 +292,10 @@ class ModelVersion(models.Model):
     name = models.CharField(max_length=100, unique=True)
     checkpoint = models.CharField(max_length=255, help_text="Checkpoint path (shipped file or storage name).")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CHALLENGER)
-    threshold = models.FloatField(help_text="Operating point: probability at or above which an image is flagged.")
+    threshold = models.FloatField(
+        help_text="Breast-level operating point of the default source kind: a breast at or above it is flagged, and "
+        "its exam with it. Each kind's image, breast and region thresholds are in metrics['sources']."
+    )
     metrics = models.JSONField(default=dict, blank=True)
     note = models.TextField(blank=True)
     servable = models.BooleanField(
@@ -319,6 +331,9 @@ class Prediction(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     preprocess_ms = models.FloatField(null=True, blank=True)
     inference_ms = models.FloatField(null=True, blank=True)
+    source_kind = models.CharField(
+        max_length=8, blank=True, default="", help_text="'film' or 'digital': the calibration that scored it."
+    )
     logit = models.FloatField(
         null=True,
         blank=True,

@@ -12,6 +12,8 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from ml.scoring import thresholds_for
+
 from . import selectors, services
 from .forms import WorklistForm
 from .models import Prediction, Study
@@ -102,7 +104,9 @@ def viewer_data(study: Study, *, show_ai: bool = True, show_reads: bool = True) 
         entry = {"source": _pixel_source(image)}
         prediction = selectors.current_prediction(image)
         if show_ai and prediction is not None and prediction.status == "done":
-            entry["regions"] = prediction.regions or []
+            version = prediction.model_version
+            floor = thresholds_for(version.metrics, version.threshold, prediction.source_kind)["region"]
+            entry["regions"] = [r for r in prediction.regions or [] if r.get("probability", 0.0) >= floor]
         images[str(image.pk)] = entry
     priors = []
     earlier = Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk)

@@ -19,7 +19,7 @@ from .api.views import stream_png
 from .errors import PortalError
 from .models import ModelVersion, TrainingRun
 from .roles import is_admin
-from .services import promotion, training
+from .services import external_models, promotion, training
 from .services.registry import labelled_counts, recent_exam_scores, registry_versions, trade_off
 
 
@@ -182,3 +182,27 @@ def operating_point(request, pk: int):
 
     _act(request, run)
     return redirect(f"{reverse('models')}?op={version.pk}")
+
+
+@login_required
+@require_POST
+def register_external(request):
+    """An ONNX or TorchScript model and its manifest: queued for checking, registration and the challenge."""
+    _require_admin(request)
+
+    def run():
+        started = external_models.submit(
+            manifest=request.FILES.get("manifest"),
+            model=request.FILES.get("model"),
+            name=request.POST.get("name", ""),
+            note=request.POST.get("note", ""),
+            user=request.user,
+            ip_address=services.client_ip(request),
+        )
+        return (
+            f"Run #{started.pk} checks the model, registers it and scores it against the champion on the "
+            "locked validation women; follow it under Training runs."
+        )
+
+    _act(request, run)
+    return redirect("models")

@@ -6,6 +6,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ml.scoring import thresholds_for
+
 from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
 from ..roles import can_see_identity
 from ..selectors import current_prediction, pseudonym
@@ -38,9 +40,18 @@ def url_with_id(name: str, pk: int) -> str:
     return _url_pattern(name).format(int(pk))
 
 
+def thresholds_of(version, kind: str) -> dict[str, float] | None:
+    """The image, breast and region thresholds a version applies to a source kind (ml.scoring)."""
+    return None if version is None else thresholds_for(version.metrics, version.threshold, kind)
+
+
 class PredictionSerializer(serializers.ModelSerializer):
     model_version = serializers.CharField(source="model_version.name")
-    above_threshold = serializers.SerializerMethodField()
+    above_threshold = serializers.SerializerMethodField(
+        help_text="The image-level flag: this image's probability at or above its model's image threshold."
+    )
+    threshold = serializers.SerializerMethodField(help_text="The image-level threshold the flag was set at.")
+    flag_level = serializers.SerializerMethodField(help_text="Always 'image': the level this flag belongs to.")
     heatmap_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -50,6 +61,9 @@ class PredictionSerializer(serializers.ModelSerializer):
             "status",
             "probability",
             "above_threshold",
+            "threshold",
+            "flag_level",
+            "source_kind",
             "logit",
             "regions",
             "model_version",
@@ -66,7 +80,13 @@ class PredictionSerializer(serializers.ModelSerializer):
     def get_above_threshold(self, prediction: Prediction) -> bool | None:
         if prediction.probability is None:
             return None
-        return prediction.probability >= prediction.model_version.threshold
+        return prediction.probability >= self.get_threshold(prediction)
+
+    def get_threshold(self, prediction: Prediction) -> float:
+        return thresholds_of(prediction.model_version, prediction.source_kind)["image"]
+
+    def get_flag_level(self, prediction: Prediction) -> str:
+        return "image"
 
     def get_heatmap_url(self, prediction: Prediction) -> str | None:
         return url_with_id("api-prediction-heatmap", prediction.pk) if prediction.heatmap else None
@@ -148,6 +168,8 @@ class StudySerializer(serializers.ModelSerializer):
         help_text="The portal's number for the patient (the `patient_number` filter): identifies nobody outside it.",
     )
     exam_model = serializers.CharField(source="exam_model.name", default=None)
+    flag_left = serializers.SerializerMethodField(help_text="Left breast at or above the breast-level threshold.")
+    flag_right = serializers.SerializerMethodField(help_text="Right breast at or above the breast-level threshold.")
 
     class Meta:
         model = Study
@@ -164,6 +186,9 @@ class StudySerializer(serializers.ModelSerializer):
             "exam_flag",
             "score_left",
             "score_right",
+            "flag_left",
+            "flag_right",
+            "source_kind",
             "exam_model",
             "created",
             "updated",
@@ -176,10 +201,31 @@ class StudySerializer(serializers.ModelSerializer):
             return study.patient.patient_id
         return pseudonym(study.patient.patient_id, viewer)
 
+    def get_flag_left(self, study: Study) -> bool | None:
+        return self._breast_flag(study, study.score_left)
+
+    def get_flag_right(self, study: Study) -> bool | None:
+        return self._breast_flag(study, study.score_right)
+
+    def _breast_flag(self, study: Study, score: float | None) -> bool | None:
+        """The breast-level flag (the exam is flagged exactly when one of its breasts is)."""
+        if score is None or study.exam_model is None:
+            return None
+        return score >= thresholds_of(study.exam_model, study.source_kind)["breast"]
+
     def to_representation(self, study: Study) -> dict:
         data = super().to_representation(study)
         if self.context.get("hide_ai"):  # the reading policy blinds readers to the AI (selectors.ai_hidden_in_lists)
-            data.update(exam_score=None, exam_flag=None, score_left=None, score_right=None, exam_model=None)
+            data.update(
+                exam_score=None,
+                exam_flag=None,
+                score_left=None,
+                score_right=None,
+                flag_left=None,
+                flag_right=None,
+                source_kind=None,
+                exam_model=None,
+            )
         return data
 
 
@@ -250,16 +296,25 @@ class StudyDetailSerializer(StudySerializer):
     """A study with its images and predictions: what every role that may see the study gets."""
 
     images = ImageSerializer(many=True, read_only=True)
-    threshold = serializers.FloatField(
-        source="exam_model.threshold",
-        default=None,
-        read_only=True,
-        help_text="Operating point of the model that gave the exam score.",
+    threshold = serializers.SerializerMethodField(
+        help_text="Breast-level operating point of the model that scored the study: a breast at or above it is "
+        "flagged, and the exam is flagged exactly when one of its breasts is."
+    )
+    thresholds = serializers.SerializerMethodField(
+        help_text="Every level's threshold for this study's source kind: image, breast (the exam follows its "
+        "breasts) and region (AI marks are drawn only at or above it)."
     )
 
     class Meta(StudySerializer.Meta):
-        fields = [*StudySerializer.Meta.fields, "threshold", "images"]
+        fields = [*StudySerializer.Meta.fields, "threshold", "thresholds", "images"]
         read_only_fields = fields
+
+    def get_threshold(self, study: Study) -> float | None:
+        levels = self.get_thresholds(study)
+        return None if levels is None else levels["breast"]
+
+    def get_thresholds(self, study: Study) -> dict[str, float] | None:
+        return thresholds_of(study.exam_model, study.source_kind)
 
 
 class DicomExportSerializer(serializers.ModelSerializer):

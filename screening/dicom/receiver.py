@@ -3,7 +3,9 @@
 Each received instance is written, as sent, to a temporary DICOM file (hashed as it
 is written, and moved into the media storage as it is) and goes through `ingest_file`,
 the path of uploads: the same validation, dedup, audit, rendition and prediction; the
-C-STORE answer goes out before anything is decoded. A calling AE must be on the
+C-STORE answer goes out as soon as the instance is stored, before anything is decoded, in every
+run mode (embedded mode renders and predicts on a background thread, a deployment on its workers).
+Every failure status carries an Error Comment saying why, without patient data. A calling AE must be on the
 allow-list (AE title and host); any other is refused at association and audited. A bad
 instance answers a failure status and leaves nothing behind; the receiver carries on with
 the next one.
@@ -34,6 +36,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from .. import dispatch
 from ..errors import PortalError, UnsupportedMedia
 from ..models import DEFAULT_SITE, DicomExport, DicomPeer
 from ..services import ingest_file
@@ -83,6 +86,14 @@ def failure_status(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OUT_OF_RESOURCES
     return CANNOT_UNDERSTAND
+
+
+def answer(status: int, comment: str) -> Dataset:
+    """A C-STORE failure status with its Error Comment (LO: at most 64 characters)."""
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment if len(comment) <= 64 else comment[:61] + "..."
+    return ds
 
 
 def _peer(event) -> tuple[str, str]:
@@ -164,14 +175,6 @@ def _received_file(event) -> TemporaryUploadedFile:
     return tmp
 
 
-def failure(status: int, comment: str) -> Dataset:
-    """A failure status with its Error Comment (64 characters at most; never a header value)."""
-    answer = Dataset()
-    answer.Status = status
-    answer.ErrorComment = comment[:64]
-    return answer
-
-
 def _own_sr(event) -> Dataset | int:
     """An SR C-STORE: one of the portal's own SRs (a PACS forwarding a study it holds) is held already;
     another SR is refused, with the reason."""
@@ -185,7 +188,7 @@ def _own_sr(event) -> Dataset | int:
         return SUCCESS
     ae_title, host = _peer(event)
     log.warning("refused an SR from AE %r at %s: not one of the portal's own SRs", ae_title, host)
-    return failure(DATASET_DOES_NOT_MATCH_SOP_CLASS, "the portal stores mammograms and its own SRs only")
+    return answer(DATASET_DOES_NOT_MATCH_SOP_CLASS, "the portal stores mammograms and its own SRs only")
 
 
 def handle_store(event) -> Dataset | int:
@@ -206,15 +209,16 @@ def handle_store(event) -> Dataset | int:
                     host,
                     DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 )
-                return failure(DATASET_DOES_NOT_MATCH_SOP_CLASS, "its SOP class is not the one of its C-STORE request")
-            result = ingest_file(
-                file=tmp,
-                filename="c-store.dcm",
-                user=None,
-                ip_address=host,
-                via="dicom",
-                site=peer_site(ae_title, host),
-            )
+                return answer(DATASET_DOES_NOT_MATCH_SOP_CLASS, "SOP class differs from the C-STORE request's")
+            with dispatch.off_the_callers_thread():  # embedded mode: render and predict after the answer
+                result = ingest_file(
+                    file=tmp,
+                    filename="c-store.dcm",
+                    user=None,
+                    ip_address=host,
+                    via="dicom",
+                    site=peer_site(ae_title, host),
+                )
     except PortalError as exc:
         status = failure_status(exc)
         # The code and message only: ingest's messages never echo header values.
@@ -226,7 +230,7 @@ def handle_store(event) -> Dataset | int:
             exc.message,
             exc.code,
         )
-        return failure(status, exc.message)
+        return answer(status, exc.message)
     except OSError as exc:
         status = failure_status(exc)
         log.error(
@@ -236,10 +240,10 @@ def handle_store(event) -> Dataset | int:
             status,
             errno.errorcode.get(exc.errno or 0, type(exc).__name__),
         )
-        return failure(status, "the portal is out of storage" if status == OUT_OF_RESOURCES else "could not store it")
+        return answer(status, "storage is full" if status == OUT_OF_RESOURCES else "the instance could not be stored")
     except Exception as exc:  # never crash the receiver; the type only, its text may quote the data
         log.error("could not ingest a DICOM instance from AE %r at %s: %s", ae_title, host, type(exc).__name__)
-        return failure(CANNOT_UNDERSTAND, "the instance could not be ingested")
+        return answer(CANNOT_UNDERSTAND, "the instance could not be ingested")
     finally:
         close_old_connections()
     log.info(

@@ -75,21 +75,57 @@ def dicom_header(name: str) -> pydicom.Dataset:
         return pydicom.dcmread(fh, stop_before_pixels=True, force=True)
 
 
+# What QIDO-RS answers from an original's header beyond the portal's columns, read once (without pixels)
+# and cached by the file's content hash: the file never changes, so neither do they.
+HEADER_KEYWORDS = (
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    "StudyDescription",
+    "StudyTime",
+    "StudyID",
+    "ReferringPhysicianName",
+    "PatientName",
+    "BitsAllocated",
+    "NumberOfFrames",
+    "InstanceNumber",
+)
+
+
+def _read_facts(image: Image) -> dict[str, str]:
+    try:
+        ds = dicom_header(image.original.name)
+        facts = {keyword: str(ds.get(keyword, "") or "") for keyword in HEADER_KEYWORDS}
+    except Exception:  # a missing or damaged original: stable stand-ins, never a 500
+        facts = dict.fromkeys(HEADER_KEYWORDS, "")
+    facts["SeriesInstanceUID"] = facts["SeriesInstanceUID"] or generate_uid(entropy_srcs=[image.sha256])
+    return facts
+
+
+def header_facts(images: list[Image]) -> dict[int, dict[str, str]]:
+    """HEADER_KEYWORDS of each DICOM image's original, by image id (strings; "" where absent). An image
+    uploaded as a picture has none but its stable SeriesInstanceUID (its study, laterality and view)."""
+    found: dict[int, dict[str, str]] = {}
+    keys = {f"dicomweb:header:{image.sha256}": image for image in images if image.file_format == Image.Format.DICOM}
+    cached = cache.get_many(list(keys)) if keys else {}
+    missing = {}
+    for key, image in keys.items():
+        facts = cached.get(key)
+        if facts is None:
+            facts = missing[key] = _read_facts(image)
+        found[image.pk] = facts
+    if missing:
+        cache.set_many(missing, None)
+    for image in images:
+        if image.file_format != Image.Format.DICOM:
+            uid = generate_uid(entropy_srcs=[image.study.study_uid, image.laterality, image.view])
+            found[image.pk] = {**dict.fromkeys(HEADER_KEYWORDS, ""), "SeriesInstanceUID": uid}
+    return found
+
+
 def series_uid(image: Image) -> str:
     """The image's SeriesInstanceUID: its original's, or a stable one for image files."""
-    if image.file_format != Image.Format.DICOM:
-        entropy = [image.study.study_uid, image.laterality, image.view]
-        return generate_uid(entropy_srcs=entropy)
-    key = f"dicomweb:series:{image.sha256}"
-    uid = cache.get(key)
-    if uid is None:
-        try:
-            uid = str(dicom_header(image.original.name).get("SeriesInstanceUID", "") or "")
-        except Exception:  # a missing or damaged original: a stable stand-in, never a 500
-            uid = ""
-        uid = uid or generate_uid(entropy_srcs=[image.sha256])
-        cache.set(key, uid, None)
-    return uid
+    return header_facts([image])[image.pk]["SeriesInstanceUID"]
 
 
 def series_number(image: Image) -> int:
@@ -108,23 +144,35 @@ def sop_class(image: Image) -> str:
     return "1.2.840.10008.5.1.4.1.1.1.2"
 
 
-def instance_attributes(instance: Image | Report) -> dict:
-    """QIDO's attributes of an instance (an image, or an SR the portal wrote)."""
+def instance_attributes(instance: Image | Report, facts: dict[str, str] | None = None) -> dict:
+    """QIDO's attributes of an instance (an image, or an SR the portal wrote); `facts`: the image's
+    header_facts, read here when not given."""
     if isinstance(instance, Report):
         return report_attributes(instance)
     image = instance
+    facts = facts if facts is not None else header_facts([image])[image.pk]
     return dataset(
         SOPClassUID=sop_class(image),
         SOPInstanceUID=image.sop_uid,
-        InstanceNumber=image.pk,
+        InstanceAvailability="ONLINE",
+        InstanceNumber=_number(facts["InstanceNumber"]) or image.pk,
         Rows=image.rows,
         Columns=image.columns,
+        BitsAllocated=_number(facts["BitsAllocated"]) or (16 if (image.bits_stored or 8) > 8 else 8),
+        NumberOfFrames=_number(facts["NumberOfFrames"]) or 1,
         Modality=modality(image),
-        SeriesInstanceUID=series_uid(image),
+        SeriesInstanceUID=facts["SeriesInstanceUID"],
         StudyInstanceUID=image.study.study_uid,
         ImageLaterality=image.laterality if image.laterality in ("L", "R") else "",
         ViewPosition=image.view if image.view in ("CC", "MLO") else "",
     )
+
+
+def _number(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
 
 
 def study_or_404(user, study_uid: str) -> Study:
@@ -218,6 +266,7 @@ def report_attributes(report: Report) -> dict:
     return dataset(
         SOPClassUID=Comprehensive3DSRStorage,
         SOPInstanceUID=report.sop_uid,
+        InstanceAvailability="ONLINE",
         InstanceNumber=report.number,
         Modality="SR",
         SeriesInstanceUID=report.series,

@@ -36,7 +36,7 @@ def _read(file, *keywords: str) -> list[str]:
 
 def stow(request, study_uid: str | None):
     boundary = multipart.boundary(request.META.get("CONTENT_TYPE", ""))
-    stored, failed = [], []
+    stored, failed, studies = [], [], []
     for part in multipart.iter_parts(request._request, boundary, settings.PORTAL_MAX_UPLOAD_BYTES):
         part_class, sop_uid = _read(part.file, "SOPClassUID", "SOPInstanceUID")
         media = part.headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
@@ -68,6 +68,8 @@ def stow(request, study_uid: str | None):
             failed.append(_failure(CANNOT_UNDERSTAND, part_class, sop_uid))
             continue
         image = result.image
+        if image.study.study_uid not in studies:
+            studies.append(image.study.study_uid)
         url = request.build_absolute_uri(
             reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])
         )
@@ -77,6 +79,8 @@ def stow(request, study_uid: str | None):
     if not stored and not failed:
         raise multipart.Malformed("the multipart body holds no part")
     body = {}
+    if len(studies) == 1:  # the study's RetrieveURL (PS3.18 table 10.5.3-1): one study stored into
+        body.update(dataset(RetrieveURL=request.build_absolute_uri(reverse("dicomweb-study", args=studies))))
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": stored}
     if failed:

@@ -2,7 +2,7 @@
  * AI panel and marks, and the decision form. Data: the study API (polled while the AI works)
  * and the viewer data (pixel sources, AI regions, priors) from the portal. */
 import "./csp.js"; // first: Cornerstone's SVG style attributes go through the CSSOM (allowed by the CSP)
-import { renderAi, heatmapOf, regionsOf } from "./ai.js";
+import { renderAi, heatmapLegend, heatmapOf, regionsOf } from "./ai.js";
 import { Cell } from "./cell.js";
 import { createDecision } from "./decision.js";
 import { layOut } from "./hanging.js";
@@ -63,7 +63,8 @@ const hooks = {
   activate: (cell) => setActive(cell),
   toggleEnlarge: (cell) => toggleEnlarge(cell),
   addFinding: (cell, box) => decision.addFinding(cell.image, box),
-  aiRegions: (cell) => (cell.prior ? [] : regionsOf(cell.image, state.marks)),
+  aiRegions: (cell) =>
+    cell.prior ? [] : regionsOf(cell.image, state.marks, state.study?.thresholds ? state.study.thresholds.region : null),
   heatmap: (cell) => {
     if (!state.heatmap || cell.prior) return null;
     const url = heatmapOf(cell.image, redrawMarks);
@@ -246,6 +247,11 @@ function setToggle(action, on) {
 function setHeatmap(on) {
   state.heatmap = on;
   root.dataset.heatmap = on ? "on" : "off";
+  const legend = $("heatmap-legend");
+  if (legend) {
+    if (!legend.firstChild) legend.append(heatmapLegend());
+    legend.hidden = !on;
+  }
   setToggle("heatmap", on);
   if (on && !state.cells.some((c) => c.image.prediction && c.image.prediction.heatmap_url)) {
     say("No heatmap: the AI has not finished these images, or its result is not shown.");
