@@ -178,7 +178,7 @@ def _targets(event, user) -> list[tuple[Study, Instance]]:
         raise QueryError(IDENTIFIER_DOES_NOT_MATCH, "a retrieve takes unique keys, not wildcards")
     found: dict[tuple[int, str], tuple[Study, Instance]] = {}
     for entity in entities(user, level, given, patient_root=patient_root):
-        for study, instance in entity.instances():
+        for study, instance in entity.instances:
             found.setdefault((study.pk, instance.sop_uid), (study, instance))
     if len(found) > 65535:
         raise QueryError(UNABLE_TO_PROCESS, "over 65535 instances: retrieve fewer at a time")
