@@ -121,6 +121,7 @@ def handle_find(event):
     """EVT_C_FIND: the matches as the peer's account sees them, audited before the first leaves."""
     ae_title, host = _peer(event)
     close_old_connections()
+    user = None
     try:
         user = account(ae_title, host)
         if user is None:
@@ -145,7 +146,7 @@ def handle_find(event):
             )
             failure = None
     except QueryError as exc:
-        _refused("C-FIND", ae_title, host, None, exc.comment)
+        _refused("C-FIND", ae_title, host, user, exc.comment)
         answers, failure = [], _status(exc.status, exc.comment)
     except Exception as exc:  # the type only: its text may quote the identifier
         log.error("could not answer a C-FIND from AE %r at %s: %s", ae_title, host, type(exc).__name__)

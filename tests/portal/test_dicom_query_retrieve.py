@@ -184,6 +184,21 @@ def test_patient_root_finds_patients_then_their_studies(port, archive, tmp_path)
     assert "[QueryRetrieveLevel PATIENT is not supported here]" in log  # the Error Comment
 
 
+def test_a_peer_whose_account_is_deactivated_is_refused_and_an_unreadable_level_answers_why(
+    port, archive, tmp_path, radiologist
+):
+    radiologist.is_active = False
+    radiologist.save()
+    matches, log = find(port, tmp_path, "-d", "QueryRetrieveLevel=STUDY", "StudyInstanceUID")
+    assert matches == [] and "DIMSE Status                  : 0x0124" in log, log
+    radiologist.is_active = True
+    radiologist.save()
+    matches, log = find(port, tmp_path, "-d", "QueryRetrieveLevel=SERIES", "SeriesInstanceUID")
+    assert matches == [] and "LO [SERIES level needs the StudyInstanceUID" in log, log  # its Error Comment
+    refusal = AuditEvent.objects.filter(action="dicom_qr_refused").latest("pk")
+    assert refusal.user == radiologist and refusal.detail["reason"] == "SERIES level needs the StudyInstanceUID"
+
+
 def test_an_api_clients_peer_finds_only_its_uploads_under_its_pseudonym(port, archive, tmp_path, api_client_user):
     received, uploaded = archive
     [match], log = find(
