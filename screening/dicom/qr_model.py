@@ -42,6 +42,7 @@ class QueryError(Exception):
 
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
+OUT_OF_RESOURCES = 0xA700  # Refused: Out of Resources (too many matches)
 
 
 @dataclass
@@ -261,7 +262,7 @@ def _studies(user, keys: dict) -> list[Study]:
             studies = studies.filter(study_date__lte=dt.datetime.strptime(high, "%Y%m%d").date())
     found = list(studies[: MAX_STUDIES + 1])
     if len(found) > MAX_STUDIES:
-        raise QueryError(UNABLE_TO_PROCESS, f"over {MAX_STUDIES} studies match: narrow the query")
+        raise QueryError(OUT_OF_RESOURCES, f"over {MAX_STUDIES} studies match: narrow the query")
     return found
 
 

@@ -22,7 +22,7 @@ from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
 from screening import dispatch
-from screening.dicom import receiver, sr
+from screening.dicom import qr_model, receiver, sr
 from screening.models import AuditEvent, DicomDestination, DicomExport, DicomPeer, Image, Study
 from screening.selectors import pseudonym
 from screening.services import export as export_service
@@ -451,3 +451,15 @@ def test_an_api_client_gets_no_decision_sr_over_dimse_or_dicomweb(port, archive,
     series = sr.series_uid(uploaded, sr.DECISION)
     url = f"/dicomweb/studies/{uploaded.study_uid}/series/{series}/instances/{export.sop_instance_uid}"
     assert api.get(url, HTTP_ACCEPT="application/dicom").status_code == 404
+
+
+def test_a_query_matching_more_studies_than_one_answer_holds_is_refused_with_a_reason(
+    port, archive, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(qr_model, "MAX_STUDIES", 1)  # two studies match an empty query
+    matches, log = find(port, tmp_path, "-d", "QueryRetrieveLevel=STUDY", "StudyInstanceUID")
+    assert matches == [] and "DIMSE Status                  : 0xa700" in log, log
+    assert "over 1 studies match: narrow the query" in log
+    received, _ = archive
+    [match], _ = find(port, tmp_path, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={received.study_uid}")
+    assert match.StudyInstanceUID == received.study_uid  # a narrower one is answered
