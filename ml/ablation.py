@@ -108,18 +108,26 @@ def cache(args: argparse.Namespace) -> int:
 
 
 class Tail(torch.nn.Module):
-    """Trainable: the last trunk blocks, the head conv and a linear patch head."""
+    """Trainable: trunk blocks from `train_from` on, the head conv and the patch head; blocks `split` to
+    `train_from` run frozen (no gradient) on the cached activations."""
 
-    def __init__(self, model: MammoNet, split: int):
+    def __init__(self, model: MammoNet, split: int, train_from: int | None = None):
         super().__init__()
         self.model = model
         self.split = split
-        self.blocks = torch.nn.ModuleList(model.backbone._blocks[split:])
+        self.train_from = split if train_from is None else train_from
+        self.frozen = torch.nn.ModuleList(model.backbone._blocks[split : self.train_from])
+        self.blocks = torch.nn.ModuleList(model.backbone._blocks[self.train_from :])
         self.conv_head, self.bn1 = model.backbone._conv_head, model.backbone._bn1
         self.head = model.head
 
     def forward(self, mid: torch.Tensor) -> torch.Tensor:
-        return self.head(trunk_tail(self.model, mid, self.split))
+        if self.train_from > self.split:
+            with torch.no_grad():
+                for block in self.frozen:
+                    block.eval()
+                    mid = block(mid)
+        return self.head(trunk_tail(self.model, mid, self.train_from))
 
 
 def _load_mid(ex: Example, config: ModelConfig, mid_dir: Path, split: int):
@@ -129,9 +137,11 @@ def _load_mid(ex: Example, config: ModelConfig, mid_dir: Path, split: int):
     return stored["mid"], stored["valid"], target
 
 
-def _fold_fit(model: MammoNet, split: int, items, train_idx, epochs: int, lr: float, seed: int, config):
+def _fold_fit(
+    model: MammoNet, split: int, items, train_idx, epochs: int, lr: float, seed: int, config, train_from=None
+):
     torch.manual_seed(seed)
-    tail = Tail(model, split)
+    tail = Tail(model, split, train_from)
     params = [p for n, p in tail.named_parameters() if not n.startswith("model.")] + list(tail.head.parameters())
     for p in tail.parameters():
         p.requires_grad_(False)
@@ -198,10 +208,27 @@ def finetune(args: argparse.Namespace) -> int:
     for f, val_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(len(examples)), val_idx)
         started = time.time()
-        tail = _fold_fit(copy.deepcopy(base), args.split, items, train_idx, args.epochs, args.lr, args.seed + f, config)
+        tail = _fold_fit(
+            copy.deepcopy(base),
+            args.split,
+            items,
+            train_idx,
+            args.epochs,
+            args.lr,
+            args.seed + f,
+            config,
+            args.train_from,
+        )
         oof[val_idx] = _score(tail, items, val_idx, 32, config.pool_top_k)
         print(f"fold {f + 1}/{args.cv}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
-    result: dict = {"split": args.split, "epochs": args.epochs, "lr": args.lr, "cv": args.cv, "sources": {}}
+    result: dict = {
+        "split": args.split,
+        "train_from": args.train_from,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "cv": args.cv,
+        "sources": {},
+    }
     for source in sorted({ex.source for ex in examples}):
         sel = [i for i, ex in enumerate(examples) if ex.source == source]
         labels = np.array([examples[i].label for i in sel])
@@ -231,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ft.add_argument("--epochs", type=int, default=4)
     ft.add_argument("--lr", type=float, default=1e-3)
     ft.add_argument("--init", help="a checkpoint whose patch head starts the fine-tune")
+    ft.add_argument("--train-from", type=int, help="first trunk block trained (default: --split); 16 = head conv only")
     ft.add_argument("--json", required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -111,7 +111,15 @@ def fit_sources(
         figures["exam"] = exam_flag_figures(rows["breast"], thresholds["breast"], rows["exam"])
         both = set(rows["exam_both_breasts"]["keys"])
         figures["exam_both_breasts"] = exam_flag_figures(rows["breast"], thresholds["breast"], rows["exam"], both)
+        curves = {
+            f"roc_{lvl}": roc_points(rows[lvl]["labels"], rows[lvl]["probabilities"]) for lvl in ("image", "breast")
+        }
+        curves["reliability_breast"] = [
+            [round(p, 4), round(r, 4), n]
+            for p, r, n in metrics.reliability_bins(rows["breast"]["labels"], rows["breast"]["probabilities"], n_bins)
+        ]
         out[kind] = {
+            "curves": curves,
             "calibration": {"a": float(a), "b": float(b)},
             "exam_model": exam_model.to_dict(),
             "thresholds": {k: float(v) for k, v in thresholds.items()},
@@ -120,6 +128,13 @@ def fit_sources(
             "n_images": int(keep.sum()),
         }
     return out
+
+
+def roc_points(labels: np.ndarray, probs: np.ndarray, most: int = 60) -> list[list[float]]:
+    """The ROC curve as at most `most` (false-positive rate, true-positive rate) points, for a plot."""
+    fpr, tpr, _ = metrics.roc_curve(labels, probs)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(most, len(fpr))).round().astype(int))
+    return [[round(float(fpr[i]), 4), round(float(tpr[i]), 4)] for i in keep]
 
 
 def exam_flag_figures(

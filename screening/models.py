@@ -165,6 +165,12 @@ class Study(models.Model):
         db_index=True,
         help_text="The screening unit (Site code) whose reading policy governs this study.",
     )
+    reads_from = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Reopened by an image that arrived after its final decision: reads from this time on are the "
+        "current round (the earlier ones stay in the record).",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -724,3 +730,16 @@ class Outcome(AppendOnlyModel):
             ),
         ]
         indexes = [models.Index(fields=["study", "laterality", "-id"], name="outcome_latest")]
+
+
+from .models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)
+
+# Sub-domain models kept in their own packages, registered here as part of the screening app.
+from .monitoring.models import (  # noqa: E402, F401
+    AlertAcknowledgement,
+    DriftMeasure,
+    ImageStats,
+    MonitoringAlert,
+    MonitoringRun,
+)
+from .research_export.models import ResearchExport, ResearchProject  # noqa: E402, F401

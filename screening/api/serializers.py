@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from ml.scoring import thresholds_for
 
+from ..blinding import AIVisibility, ai_visibility
 from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
 from ..roles import can_see_identity
 from ..selectors import current_prediction, pseudonym
@@ -141,7 +142,7 @@ class ImageSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, image: Image) -> dict | None:
-        if self.context.get("hide_ai"):
+        if not visibility_of(self).shows(image):  # the queryset's prefetch left it out too (screening.blinding)
             return None
         prediction = current_prediction(image)
         return self._prediction_serializer.to_representation(prediction) if prediction else None
@@ -158,6 +159,16 @@ def _viewer(serializer: serializers.Serializer):
     return request.user if request is not None else None
 
 
+def visibility_of(serializer: serializers.Serializer) -> AIVisibility:
+    """The viewer's blinding to the AI, computed once per response (kept in the shared context)."""
+    found = serializer.context.get("ai_visibility")
+    if found is None:
+        found = ai_visibility(_viewer(serializer))
+        if isinstance(serializer.context, dict):
+            serializer.context["ai_visibility"] = found
+    return found
+
+
 class StudySerializer(serializers.ModelSerializer):
     patient = serializers.SerializerMethodField(
         help_text="Patient id; for API clients a pseudonym of their own (`anon-…`), unique to each client."
@@ -165,7 +176,9 @@ class StudySerializer(serializers.ModelSerializer):
     patient_number = serializers.IntegerField(
         source="patient_id",
         read_only=True,
-        help_text="The portal's number for the patient (the `patient_number` filter): identifies nobody outside it.",
+        allow_null=True,
+        help_text="The portal's number for the patient (the `patient_number` filter): identifies nobody outside "
+        "it. Null, with `accession_number` empty, for clients that may not see patient identity.",
     )
     exam_model = serializers.CharField(source="exam_model.name", default=None)
     flag_left = serializers.SerializerMethodField(help_text="Left breast at or above the breast-level threshold.")
@@ -215,7 +228,12 @@ class StudySerializer(serializers.ModelSerializer):
 
     def to_representation(self, study: Study) -> dict:
         data = super().to_representation(study)
-        if self.context.get("hide_ai"):  # the reading policy blinds readers to the AI (selectors.ai_hidden_in_lists)
+        viewer = _viewer(self)
+        if viewer is None or not can_see_identity(viewer):
+            # The portal's patient number would tell a client that uploaded a guessed PatientID whether that
+            # woman was already in the programme (an old number); the accession number identifies the exam.
+            data.update(patient_number=None, accession_number="")
+        if not visibility_of(self).shows(study):  # the reading policy blinds this reader (screening.blinding)
             data.update(
                 exam_score=None,
                 exam_flag=None,
@@ -226,6 +244,9 @@ class StudySerializer(serializers.ModelSerializer):
                 source_kind=None,
                 exam_model=None,
             )
+            for key in ("threshold", "thresholds"):
+                if key in data:
+                    data[key] = None
         return data
 
 
@@ -241,7 +262,10 @@ class PatientSerializer(serializers.ModelSerializer):
         data = super().to_representation(patient)
         viewer = _viewer(self)
         if viewer is None or not can_see_identity(viewer):
-            data.update(patient_id=pseudonym(patient.patient_id, viewer), name="", birth_date=None)
+            # No portal number or creation date either: both say whether she was in the programme before.
+            data.update(
+                id=None, patient_id=pseudonym(patient.patient_id, viewer), name="", birth_date=None, created=None
+            )
         return data
 
 
@@ -289,7 +313,12 @@ class ReviewInputSerializer(serializers.Serializer):
     birads = serializers.IntegerField(min_value=0, max_value=6)
     density = serializers.ChoiceField(choices=[("", "not given"), *Review.Density.choices], required=False, default="")
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-    findings = FindingInputSerializer(many=True, required=False, default=list)
+    findings = FindingInputSerializer(
+        many=True,
+        required=False,
+        help_text="Left out: none for a new read, and a correction keeps the findings of the read it corrects. "
+        "A list (even empty) is the findings of this version.",
+    )
 
 
 class StudyDetailSerializer(StudySerializer):
@@ -337,3 +366,9 @@ class StudyCaseSerializer(StudyDetailSerializer):
     class Meta(StudyDetailSerializer.Meta):
         fields = [*StudyDetailSerializer.Meta.fields, "reviews", "exports"]
         read_only_fields = fields
+
+    def to_representation(self, study: Study) -> dict:
+        data = super().to_representation(study)
+        if not visibility_of(self).shows(study):  # an AI-result SR sent before the policy blinded the AI
+            data["exports"] = [row for row in data["exports"] if row["kind"] != DicomExport.Kind.AI]
+        return data

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pydicom import Dataset
 
-EMPTIED_KEYWORDS = ("PatientName", "PatientBirthDate")  # type 2 in the Patient Module: present, empty
+# Type 2 (present, possibly empty, in an MG image and an SR): emptied rather than removed.
+EMPTIED_KEYWORDS = ("PatientName", "PatientBirthDate", "AccessionNumber", "ReferringPhysicianName", "StudyID")
 IDENTITY_KEYWORDS = (
     "PatientBirthTime",
     "OtherPatientIDs",
@@ -19,7 +20,22 @@ IDENTITY_KEYWORDS = (
     "IssuerOfPatientID",
     "MedicalRecordLocator",
     "ReferencedPatientSequence",
+    # what else tells who she is or where her exam was asked for (issue 21)
+    "PatientComments",
+    "AdditionalPatientHistory",
+    "StudyDescription",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "ReferringPhysicianIdentificationSequence",
+    "RequestingPhysician",
+    "PhysiciansOfRecord",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "IssuerOfAccessionNumberSequence",
+    "RequestAttributesSequence",
 )
+DUMMY_STUDY_ID = "ANON"
 METHOD = "Portal pseudonym: Patient ID replaced, identifiers removed"  # LO: 64 at most
 # What the copy keeps, in CID 7050's terms: UIDs, full dates, patient characteristics (sex, age), device identity.
 METHOD_CODES = (
@@ -39,8 +55,12 @@ def _code(value: str, meaning: str) -> Dataset:
 def pseudonymise(ds: Dataset, pseudonym: str) -> None:
     """In place: the identity replaced by `pseudonym` (selectors.pseudonym) and the de-identification declared."""
     ds.PatientID = pseudonym
+    had_study_id = bool(ds.get("StudyID"))
     for keyword in EMPTIED_KEYWORDS:
-        setattr(ds, keyword, "")
+        if keyword in ("PatientName", "PatientBirthDate") or keyword in ds:
+            setattr(ds, keyword, "")
+    if had_study_id:  # PS3.15 E.1-1 "Z": empty or a dummy; a DICOMDIR needs one (dciodvfy warns when empty)
+        ds.StudyID = DUMMY_STUDY_ID
     for keyword in IDENTITY_KEYWORDS:
         if keyword in ds:
             delattr(ds, keyword)

@@ -24,7 +24,17 @@ from .. import selectors
 from ..models import Image, Study
 from ..roles import can_see_identity
 from . import sr
-from .web.common import Instance, Report, header_facts, modality, patient, reports, series_number, sop_class
+from .web.common import (
+    Instance,
+    Report,
+    accession,
+    header_facts,
+    modality,
+    patient,
+    reports,
+    series_number,
+    sop_class,
+)
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 NOT_MATCHING_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "TimezoneOffsetFromUTC"}
@@ -162,7 +172,7 @@ def load(studies: list[Study], user) -> list[Held]:
     dicom = Image.objects.filter(study__in=studies, file_format=Image.Format.DICOM).select_related("study")
     for image in dicom.order_by("laterality", "view", "id"):
         images[image.study_id].append(image)
-    srs = reports(studies, user)
+    srs = reports(studies, viewer=user)
     facts = header_facts([image for members in images.values() for image in members])
     return [Held(study, images[study.pk], srs[study.pk], facts) for study in studies]
 
@@ -183,15 +193,18 @@ def _kind(instance: Instance) -> str:
 
 def _study_attributes(held: Held, user) -> dict[str, object]:
     study, header = held.study, held.header()
+    # StudyID, StudyDescription and the referring physician can name the woman or say where her exam was
+    # asked for: only for accounts that may see identity (QIDO's rule), as the accession (common.accession).
+    identifying = header if can_see_identity(user) else {}
     return {
         **_patient_attributes(held, user),
         "StudyInstanceUID": study.study_uid,
         "StudyDate": _date(study.study_date),
         "StudyTime": header.get("StudyTime", ""),
-        "StudyID": header.get("StudyID", ""),
-        "StudyDescription": header.get("StudyDescription", ""),
-        "ReferringPhysicianName": header.get("ReferringPhysicianName", ""),
-        "AccessionNumber": study.accession_number,
+        "StudyID": identifying.get("StudyID", ""),
+        "StudyDescription": identifying.get("StudyDescription", ""),
+        "ReferringPhysicianName": identifying.get("ReferringPhysicianName", ""),
+        "AccessionNumber": accession(study, user),
         "ModalitiesInStudy": sorted({_kind(i) for i in held.instances}),
         "NumberOfStudyRelatedSeries": len(held.series()),
         "NumberOfStudyRelatedInstances": len(held.instances),
@@ -245,12 +258,12 @@ def _studies(user, keys: dict) -> list[Study]:
     uids = _uids(keys, "StudyInstanceUID")
     if uids:
         studies = studies.filter(study_uid__in=uids)
-    accession = _single(keys, "AccessionNumber")
-    if accession:
-        studies = studies.filter(accession_number=accession)
-    patient_id = _single(keys, "PatientID")
-    if patient_id and can_see_identity(user):  # a pseudonym is matched after it is computed
-        studies = studies.filter(patient__patient_id=patient_id)
+    number, patient_id = _single(keys, "AccessionNumber"), _single(keys, "PatientID")
+    if can_see_identity(user):  # else they match nothing the account sees (a pseudonym: after it is computed)
+        if number:
+            studies = studies.filter(accession_number=number)
+        if patient_id:
+            studies = studies.filter(patient__patient_id=patient_id)
     date = "".join(_text(keys.get("StudyDate")))
     if re.fullmatch(r"\d{8}", date):
         studies = studies.filter(study_date=dt.datetime.strptime(date, "%Y%m%d").date())

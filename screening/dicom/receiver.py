@@ -37,10 +37,11 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import dispatch
-from ..errors import PortalError, UnsupportedMedia
+from ..errors import PortalError, StorageFull, UnsupportedMedia
 from ..models import DEFAULT_SITE, DicomExport, DicomPeer
 from ..services import ingest_file
 from ..services.audit import record_event
+from ..services.filing import RESEND_CONFLICT
 from ..services.ingest_validation import MG_SOP_CLASSES
 from . import qr
 
@@ -61,6 +62,9 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4: the SOPInstanceUID is held with other content (refused, audited)
+
+
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 
@@ -83,6 +87,10 @@ def failure_status(exc: BaseException) -> int:
     """The C-STORE status for an instance that ingest refused or could not store."""
     if isinstance(exc, UnsupportedMedia):
         return DATASET_DOES_NOT_MATCH_SOP_CLASS
+    if isinstance(exc, PortalError) and exc.code == RESEND_CONFLICT:
+        return DUPLICATE_SOP_INSTANCE
+    if isinstance(exc, StorageFull):
+        return OUT_OF_RESOURCES
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OUT_OF_RESOURCES
     return CANNOT_UNDERSTAND
@@ -230,7 +238,8 @@ def handle_store(event) -> Dataset | int:
             exc.message,
             exc.code,
         )
-        return answer(status, exc.message)
+        comment = "SOPInstanceUID already held with other content" if exc.code == RESEND_CONFLICT else exc.message
+        return answer(status, comment)
     except OSError as exc:
         status = failure_status(exc)
         log.error(

@@ -578,6 +578,30 @@ def sweep(now=None) -> dict[str, int]:
     return counts
 
 
+def recover_after_restart(started) -> dict[str, int]:
+    """Embedded mode, at start-up: predictions run in the web process, so a row still `running` from before
+    `started` (when this start-up began, before the web server) was left by a process that was killed. Each
+    goes back to the queue at once, not after the stale limit (or fails at the attempt limit), and every queued
+    row is sent again: a resend or a re-predict of its image would otherwise queue nothing."""
+    orphans = list(
+        Prediction.objects.filter(status=Prediction.Status.RUNNING, updated__lt=started).values_list("pk", flat=True)
+    )
+    requeued = _give_back(orphans, "the server stopped while predicting")
+    _update_studies_of(sorted(set(orphans) - set(requeued)))
+    waiting = sorted(
+        set(requeued)
+        | set(
+            Prediction.objects.filter(status=Prediction.Status.QUEUED, updated__lt=started).values_list("pk", flat=True)
+        )
+    )
+    for pk in waiting:
+        dispatch.send(PREDICT, pk)
+    counts = {"requeued": len(requeued), "failed": len(orphans) - len(requeued), "sent": len(waiting)}
+    if any(counts.values()):
+        log.info("recovered after a restart: %s", counts)
+    return counts
+
+
 def wait_for(prediction_ids: list[int], timeout: float) -> bool:
     """Block until these predictions are done or failed (for commands and benches)."""
     deadline = time.monotonic() + timeout

@@ -60,6 +60,21 @@ def trigger_run(*, trigger: str = "manual", user=None, ip_address: str | None = 
     return run
 
 
+def started_message(run: TrainingRun) -> str:
+    """What to tell the admin who pressed "Train now", from the run as it is now: in embedded mode the run has
+    already been tried in this request, and a run that failed at once (too few labels, no champion) says so
+    with its reason instead of "queued". Raises PortalError (shown as an error) for a failed run."""
+    run.refresh_from_db()
+    if run.status == TrainingRun.Status.FAILED:
+        raise PortalError(f"Training run #{run.pk} failed at once: {run.error or 'no reason was recorded'}")
+    if run.status == TrainingRun.Status.SUCCEEDED:
+        candidate = f": candidate {run.candidate.name} ({run.candidate.status})" if run.candidate_id else ""
+        return f"Training run #{run.pk} finished{candidate}."
+    if run.status == TrainingRun.Status.RUNNING:
+        return f"Training run #{run.pk} started; its progress shows below."
+    return f"Training run #{run.pk} queued; its progress shows below once a training worker takes it."
+
+
 def _claim(run_id: int) -> bool:
     now = timezone.now()
     try:

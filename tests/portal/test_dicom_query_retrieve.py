@@ -214,6 +214,13 @@ def test_an_api_clients_peer_finds_only_its_uploads_under_its_pseudonym(port, ar
     assert match.StudyInstanceUID == uploaded.study_uid, log
     assert match.PatientID == pseudonym("PAT-OWN", api_client_user)
     assert str(match.PatientName) == "" and str(match.PatientBirthDate) == ""
+    [gated], _ = find(
+        port, tmp_path, "QueryRetrieveLevel=STUDY", "StudyInstanceUID", "AccessionNumber", "StudyDescription",
+        aet="BRIDGE",
+    )  # fmt: skip
+    assert (gated.AccessionNumber, gated.StudyDescription) == ("", "")  # QIDO's rule: identity only
+    by_accession, _ = find(port, tmp_path, "QueryRetrieveLevel=STUDY", "AccessionNumber=ACC1", aet="BRIDGE")
+    assert by_accession == []
     by_real_id, _ = find(port, tmp_path, "QueryRetrieveLevel=STUDY", "PatientID=PAT-OWN", aet="BRIDGE")
     assert by_real_id == []  # its identity is not the client's to search by
 

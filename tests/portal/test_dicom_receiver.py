@@ -300,3 +300,28 @@ def test_a_peer_files_what_it_sends_under_its_site_and_others_under_the_default_
     assert statuses(storescu(port, write(tmp_path, "n.dcm", mg_dataset(seed=1)), aet="NORTHMG")) == ["Success"]
     assert statuses(storescu(port, write(tmp_path, "d.dcm", mg_dataset(seed=2)))) == ["Success"]
     assert sorted(Image.objects.values_list("study__site", flat=True)) == ["default", "north"]
+
+
+def test_a_resend_with_other_pixels_gets_a_failure_with_an_error_comment_and_is_audited(port, tmp_path, media_root):
+    """Issue 21: C-STORE Success while the new content is thrown away hid a misfiled image."""
+    from pynetdicom import AE
+
+    ds = mg_dataset(seed=1)
+    assert statuses(storescu(port, write(tmp_path, "first.dcm", ds))) == ["Success"]
+    assert statuses(storescu(port, write(tmp_path, "again.dcm", ds))) == ["Success"]  # identical: idempotent
+    ds.PixelData = mg_dataset(seed=2).PixelData
+    log = storescu(port, write(tmp_path, "other.dcm", ds))
+    assert statuses(log) and statuses(log) != ["Success"], log
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="SCREENING")
+    assert assoc.is_established
+    try:
+        answer = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    assert answer.Status == 0x0111
+    assert answer.ErrorComment == "SOPInstanceUID already held with other content"
+    assert Image.objects.count() == 1 and len(stored_files(media_root)) == 1
+    events = AuditEvent.objects.filter(action="ingest_conflict")
+    assert events.count() == 2 and {e.detail["via"] for e in events} == {"dicom"}

@@ -21,10 +21,10 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ... import selectors, services
+from ...blinding import ai_visibility
 from ...errors import PortalError
-from ...models import DicomExport, Image, Study
+from ...models import DicomExport, Image, Refiling, Study
 from ...roles import can_read_cases, can_see_identity
-from ...services.reading import case_reading
 from .. import deid, sr
 
 DICOM_JSON = "application/dicom+json"
@@ -57,6 +57,11 @@ def dicom_json(body, status: int = 200) -> HttpResponse:
 # --- identity, series, lookups -------------------------------------------------------------------
 
 
+def accession(study: Study, user) -> str:
+    """The AccessionNumber as this viewer may see it (empty without the right to see identity)."""
+    return study.accession_number if can_see_identity(user) else ""
+
+
 def patient(study: Study, user) -> tuple[str, str]:
     """(PatientID, PatientName) as this viewer may see them."""
     if can_see_identity(user):
@@ -65,8 +70,28 @@ def patient(study: Study, user) -> tuple[str, str]:
 
 
 def hide_identity(ds: pydicom.Dataset, study: Study, viewer) -> None:
-    """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid)."""
+    """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid, and what else
+    can name the woman or where her exam was asked for), the de-identification declared."""
     deid.pseudonymise(ds, selectors.pseudonym(study.patient.patient_id, viewer))
+
+
+def refiled(instance) -> bool:
+    """An image an admin refiled (issue 21): its stored header still names the old patient, study, side or view."""
+    return isinstance(instance, Image) and Refiling.objects.filter(image=instance).exists()
+
+
+def apply_filing(ds: pydicom.Dataset, image: Image) -> None:
+    """Write the image's current filing into a copy of its header: what the portal holds wins over what the
+    modality sent, so a refiled image never leaves under the woman, study, side or view it was corrected from."""
+    patient_row = image.study.patient
+    ds.PatientID = patient_row.patient_id
+    ds.PatientName = patient_row.name.replace(" ", "^") if patient_row.name else ""
+    ds.PatientBirthDate = patient_row.birth_date.strftime("%Y%m%d") if patient_row.birth_date else ""
+    ds.StudyInstanceUID = image.study.study_uid
+    if image.laterality in ("L", "R"):
+        ds.ImageLaterality = image.laterality
+    if image.view in ("CC", "MLO"):
+        ds.ViewPosition = image.view
 
 
 def dicom_header(name: str) -> pydicom.Dataset:
@@ -176,7 +201,8 @@ def _number(text: str) -> int | None:
 
 
 def study_or_404(user, study_uid: str) -> Study:
-    study = selectors.studies_visible_to(user).select_related("patient").filter(study_uid=study_uid).first()
+    studies = ai_visibility(user).annotate(selectors.studies_visible_to(user).select_related("patient"))
+    study = studies.filter(study_uid=study_uid).first()
     if study is None:
         raise PortalError("no such study", code="not_found", status=404)
     return study
@@ -205,49 +231,35 @@ class Report:
         return sr.SERIES_NUMBERS[self.kind]
 
 
-def _shown_kinds(studies: list[Study], viewer) -> dict[int, tuple[bool, bool]]:
-    """By study: may the viewer see the AI-result SRs, and other readers' decision SRs? The rules of the
-    case (selectors.study_detail): a reader still blinded sees no other reader's decision and, when the
-    policy blinds the AI, no AI result; decisions are not an API client's."""
-    if not can_read_cases(viewer):
-        return {study.pk: (True, False) for study in studies}
-    shown = {}
-    for study in studies:
-        reading = case_reading(study, viewer)
-        shown[study.pk] = (reading.show_ai, reading.show_reads)
-    return shown
-
-
-def reports(studies: list[Study], viewer) -> dict[int, list[Report]]:
-    """The stored SRs of these studies that the viewer may see, by study id: one per SOP Instance UID (an
-    SR sent to several destinations has one export row per destination and one file)."""
+def reports(studies: list[Study], *, viewer) -> dict[int, list[Report]]:
+    """The stored SRs of these studies that this viewer may see, by study id: one per SOP Instance UID (an SR
+    sent to several destinations has one export row per destination and one file). No AI-result SR of a study
+    whose AI the reading policy hides from the viewer (screening.blinding), even one sent before it did; no
+    decision SR for a viewer who does not read cases."""
     by_pk = {study.pk: study for study in studies}
     found: dict[int, dict[str, Report]] = {pk: {} for pk in by_pk}
+    visibility = ai_visibility(viewer)
+    blinded = [study.pk for study in studies if not visibility.shows(study)]
     rows = (
         DicomExport.objects.filter(study__in=studies)
+        .exclude(study__in=blinded, kind=DicomExport.Kind.AI)
         .exclude(sr_file="")
         .exclude(sop_instance_uid="")
         .order_by("pk")
-        .values_list("study_id", "sop_instance_uid", "sr_file", "kind", "review__radiologist_id")
+        .values_list("study_id", "sop_instance_uid", "sr_file", "kind")
     )
-    readers: dict[str, int | None] = {}
-    for study_id, uid, name, kind, reader in rows:
+    if not can_read_cases(viewer):  # decisions, notes and reader names are not an API client's (study_detail)
+        rows = rows.exclude(kind=DicomExport.Kind.DECISION)
+    for study_id, uid, name, kind in rows:
         members = found[study_id]
         if uid not in members:
             number = 1 + sum(1 for report in members.values() if report.kind == kind)
             members[uid] = Report(by_pk[study_id], uid, name, number, kind)
-            readers[uid] = reader
-    shown = _shown_kinds([by_pk[pk] for pk, members in found.items() if members], viewer)
-
-    def visible(report: Report) -> bool:
-        ai, reads = shown[report.study.pk]
-        return ai if report.kind == sr.AI else reads or readers[report.sop_uid] == viewer.pk
-
-    return {pk: [r for r in members.values() if visible(r)] for pk, members in found.items()}
+    return {pk: list(members.values()) for pk, members in found.items()}
 
 
-def study_reports(study: Study, viewer) -> list[Report]:
-    return reports([study], viewer)[study.pk]
+def study_reports(study: Study, *, viewer) -> list[Report]:
+    return reports([study], viewer=viewer)[study.pk]
 
 
 Instance = Image | Report
@@ -274,14 +286,14 @@ def report_attributes(report: Report) -> dict:
     )
 
 
-def study_instances(study: Study, viewer) -> list[Instance]:
+def study_instances(study: Study, *, viewer) -> list[Instance]:
     """The study's images, then the SRs the viewer may see."""
-    return [*study_images(study), *study_reports(study, viewer)]
+    return [*study_images(study), *study_reports(study, viewer=viewer)]
 
 
-def instances(study: Study, viewer, series: str | None = None, sop: str | None = None) -> list[Instance]:
-    """The study's images and the viewer's SRs, narrowed to a series or an instance; none: 404."""
-    found = study_instances(study, viewer)
+def instances(study: Study, series: str | None = None, sop: str | None = None, *, viewer) -> list[Instance]:
+    """The study's images and SRs (as the viewer may see them), narrowed to a series or an instance; none: 404."""
+    found = study_instances(study, viewer=viewer)
     if sop is not None:
         found = [i for i in found if i.sop_uid == sop]
     if series is not None:
@@ -312,6 +324,9 @@ def param(request, keyword: str) -> str:
     return (request.query_params.get(keyword) or request.query_params.get(tag) or "").strip()
 
 
+MAX_OFFSET = 2**31 - 1
+
+
 def paging(request) -> tuple[int, int]:
     try:
         limit = int(request.query_params.get("limit", 100))
@@ -320,6 +335,8 @@ def paging(request) -> tuple[int, int]:
         raise PortalError("limit and offset must be whole numbers", code="invalid", status=400) from None
     if limit < 1 or offset < 0:
         raise PortalError("limit must be at least 1 and offset at least 0", code="invalid", status=400)
+    if offset > MAX_OFFSET:  # past the database's OFFSET range: a 500 before
+        raise PortalError(f"offset must be at most {MAX_OFFSET:,}", code="invalid", status=400)
     return min(limit, 1000), offset
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from django.core.exceptions import BadRequest
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
-from ...errors import PortalError, UnsupportedMedia
+from ...errors import PortalError, StorageFull, UnsupportedMedia, is_disk_full
 
 MAX_PARTS = 1000
 MAX_BOUNDARY = 200
@@ -42,6 +42,15 @@ def boundary(content_type: str) -> bytes:
 class Part:
     def __init__(self, headers: dict[str, str], file: TemporaryUploadedFile, too_large: bool):
         self.headers, self.file, self.too_large = headers, file, too_large
+
+
+def _write(target, body: bytes) -> None:
+    try:
+        target.write(body)
+    except OSError as exc:  # the temporary file is closed (and so removed) by iter_parts
+        if is_disk_full(exc):
+            raise StorageFull() from exc
+        raise
 
 
 def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
@@ -106,7 +115,7 @@ def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
                 if written + len(body) > limit:
                     too_large = True
                 elif body:
-                    target.write(body)
+                    _write(target, body)
                     digest.update(body)
                 written += len(body)
                 if i >= 0:

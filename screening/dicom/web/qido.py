@@ -20,8 +20,9 @@ from django.urls import reverse
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from ... import selectors
+from ...blinding import ai_visibility
 from ...errors import PortalError
-from ...models import Image, Study
+from ...models import DicomExport, Image, Study
 from ...roles import can_see_identity
 from .. import sr
 from .common import (
@@ -29,6 +30,7 @@ from .common import (
     Instance,
     Report,
     StowThrottled,
+    accession,
     dataset,
     dicom_json,
     header_facts,
@@ -136,9 +138,11 @@ def _uids(value: str) -> list[str]:
 
 def _filter_studies(studies, query: Query, user):
     keys = query.keys
-    if ("PatientID" in keys or "PatientName" in keys) and not can_see_identity(user):
+    identifying = {"PatientID", "PatientName", "AccessionNumber", "PatientBirthDate"} & set(keys)
+    if identifying and not can_see_identity(user):
         raise PortalError(
-            "searching by PatientID or PatientName needs the right to see patient identity",
+            "searching by PatientID, PatientName, AccessionNumber or PatientBirthDate needs the right to see "
+            "patient identity",
             code="forbidden",
             status=403,
         )
@@ -172,8 +176,11 @@ def _filter_studies(studies, query: Query, user):
         if "OT" in wanted:
             formats.extend(f for f in Image.Format.values if f != Image.Format.DICOM)
         having = Q(images__file_format__in=formats)
-        if "SR" in wanted:  # an SR the portal wrote and stored
-            having |= Q(exports__sr_file__gt="")
+        if "SR" in wanted:  # an SR the portal wrote and stored, and the viewer may see (screening.blinding)
+            stored, visibility = Q(exports__sr_file__gt=""), ai_visibility(user)
+            if visibility.hides_any:
+                stored &= Q(exports__kind=DicomExport.Kind.DECISION) | visibility.condition()
+            having |= stored
         studies = studies.filter(having).distinct()
     return studies
 
@@ -208,10 +215,12 @@ class _Study:
             StudyInstanceUID=study.study_uid,
             StudyDate=study.study_date.strftime("%Y%m%d") if study.study_date else "",
             StudyTime=header.get("StudyTime", ""),
-            StudyID=header.get("StudyID", ""),
-            StudyDescription=header.get("StudyDescription", ""),
-            AccessionNumber=study.accession_number,
-            ReferringPhysicianName=header.get("ReferringPhysicianName", ""),
+            # StudyID, StudyDescription, the accession and the referring physician can name the woman or say
+            # where her exam was asked for: only for viewers who may see identity.
+            StudyID=header.get("StudyID", "") if identity else "",
+            StudyDescription=header.get("StudyDescription", "") if identity else "",
+            AccessionNumber=accession(study, request.user),
+            ReferringPhysicianName=header.get("ReferringPhysicianName", "") if identity else "",
             InstanceAvailability="ONLINE",
             PatientID=patient_id,
             PatientName=patient_name,
@@ -262,7 +271,7 @@ def _load(studies: list[Study], viewer) -> list[_Study]:
     images: dict[int, list[Image]] = {s.pk: [] for s in studies}
     for image in Image.objects.filter(study__in=studies).select_related("study").order_by("laterality", "view", "id"):
         images[image.study_id].append(image)
-    srs = reports(studies, viewer)
+    srs = reports(studies, viewer=viewer)  # no AI-result SR the reading policy hides from this viewer
     facts = header_facts([image for members in images.values() for image in members])
     return [_Study(study, images[study.pk], srs[study.pk], facts) for study in studies]
 
@@ -284,7 +293,8 @@ class StudiesView(StowThrottled):
 
     def get(self, request):
         query = Query(request, STUDY_KEYS)
-        studies = selectors.studies_visible_to(request.user).select_related("patient").order_by("-id")
+        studies = ai_visibility(request.user).annotate(selectors.studies_visible_to(request.user))
+        studies = studies.select_related("patient").order_by("-id")
         studies = _filter_studies(studies, query, request.user)
         limit, offset = paging(request)
         page = list(studies[offset : offset + limit])

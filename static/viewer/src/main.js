@@ -21,6 +21,7 @@ const config = {
   reviewsUrl: root.dataset.reviewsUrl,
   dataUrl: root.dataset.viewerDataUrl,
   worklistUrl: root.dataset.worklistUrl || "/",
+  corrects: root.dataset.corrects || "", // the version this reader's submission corrects, if any
 }; // the bundle is only linked from the viewer page
 
 const state = {
@@ -41,6 +42,7 @@ const state = {
   submitting: false,
   dirty: false,
   attemptKey: null,
+  correctionStarted: false, // the form started from the read it corrects (decision.startCorrection)
   prefetch: null, // the next case's pixel data: fetched once, after this case's first paint
 };
 
@@ -189,7 +191,7 @@ async function afterPaint(cells) {
   await Promise.race([Promise.all(loaded.map((c) => c.painted)), settle]);
   if (state.cells === cells) performance.mark("viewer:case-painted");
   const next = (state.data && state.data.next) || null;
-  const urls = next ? next.sources.filter((s) => s.kind === "dicom").map((s) => s.url) : [];
+  const urls = next ? next.sources.map((s) => s.url) : [];
   const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
   await new Promise((resolve) => idle(resolve, { timeout: 2000 }));
   root.dataset.prefetch = "running";
@@ -370,6 +372,7 @@ function applyStudy(study) {
   state.study = study;
   renderFacts(study);
   decision.renderHistory(study);
+  decision.startCorrection(study);
   const pending = renderAi(root, study);
   const ids = [...study.images].map((i) => i.id).sort((a, b) => a - b).join(",");
   if (ids !== state.imageIds) {
