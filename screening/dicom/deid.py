@@ -35,6 +35,7 @@ IDENTITY_KEYWORDS = (
     "IssuerOfAccessionNumberSequence",
     "RequestAttributesSequence",
 )
+DUMMY_STUDY_ID = "ANON"
 METHOD = "Portal pseudonym: Patient ID replaced, identifiers removed"  # LO: 64 at most
 # What the copy keeps, in CID 7050's terms: UIDs, full dates, patient characteristics (sex, age), device identity.
 METHOD_CODES = (
@@ -54,9 +55,12 @@ def _code(value: str, meaning: str) -> Dataset:
 def pseudonymise(ds: Dataset, pseudonym: str) -> None:
     """In place: the identity replaced by `pseudonym` (selectors.pseudonym) and the de-identification declared."""
     ds.PatientID = pseudonym
+    had_study_id = bool(ds.get("StudyID"))
     for keyword in EMPTIED_KEYWORDS:
         if keyword in ("PatientName", "PatientBirthDate") or keyword in ds:
             setattr(ds, keyword, "")
+    if had_study_id:  # PS3.15 E.1-1 "Z": empty or a dummy; a DICOMDIR needs one (dciodvfy warns when empty)
+        ds.StudyID = DUMMY_STUDY_ID
     for keyword in IDENTITY_KEYWORDS:
         if keyword in ds:
             delattr(ds, keyword)

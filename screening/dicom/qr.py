@@ -121,6 +121,7 @@ def handle_find(event):
     """EVT_C_FIND: the matches as the peer's account sees them, audited before the first leaves."""
     ae_title, host = _peer(event)
     close_old_connections()
+    user = None
     try:
         user = account(ae_title, host)
         if user is None:
@@ -145,7 +146,7 @@ def handle_find(event):
             )
             failure = None
     except QueryError as exc:
-        _refused("C-FIND", ae_title, host, None, exc.comment)
+        _refused("C-FIND", ae_title, host, user, exc.comment)
         answers, failure = [], _status(exc.status, exc.comment)
     except Exception as exc:  # the type only: its text may quote the identifier
         log.error("could not answer a C-FIND from AE %r at %s: %s", ae_title, host, type(exc).__name__)
@@ -178,7 +179,7 @@ def _targets(event, user) -> list[tuple[Study, Instance]]:
         raise QueryError(IDENTIFIER_DOES_NOT_MATCH, "a retrieve takes unique keys, not wildcards")
     found: dict[tuple[int, str], tuple[Study, Instance]] = {}
     for entity in entities(user, level, given, patient_root=patient_root):
-        for study, instance in entity.instances():
+        for study, instance in entity.instances:
             found.setdefault((study.pk, instance.sop_uid), (study, instance))
     if len(found) > 65535:
         raise QueryError(UNABLE_TO_PROCESS, "over 65535 instances: retrieve fewer at a time")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.db.models import Exists, OuterRef
@@ -24,8 +24,17 @@ from .. import selectors
 from ..models import Image, Study
 from ..roles import can_see_identity
 from . import sr
-from .web.common import Instance, Report, accession, instance_series, modality, patient, series_number, sop_class
-from .web.common import study_instances as _all_instances
+from .web.common import (
+    Instance,
+    Report,
+    accession,
+    header_facts,
+    modality,
+    patient,
+    reports,
+    series_number,
+    sop_class,
+)
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 NOT_MATCHING_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "TimezoneOffsetFromUTC"}
@@ -43,19 +52,22 @@ class QueryError(Exception):
 
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
+OUT_OF_RESOURCES = 0xA700  # Refused: Out of Resources (too many matches)
 
 
 @dataclass
 class Entity:
-    """One match: its attributes (values or callables computed when asked for) and what it holds."""
+    """One match: its attributes, and the instances it holds (what a retrieve of it sends)."""
 
     attributes: dict[str, object]
-    studies: list[Study]
-    instances: Callable[[], list[tuple[Study, Instance]]] = field(repr=False)
+    instances: list[tuple[Study, Instance]] = field(repr=False)
+
+    @property
+    def studies(self) -> list[Study]:
+        return list({study.pk: study for study, _ in self.instances}.values())
 
     def value(self, keyword: str):
-        value = self.attributes.get(keyword, "")
-        return value() if callable(value) else value
+        return self.attributes.get(keyword, "")
 
 
 # --- matching -------------------------------------------------------------------------------------------
@@ -133,69 +145,107 @@ def _date(value: dt.date | None) -> str:
     return value.strftime("%Y%m%d") if value else ""
 
 
-def instances_of(study: Study, viewer) -> list[Instance]:
-    """A study's retrievable instances: its DICOM images (not pictures uploaded as PNG or JPEG) and the SRs this
-    viewer may see (no AI-result SR of a study whose AI the reading policy hides from them: screening.blinding)."""
-    found = _all_instances(study, viewer=viewer)
-    return [i for i in found if isinstance(i, Report) or i.file_format == Image.Format.DICOM]
+class Held:
+    """A study with its retrievable instances (its DICOM images, not pictures uploaded as PNG or JPEG, and
+    the SRs the account may see: DICOMweb's rule) and its images' header facts."""
+
+    def __init__(self, study: Study, images: list[Image], srs: list[Report], facts: dict[int, dict[str, str]]):
+        self.study, self.instances, self.facts = study, [*images, *srs], facts
+
+    def series_of(self, instance: Instance) -> str:
+        return instance.series if isinstance(instance, Report) else self.facts[instance.pk]["SeriesInstanceUID"]
+
+    def series(self) -> dict[str, list[Instance]]:
+        found: dict[str, list[Instance]] = {}
+        for instance in self.instances:
+            found.setdefault(self.series_of(instance), []).append(instance)
+        return found
+
+    def header(self) -> dict[str, str]:
+        images = [i for i in self.instances if isinstance(i, Image)]
+        return self.facts[images[0].pk] if images else {}
 
 
-def _patient_attributes(study: Study, user) -> dict[str, object]:
+def load(studies: list[Study], user) -> list[Held]:
+    """The studies with their instances and header facts: a few queries for all of them (not per study)."""
+    images: dict[int, list[Image]] = {study.pk: [] for study in studies}
+    dicom = Image.objects.filter(study__in=studies, file_format=Image.Format.DICOM).select_related("study")
+    for image in dicom.order_by("laterality", "view", "id"):
+        images[image.study_id].append(image)
+    srs = reports(studies, viewer=user)
+    facts = header_facts([image for members in images.values() for image in members])
+    return [Held(study, images[study.pk], srs[study.pk], facts) for study in studies]
+
+
+def _patient_attributes(held: Held, user) -> dict[str, object]:
+    study = held.study
     patient_id, name = patient(study, user)
-    birth = _date(study.patient.birth_date) if can_see_identity(user) else ""
+    identity = can_see_identity(user)
+    if identity and held.header().get("PatientName"):
+        name = held.header()["PatientName"]  # as stored, with its ^ separators
+    birth = _date(study.patient.birth_date) if identity else ""
     return {"PatientID": patient_id, "PatientName": name, "PatientBirthDate": birth, "PatientSex": study.patient.sex}
-
-
-def _series_of(members: list[Instance]) -> dict[str, list[Instance]]:
-    series: dict[str, list[Instance]] = {}
-    for instance in members:
-        series.setdefault(instance_series(instance), []).append(instance)
-    return series
 
 
 def _kind(instance: Instance) -> str:
     return "SR" if isinstance(instance, Report) else modality(instance)
 
 
-def _study_attributes(study: Study, user, members: Callable[[], list[Instance]]) -> dict[str, object]:
+def _study_attributes(held: Held, user) -> dict[str, object]:
+    study, header = held.study, held.header()
+    # StudyID, StudyDescription and the referring physician can name the woman or say where her exam was
+    # asked for: only for accounts that may see identity (QIDO's rule), as the accession (common.accession).
+    identifying = header if can_see_identity(user) else {}
     return {
-        **_patient_attributes(study, user),
+        **_patient_attributes(held, user),
         "StudyInstanceUID": study.study_uid,
         "StudyDate": _date(study.study_date),
+        "StudyTime": header.get("StudyTime", ""),
+        "StudyID": identifying.get("StudyID", ""),
+        "StudyDescription": identifying.get("StudyDescription", ""),
+        "ReferringPhysicianName": identifying.get("ReferringPhysicianName", ""),
         "AccessionNumber": accession(study, user),
-        "ModalitiesInStudy": lambda: sorted({_kind(i) for i in members()}),
-        "NumberOfStudyRelatedSeries": lambda: len(_series_of(members())),
-        "NumberOfStudyRelatedInstances": lambda: len(members()),
+        "ModalitiesInStudy": sorted({_kind(i) for i in held.instances}),
+        "NumberOfStudyRelatedSeries": len(held.series()),
+        "NumberOfStudyRelatedInstances": len(held.instances),
     }
 
 
-def _series_attributes(study: Study, uid: str, members: list[Instance]) -> dict[str, object]:
+def _series_attributes(held: Held, uid: str, members: list[Instance]) -> dict[str, object]:
     first = members[0]
+    if isinstance(first, Report):
+        number, description = first.series_number, sr.SERIES_DESCRIPTIONS[first.kind]
+    else:
+        facts = held.facts[first.pk]
+        number = int(facts["SeriesNumber"]) if facts["SeriesNumber"].isdigit() else series_number(first)
+        description = facts["SeriesDescription"]
     return {
-        "StudyInstanceUID": study.study_uid,
+        "StudyInstanceUID": held.study.study_uid,
         "SeriesInstanceUID": uid,
         "Modality": _kind(first),
-        "SeriesNumber": first.series_number if isinstance(first, Report) else series_number(first),
-        "SeriesDescription": sr.SERIES_DESCRIPTIONS[first.kind] if isinstance(first, Report) else "",
+        "SeriesNumber": number,
+        "SeriesDescription": description,
         "NumberOfSeriesRelatedInstances": len(members),
     }
 
 
-def _instance_attributes(study: Study, instance: Instance) -> dict[str, object]:
+def _instance_attributes(held: Held, instance: Instance) -> dict[str, object]:
     common = {
-        "StudyInstanceUID": study.study_uid,
-        "SeriesInstanceUID": instance_series(instance),
+        "StudyInstanceUID": held.study.study_uid,
+        "SeriesInstanceUID": held.series_of(instance),
         "SOPInstanceUID": instance.sop_uid,
         "Modality": _kind(instance),
     }
     if isinstance(instance, Report):
         return {**common, "SOPClassUID": Comprehensive3DSRStorage, "InstanceNumber": instance.number}
+    facts = held.facts[instance.pk]
     return {
         **common,
         "SOPClassUID": sop_class(instance),
-        "InstanceNumber": instance.pk,
+        "InstanceNumber": int(facts["InstanceNumber"]) if facts["InstanceNumber"].isdigit() else instance.pk,
         "Rows": instance.rows,
         "Columns": instance.columns,
+        "NumberOfFrames": int(facts["NumberOfFrames"]) if facts["NumberOfFrames"].isdigit() else 1,
         "ImageLaterality": instance.laterality if instance.laterality in ("L", "R") else "",
         "ViewPosition": instance.view if instance.view in ("CC", "MLO") else "",
     }
@@ -208,14 +258,12 @@ def _studies(user, keys: dict) -> list[Study]:
     uids = _uids(keys, "StudyInstanceUID")
     if uids:
         studies = studies.filter(study_uid__in=uids)
-    wanted_accession = _single(keys, "AccessionNumber")
-    if wanted_accession and can_see_identity(user):  # a viewer without identity matches no accession number
-        studies = studies.filter(accession_number=wanted_accession)
-    elif wanted_accession:
-        studies = studies.none()
-    patient_id = _single(keys, "PatientID")
-    if patient_id and can_see_identity(user):  # a pseudonym is matched after it is computed
-        studies = studies.filter(patient__patient_id=patient_id)
+    number, patient_id = _single(keys, "AccessionNumber"), _single(keys, "PatientID")
+    if can_see_identity(user):  # else they match nothing the account sees (a pseudonym: after it is computed)
+        if number:
+            studies = studies.filter(accession_number=number)
+        if patient_id:
+            studies = studies.filter(patient__patient_id=patient_id)
     date = "".join(_text(keys.get("StudyDate")))
     if re.fullmatch(r"\d{8}", date):
         studies = studies.filter(study_date=dt.datetime.strptime(date, "%Y%m%d").date())
@@ -227,7 +275,7 @@ def _studies(user, keys: dict) -> list[Study]:
             studies = studies.filter(study_date__lte=dt.datetime.strptime(high, "%Y%m%d").date())
     found = list(studies[: MAX_STUDIES + 1])
     if len(found) > MAX_STUDIES:
-        raise QueryError(UNABLE_TO_PROCESS, f"over {MAX_STUDIES} studies match: narrow the query")
+        raise QueryError(OUT_OF_RESOURCES, f"over {MAX_STUDIES} studies match: narrow the query")
     return found
 
 
@@ -236,8 +284,7 @@ def _keep(attributes: dict[str, object], keys: dict, skip: set[str] = frozenset(
     for keyword, wanted in keys.items():
         if keyword in NOT_MATCHING_KEYS or keyword in skip or keyword not in attributes:
             continue
-        held = attributes[keyword]
-        if not matches(keyword, wanted, held() if callable(held) else held):
+        if not matches(keyword, wanted, attributes[keyword]):
             return False
     return True
 
@@ -248,53 +295,42 @@ def entities(user, level: str, keys: dict, *, patient_root: bool) -> Iterator[En
         raise QueryError(IDENTIFIER_DOES_NOT_MATCH, f"QueryRetrieveLevel {level or '(none)'} is not supported here")
     if level in ("SERIES", "IMAGE") and not _uids(keys, "StudyInstanceUID"):
         raise QueryError(IDENTIFIER_DOES_NOT_MATCH, f"{level} level needs the StudyInstanceUID")
-    studies = _studies(user, keys)
+    studies = [held for held in load(_studies(user, keys), user) if held.instances]
     if level == "PATIENT":
-        by_patient: dict[int, list[Study]] = {}
-        for study in studies:
-            by_patient.setdefault(study.patient_id, []).append(study)
+        by_patient: dict[int, list[Held]] = {}
+        for held in studies:
+            by_patient.setdefault(held.study.patient_id, []).append(held)
         for group in by_patient.values():
             attributes = _patient_attributes(group[0], user)
             if not _keep(attributes, keys):
                 continue
-
-            def held(group=group) -> list[tuple[Study, Instance]]:
-                return [(s, i) for s in group for i in instances_of(s, user)]
-
             attributes.update(
                 NumberOfPatientRelatedStudies=len(group),
-                NumberOfPatientRelatedSeries=lambda held=held: len({instance_series(i) for _, i in held()}),
-                NumberOfPatientRelatedInstances=lambda held=held: len(held()),
+                NumberOfPatientRelatedSeries=sum(len(held.series()) for held in group),
+                NumberOfPatientRelatedInstances=sum(len(held.instances) for held in group),
             )
-            yield Entity(attributes, group, held)
+            yield Entity(attributes, [(held.study, i) for held in group for i in held.instances])
         return
-    for study in studies:
-        cache: list[list[Instance]] = []
-
-        def members(study=study, cache=cache) -> list[Instance]:
-            if not cache:
-                cache.append(instances_of(study, user))
-            return cache[0]
-
-        study_attributes = _study_attributes(study, user, members)
+    for held in studies:
+        study = held.study
+        study_attributes = _study_attributes(held, user)
         if not _keep(study_attributes, keys):
             continue
         if level == "STUDY":
-            held = lambda study=study, members=members: [(study, i) for i in members()]  # noqa: E731
-            yield Entity(study_attributes, [study], held)
+            yield Entity(study_attributes, [(study, i) for i in held.instances])
             continue
         parent = {k: study_attributes[k] for k in ("StudyInstanceUID", "PatientID", "PatientName")}
-        for uid, group in _series_of(members()).items():
-            series_attributes = {**parent, **_series_attributes(study, uid, group)}
+        for uid, group in held.series().items():
+            series_attributes = {**parent, **_series_attributes(held, uid, group)}
             if not _keep(series_attributes, keys):
                 continue
             if level == "SERIES":
-                yield Entity(series_attributes, [study], lambda study=study, group=group: [(study, i) for i in group])
+                yield Entity(series_attributes, [(study, i) for i in group])
                 continue
             for instance in group:
-                attributes = {**parent, **_instance_attributes(study, instance)}
+                attributes = {**parent, **_instance_attributes(held, instance)}
                 if _keep(attributes, keys):
-                    yield Entity(attributes, [study], lambda study=study, instance=instance: [(study, instance)])
+                    yield Entity(attributes, [(study, instance)])
 
 
 def response(entity: Entity, identifier: Dataset, level: str, ae_title: str) -> Dataset:

@@ -79,7 +79,7 @@ class Case:
         ds.SOPClassUID = Comprehensive3DSRStorage
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         ds.StudyInstanceUID = self.study.study_uid
-        ds.SeriesInstanceUID = sr.series_uid(self.study)
+        ds.SeriesInstanceUID = sr.series_uid(self.study, sr.AI)
         ds.Modality = "SR"
         ds.PatientID = "BLIND-1"
         ds.ContentDescription = f"AI exam score {SCORE}"
@@ -257,7 +257,7 @@ def dicomweb_studies(case: Case) -> bool:
 
 
 def dicomweb_ai_sr(case: Case) -> bool:
-    url = f"/dicomweb/studies/{case.study.study_uid}/series/{sr.series_uid(case.study)}/instances/{case.sr_uid}"
+    url = f"/dicomweb/studies/{case.study.study_uid}/series/{sr.series_uid(case.study, sr.AI)}/instances/{case.sr_uid}"
     response = case.api.get(url, HTTP_ACCEPT="application/dicom")
     assert response.status_code in (200, 404)
     return response.status_code == 200

@@ -24,7 +24,7 @@ from ... import selectors, services
 from ...blinding import ai_visibility
 from ...errors import PortalError
 from ...models import DicomExport, Image, Refiling, Study
-from ...roles import can_see_identity
+from ...roles import can_read_cases, can_see_identity
 from .. import deid, sr
 
 DICOM_JSON = "application/dicom+json"
@@ -234,7 +234,8 @@ class Report:
 def reports(studies: list[Study], *, viewer) -> dict[int, list[Report]]:
     """The stored SRs of these studies that this viewer may see, by study id: one per SOP Instance UID (an SR
     sent to several destinations has one export row per destination and one file). No AI-result SR of a study
-    whose AI the reading policy hides from the viewer (screening.blinding), even one sent before it did."""
+    whose AI the reading policy hides from the viewer (screening.blinding), even one sent before it did; no
+    decision SR for a viewer who does not read cases."""
     by_pk = {study.pk: study for study in studies}
     found: dict[int, dict[str, Report]] = {pk: {} for pk in by_pk}
     visibility = ai_visibility(viewer)
@@ -247,6 +248,8 @@ def reports(studies: list[Study], *, viewer) -> dict[int, list[Report]]:
         .order_by("pk")
         .values_list("study_id", "sop_instance_uid", "sr_file", "kind")
     )
+    if not can_read_cases(viewer):  # decisions, notes and reader names are not an API client's (study_detail)
+        rows = rows.exclude(kind=DicomExport.Kind.DECISION)
     for study_id, uid, name, kind in rows:
         members = found[study_id]
         if uid not in members:
