@@ -17,7 +17,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_networks, env_secret, env_str, env_training_overrides
+from .env import env_bool, env_int, env_list, env_networks, env_origins, env_secret, env_str, env_training_overrides
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -83,6 +83,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a chunked request body (STOW-RS from dicomweb-client, Orthanc) readable by every view.
+    "portal.chunked.ChunkedBodyMiddleware",
+    # Before authentication: a CORS preflight carries no credentials (PORTAL_DICOMWEB_CORS_ORIGINS).
+    "portal.middleware.DicomWebCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -93,6 +97,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "portal.middleware.NoStoreByDefaultMiddleware",
+    "portal.middleware.ServiceUnavailableMiddleware",
+    "portal.middleware.ReadAuditMiddleware",  # every read of patient data, audited (screening.services.audit)
     # Last, as django-axes asks: it turns a lockout flagged during the view into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -368,9 +374,27 @@ PORTAL_TRAINING_CACHE_DIR = Path(env_str("PORTAL_TRAINING_CACHE_DIR", str(VAR_DI
 PORTAL_TRAINING_OVERRIDES = env_training_overrides("PORTAL_TRAINING_OVERRIDES")
 CELERY_TIMEZONE = TIME_ZONE
 
+# Origins (scheme://host[:port]) whose pages may call DICOMweb from the browser (CORS): a viewer such as
+# OHIF served from another origin. None by default; "*" is refused (patient data, named origins only).
+PORTAL_DICOMWEB_CORS_ORIGINS = env_origins("PORTAL_DICOMWEB_CORS_ORIGINS")
+
+# OIDC bearer tokens (screening.api.authentication), off unless PORTAL_OIDC_ISSUER is set: the identity
+# provider's issuer, the audience its access tokens carry for the portal, its JWKS URL (the `jwks_uri` of
+# its discovery document), and the claim that holds the portal username.
+PORTAL_OIDC_ISSUER = env_str("PORTAL_OIDC_ISSUER")
+PORTAL_OIDC_AUDIENCE = env_str("PORTAL_OIDC_AUDIENCE")
+PORTAL_OIDC_JWKS_URL = env_str("PORTAL_OIDC_JWKS_URL")
+PORTAL_OIDC_USERNAME_CLAIM = env_str("PORTAL_OIDC_USERNAME_CLAIM", "preferred_username")
+if PORTAL_OIDC_ISSUER and not (PORTAL_OIDC_AUDIENCE and PORTAL_OIDC_JWKS_URL):
+    raise ImproperlyConfigured("PORTAL_OIDC_ISSUER needs PORTAL_OIDC_AUDIENCE and PORTAL_OIDC_JWKS_URL")
+
 REST_FRAMEWORK = {
+    # Token first: its scheme is the one a 401's WWW-Authenticate names (never Basic, which would make a
+    # browser whose session ended pop up a password dialog over the viewer).
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
+        "screening.api.authentication.BearerAuthentication",
+        "screening.api.authentication.GuardedBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["screening.api.permissions.HasPortalRole"],

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, HttpRes
 from django.shortcuts import render
 from django.template import loader
 from django.templatetags.static import static
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return HttpResponseServerError(loader.render_to_string("500.html"))
 
 
-@require_GET
+@require_safe
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico whatever the page links; a temporary redirect follows the static hash."""
     return HttpResponseRedirect(static("favicon.svg"))

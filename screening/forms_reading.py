@@ -33,7 +33,14 @@ class AssignForm(forms.Form):
 
 
 class OutcomeForm(forms.Form):
-    study = forms.IntegerField(min_value=1, label="Study number")
+    study = forms.CharField(
+        max_length=64, label="Accession number or patient ID", help_text="as on the request or the pathology report"
+    )
+    study_date = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="needed only when the patient has several studies",
+    )
     laterality = forms.ChoiceField(choices=[("L", "Left"), ("R", "Right")], label="Breast")
     result = forms.ChoiceField(choices=Outcome.Result.choices)
     cancer_type = forms.ChoiceField(choices=Outcome.CancerType.choices, required=False, label="Cancer type")

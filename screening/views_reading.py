@@ -14,14 +14,15 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from . import selectors
 from .api.pagination import CappedPaginator
+from .blinding import ai_visibility
 from .errors import PortalError
 from .forms_reading import AssignForm, OutcomeForm, OutcomeImportForm, PerformanceForm, PolicyForm
 from .models import Outcome, ReadingPolicy, Study
-from .roles import can_arbitrate_list, can_read_cases, can_record_outcomes, is_admin
+from .roles import can_arbitrate_list, can_read_cases, can_record_outcomes, can_see_identity, is_admin
 from .services import client_ip, outcomes, reading
 from .services.performance import performance
 from .services.sites import clean_site, site_names
@@ -44,7 +45,7 @@ def _site(request) -> str:
         return reading.DEFAULT_SITE
 
 
-@require_GET
+@require_safe
 @login_required
 def my_reading(request):
     """The cases that still need this reader's read, in the order the policy sets."""
@@ -52,6 +53,9 @@ def my_reading(request):
     site = _site(request)
     policy = reading.policy_for(site)
     page = CappedPaginator(selectors.reading_worklist_for(request.user, policy), 50).get_page(request.GET.get("page"))
+    visibility = ai_visibility(request.user)
+    for study in page:
+        visibility.mask(study)
     return render(
         request,
         "screening/reading.html",
@@ -66,19 +70,19 @@ def my_reading(request):
     )
 
 
-@require_GET
+@require_safe
 @login_required
 def arbitration(request):
     """Discordant pairs awaiting the final decision (arbitrators work it, admins watch it)."""
     _require(can_arbitrate_list(request.user))
-    page = CappedPaginator(selectors.arbitration_worklist(), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(selectors.arbitration_worklist(request.user), 50).get_page(request.GET.get("page"))
     policies = {policy.site: policy for policy in reading.current_policies()}
     for study in page:
         study.policy = policies.get(study.site) or reading.policy_of(study)
     return render(request, "screening/arbitration.html", {"page": page})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def policy(request):
     """Set the site's reading policy (a new version; the history stays), with its expected workload."""
@@ -125,11 +129,14 @@ def policy(request):
     )
 
 
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def assign(request):
-    """Assign or reassign studies to a reader (admins); every change is audited."""
+    """Assign or reassign studies to a reader (admins); every change is audited. The form is on the reading
+    page: a GET (the address the README names, typed in) goes there."""
     _require(is_admin(request.user))
+    if request.method != "POST":
+        return redirect(f"{reverse('reading')}?{urlencode({'site': _site(request)})}#assign")
     form = AssignForm(request.POST)
     if not form.is_valid():
         messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
@@ -159,7 +166,7 @@ def release_lock(request, pk: int):
     return HttpResponse(status=204)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def outcome_list(request):
     """Record outcomes one by one or import a CSV; the latest outcomes below."""
@@ -178,9 +185,7 @@ def outcome_list(request):
                 form = OutcomeForm(request.POST)
                 if form.is_valid():
                     data = form.cleaned_data
-                    study = selectors.studies_visible_to(request.user).filter(pk=data["study"]).first()
-                    if study is None:
-                        raise PortalError("no such study", field="study")
+                    study = selectors.study_by_reference(request.user, data["study"], data["study_date"])
                     outcomes.record_outcome(
                         item=outcomes.OutcomeInput(
                             study=study,
@@ -197,11 +202,19 @@ def outcome_list(request):
         except PortalError as exc:
             target = upload if "file" in request.FILES else form
             target.add_error(exc.field if exc.field in target.fields else None, exc.message)
-    recent = Outcome.objects.select_related("study", "recorded_by").order_by("-id")[:100]
-    return render(request, "screening/outcomes.html", {"form": form, "upload": upload, "recent": recent})
+    # Only the outcomes of studies this user may see: an API client its own uploads' (as the outcomes API).
+    visible = selectors.studies_visible_to(request.user).values("pk")
+    recent = (
+        Outcome.objects.filter(study__in=visible).select_related("study__patient", "recorded_by").order_by("-id")[:100]
+    )
+    return render(
+        request,
+        "screening/outcomes.html",
+        {"form": form, "upload": upload, "recent": recent, "show_identity": can_see_identity(request.user)},
+    )
 
 
-@require_GET
+@require_safe
 @login_required
 def performance_page(request):
     """Readers, model versions and the programme, with intervals, plotted on the server."""
@@ -211,13 +224,19 @@ def performance_page(request):
     rows = [("Programme", figures["programme"])]
     rows += [(r["reader"], r) for r in figures["readers"]]
     rows += [(f"AI {m['model']}", m) for m in figures["models"]]
+
+    def percent(title: str, key: str, axis: str):
+        return interval_plot(title, [(label, f[key]) for label, f in rows], axis=axis, upper=1.0, scale=100, unit="%")
+
     plots = [
-        interval_plot("Recall rate", [(label, f["recall_rate"]) for label, f in rows], upper=1.0),
+        percent("Recall rate", "recall_rate", "screened exams recalled"),
         interval_plot(
-            "Cancer detection per 1,000", [(label, f["cancer_detection_per_1000"]) for label, f in rows], unit="‰"
+            "Cancer detection rate",
+            [(label, f["cancer_detection_per_1000"]) for label, f in rows],
+            axis="cancers detected per 1,000 screened exams",
         ),
-        interval_plot("Sensitivity", [(label, f["sensitivity"]) for label, f in rows], upper=1.0),
-        interval_plot("Specificity", [(label, f["specificity"]) for label, f in rows], upper=1.0),
+        percent("Sensitivity", "sensitivity", "cancers recalled, of exams with a cancer outcome"),
+        percent("Specificity", "specificity", "exams not recalled, of exams with a no-cancer outcome"),
     ]
     return render(
         request, "screening/performance.html", {"form": form, "figures": figures, "rows": rows, "plots": plots}

@@ -20,8 +20,13 @@ if [ -z "${FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; th
 fi
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f node_modules/.lock-hash ] || [ "$(cat node_modules/.lock-hash)" != "$lock_hash" ]; then
-  echo "==> Installing the viewer's npm packages (npm ci, about 40 s)"
+  echo "==> Installing the viewer's npm packages (npm ci, about 40 s, 107 MB)"
+  # npm prints nothing until it is done: say every 10 s that it is still working.
+  ( while sleep 10; do echo "    npm ci: still installing ($(du -sm node_modules 2>/dev/null | cut -f1) MB so far)"; done ) &
+  ticker=$!
+  trap 'kill $ticker 2>/dev/null || true' EXIT
   npm ci --no-audit --no-fund --loglevel=error
+  kill $ticker 2>/dev/null || true
   echo "$lock_hash" > node_modules/.lock-hash
 fi
 echo "==> Building the viewer with Vite into $DIST (about 10 s)"

@@ -15,8 +15,16 @@ if [ "$(cat "$_stamp" 2>/dev/null)" != "$_wanted" ]; then
   else
     echo "==> Installing Python packages from $1 (first time: about 1.5 minutes, 1.2 GB; torch is most of it)"
   fi
-  .venv/bin/python -m pip install --disable-pip-version-check -r "$1" 2> >(grep -v "^WARNING: Location" >&2)
+  # pip goes quiet while it unpacks torch (about a minute): say every 15 s that it is still working.
+  ( while sleep 15; do echo "    pip: still working ($(du -sm .venv 2>/dev/null | cut -f1) MB in .venv so far)"; done ) &
+  _ticker=$!
+  if ! .venv/bin/python -m pip install --disable-pip-version-check -r "$1" 2> >(grep -v "^WARNING: Location" >&2); then
+    kill "$_ticker" 2>/dev/null
+    echo "pip could not install $1 (see above)" >&2
+    exit 1
+  fi
+  kill "$_ticker" 2>/dev/null || true
   echo "$_wanted" >"$_stamp"
 fi
-unset _stamp _wanted
+unset _stamp _wanted _ticker
 export PATH="$PWD/.venv/bin:$PATH"

@@ -25,6 +25,7 @@ from django.db.models import OuterRef, Subquery
 
 from ..errors import PortalError
 from ..models import Finding, Image, Outcome, Patient, Review, TrainingRun
+from .demo import demo_study_uids
 from .outcomes import breast_outcomes
 
 # A finding box covering at least this share of its image marks the breast abnormal
@@ -78,7 +79,8 @@ def collect_labels() -> list[Label]:
     breasts that carry a finding abnormal and the other breast normal; with no
     finding marked at all, every image of the study is abnormal. A breast's outcome
     overrides all this: malignant is abnormal, benign or no cancer after follow-up
-    normal. Images the model could not read (status failed) are left out.
+    normal. Images the model could not read (status failed) and the synthetic demonstration cases
+    (services.demo) are left out.
     """
     reviews = {r.study_id: r for r in _latest_reviews().only("id", "study_id", "decision")}
     outcomes = breast_outcomes(list(reviews))
@@ -88,6 +90,7 @@ def collect_labels() -> list[Label]:
     images = (
         Image.objects.filter(study_id__in=list(reviews))
         .exclude(status=Image.Status.FAILED)
+        .exclude(study__study_uid__in=demo_study_uids())  # synthetic demonstration cases teach the model nothing
         .select_related("study__patient")
         .order_by("id")
     )

@@ -32,6 +32,7 @@ from ml import metrics as ml_metrics
 from .. import dispatch
 from ..errors import Conflict, PortalError
 from ..models import ModelVersion, TrainingRun
+from . import external_models
 from .audit import record_event
 from .labels import current_snapshot, feature_cache_dir, has_new_labels, need_both_classes, to_examples
 from .models import champion, checkpoint_path, register_checkpoint
@@ -57,6 +58,21 @@ def trigger_run(*, trigger: str = "manual", user=None, ip_address: str | None = 
         if enqueue:
             dispatch.after_commit("screening.tasks.retrain", run.pk, trigger)
     return run
+
+
+def started_message(run: TrainingRun) -> str:
+    """What to tell the admin who pressed "Train now", from the run as it is now: in embedded mode the run has
+    already been tried in this request, and a run that failed at once (too few labels, no champion) says so
+    with its reason instead of "queued". Raises PortalError (shown as an error) for a failed run."""
+    run.refresh_from_db()
+    if run.status == TrainingRun.Status.FAILED:
+        raise PortalError(f"Training run #{run.pk} failed at once: {run.error or 'no reason was recorded'}")
+    if run.status == TrainingRun.Status.SUCCEEDED:
+        candidate = f": candidate {run.candidate.name} ({run.candidate.status})" if run.candidate_id else ""
+        return f"Training run #{run.pk} finished{candidate}."
+    if run.status == TrainingRun.Status.RUNNING:
+        return f"Training run #{run.pk} started; its progress shows below."
+    return f"Training run #{run.pk} queued; its progress shows below once a training worker takes it."
 
 
 def _claim(run_id: int) -> bool:
@@ -170,10 +186,31 @@ def run_training(run_id: int | None = None, trigger: str = "schedule") -> int | 
     if not _claim(run_id):
         return None
     try:
-        _train(run_id)
+        if TrainingRun.objects.filter(pk=run_id, triggered_by=external_models.EXTERNAL).exists():
+            _register_external(run_id)
+        else:
+            _train(run_id)
     except Exception as exc:
         _fail(run_id, exc)
     return run_id
+
+
+def _register_external(run_id: int) -> None:
+    """An uploaded ONNX/TorchScript model: checked, registered and challenged like a nightly candidate."""
+    progress = _Progress(run_id, time.monotonic() + _soft_time_limit())
+    decision = external_models.run_external(run_id, progress)
+    _finish(run_id, progress, decision)
+
+
+def _finish(run_id: int, progress: _Progress, decision: dict[str, Any]) -> None:
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run_id)
+        if run.status != TrainingRun.Status.RUNNING:
+            raise RunAborted("the run was released as stuck before it finished")
+        run.status = TrainingRun.Status.SUCCEEDED
+        run.finished = timezone.now()
+        run.progress = {**progress.state, "stage": "done", "decision": decision["outcome"]}
+        run.save(update_fields=["status", "finished", "progress"])
 
 
 def _reason(exc: BaseException) -> str:

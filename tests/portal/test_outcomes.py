@@ -105,7 +105,7 @@ def test_an_outcome_overrides_the_final_decision_as_training_label_for_its_breas
 def test_the_outcomes_page_records_and_imports(admin_user, client):
     study = make_study("S", 0.5)
     client.force_login(admin_user)
-    response = client.post(reverse("outcomes"), {"study": study.pk, "laterality": "R", "result": "benign"})
+    response = client.post(reverse("outcomes"), {"study": "ACC1", "laterality": "R", "result": "benign"})
     assert response.status_code == 302 and Outcome.objects.filter(source="form").count() == 1
     text = f"study_uid,laterality,result\n{study.study_uid},R,nonsense\n"
     page = client.post(reverse("outcomes"), {"file": io.BytesIO(text.encode())})
@@ -123,3 +123,65 @@ def test_a_client_limited_to_its_uploads_cannot_record_or_probe_anothers_study(a
     response = client.post("/api/v1/outcomes/import/", {"file": csv_file(text)}, format="multipart")
     assert response.status_code == 400 and "no study with this StudyInstanceUID" in response.json()["error"]["message"]
     assert not Outcome.objects.exists()
+
+
+def _studies_of_one_woman():
+    """Patient P-7 screened twice (2024 and 2026), and another woman's study."""
+    from datetime import date
+
+    from screening.models import Study
+
+    first, second, other = make_study("P-7", 0.2), make_study("P-7", 0.3, seed=1), make_study("P-8", 0.4, seed=2)
+    Study.objects.filter(pk=first.pk).update(accession_number="A2024-11", study_date=date(2024, 3, 1))
+    Study.objects.filter(pk=second.pk).update(accession_number="A2026-05", study_date=date(2026, 3, 1))
+    Study.objects.filter(pk=other.pk).update(accession_number="A2026-06", study_date=date(2026, 3, 2))
+    return first, second, other
+
+
+def _record(client, **fields):
+    return client.post(reverse("outcomes"), {"laterality": "L", "result": "benign", **fields}, follow=True)
+
+
+def test_the_outcomes_form_finds_the_study_by_accession_number(admin_user, client):
+    first, _, _ = _studies_of_one_woman()
+    client.force_login(admin_user)
+    page = _record(client, study=" A2024-11 ")
+    assert Outcome.objects.get().study_id == first.pk
+    assert page.content.decode().count("Outcome recorded.") == 1  # said once, not by the page and its frame
+    assert "A2024-11" in page.content.decode()  # the list names the study as people know it
+
+
+def test_the_outcomes_form_finds_the_study_by_patient_id_and_date(admin_user, client):
+    _, second, other = _studies_of_one_woman()
+    client.force_login(admin_user)
+    _record(client, study="P-8")
+    assert Outcome.objects.get().study_id == other.pk
+    page = _record(client, study="P-7")  # two studies: which one?
+    assert "2 studies match this patient ID: give the study date too" in page.content.decode()
+    assert Outcome.objects.count() == 1
+    _record(client, study="P-7", study_date="2026-03-01")
+    assert Outcome.objects.order_by("-id").first().study_id == second.pk
+
+
+@pytest.mark.parametrize("reference", ["NO-SUCH", "{pk}"])
+def test_the_outcomes_form_refuses_an_unknown_reference_or_an_internal_number(admin_user, client, reference):
+    first, _, _ = _studies_of_one_woman()
+    client.force_login(admin_user)
+    page = _record(client, study=reference.format(pk=first.pk))
+    assert page.status_code == 200
+    assert "no study with this accession number or patient ID" in page.content.decode()
+    assert not Outcome.objects.exists() and not AuditEvent.objects.filter(action="outcome_record").exists()
+
+
+def test_a_user_who_may_not_see_identity_cannot_probe_patient_ids_through_the_form(api_client_user):
+    from screening.errors import PortalError
+    from screening.selectors import study_by_reference
+
+    api_client_user.user_permissions.add(
+        Permission.objects.get(codename="add_outcome"), Permission.objects.get(codename="view_all_studies")
+    )
+    first, _, _ = _studies_of_one_woman()
+    assert study_by_reference(api_client_user, "A2024-11") == first  # the accession number works
+    with pytest.raises(PortalError) as refused:
+        study_by_reference(api_client_user, "P-8")  # a patient ID does not, for a client without identity
+    assert refused.value.message == "no study with this accession number"

@@ -44,6 +44,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-image-detail": {"GET": ROLES},
     "api-image-rendition": {"GET": ROLES},
     "api-image-full": {"GET": ROLES},
+    "api-image-pixels": {"GET": ROLES},
     "api-prediction-list": {"GET": ROLES},
     "api-prediction-detail": {"GET": ROLES},
     "api-prediction-heatmap": {"GET": ROLES},
@@ -84,7 +85,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "reading": {"GET": READERS},
     "reading-arbitration": {"GET": {"arbitrator", "admin"}},
     "reading-policy": {"GET": {"admin"}, "POST": {"admin"}},
-    "reading-assign": {"POST": {"admin"}},
+    "reading-assign": {"GET": {"admin"}, "POST": {"admin"}},
     "reading-release": {"POST": READERS},
     "outcomes": {"GET": {"admin"}, "POST": {"admin"}},
     "performance": {"GET": {"admin"}},
@@ -96,6 +97,11 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-outcome-list": {"GET": {"admin"}, "POST": {"admin"}},
     "api-outcome-import": {"POST": {"admin"}},
     "api-performance": {"GET": {"admin"}},
+    # filing corrections (issue 21)
+    "filing-reconciliation": {"GET": {"admin"}},
+    "filing-reconcile": {"POST": {"admin"}},
+    "filing-image": {"GET": {"admin"}, "POST": {"admin"}},
+    "filing-study": {"GET": {"admin"}, "POST": {"admin"}},
     "monitoring": {"GET": {"admin"}},
     "monitoring-run": {"POST": {"admin"}},
     "monitoring-acknowledge": {"POST": {"admin"}},
@@ -113,7 +119,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-research-export": {"GET": {"admin"}},
     "api-research-export-download": {"GET": {"admin"}},
 }
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def project_url_names() -> set[str]:
@@ -165,6 +171,10 @@ def url_for(name: str, world) -> str:
     kind = re.match(r"api-(image|prediction|patient|study|model|training-run)-", name)
     if name in ("study-viewer", "study-viewer-data", "study-audit", "reading-release", "api-reading-lock"):
         return reverse(name, args=[world["study"].pk])
+    if name == "filing-image":
+        return reverse(name, args=[world["image"].pk])
+    if name in ("filing-study", "filing-reconcile"):  # no conflict is held: the admin's reconcile is a 404
+        return reverse(name, args=[world["study"].pk])
     if name in ("model-promote", "model-operating-point", "monitoring-run", "api-monitoring", "api-monitoring-run"):
         return reverse(name, args=[world["model"].pk])
     if name == "model-plot":
@@ -208,6 +218,8 @@ def test_the_permission_matrix(world, role):
         url = url_for(name, world)
         for method in METHODS:
             allowed = EXPECTED.get(name, {})
+            if "GET" in allowed:  # HEAD answers wherever GET does, for the same roles (curl -I, monitors)
+                allowed = {**allowed, "HEAD": allowed["GET"]}
             client = client_for(role, world)
             response = client.generic(method, url, data=b"", content_type="application/json")
             code = response.status_code
@@ -245,6 +257,8 @@ def test_an_api_client_reaches_its_own_records_and_never_anothers(world, another
         kind = re.match(r"api-(image|prediction|patient|study)-", name)
         if not kind or "api_client" not in EXPECTED[name].get("GET", set()):
             continue
+        if kind.group(1) == "patient":
+            continue  # a client without identity gets no patient numbers: tests/portal/test_client_identity.py
         own, theirs = world[kind.group(1)].pk, anothers[kind.group(1)].pk
         if name.endswith("-list"):
             listed = {row["id"] for row in client.get(reverse(name)).json()["results"]}

@@ -280,7 +280,7 @@ def test_rollback_restores_the_previous_champion_and_retires_the_current(champio
 
 def test_moving_the_operating_point_reflags_the_studies_it_scored(champion, admin_user):
     study = add_woman(1, abnormal=False)
-    Study.objects.filter(pk=study.pk).update(exam_score=0.4, exam_flag=False, exam_model=champion)
+    Study.objects.filter(pk=study.pk).update(exam_score=0.4, score_left=0.4, exam_flag=False, exam_model=champion)
     promotion.set_operating_point(version=champion, threshold=0.3, user=admin_user)
     assert Study.objects.get(pk=study.pk).exam_flag is True
     assert ModelVersion.objects.get(pk=champion.pk).threshold == 0.3
@@ -318,6 +318,32 @@ def test_too_few_labels_fail_the_run_with_an_explanation(champion, radiologist, 
     add_woman(1, abnormal=False, radiologist=radiologist)
     run = TrainingRun.objects.get(pk=training.run_training(trigger="manual"))
     assert run.status == "failed" and "needs normal and abnormal images" in run.error
+
+
+@pytest.mark.django_db(transaction=True)  # the run is sent on commit, as in a real request
+@pytest.mark.parametrize("page", ["models-train", "admin:screening_trainingrun_start"])
+def test_train_now_says_when_the_run_failed_at_once(client, champion, admin_user, radiologist, fast_training, page):
+    from django.contrib.messages import get_messages
+    from django.urls import reverse
+
+    from tests.eager import tasks_in_process
+
+    add_woman(1, abnormal=False, radiologist=radiologist)  # one class only: the run cannot train
+    client.force_login(admin_user)
+    with tasks_in_process("screening.tasks.retrain"):  # embedded mode: the run is tried within the request
+        response = client.post(reverse(page))
+    run = TrainingRun.objects.get()
+    assert run.status == "failed"
+    [message] = [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+    assert message[0] == "error" and message[1].startswith(f"Training run #{run.pk} failed at once: ")
+    assert "needs normal and abnormal images" in message[1] and "queued" not in message[1]
+
+
+def test_a_run_left_for_a_training_worker_is_reported_queued(champion):
+    run = training.trigger_run(trigger="admin", enqueue=False)  # what a page sees with a broker and busy workers
+    assert training.started_message(run) == (
+        f"Training run #{run.pk} queued; its progress shows below once a training worker takes it."
+    )
 
 
 def test_a_stuck_run_is_released_and_a_new_run_can_start(settings):
