@@ -30,6 +30,7 @@ def make_checkpoint(
     training_data: dict[str, Any],
     training: dict[str, Any],
     exam_model: dict[str, Any] | None = None,
+    sources: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     a, b = calibration
     state = {
@@ -49,6 +50,9 @@ def make_checkpoint(
         "training": training,
         # breast and exam levels from the image logits (ml.exam.ExamModel.to_dict())
         "exam_model": exam_model,
+        # per source kind (ml.operating: 'film', 'digital'): calibration, exam model and the thresholds of
+        # every level (image, breast, region); the top-level entries above are the default source's
+        "sources": sources or {},
     }
 
 

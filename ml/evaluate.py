@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 from ml import metrics
 from ml.data import Example, load_folder
 from ml.inference import PredictionResult, Predictor, load_image
+from ml.operating import exam_flag_figures, source_kind
 from ml.report import level_rows, pointing_game, report
 
 KEYS = (
@@ -104,9 +105,9 @@ def summarize_predictions(
 
 
 def _hit(example: Example, result: PredictionResult) -> bool | None:
-    if not example.label or not example.findings or not result.regions:
+    if not example.label or not example.findings or result.peak is None:
         return None
-    x, y = result.regions[0]["peak_x"], result.regions[0]["peak_y"]
+    x, y = result.peak
     return any((x - fx) ** 2 + (y - fy) ** 2 <= max(r, 1.0) ** 2 for fx, fy, r in example.findings)
 
 
@@ -127,13 +128,28 @@ def evaluate(
     groups = [ex.patient_id for ex in examples]
     results = predict_results(predictor, examples, batch_size)
     logits = np.asarray([r.logit for r in results])
-    probs = predictor.calibrated(logits)
-    threshold = predictor.threshold
+    # One source kind (a held-out film or digital set): its own calibration, exam model and thresholds.
+    kinds = {source_kind(ex.source) for ex in examples if ex.source}
+    kind = kinds.pop() if len(kinds) == 1 and all(ex.source for ex in examples) else None
+    op = predictor.operating(kind)
+    a, b = op["calibration"]
+    probs = metrics.sigmoid(a * logits + b)
+    thresholds = op["thresholds"]
     result = summarize_predictions(
-        labels, probs, groups, threshold, time.perf_counter() - started, predictor.config.ece_bins
+        labels, probs, groups, thresholds["image"], time.perf_counter() - started, predictor.config.ece_bins
     )
-    rows = level_rows(examples, probs, predictor.exam_model, logits)
-    result["levels"] = report(rows, threshold, predictor.config.ece_bins)
+    result["source_kind"] = op["kind"]
+    result["thresholds"] = thresholds
+    rows = level_rows(examples, probs, op["exam_model"], logits)
+    result["levels"] = {
+        level: report({level: rows[level]}, thresholds["image" if level == "image" else "breast"], n_bins)[level]
+        for level in rows
+        for n_bins in [predictor.config.ece_bins]
+    }
+    for level in ("exam", "exam_both_breasts"):  # the served rule: an exam is flagged when any breast is
+        both = set(rows["exam_both_breasts"]["keys"]) if level == "exam_both_breasts" else None
+        result["levels"][level]["all"] = exam_flag_figures(rows["breast"], thresholds["breast"], rows["exam"], both)
+    threshold = thresholds["image"]
     if any(ex.findings for ex in examples):
         result["pointing_game"] = pointing_game([_hit(ex, r) for ex, r in zip(examples, results, strict=True)])
     result["images"] = [

@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 import torch
 
+from ml import operating
 from ml.checkpoint import BASELINE_PATH, file_version, load_checkpoint
 from ml.config import ModelConfig
 from ml.exam import ExamModel, ExamScores
@@ -25,7 +26,7 @@ from ml.io import DecodeError, dicom_to_float, image_to_float
 from ml.metrics import sigmoid
 from ml.model import MammoNet, breast_cells, build_model
 from ml.preprocess import Preprocessed, heatmap_to_original, preprocess
-from ml.regions import top_regions
+from ml.regions import peak_point, top_regions
 
 
 @dataclass
@@ -39,6 +40,8 @@ class PredictionResult:
     regions: list[dict[str, float]] = field(default_factory=list)
     heatmap_ms: float = 0.0  # calibration, heatmap mapping and regions for this image
     decode_ms: float = 0.0  # its loader's time (predict_stream only)
+    source_kind: str = ""  # 'film' or 'digital' (ml.operating): which calibration and thresholds scored it
+    peak: tuple[float, float] | None = None  # the most suspicious cell's centre, original pixels (pointing game)
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -86,10 +89,34 @@ class Predictor:
         self.info = {k: v for k, v in checkpoint.items() if k != "state_dict"}
         # Breast and exam levels (ml.exam); a checkpoint from before them scores with the default.
         self.exam_model = ExamModel.from_dict(checkpoint.get("exam_model"))
+        self.sources: dict[str, dict[str, Any]] = dict(checkpoint.get("sources") or {})
+
+    def operating(self, kind: str | None = None) -> dict[str, Any]:
+        """Calibration (a, b), exam model and thresholds (image, breast, region) for a source kind; a checkpoint
+        without per-source entries, or an unknown kind, serves its default calibration and threshold."""
+        entry = self.sources.get(operating.source_kind(kind)) if kind else None
+        if entry is None:
+            default = self.threshold
+            return {
+                "kind": "",
+                "calibration": self.calibration,
+                "exam_model": self.exam_model,
+                "thresholds": {"image": default, "breast": default, "region": default},
+            }
+        return {
+            "kind": operating.source_kind(kind),
+            "calibration": (float(entry["calibration"]["a"]), float(entry["calibration"]["b"])),
+            "exam_model": ExamModel.from_dict(entry.get("exam_model")),
+            "thresholds": {k: float(v) for k, v in entry["thresholds"].items()},
+        }
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None) -> Predictor:
         path = Path(path) if path is not None else BASELINE_PATH
+        if path.suffix == ".json":  # an ONNX or TorchScript model's manifest (ml.external)
+            from ml.external import ExternalPredictor
+
+            return ExternalPredictor(path, device=device)
         checkpoint = load_checkpoint(path)
         return cls.from_checkpoint(checkpoint, device=device, version=file_version(path))
 
@@ -101,13 +128,13 @@ class Predictor:
         model = build_model(config, checkpoint["state_dict"])
         return cls(model, checkpoint, pick_device(device), version)
 
-    def calibrated(self, logits: np.ndarray) -> np.ndarray:
-        a, b = self.calibration
+    def calibrated(self, logits: np.ndarray, kind: str | None = None) -> np.ndarray:
+        a, b = self.operating(kind)["calibration"] if kind else self.calibration
         return sigmoid(a * np.asarray(logits, dtype=np.float64) + b)
 
-    def score_exam(self, images: Sequence[tuple[str, float]]) -> ExamScores:
+    def score_exam(self, images: Sequence[tuple[str, float]], kind: str | None = None) -> ExamScores:
         """Breast and exam probabilities from (laterality, image logit) pairs of one exam."""
-        return self.exam_model.score(images)
+        return (self.operating(kind)["exam_model"] if kind else self.exam_model).score(images)
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw model on ready inputs (B, H, W) float32: image logits (B,), patch logits (B, h, w), and
@@ -132,18 +159,24 @@ class Predictor:
             chunk = items[start : start + batch_size]
             prepared: list[Preprocessed] = []
             prep_ms: list[float] = []
-            for image, laterality in chunk:
+            kinds: list[str] = []
+            for image, laterality, *kind in chunk:
                 t0 = time.perf_counter()
                 prepared.append(preprocess(image, laterality, self.config))
                 prep_ms.append((time.perf_counter() - t0) * 1000.0)
-            results.extend(self._run(prepared, prep_ms, heatmap_max_side))
+                kinds.append(kind[0] if kind else "")
+            results.extend(self._run(prepared, prep_ms, heatmap_max_side, kinds))
         return results
 
     def _run(
-        self, prepared: Sequence[Preprocessed], prep_ms: Sequence[float], heatmap_max_side: int | None
+        self,
+        prepared: Sequence[Preprocessed],
+        prep_ms: Sequence[float],
+        heatmap_max_side: int | None,
+        kinds: Sequence[str] | None = None,
     ) -> list[PredictionResult]:
         """Forward pass on preprocessed images, then calibration, heatmaps and regions."""
-        return self._finish(prepared, prep_ms, *self._forward_timed(prepared), heatmap_max_side)
+        return self._finish(prepared, prep_ms, *self._forward_timed(prepared), heatmap_max_side, kinds)
 
     def _forward_timed(self, prepared: Sequence[Preprocessed]) -> tuple[tuple[np.ndarray, ...], float]:
         t0 = time.perf_counter()
@@ -157,21 +190,27 @@ class Predictor:
         outputs: tuple[np.ndarray, ...],
         share: float,
         heatmap_max_side: int | None,
+        kinds: Sequence[str] | None = None,
     ) -> list[PredictionResult]:
-        """Calibration, heatmaps and regions from the forward pass's outputs."""
+        """Calibration, heatmaps and regions (only those above the region threshold) from the forward pass's
+        outputs, each image with its source kind's calibration and thresholds."""
         logits, patches, valid = outputs
-        probs = self.calibrated(logits)
         out = []
         for i, prep in enumerate(prepared):
             t1 = time.perf_counter()
-            heat = self.calibrated(patches[i]).astype(np.float32)
+            op = self.operating(kinds[i] if kinds else None)
+            a, b = op["calibration"]
+            heat = sigmoid(a * patches[i].astype(np.float64) + b).astype(np.float32)
+            regions = top_regions(heat, valid[i], prep.geometry, min_probability=op["thresholds"]["region"])
             result = PredictionResult(
-                probability=float(probs[i]),
+                probability=float(sigmoid(a * float(logits[i]) + b)),
                 heatmap=heatmap_to_original(heat, prep.geometry, heatmap_max_side),
                 logit=float(logits[i]),
                 preprocess_ms=prep_ms[i],
                 inference_ms=share,
-                regions=[r.to_dict() for r in top_regions(heat, valid[i], prep.geometry)],
+                regions=[r.to_dict() for r in regions],
+                source_kind=op["kind"],
+                peak=peak_point(heat, valid[i], prep.geometry),
             )
             result.heatmap_ms = (time.perf_counter() - t1) * 1000.0
             out.append(result)
@@ -213,16 +252,17 @@ class Predictor:
             chunk, queue = queue[:batch_size], queue[batch_size:]
             return chunk
 
-        def load(chunk) -> list[tuple[Preprocessed | BaseException, float, float]]:
-            """(preprocessed image or the exception, decode ms, preprocess ms) for one batch of loaders."""
-            out: list[tuple[Preprocessed | BaseException, float, float]] = []
+        def load(chunk) -> list[tuple]:
+            """(preprocessed image or the exception, decode ms, preprocess ms[, source kind]) for one batch of
+            loaders; a loader gives (image, laterality) or (image, laterality, source kind)."""
+            out: list[tuple] = []
             for loader in chunk:
                 t0 = time.perf_counter()
                 try:
-                    image, laterality = loader()
+                    image, laterality, *kind = loader()
                     t1 = time.perf_counter()
                     prepared = preprocess(image, laterality, self.config)
-                    out.append((prepared, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0))
+                    out.append((prepared, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0, *kind))
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except BaseException as exc:  # the loader's reason goes back with the item; a native decoder's
@@ -246,7 +286,12 @@ class Predictor:
                 batch_results: dict[int, PredictionResult] = {}
                 if ok:
                     finished = self._finish(
-                        [item[0] for _, item in ok], [item[2] for _, item in ok], outputs, share, heatmap_max_side
+                        [item[0] for _, item in ok],
+                        [item[2] for _, item in ok],
+                        outputs,
+                        share,
+                        heatmap_max_side,
+                        [item[3] if len(item) > 3 else "" for _, item in ok],
                     )
                     for (i, item), result in zip(ok, finished, strict=True):
                         result.decode_ms = item[1]

@@ -349,6 +349,18 @@ def open_image(source: str | Path | BinaryIO, *, max_pixels: int = MAX_IMAGE_PIX
     return img
 
 
+def _gray(img: Image.Image, mode: str, part: slice) -> np.ndarray:
+    """Rows `part` of a loaded image as one gray channel (a colour file must be gray: R == G == B)."""
+    arr = np.asarray(img.crop((0, part.start, img.width, part.stop)))
+    if arr.ndim == 3:
+        if mode not in ("RGB", "RGBA", "LA") or (
+            mode != "LA" and not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]))
+        ):
+            raise DecodeError(f"colour image ({mode}) is not a grayscale mammogram")
+        arr = arr[..., 0]
+    return arr
+
+
 def _image_strips(img: Image.Image, multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
     """Presentation values (float32 [0, 1]) of a loaded image, strip by strip.
 
@@ -360,15 +372,7 @@ def _image_strips(img: Image.Image, multiple: int = 1) -> Iterator[tuple[slice, 
     rows = _strips(img.height, img.width, multiple=multiple)
 
     def gray(part: slice) -> np.ndarray:
-        arr = np.asarray(img.crop((0, part.start, img.width, part.stop)))
-        if arr.ndim == 3:
-            if mode not in ("RGB", "RGBA", "LA") or (
-                mode != "LA"
-                and not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]))
-            ):
-                raise DecodeError(f"colour image ({mode}) is not a grayscale mammogram")
-            arr = arr[..., 0]
-        return arr
+        return _gray(img, mode, part)
 
     dtype = gray(rows[0]).dtype if rows else np.dtype(np.uint8)
     if dtype == np.uint8:
@@ -465,3 +469,30 @@ def image_to_uint8(
     if fix_inversion and looks_inverted(out):
         out = 255 - out  # shown the right way round, like image_to_float's
     return out
+
+
+def image_stored_values(
+    source: str | Path | BinaryIO, *, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, float, float, bool]:
+    """An image file's stored gray values, as `image_to_uint8` reads them, for a viewer that windows them.
+
+    Returns (pixels: uint8, or uint16 for a 16-bit file; low, high: the values `image_to_float` stretches
+    to black and white (0 and 255 for an 8-bit file); inverted: `looks_inverted` said it is stored
+    dark-on-bright, so it is shown inverted). Raises DecodeError.
+    """
+    with open_image(source, max_pixels=max_pixels) as img:
+        _loaded(img)
+        pixels = _gray(img, img.mode, slice(0, img.height))
+    if pixels.dtype == np.bool_:
+        pixels, low, high = pixels.astype(np.uint8), 0.0, 1.0
+    elif pixels.dtype == np.uint8:
+        low, high = 0.0, 255.0
+    elif np.issubdtype(pixels.dtype, np.integer) and pixels.size and pixels.min() >= 0 and pixels.max() <= 65535:
+        pixels = pixels.astype(np.uint16, copy=False)
+        low, high = float(pixels.min()), float(pixels.max())
+    else:
+        raise DecodeError(f"unsupported pixel type {pixels.dtype} for the viewer")
+    shown = np.empty(pixels.shape, dtype=np.uint8)  # the 8-bit picture, made strip by strip (no float copy)
+    for start in range(0, pixels.shape[0], 512):
+        shown[start : start + 512] = _to_uint8(_normalise(pixels[start : start + 512], low, high))
+    return pixels, low, high, looks_inverted(shown)

@@ -1,9 +1,12 @@
 """The top suspicious regions of an image: boxes a radiologist can check, from the patch heatmap.
 
 The patch grid (one calibrated probability per feature cell, ml.model) is searched
-greedily: take the most suspicious cell inside the breast, grow it over the
-4-connected cells whose probability is at least half the peak's, report that
-blob's box mapped back to original pixel coordinates, and repeat outside it.
+greedily: take the most suspicious cell inside the breast, grow it best-first over
+the 4-connected cells whose probability is at least half the peak's, up to
+`MAX_CELLS` cells (and never more than a tenth of the breast), report that blob's box
+mapped back to original pixel coordinates, and repeat outside it. The cap keeps a
+region local: a box around most of the breast points at nothing. A region below
+`min_probability` (the model's region threshold, ml.operating) is not reported.
 """
 
 from __future__ import annotations
@@ -29,18 +32,38 @@ class Region:
         return {k: round(float(v), 4 if k == "probability" else 1) for k, v in asdict(self).items()}
 
 
-def _blob(grid: np.ndarray, free: np.ndarray, seed: tuple[int, int], floor: float) -> np.ndarray:
+MAX_CELLS = 12  # a 3 x 4 cell box: about 20 x 26 mm on a 1024-row mini-MIAS film
+MAX_BREAST_SHARE = 0.10
+
+
+def _blob(grid: np.ndarray, free: np.ndarray, seed: tuple[int, int], floor: float, max_cells: int) -> np.ndarray:
+    """Best-first growth from `seed` over free cells at or above `floor`, while its bounding box stays within
+    `max_cells` cells (so the box drawn, not only the blob, stays local)."""
     blob = np.zeros_like(free)
     blob[seed] = True
-    stack = [seed]
+    top = bottom = seed[0]
+    left = right = seed[1]
+    frontier: dict[tuple[int, int], float] = {}
     rows, cols = grid.shape
-    while stack:
-        r, c = stack.pop()
+    current = seed
+    while True:
+        r, c = current
         for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
             if 0 <= rr < rows and 0 <= cc < cols and free[rr, cc] and not blob[rr, cc] and grid[rr, cc] >= floor:
-                blob[rr, cc] = True
-                stack.append((rr, cc))
-    return blob
+                frontier[(rr, cc)] = float(grid[rr, cc])
+        fits = [
+            cell
+            for cell in frontier
+            if (max(bottom, cell[0]) - min(top, cell[0]) + 1) * (max(right, cell[1]) - min(left, cell[1]) + 1)
+            <= max_cells
+        ]
+        if not fits:
+            return blob
+        current = max(fits, key=frontier.__getitem__)
+        del frontier[current]
+        blob[current] = True
+        top, bottom = min(top, current[0]), max(bottom, current[0])
+        left, right = min(left, current[1]), max(right, current[1])
 
 
 def input_box_to_original(
@@ -59,13 +82,20 @@ def input_box_to_original(
 
 
 def top_regions(
-    patch_probs: np.ndarray, valid: np.ndarray | None, geometry: Geometry, k: int = 3, min_probability: float = 0.0
+    patch_probs: np.ndarray,
+    valid: np.ndarray | None,
+    geometry: Geometry,
+    k: int = 3,
+    min_probability: float = 0.0,
+    max_cells: int = MAX_CELLS,
 ) -> list[Region]:
-    """Up to k regions, most suspicious first; cells outside the breast (`valid` False) are never chosen."""
+    """Up to k regions at or above `min_probability`, most suspicious first; cells outside the breast
+    (`valid` False) are never chosen; each covers at most `max_cells` cells and a tenth of the breast."""
     grid = np.asarray(patch_probs, dtype=np.float64)
     free = np.ones(grid.shape, bool) if valid is None else np.asarray(valid, bool).copy()
     if not free.any():
         free[:] = True
+    cap = max(1, min(max_cells, int(MAX_BREAST_SHARE * free.sum())))
     in_rows, in_cols = geometry.input_shape
     cell_h, cell_w = in_rows / grid.shape[0], in_cols / grid.shape[1]
     out: list[Region] = []
@@ -75,7 +105,7 @@ def top_regions(
         peak = float(grid[seed])
         if peak < min_probability:
             break
-        blob = _blob(grid, free, (int(seed[0]), int(seed[1])), 0.5 * peak)
+        blob = _blob(grid, free, (int(seed[0]), int(seed[1])), 0.5 * peak, cap)
         rr, cc = np.nonzero(blob)
         box = input_box_to_original(
             rr.min() * cell_h, (rr.max() + 1) * cell_h, cc.min() * cell_w, (cc.max() + 1) * cell_w, geometry
@@ -110,3 +140,15 @@ def peak_point(patch_probs: np.ndarray, valid: np.ndarray | None, geometry: Geom
 def point_in_region(x: float, y: float, region: Region | dict) -> bool:
     r = region if isinstance(region, dict) else region.to_dict()
     return r["x"] <= x <= r["x"] + r["width"] and r["y"] <= y <= r["y"] + r["height"]
+
+
+def box_share(region: Region | dict, breast_cells: int, geometry: Geometry, grid: tuple[int, int]) -> float:
+    """A region's box area as a share of the breast's area (both in model-input cells)."""
+    r = region if isinstance(region, dict) else region.to_dict()
+    rows, cols = geometry.resized_shape
+    b_top, b_bottom, b_left, b_right = geometry.box
+    in_rows, in_cols = geometry.input_shape
+    cell_h = (b_bottom - b_top) / rows * in_rows / grid[0]
+    cell_w = (b_right - b_left) / cols * in_cols / grid[1]
+    cell_area_original = cell_h * cell_w
+    return float(r["width"] * r["height"] / max(cell_area_original * max(breast_cells, 1), 1e-9))

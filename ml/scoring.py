@@ -43,3 +43,36 @@ def score_exam(
         return breasts, scores.exam
     breasts = breast_scores((lat, p) for lat, _, p in images)
     return breasts, exam_score(breasts)
+
+
+def thresholds_for(metrics: dict[str, Any] | None, default: float, kind: str | None) -> dict[str, float]:
+    """A model version's thresholds (image, breast, region) for a source kind.
+
+    `metrics["sources"]` holds each kind's fitted thresholds (ml.operating). The version's own
+    `threshold` (what an admin moves) is the breast threshold of its default kind
+    (`metrics["default_source_kind"]`, digital unless said otherwise) and of images whose kind is
+    unknown; a version without per-source entries uses it at every level.
+    """
+    metrics = metrics or {}
+    sources = metrics.get("sources") or {}
+    default_kind = metrics.get("default_source_kind") or "digital"
+    entry = sources.get(kind or default_kind) or {}
+    fitted = {k: float(v) for k, v in (entry.get("thresholds") or {}).items()}
+    if not fitted:
+        return {"image": default, "breast": default, "region": default}
+    if not kind or kind == default_kind:
+        fitted["breast"] = default
+    return fitted
+
+
+def exam_model_for(metrics: dict[str, Any] | None, kind: str | None) -> dict[str, Any] | None:
+    """The exam model of a source kind (ml.operating), else the version's default one."""
+    metrics = metrics or {}
+    entry = (metrics.get("sources") or {}).get(kind or "") if kind else None
+    return (entry or {}).get("exam_model") or metrics.get("exam_model")
+
+
+def flag_exam(breasts: dict[str, float | None], breast_threshold: float) -> tuple[dict[str, bool], bool]:
+    """({side: flagged}, exam flagged): an exam is flagged exactly when at least one of its breasts is."""
+    flags = {side: p is not None and p >= breast_threshold for side, p in breasts.items()}
+    return flags, any(flags.values())

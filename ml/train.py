@@ -38,8 +38,9 @@ from ml.data import Example, load_folder, patient_folds, patient_split, summariz
 from ml.exam import ExamModel, fit_exam_model, level_predictions
 from ml.inference import load_image
 from ml.model import MammoNet, PatchHead, breast_cells, build_model, pool_top_k
+from ml.operating import DIGITAL, fit_sources, source_kind
 from ml.preprocess import Geometry, length_to_input, point_to_input, preprocess
-from ml.regions import peak_point
+from ml.regions import box_share, peak_point, point_in_region, top_regions
 from ml.report import cross_fitted, pointing_game, report
 
 Progress = Callable[[dict[str, Any]], None]
@@ -571,6 +572,7 @@ def cross_validate(
     small = head_for(config, small_features[0].views[0].shape[0])
     folds = patient_folds(examples, n_folds, seed)
     oof = np.zeros(len(examples))
+    oof_patches: list[np.ndarray | None] = [None] * len(examples)
     hits: list[bool | None] = [None] * len(examples)
     epochs = []
     for k, held in enumerate(folds):
@@ -594,11 +596,14 @@ def cross_validate(
         oof[held] = head_logits(small, [small_features[i] for i in held])
         for i in held:
             hits[i] = pointing_hit(small, small_features[i])
+            with torch.inference_mode():
+                oof_patches[i] = small.head(small_features[i].views[0].float().unsqueeze(0))[0, 0].numpy()
     return {
         "oof_logits": oof,
         "best_epochs": epochs,
         "folds": [f.tolist() for f in folds],
         "pointing": hits,
+        "oof_patches": oof_patches,
         "projection": projection,
         "small_features": small_features,
     }
@@ -613,6 +618,37 @@ def pointing_hit(model, item: Features) -> bool | None:
         patch = model.head(item.views[0].float().unsqueeze(0))[0, 0].numpy()
     x, y = peak_point(patch, item.valid[0].numpy(), item.geometry)
     return any((x - fx) ** 2 + (y - fy) ** 2 <= max(r, 1.0) ** 2 for fx, fy, r in item.findings)
+
+
+def region_figures(
+    examples: Sequence[Example], features: Sequence[Features], patches: Sequence[np.ndarray | None], kind: str, entry
+) -> dict[str, Any]:
+    """Out-of-fold regions of one source as served (its calibration and region threshold): how often the top
+    region of an abnormal image with a marked finding holds the finding, and box size as a share of the breast."""
+    a, b = entry["calibration"]["a"], entry["calibration"]["b"]
+    shares, hits, drawn, abnormal = [], [], 0, 0
+    for ex, item, patch in zip(examples, features, patches, strict=True):
+        if patch is None or source_kind(ex.source) != kind or item.geometry is None:
+            continue
+        valid = item.valid[0].numpy()
+        probs = metrics.calibrate(patch, a, b)
+        regions = top_regions(probs, valid, item.geometry, k=1, min_probability=entry["thresholds"]["region"])
+        if regions:
+            shares.append(box_share(regions[0], int(valid.sum()), item.geometry, patch.shape))
+        if ex.label:
+            abnormal += 1
+            drawn += bool(regions)
+            if ex.findings:
+                best = top_regions(probs, valid, item.geometry, k=1)[0]
+                hits.append(any(point_in_region(fx, fy, best) for fx, fy, _ in ex.findings))
+    return {
+        "box_share_mean": float(np.mean(shares)) if shares else None,
+        "box_share_max": float(np.max(shares)) if shares else None,
+        "regions_drawn": len(shares),
+        "abnormal_with_region": drawn,
+        "abnormal": abnormal,
+        "box_pointing": pointing_game(hits) if hits else None,
+    }
 
 
 def train_with_cv(
@@ -636,6 +672,17 @@ def train_with_cv(
     oof = cv["oof_logits"]
     op, cv_metrics = cv_operating_point(examples, oof, cv["folds"], config)
     cv_metrics["pointing_game"] = pointing_game(cv["pointing"])
+    sources = fit_sources(
+        examples, oof, cv["folds"], config.target_sensitivity, config.calibration == "platt", config.ece_bins
+    )
+    for kind, entry in sources.items():
+        entry["figures"]["regions"] = region_figures(examples, features, cv["oof_patches"], kind, entry)
+    cv_metrics["sources"] = {kind: {k: v for k, v in e.items() if k != "exam_model"} for kind, e in sources.items()}
+    default = sources.get(DIGITAL) or next(iter(sources.values()), None)
+    if default is not None:  # served when an image's source is not known
+        op["calibration"] = (default["calibration"]["a"], default["calibration"]["b"])
+        op["exam_model"] = default["exam_model"]
+        op["threshold"] = default["thresholds"]["breast"]
     epochs = max(1, int(np.median(cv["best_epochs"])))
     _seed_all(seed)
     small = head_for(config, cv["small_features"][0].views[0].shape[0])
@@ -647,6 +694,7 @@ def train_with_cv(
         exam_model=op["exam_model"],
         calibration=op["calibration"],
         threshold=op["threshold"],
+        sources=sources,
         operating_point=_operating_point_record(op, config, f"{n_folds}-fold patient CV (cross-fitted, breast level)"),
         metrics={"cross_validation": cv_metrics, "best_epochs": cv["best_epochs"], "final_epochs": epochs},
         training_data={

@@ -9,3 +9,6 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from . import login_guard  # noqa: F401  (connects its receiver)
+        from .logs import install
+
+        install()  # request lines in access logs without query values (QIDO searches by patient name and ID)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -61,6 +62,15 @@ def env_networks(name: str) -> list[str]:
         except ValueError:
             raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or CIDR range") from None
     return networks
+
+
+def env_origins(name: str) -> list[str]:
+    """A comma-separated list of web origins (scheme://host[:port]), each checked; "*" is refused."""
+    origins = env_list(name)
+    for item in origins:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:]+\](:\d{1,5})?", item):
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an origin like https://viewer.example.org")
+    return origins
 
 
 def env_secret(name: str, default: str = "") -> str:

@@ -2,7 +2,7 @@
 
 django-axes counts the failures (settings: AXES_*). When a login is refused it flags the
 request, and its middleware answers with `lockout_response`: a page for browsers, the API's
-JSON error shape (HTTP 429) under /api/.
+JSON error shape (HTTP 429) under /api/ and /dicomweb/ (HTTP Basic, screening.api.authentication).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def lockout_message() -> str:
 def lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
     from screening.api.errors import error_body
 
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/dicomweb/")):
         response = JsonResponse(error_body("locked_out", lockout_message()), status=429)
     else:
         response = render(request, "registration/locked_out.html", {"message": lockout_message()}, status=429)

@@ -17,7 +17,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_networks, env_secret, env_str, env_training_overrides
+from .env import env_bool, env_int, env_list, env_networks, env_origins, env_secret, env_str, env_training_overrides
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -83,6 +83,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a chunked request body (STOW-RS from dicomweb-client, Orthanc) readable by every view.
+    "portal.chunked.ChunkedBodyMiddleware",
+    # Before authentication: a CORS preflight carries no credentials (PORTAL_DICOMWEB_CORS_ORIGINS).
+    "portal.middleware.DicomWebCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -93,6 +97,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "portal.middleware.NoStoreByDefaultMiddleware",
+    "portal.middleware.ServiceUnavailableMiddleware",
+    "portal.middleware.ReadAuditMiddleware",  # every read of patient data, audited (screening.services.audit)
     # Last, as django-axes asks: it turns a lockout flagged during the view into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -111,6 +117,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "screening.context_processors.roles",
+                "screening.monitoring.context_processors.alerts",
             ],
         },
     },
@@ -299,6 +306,8 @@ CELERY_TASK_ROUTES = {
     "screening.tasks.export_study_sr": {"queue": "export"},
     "screening.tasks.render_image": {"queue": "render"},
     "screening.tasks.release_expired_locks": {"queue": "inference"},  # beside the other sweeper
+    "screening.monitoring.tasks.*": {"queue": "export"},  # reads originals, no GPU: beside the SR sender
+    "screening.research_export.tasks.*": {"queue": "export"},
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -365,9 +374,27 @@ PORTAL_TRAINING_CACHE_DIR = Path(env_str("PORTAL_TRAINING_CACHE_DIR", str(VAR_DI
 PORTAL_TRAINING_OVERRIDES = env_training_overrides("PORTAL_TRAINING_OVERRIDES")
 CELERY_TIMEZONE = TIME_ZONE
 
+# Origins (scheme://host[:port]) whose pages may call DICOMweb from the browser (CORS): a viewer such as
+# OHIF served from another origin. None by default; "*" is refused (patient data, named origins only).
+PORTAL_DICOMWEB_CORS_ORIGINS = env_origins("PORTAL_DICOMWEB_CORS_ORIGINS")
+
+# OIDC bearer tokens (screening.api.authentication), off unless PORTAL_OIDC_ISSUER is set: the identity
+# provider's issuer, the audience its access tokens carry for the portal, its JWKS URL (the `jwks_uri` of
+# its discovery document), and the claim that holds the portal username.
+PORTAL_OIDC_ISSUER = env_str("PORTAL_OIDC_ISSUER")
+PORTAL_OIDC_AUDIENCE = env_str("PORTAL_OIDC_AUDIENCE")
+PORTAL_OIDC_JWKS_URL = env_str("PORTAL_OIDC_JWKS_URL")
+PORTAL_OIDC_USERNAME_CLAIM = env_str("PORTAL_OIDC_USERNAME_CLAIM", "preferred_username")
+if PORTAL_OIDC_ISSUER and not (PORTAL_OIDC_AUDIENCE and PORTAL_OIDC_JWKS_URL):
+    raise ImproperlyConfigured("PORTAL_OIDC_ISSUER needs PORTAL_OIDC_AUDIENCE and PORTAL_OIDC_JWKS_URL")
+
 REST_FRAMEWORK = {
+    # Token first: its scheme is the one a 401's WWW-Authenticate names (never Basic, which would make a
+    # browser whose session ended pop up a password dialog over the viewer).
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
+        "screening.api.authentication.BearerAuthentication",
+        "screening.api.authentication.GuardedBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["screening.api.permissions.HasPortalRole"],
@@ -441,3 +468,27 @@ LOGGING = {
     # axes logs every login at INFO; its lockout warnings stay.
     "loggers": {"django.request": {"level": "ERROR"}, "axes": {"level": "WARNING"}},
 }
+
+# Post-market monitoring (screening/monitoring): drift per model version against the reference it was
+# validated on, subgroup performance, alerts. PSI above the threshold is a major shift (see drift.py).
+PORTAL_MONITORING_PSI_THRESHOLD = env_int("PORTAL_MONITORING_PSI_THRESHOLD_PERMILLE", 250, minimum=1) / 1000
+PORTAL_MONITORING_WINDOW_DAYS = env_int("PORTAL_MONITORING_WINDOW_DAYS", 30, minimum=1)
+# Fewer images than this in a window (or a site's, or a source's): "too few images", no PSI, no alert.
+PORTAL_MONITORING_MIN_IMAGES = env_int("PORTAL_MONITORING_MIN_IMAGES", 100, minimum=10)
+# A version validated outside the portal: its first N images in service are its reference.
+PORTAL_MONITORING_REFERENCE_IMAGES = env_int("PORTAL_MONITORING_REFERENCE_IMAGES", 200, minimum=10)
+# Fewer cancers (or clear exams) than this in a subgroup: "too few cases", no alert.
+PORTAL_MONITORING_MIN_CASES = env_int("PORTAL_MONITORING_MIN_CASES", 10, minimum=1)
+# An acknowledged alert is not raised again on the same thing for this many days.
+PORTAL_MONITORING_ACK_DAYS = env_int("PORTAL_MONITORING_ACK_DAYS", 30, minimum=0)
+# Who gets alert e-mails (Django's e-mail backend, EMAIL_* settings); empty: the banner and the page only.
+PORTAL_MONITORING_ALERT_EMAILS = env_list("PORTAL_MONITORING_ALERT_EMAILS")
+# Outgoing mail (alert e-mails): Django's SMTP backend unless DJANGO_EMAIL_BACKEND names another.
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("DJANGO_EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "screening-portal@localhost")

@@ -21,6 +21,8 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from . import services
+from .admin_blinding import AIBlindingMixin
+from .blinding import AI_STUDY_FIELDS
 from .errors import PortalError
 from .models import (
     AuditEvent,
@@ -111,7 +113,7 @@ class StudyDeleteForm(forms.Form):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(AIBlindingMixin, admin.ModelAdmin):
     """Studies come from ingest; here an admin may assign, re-run and delete (with a reason), nothing else."""
 
     list_display = (
@@ -150,6 +152,7 @@ class StudyAdmin(admin.ModelAdmin):
     )
     readonly_fields = tuple(f for f in fields if f not in ("assigned_to", "site"))
     form = SiteChoiceForm
+    ai_fields = AI_STUDY_FIELDS
 
     def has_add_permission(self, request):
         return False
@@ -264,7 +267,9 @@ class ImageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class PredictionAdmin(AIBlindingMixin, ReadOnlyMixin, admin.ModelAdmin):
+    ai_study_path = "image__study"
+    ai_rows_only = True
     list_display = ("id", "image", "model_version", "status", "probability", "updated")
     list_filter = ("status", "model_version")
 
@@ -277,8 +282,10 @@ class FindingInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Review)
-class ReviewAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReviewAdmin(AIBlindingMixin, ReadOnlyMixin, admin.ModelAdmin):
     """Decisions: a correction is a new version made by the radiologist, never an edit here."""
+
+    ai_fields = ("agrees_with_ai",)
 
     list_display = ("id", "study", "version", "radiologist", "decision", "birads", "density", "created")
     list_filter = ("decision", "birads", "density")
@@ -444,9 +451,10 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class DicomPeerAdmin(admin.ModelAdmin):
     """The DICOM receiver's allow-list (besides PORTAL_DICOM_ALLOWED_AES); every change is audited."""
 
-    list_display = ("ae_title", "host", "site", "enabled")
+    list_display = ("ae_title", "host", "site", "query_user", "enabled")
     list_filter = ("enabled", "site")
     search_fields = ("ae_title", "host")
+    raw_id_fields = ("query_user",)
     form = SiteChoiceForm
 
     def _audit(self, request, action: str, peer: DicomPeer) -> None:
@@ -455,7 +463,13 @@ class DicomPeerAdmin(admin.ModelAdmin):
             user=request.user,
             obj=peer,
             ip_address=services.client_ip(request),
-            detail={"ae_title": peer.ae_title, "host": peer.host, "enabled": peer.enabled, "site": peer.site},
+            detail={
+                "ae_title": peer.ae_title,
+                "host": peer.host,
+                "enabled": peer.enabled,
+                "site": peer.site,
+                "query_user": peer.query_user.get_username() if peer.query_user else "",
+            },
         )
 
     def save_model(self, request, obj, form, change):
@@ -594,3 +608,6 @@ class OutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Study", ordering="study_id")
     def study_link(self, outcome):
         return study_trail_link(outcome.study_id)
+
+
+from . import admin_accounts  # noqa: E402, F401 - accounts and API tokens: superusers only

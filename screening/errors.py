@@ -29,3 +29,21 @@ class UnsupportedMedia(PortalError):
 class Conflict(PortalError):
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message, code="conflict", status=409, field=field)
+
+
+class StorageFull(PortalError):
+    """The portal's disk is full (ENOSPC, EDQUOT): nothing was kept; the sender may try again later."""
+
+    def __init__(self):
+        super().__init__(
+            "the portal's storage is full: nothing was stored; try again later or tell an admin",
+            code="storage_full",
+            status=503,
+        )
+
+
+NO_SPACE = (28, 122)  # errno.ENOSPC, errno.EDQUOT
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE

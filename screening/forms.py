@@ -31,7 +31,7 @@ class WorklistForm(forms.Form):
     )
 
     def filters(self) -> WorklistFilters:
-        """Unbound (first visit) or without a status: unread studies, ordered by AI score."""
+        """Unbound (first visit) or without a status: unread studies, in the default order (selectors.worklist_for)."""
         data = self.cleaned_data if self.is_bound and self.is_valid() else {}
         return WorklistFilters(
             status=data.get("status", "") if "status" in self.data else "unread",
@@ -39,5 +39,5 @@ class WorklistForm(forms.Form):
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),
             mine=bool(data.get("mine")),
-            ordering=data.get("ordering") or "score",
+            ordering=data.get("ordering") or "",  # the selector's default: AI score, or date for a blinded reader
         )

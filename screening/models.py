@@ -135,7 +135,16 @@ class Study(models.Model):
     # Exam-level AI result, kept on the study so the worklist sorts by an index.
     exam_score = models.FloatField(null=True, blank=True)
     exam_flag = models.BooleanField(
-        null=True, blank=True, help_text="Exam score at or above the model's operating point."
+        null=True,
+        blank=True,
+        help_text="At least one breast at or above the model's breast-level operating point (the exam is flagged "
+        "exactly when one of its breasts is).",
+    )
+    source_kind = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        help_text="'film' or 'digital': whose calibration and thresholds scored it ('' = the model's default).",
     )
     score_left = models.FloatField(null=True, blank=True, help_text="Left breast: mean of its views' probabilities.")
     score_right = models.FloatField(null=True, blank=True, help_text="Right breast: mean of its views' probabilities.")
@@ -155,6 +164,12 @@ class Study(models.Model):
         default=DEFAULT_SITE,
         db_index=True,
         help_text="The screening unit (Site code) whose reading policy governs this study.",
+    )
+    reads_from = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Reopened by an image that arrived after its final decision: reads from this time on are the "
+        "current round (the earlier ones stay in the record).",
     )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -283,7 +298,10 @@ class ModelVersion(models.Model):
     name = models.CharField(max_length=100, unique=True)
     checkpoint = models.CharField(max_length=255, help_text="Checkpoint path (shipped file or storage name).")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CHALLENGER)
-    threshold = models.FloatField(help_text="Operating point: probability at or above which an image is flagged.")
+    threshold = models.FloatField(
+        help_text="Breast-level operating point of the default source kind: a breast at or above it is flagged, and "
+        "its exam with it. Each kind's image, breast and region thresholds are in metrics['sources']."
+    )
     metrics = models.JSONField(default=dict, blank=True)
     note = models.TextField(blank=True)
     servable = models.BooleanField(
@@ -319,6 +337,9 @@ class Prediction(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     preprocess_ms = models.FloatField(null=True, blank=True)
     inference_ms = models.FloatField(null=True, blank=True)
+    source_kind = models.CharField(
+        max_length=8, blank=True, default="", help_text="'film' or 'digital': the calibration that scored it."
+    )
     logit = models.FloatField(
         null=True,
         blank=True,
@@ -522,6 +543,16 @@ class DicomPeer(models.Model):
     site = models.CharField(
         max_length=64, default=DEFAULT_SITE, help_text="Site code: new studies this peer sends belong to that site."
     )
+    query_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name="Query/Retrieve account",
+        help_text="C-FIND, C-MOVE and C-GET from this peer act as this portal account: its role decides what it "
+        "finds, sees of patient identity (else its pseudonyms) and may retrieve. Empty: the peer may only store.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["ae_title", "host"], name="dicom_peer_unique")]
@@ -699,3 +730,16 @@ class Outcome(AppendOnlyModel):
             ),
         ]
         indexes = [models.Index(fields=["study", "laterality", "-id"], name="outcome_latest")]
+
+
+from .models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)
+
+# Sub-domain models kept in their own packages, registered here as part of the screening app.
+from .monitoring.models import (  # noqa: E402, F401
+    AlertAcknowledgement,
+    DriftMeasure,
+    ImageStats,
+    MonitoringAlert,
+    MonitoringRun,
+)
+from .research_export.models import ResearchExport, ResearchProject  # noqa: E402, F401

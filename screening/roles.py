@@ -26,6 +26,13 @@ def can_read_cases(user) -> bool:
     return bool(roles_of(user) & {Role.RADIOLOGIST, Role.ARBITRATOR, Role.ADMIN})
 
 
+def reads_blind(user) -> bool:
+    """Readers whom a reading policy blinds to the AI: radiologists and arbitrators. An admin holding neither
+    role runs the programme (performance, audit, the Django admin) and sees the AI result; give anyone who
+    reads the radiologist role, and blinding applies to them whatever else they hold."""
+    return bool(roles_of(user) & {Role.RADIOLOGIST, Role.ARBITRATOR})
+
+
 def is_arbitrator(user) -> bool:
     """Arbitrators give the final decision on discordant double reads (screening/services/reading.py)."""
     return Role.ARBITRATOR in roles_of(user)
@@ -82,8 +89,8 @@ ADMIN_GROUP_PERMISSIONS = {
         "change_dicomdestination",
         "delete_dicomdestination",
     },
-    "auth": {"view_user", "add_user", "change_user", "view_group"},
-    "authtoken": {"view_token", "add_token", "delete_token", "view_tokenproxy", "add_tokenproxy", "delete_tokenproxy"},
+    # Users and API tokens are managed by superusers only (screening/admin_accounts.py): admins look.
+    "auth": {"view_user", "view_group"},
     "axes": {"view_accessattempt", "delete_accessattempt", "view_accesslog", "view_accessfailurelog"},
     "django_celery_beat": {"view_*", "change_periodictask"},
 }

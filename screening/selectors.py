@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.db.models import (
@@ -17,14 +17,27 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Value,
     prefetch_related_objects,
 )
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
+from .blinding import AIVisibility, ai_visibility
 from .errors import PortalError
-from .models import AuditEvent, CaseLock, Image, Patient, Prediction, ReadingPolicy, Review, Study, unread_rank
-from .roles import can_read_cases, can_see_identity, is_admin, roles_of, sees_all_studies
+from .models import (
+    AuditEvent,
+    CaseLock,
+    DemographicsConflict,
+    Image,
+    Patient,
+    Prediction,
+    ReadingPolicy,
+    Review,
+    Study,
+    unread_rank,
+)
+from .roles import can_read_cases, can_see_identity, roles_of, sees_all_studies
 from .services.reading import case_reading, policy_for, policy_of
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
@@ -38,6 +51,10 @@ WORKLIST_ORDERINGS = {
     "patient": ("Patient", ["patient__patient_id", "-id"]),
     "status": ("Status", ["status", F("exam_score").desc(nulls_last=True), "-id"]),
 }
+# Orderings that read the AI result, refused to a user from whom any of it is hidden (screening.blinding);
+# "status" then breaks its ties by date for them.
+AI_ORDERINGS = {"score", "uncertainty"}
+STATUS_BY_DATE = ["status", F("study_date").desc(nulls_last=True), "-id"]
 
 
 @dataclass(frozen=True)
@@ -47,13 +64,16 @@ class WorklistFilters:
     date_from: date | None = None
     date_to: date | None = None
     mine: bool = False
-    ordering: str = "score"
+    ordering: str = ""  # one of WORKLIST_ORDERINGS; "": by AI score, or by date for a reader blinded to the AI
 
 
-def _predictions_newest_first() -> Prefetch:
+def _predictions_newest_first(visibility: AIVisibility) -> Prefetch:
+    """An image's predictions, newest model version first: only those of studies whose AI the user may see."""
     return Prefetch(
         "predictions",
-        queryset=Prediction.objects.select_related("model_version").order_by("-model_version_id", "-id"),
+        queryset=Prediction.objects.filter(visibility.condition("image__study"))
+        .select_related("model_version")
+        .order_by("-model_version_id", "-id"),
     )
 
 
@@ -79,13 +99,16 @@ def _in_visible_studies(queryset: QuerySet, user, study_field: str) -> QuerySet:
 def images_visible_to(user) -> QuerySet[Image]:
     # The list shows no study or patient field beyond the study's id: no join to either. Newest first:
     # ids follow creation, and the primary key index serves it.
-    images = Image.objects.prefetch_related(_predictions_newest_first()).order_by("-id")
-    return _in_visible_studies(images, user, "study_id")
+    visibility = ai_visibility(user)
+    images = Image.objects.prefetch_related(_predictions_newest_first(visibility)).order_by("-id")
+    return _in_visible_studies(visibility.annotate(images, "study"), user, "study_id")
 
 
 def predictions_visible_to(user) -> QuerySet[Prediction]:
-    predictions = Prediction.objects.select_related("model_version").order_by("-id")
-    return _in_visible_studies(predictions, user, "image__study_id")
+    """Predictions of the studies the user may see, and of those only where the user may see the AI result
+    (screening.blinding): a blinded reader's list, detail and heatmap requests find none, whatever the id."""
+    predictions = Prediction.objects.filter(ai_visibility(user).condition("image__study"))
+    return _in_visible_studies(predictions.select_related("model_version").order_by("-id"), user, "image__study_id")
 
 
 def patients_visible_to(user) -> QuerySet[Patient]:
@@ -103,8 +126,15 @@ def current_prediction(image: Image) -> Prediction | None:
 
 
 def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study]:
-    """Studies for reading: unread first, then the chosen order (AI score by default)."""
+    """Studies for reading: unread first, then the chosen order (AI score by default, date for a reader
+    blinded to the AI). A filter or an order by the AI result is refused to a reader from whom any of it is
+    hidden (PortalError): it would answer questions about the hidden scores."""
     filters = filters or WorklistFilters()
+    visibility = ai_visibility(user)
+    if filters.flag:
+        visibility.refuse_query("filtering by the AI flag", "flag")
+    if filters.ordering in AI_ORDERINGS:
+        visibility.refuse_query("ordering by the AI score", "ordering")
     studies = (
         studies_visible_to(user)
         .select_related("patient", "exam_model", "assigned_to")
@@ -122,7 +152,7 @@ def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study
             ),
         )
     )
-    studies = _with_reading(studies)
+    studies = visibility.annotate(_with_reading(studies))
     if filters.status == "unread":
         studies = studies.filter(status__in=UNREAD)
     elif filters.status:
@@ -139,7 +169,10 @@ def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study
         studies = studies.filter(study_date__lte=filters.date_to)
     if filters.mine:
         studies = studies.filter(assigned_to=user)
-    _, order = WORKLIST_ORDERINGS.get(filters.ordering, WORKLIST_ORDERINGS["score"])
+    ordering = filters.ordering or ("date" if visibility.hides_any else "score")
+    _, order = WORKLIST_ORDERINGS.get(ordering, WORKLIST_ORDERINGS["date" if visibility.hides_any else "score"])
+    if ordering == "status" and visibility.hides_any:
+        order = STATUS_BY_DATE
     if filters.status:
         # One status group: the unread rank is constant, and leaving it out lets the
         # database read the page straight from an index (unread_by_score).
@@ -147,10 +180,13 @@ def worklist_for(user, filters: WorklistFilters | None = None) -> QuerySet[Study
     return studies.order_by("unread_rank", *order)
 
 
-def worklist_counts() -> dict[str, int]:
+def worklist_counts(user) -> dict[str, int | None]:
+    """Studies per status; unread studies flagged by the AI, except for a reader blinded to the AI (None)."""
     counts = dict(Study.objects.values_list("status").annotate(n=Count("id")).order_by())
     counts["unread"] = sum(counts.get(status, 0) for status in UNREAD)
-    counts["flagged_unread"] = Study.objects.filter(status__in=UNREAD, exam_flag=True).count()
+    counts["flagged_unread"] = None
+    if not ai_visibility(user).hides_any:
+        counts["flagged_unread"] = Study.objects.filter(status__in=UNREAD, exam_flag=True).count()
     return counts
 
 
@@ -187,6 +223,12 @@ def _with_reading(studies: QuerySet[Study]) -> QuerySet[Study]:
     )
 
 
+def _current_round_reads() -> QuerySet[Review]:
+    """The reads of the outer study's current round: all of them, or those since it was reopened (reads_from)."""
+    since = Coalesce(OuterRef("reads_from"), Value(datetime(1970, 1, 1, tzinfo=UTC)))
+    return Review.objects.filter(study=OuterRef("pk"), created__gte=since)
+
+
 def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[Study]:
     """The cases of the policy's site that still need this reader's read, in the policy's order.
 
@@ -198,17 +240,22 @@ def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[
         studies_visible_to(user)
         .filter(status__in=UNREAD, site=policy.site)
         .filter(Q(assigned_to__isnull=True) | Q(assigned_to=user))
-        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), radiologist=user)))
-        .exclude(Exists(Review.objects.filter(study=OuterRef("pk"), slot="second")))
+        .exclude(Exists(_current_round_reads().filter(radiologist=user)))
+        .exclude(Exists(_current_round_reads().filter(slot="second")))
         .select_related("patient", "exam_model", "assigned_to")
     )
-    return _with_reading(studies).order_by(*READING_ORDERS.get(policy.order, READING_ORDERS["score"]))
+    # A blinded policy never orders by score (services.reading.set_policy); another site's may, for its own studies.
+    return (
+        ai_visibility(user)
+        .annotate(_with_reading(studies))
+        .order_by(*READING_ORDERS.get(policy.order, READING_ORDERS["score"]))
+    )
 
 
 ARBITRATION_IDS_INLINE = 5000
 
 
-def arbitration_worklist() -> QuerySet[Study]:
+def arbitration_worklist(user=None) -> QuerySet[Study]:
     """Discordant double reads awaiting the arbitrator's (or the readers' consensus) final decision.
 
     Found from the second reads without a final decision (the `review_second_read` partial index holds
@@ -217,7 +264,10 @@ def arbitration_worklist() -> QuerySet[Study]:
     and for its count."""
     awaiting = (
         Review.objects.filter(slot="second")
-        .exclude(Exists(Review.objects.filter(study=OuterRef("study"), is_final=True)))
+        # no final decision since this second read (a study reopened after its final decision reads again)
+        .exclude(
+            Exists(Review.objects.filter(study=OuterRef("study"), is_final=True, version__gte=OuterRef("version")))
+        )
         .values_list("study_id", flat=True)
     )
     ids = list(awaiting[: ARBITRATION_IDS_INLINE + 1])
@@ -228,17 +278,7 @@ def arbitration_worklist() -> QuerySet[Study]:
         .select_related("exam_model", "assigned_to")
         .prefetch_related("patient")  # for the page's rows only: a join made PostgreSQL hash every patient
     )
-    return _with_reading(studies).order_by("study_date", "id")
-
-
-def ai_hidden_in_lists(user) -> bool:
-    """When a site's reading policy hides the AI result, a case reader gets none from any list (studies,
-    worklist, images, predictions): a list cannot tell, study by study, who has read what, so it shows
-    nobody's, whatever site the rows are from. The case itself (study_detail, the viewer) shows the AI
-    once the reader has read."""
-    from .services.reading import any_site_blinds_ai
-
-    return can_read_cases(user) and not is_admin(user) and any_site_blinds_ai()
+    return ai_visibility(user).annotate(_with_reading(studies)).order_by("study_date", "id")
 
 
 def study_detail(user, pk: int) -> Study:
@@ -246,21 +286,21 @@ def study_detail(user, pk: int) -> Study:
     only (decisions, notes and reader names are not an API client's). Raises Study.DoesNotExist.
 
     Blinding (the reading policy): a reader who has not read the case yet gets no other reader's
-    decision and, when the policy blinds the AI, no AI result: the keys are there, empty or null,
-    so nothing blinded ever leaves the server.
+    decision and, when the policy blinds the AI, no AI result (screening.blinding): the keys are there,
+    empty or null, so nothing blinded ever leaves the server.
     """
-    study = studies_visible_to(user).select_related("patient", "exam_model").get(pk=pk)
+    visibility = ai_visibility(user)
+    study = visibility.annotate(studies_visible_to(user).select_related("patient", "exam_model")).get(pk=pk)
     reading = case_reading(study, user) if can_read_cases(user) else None
-    show_ai = reading is None or reading.show_ai
-    predictions = _predictions_newest_first() if show_ai else Prefetch("predictions", Prediction.objects.none())
+    show_ai = visibility.shows(study)
+    predictions = _predictions_newest_first(visibility)
     prefetches = [
         Prefetch("images", queryset=Image.objects.order_by("laterality", "view", "id").prefetch_related(predictions))
     ]
     if reading is not None:
         prefetches.append(Prefetch("reviews", queryset=_reviews_shown(study, user, reading.show_reads)))
     if not show_ai:
-        study.exam_score = study.exam_flag = study.score_left = study.score_right = None
-        study.exam_model = None  # its threshold and name would say which side of it the score lies
+        visibility.mask(study)  # the model too: its threshold and name would say which side of it the score lies
     prefetch_related_objects([study], *prefetches)
     return study
 
@@ -323,3 +363,32 @@ def pseudonym(patient_id: str, viewer) -> str:
     message = f"{viewer.pk}:{patient_id}".encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
     return f"anon-{digest[:16]}"
+
+
+# --- filing (issue 21) ----------------------------------------------------------------------------------
+
+
+def _open_conflict() -> QuerySet[DemographicsConflict]:
+    return DemographicsConflict.objects.filter(study=OuterRef("pk"), resolution=DemographicsConflict.Resolution.OPEN)
+
+
+def held_for_reconciliation() -> QuerySet[DemographicsConflict]:
+    """The reconciliation queue: studies whose demographics disagree with the stored woman's, oldest first."""
+    return DemographicsConflict.objects.filter(resolution=DemographicsConflict.Resolution.OPEN).select_related(
+        "study", "patient"
+    )
+
+
+def is_held(study: Study) -> bool:
+    return DemographicsConflict.objects.filter(study=study, resolution=DemographicsConflict.Resolution.OPEN).exists()
+
+
+def priors_of(study: Study) -> QuerySet[Study]:
+    """The woman's earlier studies. A study held for reconciliation is nobody's prior, and has none: until an
+    admin has said whose it is, it may be another woman's."""
+    if is_held(study):
+        return Study.objects.none()
+    earlier = Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk).exclude(Exists(_open_conflict()))
+    if study.study_date is not None:
+        return earlier.filter(study_date__lt=study.study_date)
+    return earlier.filter(created__lt=study.created)

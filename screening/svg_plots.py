@@ -120,3 +120,50 @@ def interval_plot(
         ]
     parts.append("</svg>")
     return mark_safe("".join(parts))  # every label is escaped above
+
+
+def curve_plot(title: str, series: list[tuple[str, list]], *, x_axis: str, y_axis: str, size: int = 300) -> SafeString:
+    """Curves in the unit square (ROC, reliability): series of (label, [[x, y], ...]); the diagonal dashed."""
+    margin, top = 48, 28
+    side = size - margin - 12
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return margin + side * min(max(x, 0.0), 1.0), top + side * (1 - min(max(y, 0.0), 1.0))
+
+    colours = [DOT, WHISKER, "#7fb3ff", "#c2a3ff"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" width="{size}" height="{size + 24}" '
+        f'viewBox="0 0 {size} {size + 24}" aria-label="{escape(title)}"><title>{escape(title)}</title>',
+        f'<text class="plot-title" x="0" y="16" font-size="13" font-weight="600" fill="{TEXT}" {FONT}>'
+        f"{escape(title)}</text>",
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        gx, gy = xy(tick, tick)
+        parts += [
+            _line(gx, top, gx, top + side, GRID),
+            _line(margin, gy, margin + side, gy, GRID),
+            f'<text x="{gx:.1f}" y="{top + side + 14}" font-size="10" fill="{MUTED}" text-anchor="middle" {FONT}>'
+            f"{tick:g}</text>",
+            f'<text x="{margin - 6}" y="{gy + 3:.1f}" font-size="10" fill="{MUTED}" text-anchor="end" {FONT}>'
+            f"{tick:g}</text>",
+        ]
+    (x0, y0), (x1, y1) = xy(0, 0), xy(1, 1)
+    parts += [
+        f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="{MUTED}" stroke-dasharray="4 4"/>',
+        _line(margin, top + side, margin + side, top + side, AXIS, cls="axis"),
+        _line(margin, top, margin, top + side, AXIS, cls="axis"),
+        f'<text class="axis-name" x="{margin + side / 2}" y="{top + side + 30}" font-size="11" fill="{TEXT}" '
+        f'text-anchor="middle" {FONT}>{escape(x_axis)}</text>',
+        f'<text class="axis-name" x="12" y="{top + side / 2}" font-size="11" fill="{TEXT}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top + side / 2})" {FONT}>{escape(y_axis)}</text>',
+    ]
+    for i, (label, points) in enumerate(series):
+        colour = colours[i % len(colours)]
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in (xy(p[0], p[1]) for p in points))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts.append(
+            f'<text x="{margin + side - 4}" y="{top + side - 8 - 14 * i}" font-size="11" fill="{colour}" '
+            f'text-anchor="end" {FONT}>{escape(label)}</text>'
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - every text inside is escaped

@@ -98,3 +98,8 @@ def export_study_sr(self, export_id: int) -> str:
 def release_expired_locks() -> int:
     """Case locks past their time-out go, each audited (beat: every 5 minutes, migration 0014)."""
     return reading.release_expired_locks()
+
+
+# Sub-domain tasks live beside their services; importing them here registers them with the worker.
+from .monitoring import tasks as monitoring_tasks  # noqa: E402, F401
+from .research_export import tasks as research_export_tasks  # noqa: E402, F401

@@ -11,4 +11,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("", include("screening.urls_models")),
     path("", include("screening.urls_reading")),
+    path("", include("screening.urls_filing")),
+    path("", include("screening.monitoring.urls")),
+    path("", include("screening.research_export.urls")),
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView, LogoutView
 from django.core.exceptions import PermissionDenied
@@ -12,7 +15,11 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from ml.scoring import thresholds_for
+
 from . import selectors, services
+from .blinding import AIVisibility, ai_visibility
+from .errors import PortalError
 from .forms import WorklistForm
 from .models import Prediction, Study
 from .roles import can_read_cases, can_upload, is_admin
@@ -31,8 +38,18 @@ def worklist(request):
     """Unread studies first, ordered by AI exam score; filters and orderings from the query string."""
     _require(can_read_cases(request.user))
     form = WorklistForm(request.GET or None)
-    studies = selectors.worklist_for(request.user, form.filters())
+    visibility = ai_visibility(request.user)
+    if visibility.hides_any:
+        form.fields["ordering"].initial = "date"
+    filters = form.filters()
+    try:
+        studies = selectors.worklist_for(request.user, filters)
+    except PortalError as exc:  # a filter or an order by the AI, for a reader blinded to it
+        messages.error(request, exc.message)
+        studies = selectors.worklist_for(request.user, replace(filters, flag="", ordering=""))
     page = Paginator(studies, 50).get_page(request.GET.get("page"))
+    for study in page:
+        visibility.mask(study)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -41,9 +58,8 @@ def worklist(request):
         {
             "page": page,
             "form": form,
-            "counts": selectors.worklist_counts(),
+            "counts": selectors.worklist_counts(request.user),
             "query": query.urlencode(),
-            "hide_ai": selectors.ai_hidden_in_lists(request.user),
         },
     )
 
@@ -79,13 +95,13 @@ def study_viewer(request, pk: int):
 
 def _pixel_source(image) -> dict:
     """Where the viewer reads an image's stored pixels: the DICOM instance over WADO-RS (full bit
-    depth, with its header), or the uploaded picture file."""
+    depth, with its header), or an uploaded picture's stored values wrapped as DICOM (api `pixels`)."""
     from .dicom.web.common import series_uid
 
     if image.file_format == image.Format.DICOM:
         url = reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])
         return {"kind": "dicom", "url": url}
-    return {"kind": "picture", "url": reverse("api-image-full", args=[image.pk])}
+    return {"kind": "picture", "url": reverse("api-image-pixels", args=[image.pk])}
 
 
 def _age_at(study: Study) -> int | None:
@@ -95,25 +111,26 @@ def _age_at(study: Study) -> int | None:
     return date.year - birth.year - ((date.month, date.day) < (birth.month, birth.day))
 
 
-def viewer_data(study: Study, *, show_ai: bool = True, show_reads: bool = True) -> dict:
+def viewer_data(study: Study, *, visibility: AIVisibility | None = None, show_reads: bool = True) -> dict:
     """What the viewer needs beyond the study API: pixel sources, the AI's top regions, and the
     woman's earlier studies with their decision and AI score. A blinded reader gets no AI or
-    decision keys (show_ai / show_reads False): the viewer works without them."""
+    decision keys: no regions of a study, no score of a prior, whose AI the reading policy hides from
+    them (screening.blinding, study by study), and no decision when show_reads is False."""
+    visibility = visibility or ai_visibility(None)
+    show_ai = visibility.shows(study)
     images = {}
     newest_first = Prefetch("predictions", queryset=Prediction.objects.order_by("-model_version_id", "-id"))
     for image in study.images.prefetch_related(newest_first):  # as selectors.current_prediction expects
         entry = {"source": _pixel_source(image)}
         prediction = selectors.current_prediction(image)
         if show_ai and prediction is not None and prediction.status == "done":
-            entry["regions"] = prediction.regions or []
+            version = prediction.model_version
+            floor = thresholds_for(version.metrics, version.threshold, prediction.source_kind)["region"]
+            entry["regions"] = [r for r in prediction.regions or [] if r.get("probability", 0.0) >= floor]
         images[str(image.pk)] = entry
     priors = []
-    earlier = Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk)
-    if study.study_date is not None:
-        earlier = earlier.filter(study_date__lt=study.study_date)
-    else:
-        earlier = earlier.filter(created__lt=study.created)
-    for prior in earlier.select_related("patient").order_by("-study_date", "-created")[:3]:
+    earlier = selectors.priors_of(study)  # never a study held for reconciliation
+    for prior in visibility.annotate(earlier.select_related("patient")).order_by("-study_date", "-created")[:3]:
         entry = {
             "id": prior.pk,
             "study_date": prior.study_date.isoformat() if prior.study_date else None,
@@ -129,7 +146,7 @@ def viewer_data(study: Study, *, show_ai: bool = True, show_reads: bool = True) 
                 for i in prior.images.all()
             ],
         }
-        if show_ai:
+        if visibility.shows(prior):  # a prior the reader has not read, at a blinded site, says nothing of the AI
             entry["exam_score"] = prior.exam_score
             entry["exam_flag"] = prior.exam_flag
         if show_reads:
@@ -152,7 +169,7 @@ def study_viewer_data(request, pk: int):
     """The viewer's JSON (see viewer_data); same access as the viewer page."""
     _require(can_read_cases(request.user))
     study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
-    data = viewer_data(study, show_ai=reading.case_reading(study, request.user).show_ai)
+    data = viewer_data(study, visibility=ai_visibility(request.user))
     # The case "Submit and next" opens, with its pixel sources: the viewer prefetches them once this one has painted.
     following = selectors.next_study_after(request.user, study)
     data["next"] = (

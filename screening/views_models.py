@@ -19,8 +19,9 @@ from .api.views import stream_png
 from .errors import PortalError
 from .models import ModelVersion, TrainingRun
 from .roles import is_admin
-from .services import promotion, training
-from .services.registry import labelled_counts, recent_exam_scores, registry_versions, trade_off
+from .services import external_models, promotion, training
+from .services.registry import cross_validated, labelled_counts, recent_exam_scores, registry_versions, trade_off
+from .svg_plots import curve_plot
 
 
 def _require_admin(request) -> None:
@@ -73,6 +74,8 @@ def registry(request):
             "exams": recent_exam_scores(edited),
             "trade_off": trade_off(edited),
         }
+    for version in versions:  # figures from its model card until the locked validation set scores it
+        version.cv_sources = _cv_with_plots(version)
     return render(
         request,
         "screening/models.html",
@@ -85,6 +88,30 @@ def registry(request):
             "labels": labelled_counts(),
         },
     )
+
+
+def _cv_with_plots(version: ModelVersion) -> list[dict]:
+    rows = cross_validated(version)
+    for row in rows:
+        curves = row.get("curves") or {}
+        roc = [
+            (f"{level} AUC {row[level].get('auc', 0):.2f}", curves[f"roc_{level}"])
+            for level in ("image", "breast")
+            if curves.get(f"roc_{level}")
+        ]
+        row["plots"] = []
+        if roc:
+            row["plots"].append(
+                curve_plot(f"ROC, {row['kind']}, cross-validated", roc, x_axis="1 - specificity", y_axis="sensitivity")
+            )
+        if curves.get("reliability_breast"):
+            points = [[p, r] for p, r, _ in curves["reliability_breast"]]
+            row["plots"].append(
+                curve_plot(
+                    f"Calibration, {row['kind']} breasts", [("observed", points)], x_axis="predicted", y_axis="observed"
+                )
+            )
+    return rows
 
 
 @login_required
@@ -182,3 +209,27 @@ def operating_point(request, pk: int):
 
     _act(request, run)
     return redirect(f"{reverse('models')}?op={version.pk}")
+
+
+@login_required
+@require_POST
+def register_external(request):
+    """An ONNX or TorchScript model and its manifest: queued for checking, registration and the challenge."""
+    _require_admin(request)
+
+    def run():
+        started = external_models.submit(
+            manifest=request.FILES.get("manifest"),
+            model=request.FILES.get("model"),
+            name=request.POST.get("name", ""),
+            note=request.POST.get("note", ""),
+            user=request.user,
+            ip_address=services.client_ip(request),
+        )
+        return (
+            f"Run #{started.pk} checks the model, registers it and scores it against the champion on the "
+            "locked validation women; follow it under Training runs."
+        )
+
+    _act(request, run)
+    return redirect("models")

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from . import selectors
 from .api.pagination import CappedPaginator
+from .blinding import ai_visibility
 from .errors import PortalError
 from .forms_reading import AssignForm, OutcomeForm, OutcomeImportForm, PerformanceForm, PolicyForm
 from .models import Outcome, ReadingPolicy, Study
@@ -52,6 +53,9 @@ def my_reading(request):
     site = _site(request)
     policy = reading.policy_for(site)
     page = CappedPaginator(selectors.reading_worklist_for(request.user, policy), 50).get_page(request.GET.get("page"))
+    visibility = ai_visibility(request.user)
+    for study in page:
+        visibility.mask(study)
     return render(
         request,
         "screening/reading.html",
@@ -71,7 +75,7 @@ def my_reading(request):
 def arbitration(request):
     """Discordant pairs awaiting the final decision (arbitrators work it, admins watch it)."""
     _require(can_arbitrate_list(request.user))
-    page = CappedPaginator(selectors.arbitration_worklist(), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(selectors.arbitration_worklist(request.user), 50).get_page(request.GET.get("page"))
     policies = {policy.site: policy for policy in reading.current_policies()}
     for study in page:
         study.policy = policies.get(study.site) or reading.policy_of(study)
@@ -198,10 +202,10 @@ def outcome_list(request):
         except PortalError as exc:
             target = upload if "file" in request.FILES else form
             target.add_error(exc.field if exc.field in target.fields else None, exc.message)
+    # Only the outcomes of studies this user may see: an API client its own uploads' (as the outcomes API).
+    visible = selectors.studies_visible_to(request.user).values("pk")
     recent = (
-        Outcome.objects.filter(study__in=selectors.studies_visible_to(request.user))
-        .select_related("study__patient", "recorded_by")
-        .order_by("-id")[:100]
+        Outcome.objects.filter(study__in=visible).select_related("study__patient", "recorded_by").order_by("-id")[:100]
     )
     return render(
         request,

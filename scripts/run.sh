@@ -30,11 +30,15 @@ export PORTAL_DICOM_ALLOWED_AES=${PORTAL_DICOM_ALLOWED_AES:-STORESCU@127.0.0.1,E
 python manage.py dicom_receiver --host 127.0.0.1 --port "$DICOM_PORT" --ae-title SCREENING &
 DICOM_PID=$!
 echo "DICOM: AE title SCREENING, port ${DICOM_PORT} (storescu -aec SCREENING 127.0.0.1 ${DICOM_PORT} file.dcm)"
+# No beat in embedded mode: this sweeper recovers the predictions a killed server left running (before the web
+# server starts, so none of its own), then re-queues stuck work and releases expired case locks every minute.
+python manage.py sweep --recover --every 60 &
+SWEEP_PID=$!
 echo "Portal: http://${HOST}:${PORT}/  (API docs at /api/docs/)"
 python manage.py runserver --noreload "${HOST}:${PORT}" &
 WEB_PID=$!
-# Ctrl-C, a kill of this script or the web server ending stops the receiver too.
-trap 'kill "$DICOM_PID" "$WEB_PID" 2>/dev/null || true' EXIT
+# Ctrl-C, a kill of this script or the web server ending stops the receiver and the sweeper too.
+trap 'kill "$DICOM_PID" "$SWEEP_PID" "$WEB_PID" 2>/dev/null || true' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 wait "$WEB_PID"

@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import django_filters as filters
 
+from ..blinding import ai_visibility
+from ..errors import PortalError
 from ..models import Image, Prediction, Study
+from ..roles import can_see_identity
 
 PATIENT_NUMBER_HELP = "The portal's number for the patient (`patient_number` of a study, `id` of a patient)."
 FLAG_CHOICES = [("above", "At or above the operating point"), ("below", "Below it"), ("none", "Not scored")]
 
 
-def _flag(queryset, field: str, value: str):
+def _by_patient_number(queryset, field: str, value, request):
+    """The portal's patient number, only for users who may see identity: for another client, probing numbers
+    against its own upload of a guessed PatientID would tell whether that woman was already known."""
+    if value is None:
+        return queryset
+    if not can_see_identity(getattr(request, "user", None)):
+        raise PortalError("patient_number is only for users who may see patient identity", field="patient_number")
+    return queryset.filter(**{field: value})
+
+
+def _flag(queryset, field: str, value: str, request):
+    """Studies by their AI flag; refused to a reader blinded to any AI result (screening.blinding)."""
+    if value:
+        ai_visibility(getattr(request, "user", None)).refuse_query("filtering by the AI flag", "flag")
     if value == "above":
         return queryset.filter(**{field: True})
     if value == "below":
@@ -29,7 +45,7 @@ class StudyFilter(filters.FilterSet):
     date_from = filters.DateFilter(field_name="study_date", lookup_expr="gte")
     date_to = filters.DateFilter(field_name="study_date", lookup_expr="lte")
     flag = filters.ChoiceFilter(choices=FLAG_CHOICES, method="filter_flag", label="AI flag")
-    patient_number = filters.NumberFilter(field_name="patient_id", help_text=PATIENT_NUMBER_HELP)
+    patient_number = filters.NumberFilter(method="filter_patient_number", help_text=PATIENT_NUMBER_HELP)
     site = filters.CharFilter(field_name="site", help_text="Site code")
     ordering = filters.OrderingFilter(fields=(("exam_score", "exam_score"), ("study_date", "study_date"), ("id", "id")))
 
@@ -38,7 +54,15 @@ class StudyFilter(filters.FilterSet):
         fields = ["status", "date_from", "date_to", "flag", "patient_number", "site"]
 
     def filter_flag(self, queryset, name, value):
-        return _flag(queryset, "exam_flag", value)
+        return _flag(queryset, "exam_flag", value, self.request)
+
+    def filter_patient_number(self, queryset, name, value):
+        return _by_patient_number(queryset, "patient_id", value, self.request)
+
+    def filter_queryset(self, queryset):
+        if any(key.lstrip("-") == "exam_score" for key in self.form.cleaned_data.get("ordering") or []):
+            ai_visibility(getattr(self.request, "user", None)).refuse_query("ordering by the AI score", "ordering")
+        return super().filter_queryset(queryset)
 
 
 class ImageFilter(filters.FilterSet):
@@ -49,7 +73,7 @@ class ImageFilter(filters.FilterSet):
     date_from = filters.DateFilter(field_name="study__study_date", lookup_expr="gte")
     date_to = filters.DateFilter(field_name="study__study_date", lookup_expr="lte")
     flag = filters.ChoiceFilter(choices=FLAG_CHOICES, method="filter_flag", label="AI flag of the study")
-    patient_number = filters.NumberFilter(field_name="study__patient_id", help_text=PATIENT_NUMBER_HELP)
+    patient_number = filters.NumberFilter(method="filter_patient_number", help_text=PATIENT_NUMBER_HELP)
     ordering = filters.OrderingFilter(fields=(("created", "created"), ("id", "id")))
 
     class Meta:
@@ -57,7 +81,10 @@ class ImageFilter(filters.FilterSet):
         fields = ["status", "laterality", "view", "study", "date_from", "date_to", "flag", "patient_number"]
 
     def filter_flag(self, queryset, name, value):
-        return _flag(queryset, "study__exam_flag", value)
+        return _flag(queryset, "study__exam_flag", value, self.request)
+
+    def filter_patient_number(self, queryset, name, value):
+        return _by_patient_number(queryset, "study__patient_id", value, self.request)
 
 
 class PredictionFilter(filters.FilterSet):

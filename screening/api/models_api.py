@@ -6,11 +6,12 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from .. import services
 from ..models import ModelVersion, TrainingRun
-from ..services import promotion, registry, training
+from ..services import external_models, promotion, registry, training
 from .permissions import IsPortalAdmin
 
 
@@ -167,6 +168,39 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             user=request.user, ip_address=services.client_ip(request), repredict=form.validated_data["repredict"]
         )
         return Response(self.get_serializer(version).data)
+
+
+class ExternalModelSerializer(serializers.Serializer):
+    manifest = serializers.FileField(help_text="The manifest (JSON): format, file, input, outputs (see ml.external).")
+    model = serializers.FileField(help_text="The ONNX model or TorchScript archive the manifest describes.")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=80)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class ExternalModelViewSet(viewsets.GenericViewSet):
+    """POST an ONNX or TorchScript model with its manifest: a run checks it (loadable, output shapes, finite
+    outputs, within the inference budget), registers it and challenges the champion on the locked validation
+    women; GET /api/v1/training-runs/<id>/ follows it."""
+
+    permission_classes = [IsPortalAdmin]
+    parser_classes = [MultiPartParser]
+    serializer_class = ExternalModelSerializer
+
+    @extend_schema(request=ExternalModelSerializer, responses={202: TrainingRunSerializer})
+    def create(self, request):
+        form = ExternalModelSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        run = external_models.submit(
+            manifest=data["manifest"],
+            model=data["model"],
+            name=data.get("name", ""),
+            note=data.get("note", ""),
+            user=request.user,
+            ip_address=services.client_ip(request),
+        )
+        run.refresh_from_db()
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
 class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 
 
@@ -19,6 +20,15 @@ class KeysetPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def decode_cursor(self, request):
+        """DRF's cursor, its position checked: a crafted cursor (nan, inf, a number past the id range) is a 404
+        like any other invalid cursor, not a 500 from the database."""
+        cursor = super().decode_cursor(request)
+        position = cursor.position if cursor is not None else None
+        if position is not None and not (position.isdigit() and int(position) < 2**63):
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
     def _legacy(self, request) -> bool:
         return "page" in request.query_params or "ordering" in request.query_params

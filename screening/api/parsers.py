@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from rest_framework.parsers import BaseParser, DataAndFiles
 
-from ..errors import TooLarge
+from ..errors import StorageFull, TooLarge, is_disk_full
 from ..services.ingest_validation import megabytes
 
 _CHUNK = 1 << 20
@@ -35,6 +35,11 @@ class DicomFileParser(BaseParser):
                 target.write(chunk)
                 digest.update(chunk)
             target.flush()
+        except OSError as exc:
+            target.close()  # the temporary file goes with its handle
+            if is_disk_full(exc):
+                raise StorageFull() from exc
+            raise
         except BaseException:
             target.close()
             raise

@@ -28,6 +28,7 @@ from ..services.performance import performance
 from ..services.sites import clean_site
 from .pagination import WorkListPagination
 from .permissions import CanReadCases, IsPortalAdmin
+from .serializers import visibility_of
 
 
 class CanArbitrate(BasePermission):
@@ -65,7 +66,7 @@ class ReadingCaseSerializer(serializers.ModelSerializer):
         return "second" if getattr(study, "reads", None) else "first"
 
     def get_exam_score(self, study) -> float | None:
-        return None if self.context.get("blind_ai") else study.exam_score
+        return study.exam_score if visibility_of(self).shows(study) else None
 
 
 SITE_PARAMETER = OpenApiParameter("site", str, description="Site code (default: the default site)")
@@ -87,9 +88,6 @@ class ReadingWorklistView(generics.ListAPIView):
         self.policy = reading.policy_for(clean_site(self.request.query_params.get("site")))
         return selectors.reading_worklist_for(self.request.user, self.policy)
 
-    def get_serializer_context(self):
-        return {**super().get_serializer_context(), "blind_ai": getattr(self, "policy", None) and self.policy.blind_ai}
-
 
 class ArbitrationWorklistView(generics.ListAPIView):
     """Discordant pairs awaiting arbitration or consensus."""
@@ -100,7 +98,7 @@ class ArbitrationWorklistView(generics.ListAPIView):
     pagination_class = WorkListPagination
 
     def get_queryset(self):
-        return selectors.arbitration_worklist()
+        return selectors.arbitration_worklist(self.request.user)
 
 
 class PolicySerializer(serializers.ModelSerializer):
@@ -129,10 +127,15 @@ class PolicyView(APIView):
         site = clean_site(request.query_params.get("site"))
         current = reading.policy_for(site)
         threshold = request.query_params.get("threshold")
-        try:
-            threshold = float(threshold) if threshold not in (None, "") else current.triage_threshold
-        except ValueError:
-            raise PortalError("threshold must be a number between 0 and 1", field="threshold") from None
+        if threshold not in (None, ""):
+            # nan, inf and 1e999 parse as floats: refused here, not answered with a 500 when rendered
+            form = serializers.FloatField(min_value=0.0, max_value=1.0)
+            try:
+                threshold = form.run_validation(threshold)
+            except serializers.ValidationError:
+                raise PortalError("threshold must be a number between 0 and 1", field="threshold") from None
+        else:
+            threshold = current.triage_threshold
         return Response(
             {
                 "current": PolicySerializer(current).data,

@@ -6,6 +6,9 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ml.scoring import thresholds_for
+
+from ..blinding import AIVisibility, ai_visibility
 from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
 from ..roles import can_see_identity
 from ..selectors import current_prediction, pseudonym
@@ -38,9 +41,18 @@ def url_with_id(name: str, pk: int) -> str:
     return _url_pattern(name).format(int(pk))
 
 
+def thresholds_of(version, kind: str) -> dict[str, float] | None:
+    """The image, breast and region thresholds a version applies to a source kind (ml.scoring)."""
+    return None if version is None else thresholds_for(version.metrics, version.threshold, kind)
+
+
 class PredictionSerializer(serializers.ModelSerializer):
     model_version = serializers.CharField(source="model_version.name")
-    above_threshold = serializers.SerializerMethodField()
+    above_threshold = serializers.SerializerMethodField(
+        help_text="The image-level flag: this image's probability at or above its model's image threshold."
+    )
+    threshold = serializers.SerializerMethodField(help_text="The image-level threshold the flag was set at.")
+    flag_level = serializers.SerializerMethodField(help_text="Always 'image': the level this flag belongs to.")
     heatmap_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -50,6 +62,9 @@ class PredictionSerializer(serializers.ModelSerializer):
             "status",
             "probability",
             "above_threshold",
+            "threshold",
+            "flag_level",
+            "source_kind",
             "logit",
             "regions",
             "model_version",
@@ -66,7 +81,13 @@ class PredictionSerializer(serializers.ModelSerializer):
     def get_above_threshold(self, prediction: Prediction) -> bool | None:
         if prediction.probability is None:
             return None
-        return prediction.probability >= prediction.model_version.threshold
+        return prediction.probability >= self.get_threshold(prediction)
+
+    def get_threshold(self, prediction: Prediction) -> float:
+        return thresholds_of(prediction.model_version, prediction.source_kind)["image"]
+
+    def get_flag_level(self, prediction: Prediction) -> str:
+        return "image"
 
     def get_heatmap_url(self, prediction: Prediction) -> str | None:
         return url_with_id("api-prediction-heatmap", prediction.pk) if prediction.heatmap else None
@@ -121,7 +142,7 @@ class ImageSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, image: Image) -> dict | None:
-        if self.context.get("hide_ai"):
+        if not visibility_of(self).shows(image):  # the queryset's prefetch left it out too (screening.blinding)
             return None
         prediction = current_prediction(image)
         return self._prediction_serializer.to_representation(prediction) if prediction else None
@@ -138,6 +159,16 @@ def _viewer(serializer: serializers.Serializer):
     return request.user if request is not None else None
 
 
+def visibility_of(serializer: serializers.Serializer) -> AIVisibility:
+    """The viewer's blinding to the AI, computed once per response (kept in the shared context)."""
+    found = serializer.context.get("ai_visibility")
+    if found is None:
+        found = ai_visibility(_viewer(serializer))
+        if isinstance(serializer.context, dict):
+            serializer.context["ai_visibility"] = found
+    return found
+
+
 class StudySerializer(serializers.ModelSerializer):
     patient = serializers.SerializerMethodField(
         help_text="Patient id; for API clients a pseudonym of their own (`anon-…`), unique to each client."
@@ -145,9 +176,13 @@ class StudySerializer(serializers.ModelSerializer):
     patient_number = serializers.IntegerField(
         source="patient_id",
         read_only=True,
-        help_text="The portal's number for the patient (the `patient_number` filter): identifies nobody outside it.",
+        allow_null=True,
+        help_text="The portal's number for the patient (the `patient_number` filter): identifies nobody outside "
+        "it. Null, with `accession_number` empty, for clients that may not see patient identity.",
     )
     exam_model = serializers.CharField(source="exam_model.name", default=None)
+    flag_left = serializers.SerializerMethodField(help_text="Left breast at or above the breast-level threshold.")
+    flag_right = serializers.SerializerMethodField(help_text="Right breast at or above the breast-level threshold.")
 
     class Meta:
         model = Study
@@ -164,6 +199,9 @@ class StudySerializer(serializers.ModelSerializer):
             "exam_flag",
             "score_left",
             "score_right",
+            "flag_left",
+            "flag_right",
+            "source_kind",
             "exam_model",
             "created",
             "updated",
@@ -176,10 +214,39 @@ class StudySerializer(serializers.ModelSerializer):
             return study.patient.patient_id
         return pseudonym(study.patient.patient_id, viewer)
 
+    def get_flag_left(self, study: Study) -> bool | None:
+        return self._breast_flag(study, study.score_left)
+
+    def get_flag_right(self, study: Study) -> bool | None:
+        return self._breast_flag(study, study.score_right)
+
+    def _breast_flag(self, study: Study, score: float | None) -> bool | None:
+        """The breast-level flag (the exam is flagged exactly when one of its breasts is)."""
+        if score is None or study.exam_model is None:
+            return None
+        return score >= thresholds_of(study.exam_model, study.source_kind)["breast"]
+
     def to_representation(self, study: Study) -> dict:
         data = super().to_representation(study)
-        if self.context.get("hide_ai"):  # the reading policy blinds readers to the AI (selectors.ai_hidden_in_lists)
-            data.update(exam_score=None, exam_flag=None, score_left=None, score_right=None, exam_model=None)
+        viewer = _viewer(self)
+        if viewer is None or not can_see_identity(viewer):
+            # The portal's patient number would tell a client that uploaded a guessed PatientID whether that
+            # woman was already in the programme (an old number); the accession number identifies the exam.
+            data.update(patient_number=None, accession_number="")
+        if not visibility_of(self).shows(study):  # the reading policy blinds this reader (screening.blinding)
+            data.update(
+                exam_score=None,
+                exam_flag=None,
+                score_left=None,
+                score_right=None,
+                flag_left=None,
+                flag_right=None,
+                source_kind=None,
+                exam_model=None,
+            )
+            for key in ("threshold", "thresholds"):
+                if key in data:
+                    data[key] = None
         return data
 
 
@@ -195,7 +262,10 @@ class PatientSerializer(serializers.ModelSerializer):
         data = super().to_representation(patient)
         viewer = _viewer(self)
         if viewer is None or not can_see_identity(viewer):
-            data.update(patient_id=pseudonym(patient.patient_id, viewer), name="", birth_date=None)
+            # No portal number or creation date either: both say whether she was in the programme before.
+            data.update(
+                id=None, patient_id=pseudonym(patient.patient_id, viewer), name="", birth_date=None, created=None
+            )
         return data
 
 
@@ -243,23 +313,37 @@ class ReviewInputSerializer(serializers.Serializer):
     birads = serializers.IntegerField(min_value=0, max_value=6)
     density = serializers.ChoiceField(choices=[("", "not given"), *Review.Density.choices], required=False, default="")
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-    findings = FindingInputSerializer(many=True, required=False, default=list)
+    findings = FindingInputSerializer(
+        many=True,
+        required=False,
+        help_text="Left out: none for a new read, and a correction keeps the findings of the read it corrects. "
+        "A list (even empty) is the findings of this version.",
+    )
 
 
 class StudyDetailSerializer(StudySerializer):
     """A study with its images and predictions: what every role that may see the study gets."""
 
     images = ImageSerializer(many=True, read_only=True)
-    threshold = serializers.FloatField(
-        source="exam_model.threshold",
-        default=None,
-        read_only=True,
-        help_text="Operating point of the model that gave the exam score.",
+    threshold = serializers.SerializerMethodField(
+        help_text="Breast-level operating point of the model that scored the study: a breast at or above it is "
+        "flagged, and the exam is flagged exactly when one of its breasts is."
+    )
+    thresholds = serializers.SerializerMethodField(
+        help_text="Every level's threshold for this study's source kind: image, breast (the exam follows its "
+        "breasts) and region (AI marks are drawn only at or above it)."
     )
 
     class Meta(StudySerializer.Meta):
-        fields = [*StudySerializer.Meta.fields, "threshold", "images"]
+        fields = [*StudySerializer.Meta.fields, "threshold", "thresholds", "images"]
         read_only_fields = fields
+
+    def get_threshold(self, study: Study) -> float | None:
+        levels = self.get_thresholds(study)
+        return None if levels is None else levels["breast"]
+
+    def get_thresholds(self, study: Study) -> dict[str, float] | None:
+        return thresholds_of(study.exam_model, study.source_kind)
 
 
 class DicomExportSerializer(serializers.ModelSerializer):
@@ -282,3 +366,9 @@ class StudyCaseSerializer(StudyDetailSerializer):
     class Meta(StudyDetailSerializer.Meta):
         fields = [*StudyDetailSerializer.Meta.fields, "reviews", "exports"]
         read_only_fields = fields
+
+    def to_representation(self, study: Study) -> dict:
+        data = super().to_representation(study)
+        if not visibility_of(self).shows(study):  # an AI-result SR sent before the policy blinded the AI
+            data["exports"] = [row for row in data["exports"] if row["kind"] != DicomExport.Kind.AI]
+        return data

@@ -2,7 +2,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from . import reading_api
-from .models_api import ModelVersionViewSet, TrainingRunViewSet
+from .models_api import ExternalModelViewSet, ModelVersionViewSet, TrainingRunViewSet
 from .views import ImageViewSet, PatientViewSet, PredictionViewSet, StudyViewSet, TokenView, WorklistViewSet
 
 router = DefaultRouter()
@@ -11,6 +11,7 @@ router.register("studies", StudyViewSet, basename="api-study")
 router.register("predictions", PredictionViewSet, basename="api-prediction")
 router.register("patients", PatientViewSet, basename="api-patient")
 router.register("worklist", WorklistViewSet, basename="api-worklist")
+router.register("models/external", ExternalModelViewSet, basename="api-external-model")
 router.register("models", ModelVersionViewSet, basename="api-model")
 router.register("training-runs", TrainingRunViewSet, basename="api-training-run")
 

@@ -14,13 +14,14 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from .. import selectors, services
 from ..forms import WorklistForm
 from ..models import Study
-from ..roles import can_read_cases
+from ..roles import can_read_cases, can_see_identity
 from ..services import renditions
 from ..services.models import serving_champion
 from ..services.reviews import FindingInput, review_submit
@@ -59,6 +60,14 @@ def upload_channel(request) -> str:
     return "page" if isinstance(request.successful_authenticator, SessionAuthentication) else "api"
 
 
+class DicomRenderer(JSONRenderer):
+    """Lets a client that accepts only `application/dicom` (the viewer's DICOM loader) reach a view that
+    answers a Part 10 file itself; its errors are rendered as JSON (ImageViewSet.handle_exception)."""
+
+    media_type = "application/dicom"
+    format = "dcm"
+
+
 class NoPatientIdInQueryMixin:
     """A patient id in a query string lands in access logs and browser history. The old
     `patient` filter took one: refuse it loudly rather than ignore it and answer every study."""
@@ -71,18 +80,7 @@ class NoPatientIdInQueryMixin:
         return super().filter_queryset(queryset)
 
 
-class HideBlindedAIMixin:
-    """Lists tell a reader nothing of the AI while the reading policy blinds readers to it."""
-
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        if self.action == "list":
-            context["hide_ai"] = selectors.ai_hidden_in_lists(self.request.user)
-        return context
-
-
 class ImageViewSet(
-    HideBlindedAIMixin,
     NoPatientIdInQueryMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -102,6 +100,12 @@ class ImageViewSet(
 
     def get_throttles(self):
         return [ScopedRateThrottle()] if self.action == "create" else []
+
+    def handle_exception(self, exc):
+        # An error is the JSON error shape, and says so, also to a client that accepted only DICOM.
+        if isinstance(getattr(self.request, "accepted_renderer", None), DicomRenderer):
+            self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().handle_exception(exc)
 
     @extend_schema(
         request=ImageUploadSerializer,
@@ -156,6 +160,23 @@ class ImageViewSet(
             return response
         return stream_png(image.rendition.name)
 
+    @extend_schema(
+        responses={(200, "application/dicom"): OpenApiResponse(OpenApiTypes.BINARY, description="DICOM Part 10")}
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[DicomRenderer, JSONRenderer])
+    def pixels(self, request, pk=None):
+        """The image's stored values as a DICOM Part 10 file: a DICOM image's stored original; an uploaded
+        picture (PNG/JPEG) wrapped at full bit depth, windowed as the renditions show it (no patient data)."""
+        image = self.get_object()
+        if image.file_format == image.Format.DICOM:
+            if not image.original or not default_storage.exists(image.original.name):
+                raise Http404("file missing")
+            response = FileResponse(default_storage.open(image.original.name, "rb"), content_type="application/dicom")
+        else:
+            response = HttpResponse(renditions.picture_as_dicom(image), content_type="application/dicom")
+        response["Cache-Control"] = "no-store"  # pixel data, as the DICOM instances
+        return response
+
     @extend_schema(responses=PNG)
     @action(detail=True, methods=["get"])
     def full(self, request, pk=None):
@@ -164,7 +185,8 @@ class ImageViewSet(
 
 
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Predictions by every model version, newest first."""
+    """Predictions by every model version, newest first; none of a case whose AI result the reading policy
+    hides from this reader (404, whatever the id: selectors.predictions_visible_to)."""
 
     serializer_class = PredictionSerializer
     pagination_class = KeysetPagination
@@ -172,8 +194,6 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     filterset_class = PredictionFilter
 
     def get_queryset(self):
-        if self.action == "list" and selectors.ai_hidden_in_lists(self.request.user):
-            return selectors.predictions_visible_to(self.request.user).none()
         return selectors.predictions_visible_to(self.request.user)
 
     @extend_schema(responses=PNG)
@@ -189,11 +209,14 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = PatientSerializer
 
     def get_queryset(self):
-        return selectors.patients_visible_to(self.request.user)
+        patients = selectors.patients_visible_to(self.request.user)
+        if self.action == "retrieve" and not can_see_identity(self.request.user):
+            # By number, a patient found would tell her portal number: see PatientSerializer.
+            return patients.none()
+        return patients
 
 
 class StudyViewSet(
-    HideBlindedAIMixin,
     NoPatientIdInQueryMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -272,7 +295,9 @@ class StudyViewSet(
             birads=data["birads"],
             density=data["density"],
             note=data["note"],
-            findings=[
+            findings=None
+            if "findings" not in data
+            else [
                 FindingInput(
                     image_id=f["image"], type=f["type"], x=f["x"], y=f["y"], width=f["width"], height=f["height"]
                 )
@@ -290,7 +315,7 @@ class StudyViewSet(
         )
 
 
-class WorklistViewSet(HideBlindedAIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """The reading worklist: the same order and filters as the worklist page (unread first by default)."""
 
     serializer_class = StudySerializer

@@ -3,7 +3,9 @@
 Each received instance is written, as sent, to a temporary DICOM file (hashed as it
 is written, and moved into the media storage as it is) and goes through `ingest_file`,
 the path of uploads: the same validation, dedup, audit, rendition and prediction; the
-C-STORE answer goes out before anything is decoded. A calling AE must be on the
+C-STORE answer goes out as soon as the instance is stored, before anything is decoded, in every
+run mode (embedded mode renders and predicts on a background thread, a deployment on its workers).
+Every failure status carries an Error Comment saying why, without patient data. A calling AE must be on the
 allow-list (AE title and host); any other is refused at association and audited. A bad
 instance answers a failure status and leaves nothing behind; the receiver carries on with
 the next one.
@@ -19,9 +21,10 @@ import ssl
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import close_old_connections, connections
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
+    Comprehensive3DSRStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -33,11 +36,14 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from ..errors import PortalError, UnsupportedMedia
-from ..models import DEFAULT_SITE, DicomPeer
+from .. import dispatch
+from ..errors import PortalError, StorageFull, UnsupportedMedia
+from ..models import DEFAULT_SITE, DicomExport, DicomPeer
 from ..services import ingest_file
 from ..services.audit import record_event
+from ..services.filing import RESEND_CONFLICT
 from ..services.ingest_validation import MG_SOP_CLASSES
+from . import qr
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +56,15 @@ TRANSFER_SYNTAXES = [
     JPEGLosslessSV1,
     RLELossless,
 ]
+SR_TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4: the SOPInstanceUID is held with other content (refused, audited)
+
+
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
 _REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 
@@ -77,9 +87,21 @@ def failure_status(exc: BaseException) -> int:
     """The C-STORE status for an instance that ingest refused or could not store."""
     if isinstance(exc, UnsupportedMedia):
         return DATASET_DOES_NOT_MATCH_SOP_CLASS
+    if isinstance(exc, PortalError) and exc.code == RESEND_CONFLICT:
+        return DUPLICATE_SOP_INSTANCE
+    if isinstance(exc, StorageFull):
+        return OUT_OF_RESOURCES
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OUT_OF_RESOURCES
     return CANNOT_UNDERSTAND
+
+
+def answer(status: int, comment: str) -> Dataset:
+    """A C-STORE failure status with its Error Comment (LO: at most 64 characters)."""
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment if len(comment) <= 64 else comment[:61] + "..."
+    return ds
 
 
 def _peer(event) -> tuple[str, str]:
@@ -161,8 +183,27 @@ def _received_file(event) -> TemporaryUploadedFile:
     return tmp
 
 
-def handle_store(event) -> int:
-    """EVT_C_STORE: the instance, as sent, through ingest; the answer is a C-STORE status."""
+def _own_sr(event) -> Dataset | int:
+    """An SR C-STORE: one of the portal's own SRs (a PACS forwarding a study it holds) is held already;
+    another SR is refused, with the reason."""
+    uid = str(event.request.AffectedSOPInstanceUID)
+    close_old_connections()
+    try:
+        held = DicomExport.objects.filter(sop_instance_uid=uid).exclude(sr_file="").exists()
+    finally:
+        connections.close_all()
+    if held:
+        return SUCCESS
+    ae_title, host = _peer(event)
+    log.warning("refused an SR from AE %r at %s: not one of the portal's own SRs", ae_title, host)
+    return answer(DATASET_DOES_NOT_MATCH_SOP_CLASS, "the portal stores mammograms and its own SRs only")
+
+
+def handle_store(event) -> Dataset | int:
+    """EVT_C_STORE: the instance, as sent, through ingest; the answer is a C-STORE status (a failure
+    with its Error Comment)."""
+    if str(event.request.AffectedSOPClassUID) == Comprehensive3DSRStorage:
+        return _own_sr(event)
     ae_title, host = _peer(event)
     close_old_connections()
     try:
@@ -176,15 +217,16 @@ def handle_store(event) -> int:
                     host,
                     DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 )
-                return DATASET_DOES_NOT_MATCH_SOP_CLASS
-            result = ingest_file(
-                file=tmp,
-                filename="c-store.dcm",
-                user=None,
-                ip_address=host,
-                via="dicom",
-                site=peer_site(ae_title, host),
-            )
+                return answer(DATASET_DOES_NOT_MATCH_SOP_CLASS, "SOP class differs from the C-STORE request's")
+            with dispatch.off_the_callers_thread():  # embedded mode: render and predict after the answer
+                result = ingest_file(
+                    file=tmp,
+                    filename="c-store.dcm",
+                    user=None,
+                    ip_address=host,
+                    via="dicom",
+                    site=peer_site(ae_title, host),
+                )
     except PortalError as exc:
         status = failure_status(exc)
         # The code and message only: ingest's messages never echo header values.
@@ -196,7 +238,8 @@ def handle_store(event) -> int:
             exc.message,
             exc.code,
         )
-        return status
+        comment = "SOPInstanceUID already held with other content" if exc.code == RESEND_CONFLICT else exc.message
+        return answer(status, comment)
     except OSError as exc:
         status = failure_status(exc)
         log.error(
@@ -206,10 +249,10 @@ def handle_store(event) -> int:
             status,
             errno.errorcode.get(exc.errno or 0, type(exc).__name__),
         )
-        return status
+        return answer(status, "storage is full" if status == OUT_OF_RESOURCES else "the instance could not be stored")
     except Exception as exc:  # never crash the receiver; the type only, its text may quote the data
         log.error("could not ingest a DICOM instance from AE %r at %s: %s", ae_title, host, type(exc).__name__)
-        return CANNOT_UNDERSTAND
+        return answer(CANNOT_UNDERSTAND, "the instance could not be ingested")
     finally:
         close_old_connections()
     log.info(
@@ -230,9 +273,12 @@ def handle_closed(event) -> None:
 def make_ae(ae_title: str) -> AE:
     ae = AE(ae_title=ae_title)
     ae.require_called_aet = True
+    # Storage both ways: a peer stores (C-STORE), or takes the SCP role for a C-GET (role selection).
     for sop_class in MG_SOP_CLASSES:
-        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+    ae.add_supported_context(Comprehensive3DSRStorage, SR_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    qr.add_contexts(ae)
     return ae
 
 
@@ -251,6 +297,7 @@ def start(
         (evt.EVT_REQUESTED, handle_requested),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store),
+        *qr.HANDLERS,
         (evt.EVT_RELEASED, handle_closed),
         (evt.EVT_ABORTED, handle_closed),
     ]

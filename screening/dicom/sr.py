@@ -12,10 +12,18 @@ without looking it up. Patient and study attributes are copied from the header o
 the source DICOM instances. Images uploaded as PNG, JPEG or TIFF have no source
 instance to point at: they are left out, and a study with no DICOM image has no SR.
 
-Codes: DICOM (DCM) and SNOMED CT (SCT) where a standard concept exists. The three
-concepts that have none use the private coding scheme designator 99SCREEN: the
-AI flag (exam at or above the operating point), the heatmap peak value, and the
-most suspicious region of an image.
+Codes: DICOM (DCM), SNOMED CT (SCT) and UCUM only, with the code meanings of their context
+groups (BI-RADS: CID 6026), every one within the 64 characters of a Code Meaning. The AI
+flag (exam at or above the operating point) is the Mammography CAD SR's Rendering Intent
+(presentation required / optional), a region's heatmap peak its Certainty of Finding (%),
+and the model's top regions are imaging findings. (They were private 99SCREEN codes, which
+dciodvfy warns of even when declared in the Coding Scheme Identification Sequence: it
+knows a fixed list of private designators.)
+
+Each kind of SR has its own series (the AI results, the decisions). An AI-result SR covers
+the study's images as they were when it was built: its UID derives from them too, so an
+exam that changes (more images arrive) gets a new SR instance that names the one it
+supersedes. Written in explicit VR little endian, which every peer accepts.
 """
 
 from __future__ import annotations
@@ -29,31 +37,41 @@ from PIL import Image as PILImage
 from pydicom import Dataset, dcmread
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import Comprehensive3DSRStorage
+from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian
 
-from ..models import Finding, Image, ModelVersion, Prediction, Review, Study
+from ..models import DicomExport, Finding, Image, ModelVersion, Prediction, Review, Study
 
 MANUFACTURER = "Breast screening portal"
-SERIES_NUMBER = 9900
+AI, DECISION = "ai", "decision"  # the kinds of SR (DicomExport.Kind), one series each
+SERIES_NUMBERS = {AI: 9901, DECISION: 9902}
+SERIES_DESCRIPTIONS = {AI: "AI result", DECISION: "Radiologist decision"}
 PROCEDURE = Code("24623002", "SCT", "Screening mammography")
 
 NO_UNITS = Code("1", "UCUM", "no units")
 PROBABILITY = codes.DCM.ProbabilityOfCancer  # 111047
 OPERATING_POINT = codes.DCM.CADOperatingPoint  # 111071
-AI_FLAG = Code("AIFLAG", "99SCREEN", "At or above the operating point")
-HEAT_PEAK = Code("HEATPEAK", "99SCREEN", "Heatmap peak value")
-AI_REGION = Code("AIREGION", "99SCREEN", "Most suspicious region")
+PERCENT = Code("%", "UCUM", "percent")
+# The flag as a CAD SR says it: a finding at or above the operating point is to be shown.
+AI_FLAG = codes.DCM.RenderingIntent  # 111056
+AI_FLAG_VALUES = {
+    True: codes.DCM.PresentationRequiredRenderingDeviceIsExpectedToPresent,  # 111150
+    False: codes.DCM.PresentationOptionalRenderingDeviceMayPresent,  # 111151
+}
+HEAT_PEAK = codes.DCM.CertaintyOfFinding  # 111012, in percent: the heatmap peak x 100
+AI_REGION = Code("365853002", "SCT", "Imaging finding")
 
 NORMALITY = codes.DCM.Normality  # 121402
 DECISION_CODES = {"normal": codes.SCT.Normal, "abnormal": codes.SCT.Abnormal}
 ASSESSMENT = codes.DCM.AssessmentCategory  # 111005, values from CID 6026 (BI-RADS)
+# CID 6026's code meanings: SNOMED's fully specified names run past the 64 characters of a Code Meaning
+# (LO), which a PACS then refuses ("Code meaning can have maximally 64 characters").
 BIRADS_CODES = {
-    0: Code("397138000", "SCT", "Mammography assessment (Category 0) - Need additional imaging evaluation"),
-    1: Code("397140005", "SCT", "Mammography assessment (Category 1) - Negative"),
-    2: Code("397141009", "SCT", "Mammography assessment (Category 2) - Benign finding"),
-    3: Code("397143007", "SCT", "Mammography assessment (Category 3) - Probably benign finding"),
-    4: Code("397144001", "SCT", "Mammography assessment (Category 4) - Suspicious abnormality"),
-    5: Code("397145000", "SCT", "Mammography assessment (Category 5) - Highly suggestive of malignancy"),
+    0: Code("397138000", "SCT", "Incomplete - Need additional imaging evaluation"),
+    1: Code("397140005", "SCT", "Negative"),
+    2: Code("397141009", "SCT", "Benign"),
+    3: Code("397143007", "SCT", "Probably Benign"),
+    4: Code("397144001", "SCT", "Suspicious"),
+    5: Code("397145000", "SCT", "Highly suggestive of malignancy"),
     6: codes.DCM.KnownBiopsyProvenMalignancy,  # 111125
 }
 COMPOSITION = codes.DCM.BreastComposition  # 111006, values from CID 6000 (ACR BI-RADS density)
@@ -101,15 +119,21 @@ def _uid(*parts: object) -> str:
     return f"2.25.{int(digest[:32], 16)}"
 
 
-def series_uid(study: Study) -> str:
-    """The one series that holds the portal's SRs of a study."""
-    return _uid(study.study_uid, study.pk, "series")
+def series_uid(study: Study, kind: str) -> str:
+    """The series that holds the portal's SRs of one kind (AI or DECISION) of a study. (The decisions keep
+    the UID of the single series that once held both kinds.)"""
+    if kind == DECISION:
+        return _uid(study.study_uid, study.pk, "series")
+    return _uid(study.study_uid, study.pk, "series", kind)
 
 
-def ai_result_uid(study: Study, version: ModelVersion) -> str:
-    """One AI-result SR per study and model version: images predicted one by one (C-STORE sends one
-    at a time) update the same SR until it is first sent (see services.export), never make several."""
-    return _uid(study.study_uid, study.pk, "ai", version.pk)
+def ai_result_uid(study: Study, version: ModelVersion, image_ids: list[int] | None = None) -> str:
+    """One AI-result SR per study, model version and set of DICOM images (default: the study's now).
+    Images predicted one by one before it is sent replace the unsent SR (services.export); an image
+    that arrives after it was sent makes a new instance, which supersedes it."""
+    if image_ids is None:
+        image_ids = list(Image.objects.filter(study=study, file_format=Image.Format.DICOM).values_list("pk", flat=True))
+    return _uid(study.study_uid, study.pk, "ai", version.pk, *sorted(image_ids))
 
 
 def decision_uid(review: Review) -> str:
@@ -189,25 +213,36 @@ def _document(
     study: Study,
     evidence: list[Dataset],
     report: hsr.MeasurementReport,
+    kind: str,
     sop_instance_uid: str,
     instance_number: int,
-    description: str,
     previous: list[Dataset] | None = None,
 ) -> hsr.Comprehensive3DSR:
     document = hsr.Comprehensive3DSR(
         evidence=evidence,
         content=report,
-        series_instance_uid=series_uid(study),
-        series_number=SERIES_NUMBER,
+        series_instance_uid=series_uid(study, kind),
+        series_number=SERIES_NUMBERS[kind],
         sop_instance_uid=sop_instance_uid,
         instance_number=instance_number,
         manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=True,
         previous_versions=previous or None,
+        transfer_syntax_uid=ExplicitVRLittleEndian,
     )
-    document.SeriesDescription = description
+    document.SeriesDescription = SERIES_DESCRIPTIONS[kind]
     return document
+
+
+def _reference(study: Study, kind: str, sop_instance_uid: str) -> Dataset:
+    """A reference to an earlier SR of the portal (for the Predecessor Documents Sequence)."""
+    reference = Dataset()
+    reference.StudyInstanceUID = study.study_uid
+    reference.SeriesInstanceUID = series_uid(study, kind)
+    reference.SOPClassUID = Comprehensive3DSRStorage
+    reference.SOPInstanceUID = sop_instance_uid
+    return reference
 
 
 # --- the AI result --------------------------------------------------------------------------------------
@@ -246,9 +281,7 @@ def ai_result_sr(study: Study) -> hsr.Comprehensive3DSR:
                 probability(study.exam_score),
                 hsr.Measurement(OPERATING_POINT, version.threshold, NO_UNITS, algorithm_id=algorithm),
             ],
-            qualitative_evaluations=[
-                hsr.QualitativeEvaluation(AI_FLAG, codes.SCT.Yes if study.exam_flag else codes.SCT.No)
-            ],
+            qualitative_evaluations=[hsr.QualitativeEvaluation(AI_FLAG, AI_FLAG_VALUES[bool(study.exam_flag)])],
         )
     ]
     for laterality, score in (("L", study.score_left), ("R", study.score_right)):
@@ -291,7 +324,7 @@ def ai_result_sr(study: Study) -> hsr.Comprehensive3DSR:
                     finding_type=AI_REGION,
                     algorithm_id=algorithm,
                     finding_sites=_sites(image.laterality),
-                    measurements=[hsr.Measurement(HEAT_PEAK, value, NO_UNITS, algorithm_id=algorithm)],
+                    measurements=[hsr.Measurement(HEAT_PEAK, round(value * 100, 4), PERCENT, algorithm_id=algorithm)],
                 )
             )
     context = hsr.ObservationContext(
@@ -308,14 +341,29 @@ def ai_result_sr(study: Study) -> hsr.Comprehensive3DSR:
     report = hsr.MeasurementReport(
         observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=groups
     )
+    uid = ai_result_uid(study, version, [image.pk for image, _ in sources])
+    earlier = _sent_ai_results(study, uid)
     return _document(
         study=study,
         evidence=[header for _, header in sources],
         report=report,
-        sop_instance_uid=ai_result_uid(study, version),
-        instance_number=1,
-        description=f"AI result ({version.name})"[:64],
+        kind=AI,
+        sop_instance_uid=uid,
+        instance_number=1 + len(earlier),
+        previous=[_reference(study, AI, earlier[-1])] if earlier else None,
     )
+
+
+def _sent_ai_results(study: Study, uid: str) -> list[str]:
+    """The UIDs of the study's AI-result SRs that a destination received, other than `uid`, oldest first:
+    the last is the one this SR supersedes."""
+    rows = (
+        DicomExport.objects.filter(study=study, kind=DicomExport.Kind.AI, status=DicomExport.Status.SENT)
+        .exclude(sop_instance_uid=uid)
+        .order_by("pk")
+        .values_list("sop_instance_uid", flat=True)
+    )
+    return list(dict.fromkeys(rows))
 
 
 # --- the decision ---------------------------------------------------------------------------------------
@@ -332,12 +380,7 @@ def _predecessor(review: Review) -> Dataset | None:
     previous = Review.objects.filter(study_id=review.study_id, version=review.version - 1).first()
     if previous is None:
         return None
-    reference = Dataset()
-    reference.StudyInstanceUID = review.study.study_uid
-    reference.SeriesInstanceUID = series_uid(review.study)
-    reference.SOPClassUID = Comprehensive3DSRStorage
-    reference.SOPInstanceUID = decision_uid(previous)
-    return reference
+    return _reference(review.study, DECISION, decision_uid(previous))
 
 
 def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
@@ -398,8 +441,8 @@ def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
         study=study,
         evidence=[header for _, header in sources],
         report=report,
+        kind=DECISION,
         sop_instance_uid=decision_uid(review),
-        instance_number=1 + review.version,
-        description=f"Radiologist decision, version {review.version}",
+        instance_number=review.version,
         previous=[predecessor] if predecessor is not None else None,
     )

@@ -11,11 +11,11 @@ PORTAL_DICOM_EXPORT_MAX_ATTEMPTS times: then it fails with the reason. A sent ex
 is never sent again. The SR is stored under sr/, one file for every destination; it goes
 with the study when the study is deleted.
 
-One AI-result SR per study and model version (its UID derives from both): it is queued
-once no image of the study waits for a prediction, and sent once no image has arrived for
-PORTAL_DICOM_EXPORT_STABLE_SECONDS (a modality sends a study image by image); until one
-destination has it, each attempt builds it afresh from the current predictions, so an
-image predicted later updates it rather than making another.
+One AI-result SR per study, model version and set of images (its UID derives from them): it
+is queued once no image of the study waits for a prediction, and sent once no image has
+arrived for PORTAL_DICOM_EXPORT_STABLE_SECONDS (a modality sends a study image by image).
+An image predicted before it was sent replaces it (the unsent rows go); one predicted after
+a destination received it makes a new SR instance that names the one it supersedes.
 
 Embedded mode (no broker) runs the first attempt in-process after the commit, like every
 task; a retry waits in a timer thread (`retry_in_background`), never in the request.
@@ -107,7 +107,23 @@ def queue_ai_result(study: Study) -> list[int]:
     if reading.policy_of(study).blind_ai and not Review.objects.filter(study=study, is_final=True).exists():
         return []
     uid = sr.ai_result_uid(study, study.exam_model)
+    _drop_unsent_ai_results(study, keep=uid)
     return _queue(labels=labels, study=study, review=None, kind=DicomExport.Kind.AI, sop_instance_uid=uid)
+
+
+def _drop_unsent_ai_results(study: Study, *, keep: str) -> None:
+    """The study's earlier AI-result SRs that no destination has received are replaced by the new one
+    (an image predicted after them): their rows and built files go, so the PACS gets the new one only.
+    One that a destination has stays; the new SR names it as the one it supersedes."""
+    received = DicomExport.objects.filter(study=study, kind=DicomExport.Kind.AI, status=DicomExport.Status.SENT)
+    unsent = (
+        DicomExport.objects.filter(study=study, kind=DicomExport.Kind.AI)
+        .exclude(sop_instance_uid=keep)
+        .exclude(sop_instance_uid__in=received.values("sop_instance_uid"))
+    )
+    files = {name for name in unsent.values_list("sr_file", flat=True) if name}
+    if unsent.delete()[0] and files:
+        transaction.on_commit(lambda: [default_storage.delete(name) for name in files])
 
 
 def queue_decision(review: Review) -> list[int]:

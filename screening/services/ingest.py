@@ -26,8 +26,9 @@ from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from .. import selectors
-from ..errors import PortalError, TooLarge
+from ..errors import PortalError, StorageFull, TooLarge, is_disk_full
 from ..models import Image, Patient, Study
+from . import filing
 from .audit import record_event
 from .ingest_validation import Parsed, megabytes, parse
 from .predictions import enqueue_images
@@ -76,9 +77,11 @@ def ingest_file(
     # Computed while the upload streamed in (screening.uploads and the DICOM entry points); a
     # file handed over by other code (import_images) is read once more for it.
     sha256 = getattr(django_file, "sha256", None) or _sha256(django_file)
+    audit = {"user": user, "ip_address": ip_address, "detail": {"via": via}}
     existing = Image.objects.filter(sha256=sha256).first()
     if existing is not None:
-        return _existing_for(existing, user)
+        given = {"patient_id": patient_id.strip(), "laterality": laterality, "view": view}
+        return _existing_for(existing, audit, same_bytes_filed=given)
 
     parsed = parse(
         django_file,
@@ -91,15 +94,8 @@ def ingest_file(
     )
     existing = Image.objects.filter(sop_uid=parsed.sop_uid).first()
     if existing is not None:
-        return _existing_for(existing, user)
-    return _store(
-        django_file,
-        parsed,
-        sha256=sha256,
-        size=size,
-        site=site,
-        audit={"user": user, "ip_address": ip_address, "detail": {"via": via}},
-    )
+        return _existing_for(existing, audit, other_bytes=(parsed, django_file))
+    return _store(django_file, parsed, sha256=sha256, size=size, site=site, audit=audit)
 
 
 def _clean_choice(value: str, choices, name: str, aliases: dict[str, str]) -> str:
@@ -136,10 +132,23 @@ def _may_add_to(study_id: int, user) -> bool:
     return user is None or selectors.studies_visible_to(user).filter(pk=study_id).exists()
 
 
-def _existing_for(image: Image, user) -> IngestResult:
-    """The same file or SOPInstanceUID again: the image already held, if its sender may see it."""
-    if not _may_add_to(image.study_id, user):
-        raise _refused()
+def _existing_for(
+    image: Image, audit: dict, *, same_bytes_filed: dict | None = None, other_bytes: tuple | None = None
+) -> IngestResult:
+    """The same file or SOPInstanceUID again: the image already held, if its sender may see it and the
+    resend is identical to it. A resend that differs (other bytes under the SOPInstanceUID, or the same
+    picture file asked for under another patient, side or view) is refused with 409 and audited:
+    answering "stored" while throwing the new content away would hide a misfiled image."""
+    if not _may_add_to(image.study_id, audit["user"]):
+        raise filing.refuse_resend(image=image, reason="not_yours", message=NOT_YOURS, audit=audit, code="conflict")
+    if same_bytes_filed is not None and filing.given_filing_differs(image, **same_bytes_filed):
+        raise filing.refuse_resend(
+            image=image, reason="same_file_other_filing", message=filing.OTHER_FILING, audit=audit
+        )
+    if other_bytes is not None and filing.resend_differs(image, *other_bytes):
+        raise filing.refuse_resend(
+            image=image, reason="same_uid_other_content", message=filing.OTHER_CONTENT, audit=audit
+        )
     return IngestResult(image, created=False)
 
 
@@ -148,12 +157,19 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
     write the rows, and queue the rendition and the prediction for after the commit."""
     key = uuid.uuid4().hex
     extension = "dcm" if parsed.file_format == Image.Format.DICOM else parsed.file_format
+    target = f"originals/{key[:2]}/{key}.{extension}"
     saved: list[str] = []
     try:
         django_file.seek(0)
-        saved.append(default_storage.save(f"originals/{key[:2]}/{key}.{extension}", django_file))
+        try:
+            saved.append(default_storage.save(target, django_file))
+        except OSError as exc:
+            _delete([target])  # storage leaves what it wrote of a file it could not finish
+            if is_disk_full(exc):
+                raise StorageFull() from exc
+            raise
         with transaction.atomic():
-            image = _write_rows(parsed, original=saved[0], sha256=sha256, size=size, site=site, user=audit["user"])
+            image = _write_rows(parsed, original=saved[0], sha256=sha256, size=size, site=site, audit=audit)
             record_event(action="ingest", study=image.study, obj=image, **audit)
             _reopen_if_reported(image, audit)
             queue_render(image)  # tasks are published after the commit: the rendition first
@@ -161,10 +177,14 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
     except IntegrityError:
         # A concurrent upload of the same file or SOPInstanceUID won the race.
         _delete(saved)
-        existing = Image.objects.filter(sha256=sha256).first() or Image.objects.filter(sop_uid=parsed.sop_uid).first()
-        if existing is None:
+        by_bytes = Image.objects.filter(sha256=sha256).first()
+        if by_bytes is not None:
+            filed = {"patient_id": parsed.patient_id, "laterality": parsed.laterality, "view": parsed.view}
+            return _existing_for(by_bytes, audit, same_bytes_filed=filed)
+        by_uid = Image.objects.filter(sop_uid=parsed.sop_uid).first()
+        if by_uid is None:
             raise
-        return _existing_for(existing, audit["user"])
+        return _existing_for(by_uid, audit, other_bytes=(parsed, django_file))
     except BaseException:
         _delete(saved)
         raise
@@ -172,12 +192,15 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
     return IngestResult(image, created=True)
 
 
-def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, site: str, user) -> Image:
-    patient, _ = Patient.objects.get_or_create(
+def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, site: str, audit: dict) -> Image:
+    user = audit["user"]
+    patient, created = Patient.objects.get_or_create(
         patient_id=parsed.patient_id,
         defaults={"name": parsed.patient_name, "birth_date": parsed.birth_date, "sex": parsed.sex},
     )
     study = _study_for(parsed, patient, user, site)
+    if not created:  # another name or birth date under her PatientID: held for an admin, not merged silently
+        filing.hold_if_conflicting(study=study, patient=patient, parsed=parsed, audit=audit)
     rows, columns = parsed.rows, parsed.columns
     return Image.objects.create(
         sop_uid=parsed.sop_uid,
@@ -244,11 +267,13 @@ def _study_for(parsed: Parsed, patient: Patient, user, site: str) -> Study:
 def _reopen_if_reported(image: Image, audit: dict) -> None:
     """A reported study that receives an image needs reading again: back to new (predicted once
     scored), so the worklist shows it unread. Conditional, so a concurrent report is not lost."""
+    now = timezone.now()
+    # reads_from: the reads so far were of the exam without this image; the case is read again from the start
     reopened = Study.objects.filter(pk=image.study_id, status=Study.Status.REPORTED).update(
-        status=Study.Status.NEW, updated=timezone.now()
+        status=Study.Status.NEW, updated=now, reads_from=now
     )
     if reopened:
-        image.study.status = Study.Status.NEW
+        image.study.status, image.study.reads_from = Study.Status.NEW, now
         record_event(
             action="study_reopen",
             study=image.study,
@@ -262,6 +287,7 @@ def _reopen_if_reported(image: Image, audit: dict) -> None:
 def _delete(names: list[str]) -> None:
     for name in names:
         try:
-            default_storage.delete(name)
+            if default_storage.exists(name):
+                default_storage.delete(name)
         except Exception:  # never mask the original error with a cleanup failure
             log.exception("could not delete stored file after a failed ingest")

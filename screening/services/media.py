@@ -15,6 +15,23 @@ from ml.io import DecodeError, dicom_to_float, dicom_to_uint8, image_to_float, i
 from ..errors import PortalError
 from ..models import Image
 
+FILM_CONVERSION_TYPES = {"DF", "DV"}  # DICOM ConversionType of digitised film
+
+
+def decode_for_model(image: Image) -> tuple[np.ndarray, str]:
+    """(presentation pixels for the model, source kind): 'film' when the DICOM header says digitised film
+    (ConversionType DF or DV), 'digital' for other DICOM, '' for image files (the model's default kind)."""
+    pixels = decode_original(image)
+    if image.file_format != Image.Format.DICOM:
+        return pixels, ""
+    try:
+        with default_storage.open(image.original.name, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True, specific_tags=["ConversionType"])
+        conversion = str(ds.get("ConversionType", "") or "").strip().upper()
+    except Exception:  # the pixels decoded: a header we cannot read again says nothing about the source
+        conversion = ""
+    return pixels, "film" if conversion in FILM_CONVERSION_TYPES else "digital"
+
 
 def decode_original(image: Image, *, as_uint8: bool = False) -> np.ndarray:
     """The stored original's presentation pixels: float32 [0, 1] for the model, or, with `as_uint8`,

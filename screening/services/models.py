@@ -85,6 +85,8 @@ def describe_checkpoint(path: str | Path, *, name: str | None = None, note: str 
     from ml.checkpoint import file_version, load_checkpoint
 
     full = Path(path) if Path(path).is_absolute() else Path(settings.BASE_DIR) / path
+    if full.suffix == ".json":  # an external model's manifest (ml.external): checked by loading it
+        return _describe_external(full, path, name=name, note=note)
     checkpoint = load_checkpoint(full)
     return {
         "name": name or file_version(full),
@@ -95,6 +97,9 @@ def describe_checkpoint(path: str | Path, *, name: str | None = None, note: str 
             "operating_point": checkpoint.get("operating_point") or {},
             "training_data": checkpoint.get("training_data") or {},
             "exam_model": checkpoint.get("exam_model"),
+            # per source kind: calibration, exam model and thresholds (ml.operating)
+            "sources": checkpoint.get("sources") or {},
+            "default_source_kind": "digital" if "digital" in (checkpoint.get("sources") or {}) else None,
         },
         "note": note,
     }
@@ -158,3 +163,25 @@ def mark_unservable(version: ModelVersion, reason: str) -> bool:
         log.error("model version %s is unservable: %s", version.name, reason)
     version.refresh_from_db(fields=["servable", "load_error"])
     return bool(changed)
+
+
+def _describe_external(full: Path, path: str | Path, *, name: str | None, note: str) -> dict[str, Any]:
+    """An ONNX/TorchScript model's registry row, from its manifest (loads it: workers and commands only)."""
+    from ml.external import ExternalPredictor
+
+    predictor = ExternalPredictor(full)
+    manifest = predictor.manifest
+    sources = manifest.get("sources_fitted") or {}
+    return {
+        "name": name or f"external-{predictor.version}",
+        "checkpoint": str(path),
+        "threshold": float(predictor.threshold),
+        "metrics": {
+            "external": {k: manifest.get(k) for k in ("format", "input", "outputs", "output_scale", "sources")},
+            "exam_model": manifest.get("exam_model"),
+            "sources": sources,
+            "default_source_kind": "digital" if "digital" in sources else None,
+            "operating_point": {"source": "the model's manifest (not fitted by the portal)"},
+        },
+        "note": note,
+    }

@@ -29,14 +29,14 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from ml.scoring import score_exam
+from ml.scoring import exam_model_for, flag_exam, score_exam, thresholds_for
 
 from .. import dispatch, inference
 from ..errors import PortalError
 from ..models import Image, ModelVersion, Prediction, Study
 from . import export
 from .audit import record_event
-from .media import decode_original
+from .media import decode_for_model
 from .models import champion, mark_unservable
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,11 @@ def run_prediction(prediction_id: int) -> int:
 
 
 def _loader(row: Prediction):
-    return lambda image=row.image: (decode_original(image), image.laterality)
+    def load(image=row.image):
+        pixels, kind = decode_for_model(image)
+        return pixels, image.laterality, kind
+
+    return load
 
 
 def _predict_batch(predictor, batch: list[int], version_id: int | None = None) -> int:
@@ -360,6 +364,7 @@ def _record_all(pairs: list[tuple[Prediction, object]]) -> int:
                     inference_ms=result.inference_ms,
                     logit=_finite_or_none(getattr(result, "logit", None)),
                     regions=list(getattr(result, "regions", None) or []),
+                    source_kind=getattr(result, "source_kind", "") or "",
                     updated=now,
                 ):
                     recorded.add(row.pk)
@@ -486,21 +491,36 @@ def update_exam_scores(study: Study) -> Study:
     before = (study.exam_model_id, study.score_left, study.score_right, study.exam_score)
     if version is None:
         study.score_left = study.score_right = study.exam_score = study.exam_flag = study.exam_model = None
+        study.source_kind = ""
     else:
-        breasts, study.exam_score = score_exam(
-            (version.metrics or {}).get("exam_model"),
+        rows = list(
             Prediction.objects.filter(
                 image__study=study, model_version=version, status=Prediction.Status.DONE
-            ).values_list("image__laterality", "logit", "probability"),
+            ).values_list("image__laterality", "logit", "probability", "source_kind")
+        )
+        kinds = sorted({kind for *_, kind in rows if kind})
+        study.source_kind = "film" if "film" in kinds else (kinds[0] if kinds else "")
+        breasts, study.exam_score = score_exam(
+            exam_model_for(version.metrics, study.source_kind), [row[:3] for row in rows]
         )
         study.score_left, study.score_right = breasts.get("L"), breasts.get("R")
-        study.exam_flag = study.exam_score >= version.threshold
+        breast_threshold = thresholds_for(version.metrics, version.threshold, study.source_kind)["breast"]
+        _, study.exam_flag = flag_exam(breasts, breast_threshold)
         study.exam_model = version
     pending = Image.objects.filter(study=study).exclude(status__in=[Image.Status.PREDICTED, Image.Status.FAILED])
     if study.status == Study.Status.NEW and not pending.exists() and study.images.exists():
         study.status = Study.Status.PREDICTED
     study.save(
-        update_fields=["score_left", "score_right", "exam_score", "exam_flag", "exam_model", "status", "updated"]
+        update_fields=[
+            "score_left",
+            "score_right",
+            "exam_score",
+            "exam_flag",
+            "exam_model",
+            "source_kind",
+            "status",
+            "updated",
+        ]
     )
     if version is not None and before != (version.pk, study.score_left, study.score_right, study.exam_score):
         export.queue_ai_result(study)  # a new or changed AI result: its SR goes to the PACS
@@ -555,6 +575,30 @@ def sweep(now=None) -> dict[str, int]:
         )
     if any(counts.values()):
         log.info("sweep: %s", counts)
+    return counts
+
+
+def recover_after_restart(started) -> dict[str, int]:
+    """Embedded mode, at start-up: predictions run in the web process, so a row still `running` from before
+    `started` (when this start-up began, before the web server) was left by a process that was killed. Each
+    goes back to the queue at once, not after the stale limit (or fails at the attempt limit), and every queued
+    row is sent again: a resend or a re-predict of its image would otherwise queue nothing."""
+    orphans = list(
+        Prediction.objects.filter(status=Prediction.Status.RUNNING, updated__lt=started).values_list("pk", flat=True)
+    )
+    requeued = _give_back(orphans, "the server stopped while predicting")
+    _update_studies_of(sorted(set(orphans) - set(requeued)))
+    waiting = sorted(
+        set(requeued)
+        | set(
+            Prediction.objects.filter(status=Prediction.Status.QUEUED, updated__lt=started).values_list("pk", flat=True)
+        )
+    )
+    for pk in waiting:
+        dispatch.send(PREDICT, pk)
+    counts = {"requeued": len(requeued), "failed": len(orphans) - len(requeued), "sent": len(waiting)}
+    if any(counts.values()):
+        log.info("recovered after a restart: %s", counts)
     return counts
 
 

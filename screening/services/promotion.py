@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ml import metrics as ml_metrics
@@ -236,7 +237,8 @@ def rollback(*, user=None, ip_address: str | None = None, repredict: bool = Fals
 
 @transaction.atomic
 def set_operating_point(*, version: ModelVersion, threshold: float, user=None, ip_address: str | None = None):
-    """Move a version's threshold; studies scored by it are flagged again at the new threshold."""
+    """Move a version's breast-level threshold (of its default source kind); the studies it scored with that
+    threshold are flagged again: an exam is flagged exactly when one of its breasts reaches it."""
     try:
         threshold = float(threshold)
     except (TypeError, ValueError):
@@ -247,8 +249,10 @@ def set_operating_point(*, version: ModelVersion, threshold: float, user=None, i
     old = version.threshold
     version.threshold = threshold
     version.save(update_fields=["threshold"])
-    Study.objects.filter(exam_model=version, exam_score__gte=threshold).update(exam_flag=True)
-    Study.objects.filter(exam_model=version, exam_score__lt=threshold).update(exam_flag=False)
+    default_kind = (version.metrics or {}).get("default_source_kind") or "digital"
+    scored = Study.objects.filter(exam_model=version, source_kind__in=["", default_kind])
+    scored.update(exam_flag=False)
+    scored.filter(Q(score_left__gte=threshold) | Q(score_right__gte=threshold)).update(exam_flag=True)
     record_event(
         action="model_threshold",
         user=user,

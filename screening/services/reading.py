@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ..errors import Conflict, PortalError
 from ..models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
-from ..roles import is_arbitrator
+from ..roles import is_arbitrator, reads_blind
 from .audit import record_event
 from .sites import clean_site, site_codes
 
@@ -190,8 +190,13 @@ class ReadingState:
 
 
 def reading_state(study: Study, reviews: list[Review] | None = None) -> ReadingState:
-    """The case's stage from its reviews (newest version first is not assumed)."""
+    """The case's stage from its reviews of the current round (newest version first is not assumed).
+
+    A study reopened by an image that arrived after its final decision is read again from the start:
+    the reads before `study.reads_from` were of an exam without that image."""
     rows = sorted(reviews if reviews is not None else study.reviews.all(), key=lambda r: r.version)
+    if study.reads_from is not None:
+        rows = [r for r in rows if r.created >= study.reads_from]
     latest: dict[str, Review] = {}
     final = None
     for review in rows:
@@ -232,6 +237,18 @@ def next_slot(study: Study, user, state: ReadingState, policy: ReadingPolicy) ->
     return "single" if reads_required(study, policy) == 1 else "first"
 
 
+def corrected_read(state: ReadingState, slot: str | None) -> Review | None:
+    """The read that a submission in `slot` (next_slot's answer) corrects, or None for a new read: the
+    final decision once there is one, and a first reader's own first read while the second is awaited."""
+    if slot is None:
+        return None
+    if state.stage == "final":
+        return state.final
+    if state.stage == "second" and slot == "first":
+        return state.first
+    return None
+
+
 def consensus_reached(state: ReadingState, user, decision: str, birads: int) -> bool:
     """The other reader of the pair proposed this same decision (and BI-RADS group): the consensus is made."""
     proposal = state.proposal
@@ -246,7 +263,9 @@ def may_see_reads(user, state: ReadingState) -> bool:
 
 
 def may_see_ai(user, state: ReadingState, policy: ReadingPolicy) -> bool:
-    return not policy.blind_ai or may_see_reads(user, state)
+    """The blinding rule for one case; screening.blinding holds the same rule as a query condition
+    (tests/portal/test_blinding_matrix.py checks that the two agree)."""
+    return not policy.blind_ai or not reads_blind(user) or may_see_reads(user, state)
 
 
 # --- locks ------------------------------------------------------------------------------------------------
@@ -274,9 +293,13 @@ def acquire_lock(*, study: Study, user, ip_address: str | None = None) -> LockSt
     """Lock the case to this reader for the policy's time-out; refresh it if already theirs.
 
     Serialised on the study row, so of two readers opening a case at once exactly one gets it.
-    An expired lock is taken over (its time-out audited).
+    An expired lock is taken over (its time-out audited). A reader with no read to make here is refused
+    (Conflict): a lock held by someone who cannot read the case only blocked the reader who can.
     """
     Study.objects.select_for_update().filter(pk=study.pk).first()
+    refusal = lock_refusal(case_reading(study, user, LockStatus(False, None, None)))
+    if refusal:
+        raise Conflict(refusal)
     now = timezone.now()
     expires = now + timedelta(minutes=policy_of(study).lock_minutes)
     lock = CaseLock.objects.select_related("user").filter(study=study).first()
@@ -350,6 +373,17 @@ class CaseReading:
     lock: LockStatus
     show_reads: bool
     show_ai: bool
+    corrects: Review | None = None  # the read this user's submission would correct (its form starts from it)
+
+    @property
+    def slot_hidden(self) -> bool:
+        """Under AI triage with the AI hidden from this reader, "single read", "first read" or "second read"
+        would say on which side of the triage score the hidden AI result lies: the page names none of them."""
+        return (
+            self.policy.mode == ReadingPolicy.Mode.AI_TRIAGED
+            and not self.show_ai
+            and self.slot in ("single", "first", "second")
+        )
 
 
 def case_reading(study: Study, user, lock: LockStatus | None = None) -> CaseReading:
@@ -367,16 +401,30 @@ def case_reading(study: Study, user, lock: LockStatus | None = None) -> CaseRead
         lock=lock or lock_status(study, user),
         show_reads=may_see_reads(user, state),
         show_ai=may_see_ai(user, state, policy),
+        corrects=corrected_read(state, slot),
     )
 
 
+def lock_refusal(reading: CaseReading) -> str:
+    """Why this reader may not lock the case ("" when they may): they have no read to make, or only the
+    correction of their own first read while the case waits for its second reader."""
+    if reading.slot is None:
+        return reading.refusal
+    if reading.state.stage == "second" and reading.slot == "first":
+        return (
+            "the case waits for its second reader: it is not locked to its first reader "
+            "(you may still correct your own read)"
+        )
+    return ""
+
+
 def open_case(*, study: Study, user, ip_address: str | None = None) -> CaseReading:
-    """Audit the opening; lock the case to the user when they have a read to make on it."""
+    """Audit the opening; lock the case to the user when they have a read to make on it that others wait for."""
     from .reviews import case_opened
 
     case_opened(study=study, user=user, ip_address=ip_address)
     reading = case_reading(study, user)
-    if reading.slot is None:
+    if lock_refusal(reading):
         return reading
     return case_reading(study, user, acquire_lock(study=study, user=user, ip_address=ip_address))
 

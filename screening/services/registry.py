@@ -64,3 +64,27 @@ def labelled_counts() -> dict[str, Any]:
         "new_since_last_run": has_new_labels(digest),
         "reviewed_studies": Review.objects.values("study").distinct().count(),
     }
+
+
+def cross_validated(version: ModelVersion) -> list[dict[str, Any]]:
+    """The figures of a version's model card (patient-level cross-validation, per source kind) and the curves
+    for its ROC and reliability plots: what the registry shows until the locked validation set scores it."""
+    cv = (version.metrics or {}).get("cross_validation") or {}
+    out = []
+    for kind, entry in sorted((cv.get("sources") or {}).items()):
+        figures = entry.get("figures") or {}
+        out.append(
+            {
+                "kind": kind,
+                "image": figures.get("image") or {},
+                "breast": figures.get("breast") or {},
+                "exam": figures.get("exam_both_breasts") or figures.get("exam") or {},
+                "regions": figures.get("regions") or {},
+                "thresholds": entry.get("thresholds") or {},
+                "curves": entry.get("curves") or {},
+            }
+        )
+    if not out and cv.get("levels"):  # a card from before per-source figures: its pooled and per-source AUCs
+        for name, f in sorted((cv["levels"].get("image") or {}).items()):
+            out.append({"kind": name, "image": f, "breast": (cv["levels"].get("breast") or {}).get(name, {})})
+    return out

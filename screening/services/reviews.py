@@ -49,10 +49,14 @@ def review_submit(
     birads: int,
     density: str = "",
     note: str = "",
-    findings: list[FindingInput] = (),
+    findings: list[FindingInput] | None = None,
     ip_address: str | None = None,
 ) -> Review:
     """Record a read of a study as its next version, with findings, in the slot the reading policy gives.
+
+    A correction (a new version of a read: one's own first read or final decision, or an arbitrator's of
+    the final) starts from the findings of the read it corrects: `findings` None keeps them, a list
+    (even empty) replaces them. A new read with `findings` None has none.
 
     The study is reported once the case has its final decision; a first read, or a second
     read that disagrees with the first (then awaiting arbitration), leaves it in review.
@@ -73,6 +77,16 @@ def review_submit(
     if density not in ("", *Review.Density.values):
         raise PortalError("density must be A, B, C or D", field="density")
     images = {image.pk: image for image in Image.objects.filter(study=study)}
+    policy = reading.policy_of(study)
+    state = reading.reading_state(study, list(Review.objects.filter(study=study)))
+    slot = reading.next_slot(study, radiologist, state, policy)
+    corrects = reading.corrected_read(state, slot)
+    if findings is None:
+        findings = [
+            FindingInput(image_id=f.image_id, type=f.type, x=f.x, y=f.y, width=f.width, height=f.height)
+            for f in (corrects.findings.all() if corrects is not None else ())
+            if f.image_id in images
+        ]
     for finding in findings:
         image = images.get(finding.image_id)
         if image is None:
@@ -83,9 +97,6 @@ def review_submit(
             finding.x + finding.width > image.columns or finding.y + finding.height > image.rows
         ):
             raise PortalError("a finding lies outside its image", field="findings")
-    policy = reading.policy_of(study)
-    state = reading.reading_state(study, list(Review.objects.filter(study=study)))
-    slot = reading.next_slot(study, radiologist, state, policy)
     if slot == "consensus":
         is_final = reading.consensus_reached(state, radiologist, decision, birads)
     else:
@@ -137,6 +148,7 @@ def review_submit(
             "birads": int(birads),
             "density": density,
             "findings": len(findings),
+            "corrects": corrects.version if corrects is not None else None,
             "agrees_with_ai": review.agrees_with_ai,
             "slot": slot,
             "final": is_final,
@@ -173,8 +185,6 @@ def review_submit(
 
 
 def case_opened(*, study: Study, user, ip_address: str | None = None) -> None:
-    """Audit the opening of a case; an unread, predicted study moves to 'in review'."""
-    Study.objects.filter(pk=study.pk, status__in=[Study.Status.NEW, Study.Status.PREDICTED]).update(
-        status=Study.Status.IN_REVIEW
-    )
+    """Audit the opening of a case. Its status stays: 'in review' means a read was made and the final
+    decision is awaited (review_submit), never only that someone looked (who is reading it is its lock)."""
     record_event(action="open_case", user=user, study=study, obj=study, ip_address=ip_address)

@@ -32,6 +32,7 @@ from ml import metrics as ml_metrics
 from .. import dispatch
 from ..errors import Conflict, PortalError
 from ..models import ModelVersion, TrainingRun
+from . import external_models
 from .audit import record_event
 from .labels import current_snapshot, feature_cache_dir, has_new_labels, need_both_classes, to_examples
 from .models import champion, checkpoint_path, register_checkpoint
@@ -185,10 +186,31 @@ def run_training(run_id: int | None = None, trigger: str = "schedule") -> int | 
     if not _claim(run_id):
         return None
     try:
-        _train(run_id)
+        if TrainingRun.objects.filter(pk=run_id, triggered_by=external_models.EXTERNAL).exists():
+            _register_external(run_id)
+        else:
+            _train(run_id)
     except Exception as exc:
         _fail(run_id, exc)
     return run_id
+
+
+def _register_external(run_id: int) -> None:
+    """An uploaded ONNX/TorchScript model: checked, registered and challenged like a nightly candidate."""
+    progress = _Progress(run_id, time.monotonic() + _soft_time_limit())
+    decision = external_models.run_external(run_id, progress)
+    _finish(run_id, progress, decision)
+
+
+def _finish(run_id: int, progress: _Progress, decision: dict[str, Any]) -> None:
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run_id)
+        if run.status != TrainingRun.Status.RUNNING:
+            raise RunAborted("the run was released as stuck before it finished")
+        run.status = TrainingRun.Status.SUCCEEDED
+        run.finished = timezone.now()
+        run.progress = {**progress.state, "stage": "done", "decision": decision["outcome"]}
+        run.save(update_fields=["status", "finished", "progress"])
 
 
 def _reason(exc: BaseException) -> str:

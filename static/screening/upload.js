@@ -12,31 +12,49 @@
   let running = 0;
   const PARALLEL = 2;
 
-  function row(file) {
+  // What the form says now (Patient ID, side, view, site): read once, when a file is added, and kept with
+  // that file. Reading it when the file is sent (two at a time, the rest queued) filed files added for one
+  // woman under whatever the fields said by then.
+  function fieldsNow() {
+    const fields = {};
+    for (const field of ["patient_id", "laterality", "view", "site"]) {
+      const value = form.elements[field] ? form.elements[field].value.trim() : "";
+      if (value) fields[field] = value;
+    }
+    return fields;
+  }
+
+  function describe(fields) {
+    const side = { L: "left", R: "right" }[fields.laterality] || "side from file";
+    const view = fields.view || "view from file";
+    return `for ${fields.patient_id ? "patient " + fields.patient_id : "the patient in the file"}, ${side}, ${view}`;
+  }
+
+  function row(file, fields) {
     const li = document.createElement("li");
     li.className = "upload-item";
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = file.name;
+    const applied = document.createElement("span");
+    applied.className = "applied";
+    applied.textContent = describe(fields);
     const bar = document.createElement("progress");
     bar.max = 100;
     bar.value = 0;
     const status = document.createElement("span");
     status.className = "status";
     status.textContent = "waiting";
-    li.append(name, bar, status);
+    li.append(name, applied, bar, status);
     list.append(li);
-    return { li, bar, status };
+    return { li, bar, status, applied };
   }
 
   function send(job) {
     running += 1;
     const data = new FormData();
     data.append("file", job.file);
-    for (const field of ["patient_id", "laterality", "view", "site"]) {
-      const value = form.elements[field] ? form.elements[field].value : "";
-      if (value) data.append(field, value);
-    }
+    for (const [field, value] of Object.entries(job.fields)) data.append(field, value);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", endpoint);
     xhr.setRequestHeader("X-CSRFToken", csrf);
@@ -52,6 +70,8 @@
         job.ui.bar.value = 100;
         job.ui.li.classList.add("ok");
         job.ui.status.textContent = (xhr.status === 201 ? "accepted" : "already in the portal") + ` (study #${body.study})`;
+        // What the portal filed it as (a DICOM's own side and view win over the fields).
+        job.ui.applied.textContent = describe(job.fields) + ` · stored as ${body.laterality} ${body.view}`;
         follow(job, body);
       } else {
         job.ui.li.classList.add("rejected");
@@ -105,8 +125,8 @@
     while (running < PARALLEL && queue.length) send(queue.shift());
   }
 
-  function add(files) {
-    for (const file of files) queue.push({ file, ui: row(file) });
+  function add(files, fields = fieldsNow()) {
+    for (const file of files) queue.push({ file, fields, ui: row(file, fields) });
     pump();
   }
 
@@ -130,11 +150,12 @@
   zone.addEventListener("drop", async (e) => {
     e.preventDefault();
     zone.classList.remove("over");
+    const fields = fieldsNow(); // as the files are dropped, not after the folders have been walked
     const items = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
     if (items.length) {
-      for (const item of items) add(await entries(item));
+      for (const item of items) add(await entries(item), fields);
     } else {
-      add(e.dataTransfer.files);
+      add(e.dataTransfer.files, fields);
     }
   });
   zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") input.click(); });

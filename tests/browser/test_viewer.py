@@ -201,6 +201,8 @@ def test_priors_hang_beside_the_current_study(live_server, page, radiologist, ch
     prior_boxes = {v: page.locator(cell(old[v])).bounding_box() for v in FOUR_VIEWS}
     for view in FOUR_VIEWS:
         assert page.locator(cell(old[view])).get_attribute("data-state") == "loaded"
+        # Its label names the view and nothing else (no AI line for a prior; it once read "null").
+        assert page.locator(f"{cell(old[view])} .vp-label").inner_text() == f"Prior {view[0]} {view[1]}"
         assert prior_boxes[view]["y"] == pytest.approx(boxes[view]["y"], abs=2)  # same row: side by side
         assert prior_boxes[view]["x"] > boxes["L", view[1]]["x"]  # the prior pair right of the current pair
     page.keyboard.press("b")

@@ -11,7 +11,15 @@ import pydicom
 import pytest
 from PIL import Image
 
-from ml.io import DecodeError, check_presentation, dicom_to_float, dicom_to_uint8, image_to_float, image_to_uint8
+from ml.io import (
+    DecodeError,
+    check_presentation,
+    dicom_to_float,
+    dicom_to_uint8,
+    image_stored_values,
+    image_to_float,
+    image_to_uint8,
+)
 from tests.dicom_factory import mg_dataset, phantom, to_bytes
 
 
@@ -117,3 +125,29 @@ def test_a_truncated_uncompressed_frame_says_how_much_is_missing():
     assert str(caught.value) == (
         "the pixel data is truncated: the file holds 97,400 of the 102,400 bytes its header describes"
     )
+
+
+def _file(array: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> io.BytesIO:
+    buffer = io.BytesIO()
+    image = Image.fromarray(array)
+    (image.convert(mode) if mode else image).save(buffer, format=fmt)
+    buffer.seek(0)
+    return buffer
+
+
+def test_image_stored_values_are_what_image_to_uint8_stretches():
+    values = np.tile(np.linspace(300, 9000, 64).astype(np.uint16), (48, 1))
+    pixels, low, high, inverted = image_stored_values(_file(values))
+    assert pixels.dtype == np.uint16 and np.array_equal(pixels, values) and (low, high) == (300, 9000)
+    shown = np.round((pixels.astype(np.float32) - low) / (high - low) * 255).astype(np.uint8)
+    assert np.array_equal(shown, image_to_uint8(_file(values), fix_inversion=False)) and not inverted
+    grey = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))
+    pixels, low, high, _ = image_stored_values(_file(grey, "LA"))  # grey with alpha: the grey channel
+    assert pixels.dtype == np.uint8 and np.array_equal(pixels, grey) and (low, high) == (0, 255)
+
+
+def test_image_stored_values_refuse_a_colour_picture():
+    colour = np.zeros((16, 16, 3), dtype=np.uint8)
+    colour[..., 0] = 200
+    with pytest.raises(DecodeError, match="colour image"):
+        image_stored_values(_file(colour))

@@ -15,6 +15,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import DigitalMammographyXRayImageStorageForPresentation as MG_FOR_PRESENTATION
 
+from screening import dispatch
 from screening.dicom import receiver
 from screening.models import Image, Prediction
 from tests.conftest import stored_files
@@ -40,7 +41,7 @@ def receiver_port(settings):
 
 @pytest.fixture
 def eager():
-    """Tasks run where they are queued (here: in the receiver's thread); counts predict_image runs."""
+    """Tasks run in this process (the receiver's: after each C-STORE answer); counts predict_image runs."""
     with tasks_in_process("screening.tasks.predict_image") as runs:
         yield runs
 
@@ -73,6 +74,7 @@ def test_orthanc_sends_a_study_to_the_receiver_and_the_portal_predicts_it(
         (orthanc_study,) = {answer["ParentStudy"] for answer in uploaded}
         sent = pacs.post("/modalities/portal/store", orthanc_study)
     assert sent.get("InstancesCount") == 4 and sent.get("FailedInstancesCount") == 0, sent
+    dispatch.wait_for_background_tasks()  # embedded mode renders and predicts after each answer
     images = Image.objects.filter(study__study_uid=study_uid)
     assert sorted(images.values_list("sop_uid", flat=True)) == sorted(ds.SOPInstanceUID for ds in datasets)
     assert {(image.laterality, image.view) for image in images} == {
@@ -83,7 +85,7 @@ def test_orthanc_sends_a_study_to_the_receiver_and_the_portal_predicts_it(
     }
     done = Prediction.objects.filter(image__in=images, model_version=champion, status=Prediction.Status.DONE)
     assert done.count() == 4 and all(0 <= p.probability <= 1 for p in done)
-    assert eager == {prediction.pk: 1 for prediction in done}  # one predict_image run each, in the receiver
+    assert eager == {prediction.pk: 1 for prediction in done}  # one predict_image run each, in the receiver's process
     assert len(stored_files(media_root)) >= 8  # an original and a rendition per image
 
 

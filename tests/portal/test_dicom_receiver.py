@@ -151,6 +151,14 @@ def test_a_dataset_that_does_not_match_its_mg_sop_class_gets_a900(port, tmp_path
     assert not Image.objects.exists() and stored_files(media_root) == []
 
 
+def test_a_refusal_carries_an_error_comment_with_the_reason(port, tmp_path):
+    """Issue 23: refusals carried no Error Comment; a PACS operator saw only the status code."""
+    log = storescu(port, write(tmp_path, "ct-in-mg.dcm", mg_dataset(modality="CT")), options=("-d",))
+    assert re.findall(r"DIMSE Status +: (0x[0-9a-f]{4})", log) == ["0xa900"], log
+    [comment] = re.findall(r"\(0000,0902\) LO \[([^\]]*)\]", log)
+    assert "CT" in comment and "PAT-0001" not in comment, log
+
+
 def test_a_damaged_instance_gets_c000_leaves_nothing_and_logs_no_patient_data(port, tmp_path, media_root, caplog):
     caplog.set_level("INFO")
     log = storescu(port, damaged(tmp_path))
@@ -233,7 +241,13 @@ def test_an_admin_adds_a_dicom_peer_in_the_admin_and_it_is_audited(client, admin
     assert receiver.allowed_peers() >= {("PACS", "10.0.0.5")}
     event = AuditEvent.objects.get(action="dicom_peer_add")
     assert event.user == admin_user and event.object_id == str(peer.pk)
-    assert event.detail == {"ae_title": "PACS", "host": "10.0.0.5", "enabled": True, "site": "default"}
+    assert event.detail == {
+        "ae_title": "PACS",
+        "host": "10.0.0.5",
+        "enabled": True,
+        "site": "default",
+        "query_user": "",  # store only: no Query/Retrieve account
+    }
     bad = client.post(reverse("admin:screening_dicompeer_add"), {"ae_title": "A\\B", "host": "pacs.example"})
     assert bad.status_code == 200 and DicomPeer.objects.count() == 1
 
@@ -286,3 +300,28 @@ def test_a_peer_files_what_it_sends_under_its_site_and_others_under_the_default_
     assert statuses(storescu(port, write(tmp_path, "n.dcm", mg_dataset(seed=1)), aet="NORTHMG")) == ["Success"]
     assert statuses(storescu(port, write(tmp_path, "d.dcm", mg_dataset(seed=2)))) == ["Success"]
     assert sorted(Image.objects.values_list("study__site", flat=True)) == ["default", "north"]
+
+
+def test_a_resend_with_other_pixels_gets_a_failure_with_an_error_comment_and_is_audited(port, tmp_path, media_root):
+    """Issue 21: C-STORE Success while the new content is thrown away hid a misfiled image."""
+    from pynetdicom import AE
+
+    ds = mg_dataset(seed=1)
+    assert statuses(storescu(port, write(tmp_path, "first.dcm", ds))) == ["Success"]
+    assert statuses(storescu(port, write(tmp_path, "again.dcm", ds))) == ["Success"]  # identical: idempotent
+    ds.PixelData = mg_dataset(seed=2).PixelData
+    log = storescu(port, write(tmp_path, "other.dcm", ds))
+    assert statuses(log) and statuses(log) != ["Success"], log
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="SCREENING")
+    assert assoc.is_established
+    try:
+        answer = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    assert answer.Status == 0x0111
+    assert answer.ErrorComment == "SOPInstanceUID already held with other content"
+    assert Image.objects.count() == 1 and len(stored_files(media_root)) == 1
+    events = AuditEvent.objects.filter(action="ingest_conflict")
+    assert events.count() == 2 and {e.detail["via"] for e in events} == {"dicom"}

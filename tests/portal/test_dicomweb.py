@@ -103,7 +103,8 @@ def test_an_api_client_sees_only_its_own_studies_and_pseudonyms(live_server, api
     # Its own instance comes back with identity replaced by its pseudonym.
     copy = client.retrieve_instance(own.study.study_uid, series_uid(own), own.sop_uid)
     assert copy.PatientID == pseudonym("MINE", api_client_user) and str(copy.PatientName) == ""
-    assert "PatientBirthDate" not in copy
+    assert copy.get("PatientBirthDate", "") == ""  # type 2: present and empty (dciodvfy), never the date
+    assert copy.PatientIdentityRemoved == "YES" and copy.DeidentificationMethodCodeSequence
     metadata = client.retrieve_instance_metadata(own.study.study_uid, series_uid(own), own.sop_uid)
     assert value(metadata, "00100020") == pseudonym("MINE", api_client_user)
 

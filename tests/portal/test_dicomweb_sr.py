@@ -64,25 +64,28 @@ def sr_uids(study: Study) -> set[str]:
     return set(DicomExport.objects.filter(study=study).values_list("sop_instance_uid", flat=True))
 
 
-def test_qido_lists_the_portals_srs_once_each_in_their_own_series(rad_api, reported):
+def test_qido_lists_the_portals_srs_once_each_in_one_series_per_kind(rad_api, reported):
     base = f"/dicomweb/studies/{reported.study_uid}"
     found = rad_api.get("/dicomweb/studies", {"StudyInstanceUID": reported.study_uid}).json()[0]
     assert values(found, "00080061") == ["MG", "SR"]
-    assert (value(found, "00201206"), value(found, "00201208")) == (3, 4)  # 2 MG series + the SR series
+    assert (value(found, "00201206"), value(found, "00201208")) == (4, 4)  # 2 MG series + 2 SR series
 
     series = {value(s, "0020000E"): s for s in rad_api.get(base + "/series").json()}
-    report_series = series[sr.series_uid(reported)]
-    assert value(report_series, "00080060") == "SR" and value(report_series, "00201209") == 2
-    assert value(report_series, "00200011") == sr.SERIES_NUMBER
+    kinds = {kind: sr.series_uid(reported, kind) for kind in (sr.AI, sr.DECISION)}
+    assert kinds[sr.AI] != kinds[sr.DECISION]
+    for kind, uid in kinds.items():
+        assert value(series[uid], "00080060") == "SR" and value(series[uid], "00201209") == 1
+        assert value(series[uid], "00200011") == sr.SERIES_NUMBERS[kind]
     only_sr = rad_api.get(base + "/series", {"Modality": "SR"}).json()
-    assert [value(s, "0020000E") for s in only_sr] == [sr.series_uid(reported)]
+    assert {value(s, "0020000E") for s in only_sr} == set(kinds.values())
 
-    listed = rad_api.get(f"{base}/series/{sr.series_uid(reported)}/instances").json()
-    assert {value(i, "00080018") for i in listed} == sr_uids(reported)  # two SRs, not four rows
-    assert {value(i, "00080016") for i in listed} == {Comprehensive3DSRStorage}
-    assert {value(i, "00080060") for i in listed} == {"SR"}
+    listed = [
+        value(i, "00080018") for uid in kinds.values() for i in rad_api.get(f"{base}/series/{uid}/instances").json()
+    ]
+    assert sorted(listed) == sorted(sr_uids(reported))  # two SRs, not four rows
     everything = rad_api.get(base + "/instances").json()
     assert len(everything) == 4 and sr_uids(reported) < {value(i, "00080018") for i in everything}
+    assert {value(i, "00080016") for i in everything if value(i, "00080060") == "SR"} == {Comprehensive3DSRStorage}
 
 
 def test_qido_finds_studies_with_srs_by_modalities_in_study(rad_api, radiologist, reported):
@@ -96,7 +99,8 @@ def test_qido_finds_studies_with_srs_by_modalities_in_study(rad_api, radiologist
 
 def test_wado_returns_an_sr_byte_for_byte_with_its_metadata_and_audits_it(rad_api, reported):
     export = DicomExport.objects.filter(study=reported, kind="decision").first()
-    url = f"/dicomweb/studies/{reported.study_uid}/series/{sr.series_uid(reported)}/instances/{export.sop_instance_uid}"
+    series = sr.series_uid(reported, sr.DECISION)
+    url = f"/dicomweb/studies/{reported.study_uid}/series/{series}/instances/{export.sop_instance_uid}"
     response = rad_api.get(url, HTTP_ACCEPT="application/dicom")
     assert response.status_code == 200 and response["Content-Type"] == "application/dicom"
     with default_storage.open(export.sr_file.name, "rb") as fh:
@@ -118,7 +122,8 @@ def test_wado_returns_an_sr_byte_for_byte_with_its_metadata_and_audits_it(rad_ap
 
 def test_the_ai_sr_over_wado_refers_to_the_ingested_instances(rad_api, reported):
     export = DicomExport.objects.filter(study=reported, kind="ai").first()
-    url = f"/dicomweb/studies/{reported.study_uid}/series/{sr.series_uid(reported)}/instances/{export.sop_instance_uid}"
+    series = sr.series_uid(reported, sr.AI)
+    url = f"/dicomweb/studies/{reported.study_uid}/series/{series}/instances/{export.sop_instance_uid}"
     response = rad_api.get(url, HTTP_ACCEPT="application/dicom")
     document = dcmread(io.BytesIO(b"".join(response.streaming_content)))
     referenced = {
@@ -134,7 +139,8 @@ def test_an_api_client_gets_its_studys_srs_under_its_pseudonym_and_another_clien
     api, api_client_user, django_user_model, reported
 ):
     export = DicomExport.objects.filter(study=reported, kind="ai").first()
-    url = f"/dicomweb/studies/{reported.study_uid}/series/{sr.series_uid(reported)}/instances/{export.sop_instance_uid}"
+    series = sr.series_uid(reported, sr.AI)
+    url = f"/dicomweb/studies/{reported.study_uid}/series/{series}/instances/{export.sop_instance_uid}"
     copy = dcmread(io.BytesIO(b"".join(api.get(url, HTTP_ACCEPT="application/dicom").streaming_content)))
     assert copy.SOPInstanceUID == export.sop_instance_uid
     assert copy.PatientID == pseudonym(reported.patient.patient_id, api_client_user) and str(copy.PatientName) == ""
@@ -150,6 +156,6 @@ def test_an_api_client_gets_its_studys_srs_under_its_pseudonym_and_another_clien
 
 def test_an_image_series_is_not_mistaken_for_the_sr_series(rad_api, reported):
     image = Image.objects.filter(study=reported).first()
-    assert series_uid(image) != sr.series_uid(reported)
+    assert series_uid(image) not in (sr.series_uid(reported, sr.AI), sr.series_uid(reported, sr.DECISION))
     listed = rad_api.get(f"/dicomweb/studies/{reported.study_uid}/series/{series_uid(image)}/instances").json()
     assert [value(i, "00080018") for i in listed] == [image.sop_uid]

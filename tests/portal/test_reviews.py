@@ -160,7 +160,7 @@ def test_opening_a_case_is_audited_and_admins_can_read_the_trail(client, radiolo
     response = client.get(reverse("study-viewer", args=[study.pk]))
     assert response.status_code == 200
     assert AuditEvent.objects.filter(action="open_case", username="rad", study=study).exists()
-    assert Study.objects.get(pk=study.pk).status == "in_review"
+    assert Study.objects.get(pk=study.pk).status == "predicted"  # looked at, not read (test_corrections.py)
     assert client.get(reverse("study-audit", args=[study.pk])).status_code == 403
     client.force_login(admin_user)
     trail = client.get(reverse("study-audit", args=[study.pk]))

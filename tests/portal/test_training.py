@@ -280,7 +280,7 @@ def test_rollback_restores_the_previous_champion_and_retires_the_current(champio
 
 def test_moving_the_operating_point_reflags_the_studies_it_scored(champion, admin_user):
     study = add_woman(1, abnormal=False)
-    Study.objects.filter(pk=study.pk).update(exam_score=0.4, exam_flag=False, exam_model=champion)
+    Study.objects.filter(pk=study.pk).update(exam_score=0.4, score_left=0.4, exam_flag=False, exam_model=champion)
     promotion.set_operating_point(version=champion, threshold=0.3, user=admin_user)
     assert Study.objects.get(pk=study.pk).exam_flag is True
     assert ModelVersion.objects.get(pk=champion.pk).threshold == 0.3

@@ -66,5 +66,9 @@ def test_a_picture_upload_is_read_from_its_file(client, api, radiologist):
     ).json()
     client.force_login(radiologist)
     data = client.get(reverse("study-viewer-data", args=[body["study"]])).json()
-    assert data["images"][str(body["id"])]["source"] == {"kind": "picture", "url": body["full_url"]}
+    pixels_url = reverse("api-image-pixels", args=[body["id"]])
+    assert data["images"][str(body["id"])]["source"] == {"kind": "picture", "url": pixels_url}
     assert data["priors"] == []
+    # Its stored values, as DICOM for the viewer's one loader (tests/portal/test_viewer_pixels.py).
+    response = client.get(pixels_url, HTTP_ACCEPT="application/dicom")
+    assert response.status_code == 200 and response["Content-Type"] == "application/dicom"

@@ -21,26 +21,14 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ... import selectors, services
+from ...blinding import ai_visibility
 from ...errors import PortalError
-from ...models import DicomExport, Image, Study
+from ...models import DicomExport, Image, Refiling, Study
 from ...roles import can_see_identity
-from .. import sr
+from .. import deid, sr
 
 DICOM_JSON = "application/dicom+json"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-IDENTITY_KEYWORDS = (
-    "PatientBirthDate",
-    "PatientBirthTime",
-    "OtherPatientIDs",
-    "OtherPatientIDsSequence",
-    "OtherPatientNames",
-    "PatientMotherBirthName",
-    "PatientAddress",
-    "PatientTelephoneNumbers",
-    "IssuerOfPatientID",
-    "MedicalRecordLocator",
-    "ReferencedPatientSequence",
-)
 
 
 # --- DICOM JSON ---------------------------------------------------------------------------------
@@ -69,6 +57,11 @@ def dicom_json(body, status: int = 200) -> HttpResponse:
 # --- identity, series, lookups -------------------------------------------------------------------
 
 
+def accession(study: Study, user) -> str:
+    """The AccessionNumber as this viewer may see it (empty without the right to see identity)."""
+    return study.accession_number if can_see_identity(user) else ""
+
+
 def patient(study: Study, user) -> tuple[str, str]:
     """(PatientID, PatientName) as this viewer may see them."""
     if can_see_identity(user):
@@ -77,12 +70,28 @@ def patient(study: Study, user) -> tuple[str, str]:
 
 
 def hide_identity(ds: pydicom.Dataset, study: Study, viewer) -> None:
-    """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed."""
-    ds.PatientID = selectors.pseudonym(study.patient.patient_id, viewer)
-    ds.PatientName = ""
-    for keyword in IDENTITY_KEYWORDS:
-        if keyword in ds:
-            delattr(ds, keyword)
+    """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid, and what else
+    can name the woman or where her exam was asked for), the de-identification declared."""
+    deid.pseudonymise(ds, selectors.pseudonym(study.patient.patient_id, viewer))
+
+
+def refiled(instance) -> bool:
+    """An image an admin refiled (issue 21): its stored header still names the old patient, study, side or view."""
+    return isinstance(instance, Image) and Refiling.objects.filter(image=instance).exists()
+
+
+def apply_filing(ds: pydicom.Dataset, image: Image) -> None:
+    """Write the image's current filing into a copy of its header: what the portal holds wins over what the
+    modality sent, so a refiled image never leaves under the woman, study, side or view it was corrected from."""
+    patient_row = image.study.patient
+    ds.PatientID = patient_row.patient_id
+    ds.PatientName = patient_row.name.replace(" ", "^") if patient_row.name else ""
+    ds.PatientBirthDate = patient_row.birth_date.strftime("%Y%m%d") if patient_row.birth_date else ""
+    ds.StudyInstanceUID = image.study.study_uid
+    if image.laterality in ("L", "R"):
+        ds.ImageLaterality = image.laterality
+    if image.view in ("CC", "MLO"):
+        ds.ViewPosition = image.view
 
 
 def dicom_header(name: str) -> pydicom.Dataset:
@@ -91,21 +100,57 @@ def dicom_header(name: str) -> pydicom.Dataset:
         return pydicom.dcmread(fh, stop_before_pixels=True, force=True)
 
 
+# What QIDO-RS answers from an original's header beyond the portal's columns, read once (without pixels)
+# and cached by the file's content hash: the file never changes, so neither do they.
+HEADER_KEYWORDS = (
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    "StudyDescription",
+    "StudyTime",
+    "StudyID",
+    "ReferringPhysicianName",
+    "PatientName",
+    "BitsAllocated",
+    "NumberOfFrames",
+    "InstanceNumber",
+)
+
+
+def _read_facts(image: Image) -> dict[str, str]:
+    try:
+        ds = dicom_header(image.original.name)
+        facts = {keyword: str(ds.get(keyword, "") or "") for keyword in HEADER_KEYWORDS}
+    except Exception:  # a missing or damaged original: stable stand-ins, never a 500
+        facts = dict.fromkeys(HEADER_KEYWORDS, "")
+    facts["SeriesInstanceUID"] = facts["SeriesInstanceUID"] or generate_uid(entropy_srcs=[image.sha256])
+    return facts
+
+
+def header_facts(images: list[Image]) -> dict[int, dict[str, str]]:
+    """HEADER_KEYWORDS of each DICOM image's original, by image id (strings; "" where absent). An image
+    uploaded as a picture has none but its stable SeriesInstanceUID (its study, laterality and view)."""
+    found: dict[int, dict[str, str]] = {}
+    keys = {f"dicomweb:header:{image.sha256}": image for image in images if image.file_format == Image.Format.DICOM}
+    cached = cache.get_many(list(keys)) if keys else {}
+    missing = {}
+    for key, image in keys.items():
+        facts = cached.get(key)
+        if facts is None:
+            facts = missing[key] = _read_facts(image)
+        found[image.pk] = facts
+    if missing:
+        cache.set_many(missing, None)
+    for image in images:
+        if image.file_format != Image.Format.DICOM:
+            uid = generate_uid(entropy_srcs=[image.study.study_uid, image.laterality, image.view])
+            found[image.pk] = {**dict.fromkeys(HEADER_KEYWORDS, ""), "SeriesInstanceUID": uid}
+    return found
+
+
 def series_uid(image: Image) -> str:
     """The image's SeriesInstanceUID: its original's, or a stable one for image files."""
-    if image.file_format != Image.Format.DICOM:
-        entropy = [image.study.study_uid, image.laterality, image.view]
-        return generate_uid(entropy_srcs=entropy)
-    key = f"dicomweb:series:{image.sha256}"
-    uid = cache.get(key)
-    if uid is None:
-        try:
-            uid = str(dicom_header(image.original.name).get("SeriesInstanceUID", "") or "")
-        except Exception:  # a missing or damaged original: a stable stand-in, never a 500
-            uid = ""
-        uid = uid or generate_uid(entropy_srcs=[image.sha256])
-        cache.set(key, uid, None)
-    return uid
+    return header_facts([image])[image.pk]["SeriesInstanceUID"]
 
 
 def series_number(image: Image) -> int:
@@ -124,27 +169,40 @@ def sop_class(image: Image) -> str:
     return "1.2.840.10008.5.1.4.1.1.1.2"
 
 
-def instance_attributes(instance: Image | Report) -> dict:
-    """QIDO's attributes of an instance (an image, or an SR the portal wrote)."""
+def instance_attributes(instance: Image | Report, facts: dict[str, str] | None = None) -> dict:
+    """QIDO's attributes of an instance (an image, or an SR the portal wrote); `facts`: the image's
+    header_facts, read here when not given."""
     if isinstance(instance, Report):
         return report_attributes(instance)
     image = instance
+    facts = facts if facts is not None else header_facts([image])[image.pk]
     return dataset(
         SOPClassUID=sop_class(image),
         SOPInstanceUID=image.sop_uid,
-        InstanceNumber=image.pk,
+        InstanceAvailability="ONLINE",
+        InstanceNumber=_number(facts["InstanceNumber"]) or image.pk,
         Rows=image.rows,
         Columns=image.columns,
+        BitsAllocated=_number(facts["BitsAllocated"]) or (16 if (image.bits_stored or 8) > 8 else 8),
+        NumberOfFrames=_number(facts["NumberOfFrames"]) or 1,
         Modality=modality(image),
-        SeriesInstanceUID=series_uid(image),
+        SeriesInstanceUID=facts["SeriesInstanceUID"],
         StudyInstanceUID=image.study.study_uid,
         ImageLaterality=image.laterality if image.laterality in ("L", "R") else "",
         ViewPosition=image.view if image.view in ("CC", "MLO") else "",
     )
 
 
+def _number(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
 def study_or_404(user, study_uid: str) -> Study:
-    study = selectors.studies_visible_to(user).select_related("patient").filter(study_uid=study_uid).first()
+    studies = ai_visibility(user).annotate(selectors.studies_visible_to(user).select_related("patient"))
+    study = studies.filter(study_uid=study_uid).first()
     if study is None:
         raise PortalError("no such study", code="not_found", status=404)
     return study
@@ -161,34 +219,44 @@ class Report:
     study: Study
     sop_uid: str
     file_name: str
-    number: int  # InstanceNumber: 1, 2, ... in the order they were made
+    number: int  # InstanceNumber: 1, 2, ... in the order they were made, within its kind
+    kind: str  # sr.AI or sr.DECISION: each kind has its own series
 
     @property
     def series(self) -> str:
-        return sr.series_uid(self.study)
+        return sr.series_uid(self.study, self.kind)
+
+    @property
+    def series_number(self) -> int:
+        return sr.SERIES_NUMBERS[self.kind]
 
 
-def reports(studies: list[Study]) -> dict[int, list[Report]]:
-    """The stored SRs of these studies, by study id: one per SOP Instance UID (an SR sent to several
-    destinations has one export row per destination and one file)."""
+def reports(studies: list[Study], *, viewer) -> dict[int, list[Report]]:
+    """The stored SRs of these studies that this viewer may see, by study id: one per SOP Instance UID (an SR
+    sent to several destinations has one export row per destination and one file). No AI-result SR of a study
+    whose AI the reading policy hides from the viewer (screening.blinding), even one sent before it did."""
     by_pk = {study.pk: study for study in studies}
     found: dict[int, dict[str, Report]] = {pk: {} for pk in by_pk}
+    visibility = ai_visibility(viewer)
+    blinded = [study.pk for study in studies if not visibility.shows(study)]
     rows = (
         DicomExport.objects.filter(study__in=studies)
+        .exclude(study__in=blinded, kind=DicomExport.Kind.AI)
         .exclude(sr_file="")
         .exclude(sop_instance_uid="")
         .order_by("pk")
-        .values_list("study_id", "sop_instance_uid", "sr_file")
+        .values_list("study_id", "sop_instance_uid", "sr_file", "kind")
     )
-    for study_id, uid, name in rows:
+    for study_id, uid, name, kind in rows:
         members = found[study_id]
         if uid not in members:
-            members[uid] = Report(by_pk[study_id], uid, name, len(members) + 1)
+            number = 1 + sum(1 for report in members.values() if report.kind == kind)
+            members[uid] = Report(by_pk[study_id], uid, name, number, kind)
     return {pk: list(members.values()) for pk, members in found.items()}
 
 
-def study_reports(study: Study) -> list[Report]:
-    return reports([study])[study.pk]
+def study_reports(study: Study, *, viewer) -> list[Report]:
+    return reports([study], viewer=viewer)[study.pk]
 
 
 Instance = Image | Report
@@ -207,6 +275,7 @@ def report_attributes(report: Report) -> dict:
     return dataset(
         SOPClassUID=Comprehensive3DSRStorage,
         SOPInstanceUID=report.sop_uid,
+        InstanceAvailability="ONLINE",
         InstanceNumber=report.number,
         Modality="SR",
         SeriesInstanceUID=report.series,
@@ -214,14 +283,14 @@ def report_attributes(report: Report) -> dict:
     )
 
 
-def study_instances(study: Study) -> list[Instance]:
-    """The study's images, then its SRs."""
-    return [*study_images(study), *study_reports(study)]
+def study_instances(study: Study, *, viewer) -> list[Instance]:
+    """The study's images, then the SRs the viewer may see."""
+    return [*study_images(study), *study_reports(study, viewer=viewer)]
 
 
-def instances(study: Study, series: str | None = None, sop: str | None = None) -> list[Instance]:
-    """The study's images and SRs, narrowed to a series or an instance; none: 404."""
-    found = study_instances(study)
+def instances(study: Study, series: str | None = None, sop: str | None = None, *, viewer) -> list[Instance]:
+    """The study's images and SRs (as the viewer may see them), narrowed to a series or an instance; none: 404."""
+    found = study_instances(study, viewer=viewer)
     if sop is not None:
         found = [i for i in found if i.sop_uid == sop]
     if series is not None:
@@ -252,6 +321,9 @@ def param(request, keyword: str) -> str:
     return (request.query_params.get(keyword) or request.query_params.get(tag) or "").strip()
 
 
+MAX_OFFSET = 2**31 - 1
+
+
 def paging(request) -> tuple[int, int]:
     try:
         limit = int(request.query_params.get("limit", 100))
@@ -260,6 +332,8 @@ def paging(request) -> tuple[int, int]:
         raise PortalError("limit and offset must be whole numbers", code="invalid", status=400) from None
     if limit < 1 or offset < 0:
         raise PortalError("limit must be at least 1 and offset at least 0", code="invalid", status=400)
+    if offset > MAX_OFFSET:  # past the database's OFFSET range: a 500 before
+        raise PortalError(f"offset must be at most {MAX_OFFSET:,}", code="invalid", status=400)
     return min(limit, 1000), offset
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 
+from django.core.exceptions import BadRequest
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
-from ...errors import PortalError, UnsupportedMedia
+from ...errors import PortalError, StorageFull, UnsupportedMedia, is_disk_full
 
 MAX_PARTS = 1000
+MAX_BOUNDARY = 200
 _CHUNK = 1 << 20
 _HEADER_LIMIT = 16 * 1024
 
@@ -31,14 +33,24 @@ def boundary(content_type: str) -> bytes:
     ):
         raise UnsupportedMedia('STOW-RS takes multipart/related; type="application/dicom"')
     found = params.get("boundary", "")
-    if not found or len(found) > 70:
-        raise Malformed("the multipart body has no valid boundary")
+    # RFC 2046 says at most 70 characters; real clients send longer ones (Orthanc's DICOMweb plugin: 73).
+    if not found or len(found) > MAX_BOUNDARY or not all(33 <= ord(c) < 127 or c == " " for c in found):
+        raise Malformed(f"the multipart body has no valid boundary (1 to {MAX_BOUNDARY} printable characters)")
     return found.encode("latin-1")
 
 
 class Part:
     def __init__(self, headers: dict[str, str], file: TemporaryUploadedFile, too_large: bool):
         self.headers, self.file, self.too_large = headers, file, too_large
+
+
+def _write(target, body: bytes) -> None:
+    try:
+        target.write(body)
+    except OSError as exc:  # the temporary file is closed (and so removed) by iter_parts
+        if is_disk_full(exc):
+            raise StorageFull() from exc
+        raise
 
 
 def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
@@ -51,7 +63,10 @@ def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
 
     def fill() -> None:
         nonlocal buffer, eof
-        chunk = stream.read(_CHUNK)
+        try:
+            chunk = stream.read(_CHUNK)
+        except BadRequest:  # a broken chunked transfer encoding (portal.chunked)
+            raise Malformed("the request body's chunked transfer encoding is broken") from None
         if not chunk:
             eof = True
         buffer += chunk
@@ -100,7 +115,7 @@ def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
                 if written + len(body) > limit:
                     too_large = True
                 elif body:
-                    target.write(body)
+                    _write(target, body)
                     digest.update(body)
                 written += len(body)
                 if i >= 0:

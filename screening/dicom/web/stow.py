@@ -8,7 +8,8 @@ from django.conf import settings
 from django.urls import reverse
 
 from ... import services
-from ...errors import PortalError, TooLarge, UnsupportedMedia
+from ...errors import PortalError, StorageFull, TooLarge, UnsupportedMedia
+from ...services.filing import RESEND_CONFLICT
 from . import multipart
 from .common import dataset, dicom_json, series_uid, sop_class
 
@@ -16,6 +17,7 @@ from .common import dataset, dicom_json, series_uid, sop_class
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
+DUPLICATE_SOP_INSTANCE = 0x0111  # a resend that differs from the instance held (ingest refuses it, audited)
 
 
 def _failure(reason: int, sop_class: str = "", sop_uid: str = "") -> dict:
@@ -36,7 +38,7 @@ def _read(file, *keywords: str) -> list[str]:
 
 def stow(request, study_uid: str | None):
     boundary = multipart.boundary(request.META.get("CONTENT_TYPE", ""))
-    stored, failed = [], []
+    stored, failed, studies = [], [], []
     for part in multipart.iter_parts(request._request, boundary, settings.PORTAL_MAX_UPLOAD_BYTES):
         part_class, sop_uid = _read(part.file, "SOPClassUID", "SOPInstanceUID")
         media = part.headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
@@ -61,13 +63,16 @@ def stow(request, study_uid: str | None):
             reason = DATASET_DOES_NOT_MATCH_SOP_CLASS if part_class else CANNOT_UNDERSTAND
             failed.append(_failure(reason, part_class, sop_uid))
             continue
-        except TooLarge:
+        except (TooLarge, StorageFull):
             failed.append(_failure(OUT_OF_RESOURCES, part_class, sop_uid))
             continue
-        except PortalError:  # damaged, unsupported, or another's record (409): cannot be stored
-            failed.append(_failure(CANNOT_UNDERSTAND, part_class, sop_uid))
+        except PortalError as exc:  # damaged, unsupported, or another's record (409): cannot be stored
+            reason = DUPLICATE_SOP_INSTANCE if exc.code == RESEND_CONFLICT else CANNOT_UNDERSTAND
+            failed.append(_failure(reason, part_class, sop_uid))
             continue
         image = result.image
+        if image.study.study_uid not in studies:
+            studies.append(image.study.study_uid)
         url = request.build_absolute_uri(
             reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])
         )
@@ -77,6 +82,8 @@ def stow(request, study_uid: str | None):
     if not stored and not failed:
         raise multipart.Malformed("the multipart body holds no part")
     body = {}
+    if len(studies) == 1:  # the study's RetrieveURL (PS3.18 table 10.5.3-1): one study stored into
+        body.update(dataset(RetrieveURL=request.build_absolute_uri(reverse("dicomweb-study", args=studies))))
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": stored}
     if failed:

@@ -15,7 +15,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, StreamingHttpResponse
 
 from ...errors import PortalError
-from ...models import Image, Study
+from ...models import Image
 from ...roles import can_see_identity
 from ...services import renditions
 from . import multipart
@@ -24,6 +24,7 @@ from .common import (
     Instance,
     Report,
     StowThrottled,
+    apply_filing,
     audit,
     dataset,
     dicom_header,
@@ -33,6 +34,7 @@ from .common import (
     instance_attributes,
     instances,
     patient,
+    refiled,
     study_or_404,
 )
 from .stow import stow
@@ -40,24 +42,32 @@ from .stow import stow
 _CHUNK = 1 << 20
 
 
-def _deidentified(name: str, study: Study, viewer) -> bytes:
-    """The stored file with PatientID replaced by the viewer's pseudonym and other identity removed."""
-    with default_storage.open(name, "rb") as fh:
+def _rewritten(instance: Instance, viewer) -> bytes:
+    """The stored file with its current filing written in (a refiled image) and, for a viewer who may not see
+    identity, PatientID replaced by the viewer's pseudonym and other identity removed."""
+    with default_storage.open(file_name(instance), "rb") as fh:
         ds = pydicom.dcmread(fh, force=True)
-    hide_identity(ds, study, viewer)
-    ds.PatientIdentityRemoved = "YES"
+    if refiled(instance):
+        apply_filing(ds, instance)
+    if not can_see_identity(viewer):
+        hide_identity(ds, instance.study, viewer)  # deid: pseudonym, PatientIdentityRemoved and the method
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
 
 
+def _as_stored(instance: Instance, viewer) -> bool:
+    """The stored bytes may go as they are: the viewer may see identity and nobody corrected the filing."""
+    return can_see_identity(viewer) and not refiled(instance)
+
+
 def _instance_chunks(instance: Instance, viewer) -> Iterator[bytes]:
-    if can_see_identity(viewer):
+    if _as_stored(instance, viewer):
         with default_storage.open(file_name(instance), "rb") as fh:
             while chunk := fh.read(_CHUNK):
                 yield chunk
     else:
-        yield _deidentified(file_name(instance), instance.study, viewer)
+        yield _rewritten(instance, viewer)
 
 
 def _dicom_only(found: list[Instance]) -> list[Instance]:
@@ -75,10 +85,10 @@ def _wants_plain(request, media_type: str) -> bool:
 
 def _retrieve_instances(request, study, series=None, sop=None):
     found = study_or_404(request.user, study)
-    selected = _dicom_only(instances(found, series, sop))
+    selected = _dicom_only(instances(found, series, sop, viewer=request.user))
     audit(request, found, "instances", selected)
     if sop is not None and _wants_plain(request, "application/dicom"):
-        if can_see_identity(request.user):
+        if _as_stored(selected[0], request.user):
             # The stored file as it is: a FileResponse, so the WSGI server sends it with sendfile() (no copy
             # through Python) and the browser knows its length (the viewer's per-image progress).
             return FileResponse(default_storage.open(file_name(selected[0]), "rb"), content_type="application/dicom")
@@ -96,6 +106,8 @@ def _metadata(instance: Instance, viewer) -> dict:
         patient_id, patient_name = patient(instance.study, viewer)
         return {**instance_attributes(instance), **dataset(PatientID=patient_id, PatientName=patient_name)}
     ds = dicom_header(file_name(instance))
+    if refiled(instance):
+        apply_filing(ds, instance)
     if not can_see_identity(viewer):
         hide_identity(ds, instance.study, viewer)
     for element in list(ds):
@@ -119,7 +131,7 @@ class StudyView(StowThrottled):
 class MetadataView(DicomWebView):
     def get(self, request, study, series=None, sop=None):
         found = study_or_404(request.user, study)
-        selected = instances(found, series, sop)
+        selected = instances(found, series, sop, viewer=request.user)
         audit(request, found, "metadata", selected)
         try:
             return dicom_json([_metadata(instance, request.user) for instance in selected])
@@ -167,7 +179,7 @@ class FramesView(DicomWebView):
         except ValueError:
             raise PortalError("frames must be a list of numbers", code="invalid", status=400) from None
         found = study_or_404(request.user, study)
-        image = _dicom_only([_image(instances(found, series, sop), "frames")])[0]
+        image = _dicom_only([_image(instances(found, series, sop, viewer=request.user), "frames")])[0]
         audit(request, found, "frames", [image])
         try:
             available = _frame_bytes(image)
@@ -186,7 +198,7 @@ class FramesView(DicomWebView):
 class RenderedView(DicomWebView):
     def get(self, request, study, series, sop):
         found = study_or_404(request.user, study)
-        image = _image(instances(found, series, sop), "a rendition")
+        image = _image(instances(found, series, sop, viewer=request.user), "a rendition")
         if not image.rendition:  # not made yet by the render worker, or the pixel data cannot be decoded
             raise renditions.not_rendered(image)
         audit(request, found, "rendered", [image])

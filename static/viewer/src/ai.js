@@ -16,21 +16,26 @@ function readingOrder(images) {
 
 /** Render the panel; returns how many predictions are still pending. */
 export function renderAi(root, study) {
-  const threshold = study.threshold;
+  const threshold = study.threshold; // breast level: the exam follows its breasts
+  const levels = study.thresholds || { image: threshold, breast: threshold, region: threshold };
   const images = readingOrder(study.images || []);
   const counts = { queued: 0, running: 0, done: 0, failed: 0, none: 0 };
   for (const image of images) counts[image.prediction ? image.prediction.status : "none"] += 1;
   const exam = $("ai-exam");
   exam.className = "ai-exam";
   if (study.exam_score !== null && study.exam_score !== undefined) {
-    const flagged = study.exam_flag === true || aboveThreshold(study.exam_score, threshold);
+    // The exam is flagged exactly when one of its breasts is (the server's flag; the breast threshold as a fallback).
+    const flagged =
+      typeof study.exam_flag === "boolean"
+        ? study.exam_flag
+        : [study.score_right, study.score_left].some((v) => aboveThreshold(v, threshold));
     exam.replaceChildren(
       el("span", { class: "ai-label", text: "Exam probability " }),
       el("span", { class: `ai-value${flagged ? " flag" : ""}`, "data-testid": "exam-score", text: prob(study.exam_score) }),
       " ",
       flagged
-        ? el("span", { class: "badge flag", text: "⚑ At or above operating point" })
-        : el("span", { class: "badge", text: "Below operating point" }),
+        ? el("span", { class: "badge flag", "data-testid": "exam-flag", text: "⚑ Exam flagged: a breast is at or above its operating point" })
+        : el("span", { class: "badge", "data-testid": "exam-flag", text: "Not flagged: no breast at or above its operating point" }),
     );
     exam.classList.toggle("flagged", flagged);
   } else if (images.length === 0) exam.textContent = "No images.";
@@ -46,12 +51,14 @@ export function renderAi(root, study) {
       }),
     );
   }
-  for (const [id, value] of [
-    ["ai-right", study.score_right],
-    ["ai-left", study.score_left],
+  for (const [id, value, serverFlag] of [
+    ["ai-right", study.score_right, study.flag_right],
+    ["ai-left", study.score_left, study.flag_left],
   ]) {
-    const flagged = aboveThreshold(value, threshold);
-    $(id).replaceChildren(el("span", { class: flagged ? "flag" : "", text: `${prob(value)}${flagged ? " ⚑" : ""}` }));
+    const flagged = typeof serverFlag === "boolean" ? serverFlag : aboveThreshold(value, threshold);
+    $(id).replaceChildren(
+      el("span", { class: flagged ? "flag" : "", "data-level": "breast", text: `${prob(value)}${flagged ? " ⚑ breast" : ""}` }),
+    );
   }
   $("ai-images").replaceChildren(
     ...images.map((image) => {
@@ -60,8 +67,8 @@ export function renderAi(root, study) {
       let cls = "";
       if (!p) text = "not scored";
       else if (p.status === "done") {
-        const flagged = predictionFlagged(p, threshold);
-        text = `${prob(p.probability)}${flagged ? " ⚑" : ""}`;
+        const flagged = predictionFlagged(p, levels.image);
+        text = `${prob(p.probability)}${flagged ? " ⚑ image" : ""}`;
         cls = flagged ? "flag" : "";
       } else if (p.status === "failed") {
         text = `failed: ${p.error || "no reason given"}`;
@@ -77,19 +84,54 @@ export function renderAi(root, study) {
     }),
   );
   const model = study.exam_model || (images.find((i) => i.prediction) || {}).prediction?.model_version;
-  $("ai-model").textContent = model
-    ? `Model ${model}${threshold !== null && threshold !== undefined ? ` · operating point ${prob(threshold)}` : ""}`
-    : "";
+  const points =
+    threshold !== null && threshold !== undefined
+      ? ` · operating points: breast ${prob(levels.breast)}, image ${prob(levels.image)}, marks from ${prob(levels.region)}`
+      : "";
+  $("ai-model").textContent = model ? `Model ${model}${points}` : "";
   root.dataset.aiPending = String(pending);
   return pending;
 }
 
-/** The regions to draw on an image: only for a finished prediction, only while marks are on. */
-export function regionsOf(image, marksOn) {
+/** The regions to draw on an image: only for a finished prediction, only while marks are on, only at or above
+ * the model's region threshold (the server leaves the others out too). */
+export function regionsOf(image, marksOn, regionThreshold = null) {
   const p = image.prediction;
   if (!marksOn || !p || p.status !== "done") return [];
   return (image.regions || []).filter(
-    (r) => r && [r.x, r.y, r.width, r.height].every(Number.isFinite) && r.width > 0 && r.height > 0,
+    (r) =>
+      r &&
+      [r.x, r.y, r.width, r.height].every(Number.isFinite) &&
+      r.width > 0 &&
+      r.height > 0 &&
+      (regionThreshold === null || regionThreshold === undefined || r.probability >= regionThreshold),
+  );
+}
+
+/** The heatmap's colour scale, as colourise() draws it: calibrated probability 0 (clear) to 1 (red). */
+export function heatmapLegend() {
+  const stops = [];
+  for (let i = 0; i <= 10; i += 1) {
+    const t = i / 10;
+    const alpha = t < 0.15 ? 0 : Math.min(1, (t - 0.15) / 0.6);
+    stops.push(`rgba(255, ${Math.round(235 * (1 - t))}, 0, ${alpha.toFixed(2)}) ${i * 10}%`);
+  }
+  const bar = el("span", { class: "legend-bar" });
+  bar.style.background = `linear-gradient(to right, ${stops.join(", ")})`; // CSSOM, not a style attribute (CSP)
+  return el(
+    "div",
+    { class: "heatmap-legend", "data-testid": "heatmap-legend" },
+    el("span", { class: "legend-title", text: "Heatmap: calibrated probability of each model cell" }),
+    bar,
+    el(
+      "span",
+      { class: "legend-scale" },
+      el("span", { text: "0" }),
+      el("span", { text: "0.25" }),
+      el("span", { text: "0.5" }),
+      el("span", { text: "0.75" }),
+      el("span", { text: "1" }),
+    ),
   );
 }
 

@@ -134,6 +134,7 @@ export class Cell {
       this.attributes = dicomAttributes(this.imageId);
       this.voiLut = voiLutOf(this.attributes);
       this.initialVoi = this.viewport.getProperties().voiRange;
+      this.initialInvert = Boolean(this.viewport.getProperties().invert);
       this.loaded = true;
       const lutChosen = this.hooks.savedLut(this);
       if (this.voiLut && (lutChosen ?? this.lutByDefault())) this.useVoiLut(false);
@@ -185,10 +186,9 @@ export class Cell {
       } else if (p.status === "failed") ai = "AI failed";
       else ai = `AI ${p.status}…`;
     }
-    this.label.replaceChildren(
-      el("strong", { text: `${this.prior ? "Prior " : ""}${viewName(this.image)}` }),
-      ai ? el("span", { class: flagged ? "flag" : "", text: ai }) : null,
-    );
+    const name = el("strong", { text: `${this.prior ? "Prior " : ""}${viewName(this.image)}` });
+    // replaceChildren writes a null child as the text "null" (a prior image has no AI line).
+    this.label.replaceChildren(...[name, ai ? el("span", { class: flagged ? "flag" : "", text: ai }) : null].filter(Boolean));
     this.el.classList.toggle("flagged", flagged);
   }
 
@@ -279,15 +279,21 @@ export class Cell {
     if (!vp || !this.loaded) return null;
     const range = vp.getProperties().voiRange;
     if (!range) return null;
+    if (this.voiFunction() === "LINEAR_EXACT") return { centre: (range.lower + range.upper) / 2, width: range.upper - range.lower };
     const { windowWidth, windowCenter } = windowLevel.toWindowLevel(range.lower, range.upper);
     return { centre: windowCenter, width: windowWidth };
+  }
+
+  /** The image's VOI LUT Function (LINEAR, LINEAR_EXACT or SIGMOID): how its windows map values to grey. */
+  voiFunction() {
+    return (this.csImage && this.csImage.voiLUTFunction) || "LINEAR";
   }
 
   /** A linear window (replaces a VOI LUT table in use). */
   setWindow(centre, width, suppress = false) {
     const vp = this.viewport;
     if (!vp || !this.loaded) return;
-    const range = windowLevel.toLowHighRange(Math.max(1, width), centre);
+    const range = windowLevel.toLowHighRange(Math.max(1, width), centre, this.voiFunction());
     if (this.lutActive) {
       this.lutActive = false;
       this.hooks.lutChanged(this, false);
@@ -319,7 +325,12 @@ export class Cell {
   resetDisplay() {
     const vp = this.viewport;
     if (!vp || !this.loaded) return;
-    vp.resetProperties();
+    if (this.voiFunction() === "SIGMOID" && this.initialVoi) {
+      // Cornerstone's reset looks for a colour map matching the sampled sigmoid, finds none and throws
+      // (the image went black): the image's first window and inversion are set back instead.
+      vp.setProperties({ invert: this.initialInvert, voiRange: { ...this.initialVoi } });
+      vp.render();
+    } else vp.resetProperties();
     this.lutActive = false;
     this.hooks.lutChanged(this, null);
     if (this.lutByDefault()) this.useVoiLut(false);
@@ -348,10 +359,9 @@ export class Cell {
     const image = this.loaded ? this.csImage : null;
     if (!image) return [];
     const values = (keyword) => [].concat(this.attributes[keyword] ?? []);
-    // A DICOM image's windows are its own (the loader's min/max window is no DICOM window); pictures have the loader's.
-    const dicom = this.imageId.startsWith("wadouri:");
-    const centres = dicom ? values("WindowCenter") : [].concat(image.windowCenter ?? []);
-    const widths = dicom ? values("WindowWidth") : [].concat(image.windowWidth ?? []);
+    // The image's own windows (the loader's min/max window is no DICOM window: the full range is below).
+    const centres = values("WindowCenter");
+    const widths = values("WindowWidth");
     const names = values("WindowCenterWidthExplanation");
     const found = centres.map((c, i) => ({ centre: Number(c), width: Number(widths[i]), name: names[i] || `DICOM window ${i + 1}` }));
     if (this.voiLut) {

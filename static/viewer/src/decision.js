@@ -221,7 +221,18 @@ export function createDecision({ state, config, redraw }) {
     return Number.isNaN(date.getTime()) ? iso : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
   }
 
-  function copyReview(review) {
+  /** A correction starts from the read it corrects (`data-corrects`: its version), findings included, so
+   * that submitting changes only what the reader changed. Once, when the study first arrives; unsaved. */
+  function startCorrection(study) {
+    if (state.correctionStarted || !config.corrects) return;
+    state.correctionStarted = true;
+    const review = (study.reviews || []).find((r) => String(r.version) === config.corrects);
+    if (!review) return;
+    copyReview(review, `Correcting v${review.version}: the form holds its decision and findings. Change what needs correcting, then submit.`);
+    state.dirty = false;
+  }
+
+  function copyReview(review, message = null) {
     setChoice("decision", review.decision);
     setChoice("birads", String(review.birads));
     setChoice("density", review.density || "");
@@ -238,7 +249,7 @@ export function createDecision({ state, config, redraw }) {
       height: f.height,
     }));
     renderFindings();
-    say(`Form filled from v${review.version}: change what needs correcting, then submit.`);
+    say(message || `Form filled from v${review.version}: change what needs correcting, then submit.`);
   }
 
   /** Earlier decisions; absent for a blinded reader (the key is left out or null). */
@@ -300,5 +311,5 @@ export function createDecision({ state, config, redraw }) {
     if (state.dirty) event.preventDefault();
   });
 
-  return { addFinding, chooseDecision, confirmAi, deleteLast, disarm, renderHistory, setChoice, submit, get armed() { return confirmArmed; } };
+  return { addFinding, chooseDecision, confirmAi, deleteLast, disarm, renderHistory, setChoice, startCorrection, submit, get armed() { return confirmArmed; } };
 }

@@ -1,5 +1,5 @@
 /* Cornerstone3D set-up: the rendering engine, the DICOM loader (full bit depth from the portal's
- * WADO-RS instance endpoint) and a loader for images uploaded as picture files (PNG/JPEG). */
+ * WADO-RS instance endpoint, and the portal's DICOM wrapping of uploaded PNG/JPEG files). */
 import {
   Enums,
   RenderingEngine,
@@ -30,30 +30,10 @@ export async function initImaging() {
 
 export const getEngine = () => engine;
 
-/** The Cornerstone image id of a portal image: its DICOM instance, or its file for pictures. */
+/** The Cornerstone image id of a portal image: its DICOM instance, or an uploaded picture's stored values,
+ * which the portal serves as DICOM too (one loader: the same windowing, probe and presets for both). */
 export function imageIdFor(source) {
-  if (source.kind === "dicom") return `wadouri:${new URL(source.url, window.location.href).href}`;
-  return `picture:${source.url}`;
-}
-
-/** A picture file as an 8-bit grey Cornerstone image (red channel: uploads are greyscale). */
-async function loadPicture(imageId) {
-  const url = imageId.slice("picture:".length);
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`the image file could not be fetched (HTTP ${response.status})`);
-  const bitmap = await createImageBitmap(await response.blob());
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  const context = canvas.getContext("2d", { willReadFrequently: true });
-  context.drawImage(bitmap, 0, 0);
-  const rgba = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
-  const grey = new Uint8Array(bitmap.width * bitmap.height);
-  for (let i = 0; i < grey.length; i++) grey[i] = rgba[i * 4];
-  return imageLoader.createAndCacheLocalImage(imageId, {
-    scalarData: grey,
-    dimensions: [bitmap.width, bitmap.height],
-    spacing: [1, 1],
-    frameOfReferenceUID: imageId,
-  });
+  return `wadouri:${new URL(source.url, window.location.href).href}`;
 }
 
 /** Load one image into Cornerstone's cache, as `imageLoader.loadAndCacheImage` does, minus its unhandled
@@ -68,24 +48,39 @@ function loadAndCache(imageId) {
   return promise;
 }
 
+const VOI_FUNCTIONS = ["LINEAR", "LINEAR_EXACT", "SIGMOID"]; // DICOM's VOI LUT Function values, as Cornerstone names them
+
+/** The image's VOI LUT Function (0028,1056), LINEAR when absent or unknown (DICOM's default). Cornerstone's
+ * DICOM loader keeps only the value's first character ("L", "S"), which nothing knows: an image with the
+ * attribute had no VOI range (saturated, no window readout) and SIGMOID was drawn as LINEAR. */
+function voiFunctionOf(imageId) {
+  const module = metaData.get("voiLutModule", imageId) || {};
+  const value = String([].concat(module.voiLUTFunction ?? "")[0] ?? "")
+    .trim()
+    .toUpperCase();
+  return VOI_FUNCTIONS.includes(value) ? value : "LINEAR";
+}
+
+/** A loaded DICOM image as the viewport must see it before `setStack` (which reads its VOI function). */
+function withVoiFunction(imageId, image) {
+  image.voiLUTFunction = voiFunctionOf(imageId);
+  return image;
+}
+
 /** Load (and cache) one image; its bytes arrive with progress events (per image, by URL), or from the
  * next-case prefetch of the previous page (prefetch.js). Resolves with the image and where its bytes came from. */
 export async function loadImage(imageId) {
-  if (imageId.startsWith("picture:")) {
-    const cached = cache.getImage(imageId);
-    return { image: cached || (await loadPicture(imageId)), from: "network" };
-  }
   const url = imageId.slice("wadouri:".length);
   const bytes = cache.getImageLoadObject(imageId) ? null : await takePrefetched(url);
-  if (!bytes) return { image: await loadAndCache(imageId), from: "network" };
+  if (!bytes) return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from: "network" };
   performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
   // The loader's metadata now holds the instance, so loading the image id fetches nothing.
   await prefetchPart10Instance(imageId, bytes);
-  return { image: await loadAndCache(imageId), from: "prefetch" };
+  return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from: "prefetch" };
 }
 
 /** A loaded DICOM image's attributes by keyword (DICOM JSON naturalised: PhotometricInterpretation,
- * KVP, ImagerPixelSpacing...), as the loader parsed them; an empty object for pictures. */
+ * KVP, ImagerPixelSpacing...), as the loader parsed them. */
 export function dicomAttributes(imageId) {
   if (!imageId || !imageId.startsWith("wadouri:")) return {};
   try {

@@ -2,7 +2,7 @@
  * AI panel and marks, and the decision form. Data: the study API (polled while the AI works)
  * and the viewer data (pixel sources, AI regions, priors) from the portal. */
 import "./csp.js"; // first: Cornerstone's SVG style attributes go through the CSSOM (allowed by the CSP)
-import { renderAi, heatmapOf, regionsOf } from "./ai.js";
+import { renderAi, heatmapLegend, heatmapOf, regionsOf } from "./ai.js";
 import { Cell } from "./cell.js";
 import { createDecision } from "./decision.js";
 import { layOut } from "./hanging.js";
@@ -21,6 +21,7 @@ const config = {
   reviewsUrl: root.dataset.reviewsUrl,
   dataUrl: root.dataset.viewerDataUrl,
   worklistUrl: root.dataset.worklistUrl || "/",
+  corrects: root.dataset.corrects || "", // the version this reader's submission corrects, if any
 }; // the bundle is only linked from the viewer page
 
 const state = {
@@ -41,6 +42,7 @@ const state = {
   submitting: false,
   dirty: false,
   attemptKey: null,
+  correctionStarted: false, // the form started from the read it corrects (decision.startCorrection)
   prefetch: null, // the next case's pixel data: fetched once, after this case's first paint
 };
 
@@ -63,7 +65,8 @@ const hooks = {
   activate: (cell) => setActive(cell),
   toggleEnlarge: (cell) => toggleEnlarge(cell),
   addFinding: (cell, box) => decision.addFinding(cell.image, box),
-  aiRegions: (cell) => (cell.prior ? [] : regionsOf(cell.image, state.marks)),
+  aiRegions: (cell) =>
+    cell.prior ? [] : regionsOf(cell.image, state.marks, state.study?.thresholds ? state.study.thresholds.region : null),
   heatmap: (cell) => {
     if (!state.heatmap || cell.prior) return null;
     const url = heatmapOf(cell.image, redrawMarks);
@@ -188,7 +191,7 @@ async function afterPaint(cells) {
   await Promise.race([Promise.all(loaded.map((c) => c.painted)), settle]);
   if (state.cells === cells) performance.mark("viewer:case-painted");
   const next = (state.data && state.data.next) || null;
-  const urls = next ? next.sources.filter((s) => s.kind === "dicom").map((s) => s.url) : [];
+  const urls = next ? next.sources.map((s) => s.url) : [];
   const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
   await new Promise((resolve) => idle(resolve, { timeout: 2000 }));
   root.dataset.prefetch = "running";
@@ -246,6 +249,11 @@ function setToggle(action, on) {
 function setHeatmap(on) {
   state.heatmap = on;
   root.dataset.heatmap = on ? "on" : "off";
+  const legend = $("heatmap-legend");
+  if (legend) {
+    if (!legend.firstChild) legend.append(heatmapLegend());
+    legend.hidden = !on;
+  }
   setToggle("heatmap", on);
   if (on && !state.cells.some((c) => c.image.prediction && c.image.prediction.heatmap_url)) {
     say("No heatmap: the AI has not finished these images, or its result is not shown.");
@@ -364,6 +372,7 @@ function applyStudy(study) {
   state.study = study;
   renderFacts(study);
   decision.renderHistory(study);
+  decision.startCorrection(study);
   const pending = renderAi(root, study);
   const ids = [...study.images].map((i) => i.id).sort((a, b) => a - b).join(",");
   if (ids !== state.imageIds) {

@@ -1,0 +1,39 @@
+"""What both faces (page and API) hand out for an export: its JSON, and the archive streamed once."""
+
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+
+from ..models import ResearchExport
+from ..services.audit import client_ip
+from . import services
+
+
+def export_json(export: ResearchExport) -> dict:
+    return {
+        "id": export.pk,
+        "project": export.project.name,
+        "status": export.status,
+        "progress": export.progress,
+        "summary": export.summary,
+        "filters": export.filters,
+        "options": export.options,
+        "reason": export.reason,
+        "error": export.error,
+        "created": export.created.isoformat(),
+        "finished": export.finished.isoformat() if export.finished else None,
+        "downloaded": export.downloaded.isoformat() if export.downloaded else None,
+    }
+
+
+def stream_once(export: ResearchExport, request) -> FileResponse:
+    """Hand the archive over once and delete it when the response is closed."""
+    name = services.take_download(export=export, user=request.user, ip_address=client_ip(request))
+    try:
+        handle = default_storage.open(name, "rb")
+    except FileNotFoundError:
+        raise Http404("the archive is gone") from None
+    response = FileResponse(handle, as_attachment=True, filename=f"research-export-{export.pk}.zip")
+    response._resource_closers.append(lambda: default_storage.delete(name))
+    return response
