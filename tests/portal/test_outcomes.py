@@ -185,3 +185,23 @@ def test_a_user_who_may_not_see_identity_cannot_probe_accessions_or_patient_ids_
         with pytest.raises(PortalError) as refused:
             study_by_reference(api_client_user, reference)
         assert refused.value.message.startswith("looking a study up by accession number or patient ID needs")
+
+
+def test_the_outcomes_list_shows_accession_and_patient_only_to_users_who_may_see_identity(client, admin_user):
+    from django.contrib.auth.models import Group
+
+    from tests.conftest import _user
+
+    first, _, _ = _studies_of_one_woman()
+    record_outcome(item=OutcomeInput(study=first, laterality="L", result="benign"), user=admin_user)
+    bridge = _user(type(admin_user), "bridge2", "api_client")
+    bridge.user_permissions.add(
+        Permission.objects.get(codename="add_outcome"), Permission.objects.get(codename="view_all_studies")
+    )
+    assert Group.objects.filter(user=bridge, name="api_client").exists()
+    client.force_login(bridge)
+    hidden = client.get(reverse("outcomes")).content.decode()
+    assert "A2024-11" not in hidden and "P-7" not in hidden and f"#{first.pk}" in hidden
+    client.force_login(admin_user)
+    shown = client.get(reverse("outcomes")).content.decode()
+    assert "A2024-11" in shown and "P-7" in shown
