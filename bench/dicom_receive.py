@@ -10,7 +10,7 @@ N synthetic 4096x3328 MG files of about 27 MB (`../shared/tools/orthanc_ingest.p
     in the receiver): this measures receive + ingest (validation, dedup, audit) only. With
     --redis-url (the production shape) the renditions are queued on the broker for the render
     workers (none runs during the run; the queue is purged after); without it (embedded mode)
-    each is made in the receiver right after its instance is stored;
+    each is made in the receiver's process on a background thread, after the C-STORE answer;
   - Orthanc (Debian package, 1.10.1 tested) on an empty temporary store.
 Both runs happen in this one invocation, after os.sync(), with the files already in the page
 cache. Reports images/s, MB/s (1e6 bytes of files sent), the peak RSS (VmHWM) of the receiving
@@ -152,7 +152,7 @@ def main() -> None:
             "database": "PostgreSQL" if args.database_url else "SQLite",
             "predictions": "off (no servable model version)",
             "orthanc": orthanc_run(files, tmp / "orthanc"),
-            "renditions": "queued on the broker" if args.redis_url else "made in the receiver (embedded mode)",
+            "renditions": "queued on the broker" if args.redis_url else "made after each answer (embedded mode)",
             "portal": portal_run(files, tmp / "portal", args.database_url, args.redis_url),
         }
     portal, pacs = result["portal"], result["orthanc"]

@@ -534,12 +534,14 @@ def fit(
     logits = head_logits(small, small_val)
     op = operating_point([ex.label for ex in val], logits, [ex.patient_id for ex in val], config)
     levels = exam_levels(val, logits, config)
+    sources = _sources_on_split(val, logits, config, seed)
     return make_checkpoint(
         model,
         config,
         exam_model=levels["exam_model"],
         calibration=op["calibration"],
         threshold=op["threshold"],
+        sources=sources,
         operating_point=_operating_point_record(op, config, "validation split"),
         metrics={"validation": op["metrics"], "levels": levels["levels"], "best_epoch": result["best_epoch"]},
         training_data={"train": summarize(train), "validation": summarize(val)},
@@ -551,6 +553,17 @@ def fit(
             "history": result["history"],
         },
     )
+
+
+def _sources_on_split(val: Sequence[Example], logits: np.ndarray, config: ModelConfig, seed: int) -> dict:
+    """Per-source calibration, exam models and nested thresholds on a validation split (3 folds by woman inside
+    it); {} where the split is too small to fit them (a source kind needs both classes in every part)."""
+    try:
+        folds = patient_folds(val, 3, seed)
+        platt = config.calibration == "platt"
+        return fit_sources(val, logits, folds, config.target_sensitivity, platt, config.ece_bins)
+    except (ValueError, ZeroDivisionError, IndexError, KeyError):
+        return {}
 
 
 def cross_validate(

@@ -22,6 +22,7 @@ from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 _LINE_LIMIT = 4096
+_READ_LIMIT = 1 << 20
 
 
 class ChunkError(BadRequest):
@@ -62,7 +63,8 @@ class Dechunked:
             if self._left == 0:
                 self._next_chunk()
                 continue
-            n = self._left if wanted is None else min(self._left, wanted)
+            # Never more than 1 MB a read: a chunk may claim any size, and a read of n bytes allocates n.
+            n = min(self._left, _READ_LIMIT if wanted is None else min(wanted, _READ_LIMIT))
             data = self._read(n)
             if not data:
                 raise ChunkError("the body ended inside a chunk")

@@ -475,6 +475,9 @@ PORTAL_MONITORING_PSI_THRESHOLD = env_int("PORTAL_MONITORING_PSI_THRESHOLD_PERMI
 PORTAL_MONITORING_WINDOW_DAYS = env_int("PORTAL_MONITORING_WINDOW_DAYS", 30, minimum=1)
 # Fewer images than this in a window (or a site's, or a source's): "too few images", no PSI, no alert.
 PORTAL_MONITORING_MIN_IMAGES = env_int("PORTAL_MONITORING_MIN_IMAGES", 100, minimum=10)
+# Images a run measures at most (window and locked reference alike; a stable hash-chosen sample beyond that):
+# the worker reads each image's statistics once, from its original.
+PORTAL_MONITORING_MAX_IMAGES = env_int("PORTAL_MONITORING_MAX_IMAGES", 3000, minimum=100)
 # A version validated outside the portal: its first N images in service are its reference.
 PORTAL_MONITORING_REFERENCE_IMAGES = env_int("PORTAL_MONITORING_REFERENCE_IMAGES", 200, minimum=10)
 # Fewer cancers (or clear exams) than this in a subgroup: "too few cases", no alert.

@@ -313,24 +313,28 @@ def _reviews_shown(study: Study, user, show_reads: bool) -> QuerySet[Review]:
 
 
 def study_by_reference(user, reference: str, study_date: date | None = None) -> Study:
-    """The one study a person names as they know it: its accession number, or the patient's ID (for users who
-    may see identity: for others a patient ID would be a way to probe who is screened here), narrowed by the
-    study date when the patient has several. Raises PortalError (field "study") when none or several match."""
+    """The one study a person names as they know it: its accession number or the patient's ID, narrowed by the
+    study date when the patient has several. Only for users who may see identity (both name the woman or her
+    request; for others they would be a way to probe who is screened here): others name a study by its
+    StudyInstanceUID (the CSV import). Raises PortalError (field "study") when none or several match."""
+    if not can_see_identity(user):
+        raise PortalError(
+            "looking a study up by accession number or patient ID needs the right to see patient identity; "
+            "the CSV import names studies by StudyInstanceUID",
+            field="study",
+        )
     reference = reference.strip()
     if not reference:
         raise PortalError("give the study's accession number or the patient ID", field="study")
     studies = studies_visible_to(user).select_related("patient")
     if study_date is not None:
         studies = studies.filter(study_date=study_date)
-    found = list(studies.filter(accession_number=reference)[:11])
-    named = "accession number"
-    if not found and can_see_identity(user):
-        found = list(studies.filter(patient__patient_id=reference)[:11])
-        named = "patient ID"
+    found, named = list(studies.filter(accession_number=reference)[:11]), "accession number"
+    if not found:
+        found, named = list(studies.filter(patient__patient_id=reference)[:11]), "patient ID"
     on_date = f" on {study_date.isoformat()}" if study_date else ""
     if not found:
-        what = "accession number or patient ID" if can_see_identity(user) else "accession number"
-        raise PortalError(f"no study with this {what}{on_date}", field="study")
+        raise PortalError(f"no study with this accession number or patient ID{on_date}", field="study")
     if len(found) > 1:
         count = "more than 10" if len(found) > 10 else str(len(found))
         hint = (

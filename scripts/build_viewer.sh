@@ -18,6 +18,12 @@ if [ -z "${FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; th
   echo "==> Viewer build is current ($DIST)"
   exit 0
 fi
+# Vite 8 runs on Node.js ^20.19 or >=22.12; an older Node fails deep inside npm ci or the build: say so first.
+node_version=$(node -p process.versions.node 2>/dev/null || echo none)
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)' 2>/dev/null; then
+  echo "build_viewer: Node.js ${node_version} is too old to build the viewer: Vite 8 needs 20.19+ or 22.12+ (see the README's prerequisites)" >&2
+  exit 1
+fi
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f node_modules/.lock-hash ] || [ "$(cat node_modules/.lock-hash)" != "$lock_hash" ]; then
   echo "==> Installing the viewer's npm packages (npm ci, about 40 s, 107 MB)"

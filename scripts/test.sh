@@ -9,13 +9,14 @@ cd "$(dirname "$0")/.."
 # Debian tools the tests drive: dicom3tools (dciodvfy: every DICOM object the portal
 # makes is checked against its IOD), dcmtk (reference JPEG / JPEG-LS encoders for the
 # DICOM corpus; storescu, echoscu), Orthanc (the PACS peer, started by the tests
-# on a temporary configuration, never as the system service), Chromium and
-# ChromeDriver (browser tests); dicom3tools (dciodvfy checks every research export file). Never a browser
-# download.
+# on a temporary configuration, never as the system service; orthanc-dicomweb, its DICOMweb plugin, as
+# a DICOMweb client of the portal), Chromium and ChromeDriver (browser tests); dicom3tools (dciodvfy
+# checks every research export file). Never a browser download.
 missing=()
 command -v dcmcjpls >/dev/null || missing+=(dcmtk)
 command -v dciodvfy >/dev/null || missing+=(dicom3tools)
 command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 command -v chromium >/dev/null || missing+=(chromium chromium-driver)
 command -v dciodvfy >/dev/null || missing+=(dicom3tools)   # IOD check of the objects the portal makes
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -17,6 +17,11 @@ import requests
 STORESCU = shutil.which("storescu", path="/usr/bin:/usr/local/bin")
 ECHOSCU = shutil.which("echoscu", path="/usr/bin:/usr/local/bin")
 ORTHANC = shutil.which("Orthanc", path="/usr/sbin:/usr/bin:/usr/local/bin")
+# Orthanc's DICOMweb plugin (Debian orthanc-dicomweb): a DICOMweb client and server inside Orthanc.
+DICOMWEB_PLUGIN = next(
+    (p for p in ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so",) if Path(p).exists()),
+    None,
+)
 
 
 def free_port() -> int:
@@ -43,8 +48,11 @@ class Orthanc:
 
 
 @contextmanager
-def orthanc(folder: Path, modalities: dict[str, tuple[str, str, int]] | None = None) -> Iterator[Orthanc]:
-    """Orthanc with an empty store in `folder`, on free ports, HTTP on localhost only, stopped at the end."""
+def orthanc(
+    folder: Path, modalities: dict[str, tuple[str, str, int]] | None = None, extra: dict | None = None
+) -> Iterator[Orthanc]:
+    """Orthanc with an empty store in `folder`, on free ports, HTTP on localhost only, stopped at the end;
+    `extra`: more configuration (plugins and theirs, e.g. DICOMweb_PLUGIN with a "DicomWeb" section)."""
     if ORTHANC is None:
         raise RuntimeError("Orthanc is not installed (Debian package orthanc)")
     http_port, dicom_port = free_port(), free_port()
@@ -63,6 +71,7 @@ def orthanc(folder: Path, modalities: dict[str, tuple[str, str, int]] | None = N
         "DicomCheckCalledAet": False,
         "DicomAlwaysAllowStore": True,
         "DicomModalities": {name: list(peer) for name, peer in (modalities or {}).items()},
+        **(extra or {}),
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
     url = f"http://127.0.0.1:{http_port}"

@@ -82,6 +82,11 @@ def _basic_key(userid: str, password: str) -> str:
     return "auth:basic:" + digest.hexdigest()
 
 
+def _seal(password_hash: str) -> str:
+    """What the cache keeps of an account's password hash: a keyed hash of it, never the hash itself."""
+    return hmac.new(settings.SECRET_KEY.encode(), password_hash.encode(), hashlib.sha256).hexdigest()
+
+
 class GuardedBasicAuthentication(BasicAuthentication):
     """HTTP Basic with a portal account, counted by django-axes (through django.contrib.auth.authenticate)."""
 
@@ -94,10 +99,10 @@ class GuardedBasicAuthentication(BasicAuthentication):
         if remembered is not None and AxesProxyHandler.is_allowed(request, {"username": userid}):
             user_pk, password_hash = remembered
             user = get_user_model().objects.filter(pk=user_pk, is_active=True).first()
-            if user is not None and user.password == password_hash and user.get_username() == userid:
+            if user is not None and _seal(user.password) == password_hash and user.get_username() == userid:
                 return user, None
         user, auth = super().authenticate_credentials(userid, password, request)
-        cache.set(key, (user.pk, user.password), _BASIC_CACHE_SECONDS)
+        cache.set(key, (user.pk, _seal(user.password)), _BASIC_CACHE_SECONDS)
         return user, auth
 
 

@@ -10,9 +10,15 @@ from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
+from ..svg_plots import AXIS, MUTED, TEXT
+
 WIDTH, HEIGHT = 560, 220
 LEFT, RIGHT, TOP, BOTTOM = 48, 130, 22, 28
-COLOURS = ("#c33", "#36c", "#393", "#c90", "#939", "#099", "#666", "#a50")
+# Readable on the dark theme (portal.css), like screening.svg_plots.
+COLOURS = ("#ff7a59", "#5fa8ff", "#5ccf8a", "#f2c14e", "#c792ea", "#4dd0e1", "#e3e6ea", "#ff9e80")
+THRESHOLD = "#ff6b6b"  # --error
+REFERENCE = "#9aa3ad"  # --muted
+WINDOW = "#ff7a59"  # --flag
 
 
 def line_plot(
@@ -27,10 +33,10 @@ def line_plot(
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}"><title>{escape(title)}</title>',
-        f'<text x="{LEFT}" y="14" font-size="12" fill="#222">{escape(title)}</text>',
+        f'<text x="{LEFT}" y="14" font-size="12" fill="{TEXT}">{escape(title)}</text>',
     ]
     if not points:
-        parts.append(f'<text x="{LEFT + 8}" y="{HEIGHT / 2}" font-size="12" fill="#222">no runs yet</text></svg>')
+        parts.append(f'<text x="{LEFT + 8}" y="{HEIGHT / 2}" font-size="12" fill="{TEXT}">no runs yet</text></svg>')
         return mark_safe("".join(parts))
     times = sorted({t for t, _ in points})
     t0, t1 = times[0].timestamp(), times[-1].timestamp()
@@ -44,19 +50,19 @@ def line_plot(
         return TOP + plot_h * (1 - min(max(v, 0.0), top) / top)
 
     parts += [
-        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="#999"/>',
-        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" stroke="#999"/>',
-        f'<text x="{LEFT - 4}" y="{TOP + 4}" font-size="10" fill="#444" text-anchor="end">{top:.3g}</text>',
-        f'<text x="{LEFT - 4}" y="{TOP + plot_h}" font-size="10" fill="#444" text-anchor="end">0</text>',
-        f'<text x="{LEFT}" y="{HEIGHT - 8}" font-size="10" fill="#444">{times[0]:%Y-%m-%d}</text>',
-        f'<text x="{LEFT + plot_w}" y="{HEIGHT - 8}" font-size="10" fill="#444" text-anchor="end">'
+        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="{AXIS}"/>',
+        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" stroke="{AXIS}"/>',
+        f'<text x="{LEFT - 4}" y="{TOP + 4}" font-size="10" fill="{MUTED}" text-anchor="end">{top:.3g}</text>',
+        f'<text x="{LEFT - 4}" y="{TOP + plot_h}" font-size="10" fill="{MUTED}" text-anchor="end">0</text>',
+        f'<text x="{LEFT}" y="{HEIGHT - 8}" font-size="10" fill="{MUTED}">{times[0]:%Y-%m-%d}</text>',
+        f'<text x="{LEFT + plot_w}" y="{HEIGHT - 8}" font-size="10" fill="{MUTED}" text-anchor="end">'
         f"{times[-1]:%Y-%m-%d}</text>",
     ]
     if threshold is not None and threshold <= top:
         parts.append(
             f'<line x1="{LEFT}" y1="{y(threshold):.1f}" x2="{LEFT + plot_w}" y2="{y(threshold):.1f}" '
-            f'stroke="#c33" stroke-dasharray="4 3"/><text x="{LEFT + plot_w + 4}" y="{y(threshold) + 4:.1f}" '
-            f'font-size="10" fill="#c33">threshold {threshold:.3g}</text>'
+            f'stroke="{THRESHOLD}" stroke-dasharray="4 3"/><text x="{LEFT + plot_w + 4}" y="{y(threshold) + 4:.1f}" '
+            f'font-size="10" fill="{THRESHOLD}">threshold {threshold:.3g}</text>'
         )
     for i, (name, values) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
@@ -94,17 +100,17 @@ def shares_plot(title: str, bins: list[list]) -> SafeString:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
-        f'<text x="6" y="14" font-size="12" fill="#222">{escape(title)} '
-        f'<tspan fill="#888">reference</tspan> / <tspan fill="#c33">window</tspan></text>',
+        f'<text x="6" y="14" font-size="12" fill="{TEXT}">{escape(title)} '
+        f'<tspan fill="{REFERENCE}">reference</tspan> / <tspan fill="{WINDOW}">window</tspan></text>',
     ]
     for i, (label, ref, win) in enumerate(bins):
         y0 = TOP + row * i
         parts += [
-            f'<text x="{label_w - 6}" y="{y0 + 12}" font-size="10" fill="#222" text-anchor="end">'
+            f'<text x="{label_w - 6}" y="{y0 + 12}" font-size="10" fill="{TEXT}" text-anchor="end">'
             f"{escape(str(label))[:32]}</text>",
-            f'<rect x="{label_w}" y="{y0 + 2}" width="{bar_w * ref / top:.1f}" height="6" fill="#888"/>',
-            f'<rect x="{label_w}" y="{y0 + 9}" width="{bar_w * win / top:.1f}" height="6" fill="#c33"/>',
-            f'<text x="{label_w + bar_w + 6}" y="{y0 + 12}" font-size="10" fill="#222">{ref:.0%} / {win:.0%}</text>',
+            f'<rect x="{label_w}" y="{y0 + 2}" width="{bar_w * ref / top:.1f}" height="6" fill="{REFERENCE}"/>',
+            f'<rect x="{label_w}" y="{y0 + 9}" width="{bar_w * win / top:.1f}" height="6" fill="{WINDOW}"/>',
+            f'<text x="{label_w + bar_w + 6}" y="{y0 + 12}" font-size="10" fill="{TEXT}">{ref:.0%} / {win:.0%}</text>',
         ]
     parts.append("</svg>")
     return mark_safe("".join(parts))  # every label is escaped above

@@ -62,6 +62,13 @@ def run_dict(run: MonitoringRun) -> dict:
     }
 
 
+AXES = {
+    "sensitivity": "cancers flagged, of exams with a cancer",
+    "specificity": "exams not flagged, of exams without a cancer",
+    "recall_rate": "exams flagged at the operating point",
+}
+
+
 def _subgroup_plots(subgroups: dict) -> dict[str, str]:
     plots = {}
     for dimension in DIMENSIONS:
@@ -71,7 +78,10 @@ def _subgroup_plots(subgroups: dict) -> dict[str, str]:
             plots[f"{dimension}_{metric}"] = interval_plot(
                 f"{metric.replace('_', ' ').capitalize()} by {dimension.replace('_', ' ')} (* too few cases)",
                 rows,
+                axis=AXES[metric],
                 upper=1.0,
+                scale=100,
+                unit="%",
             )
     return plots
 

@@ -6,6 +6,7 @@ Called by the Celery tasks (nightly beat and on-demand runs), the page and the A
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime, timedelta
 
@@ -78,7 +79,11 @@ def run_nightly(now: datetime | None = None) -> list[int]:
             run = MonitoringRun.objects.create(model_version=version, triggered_by="schedule")
         except IntegrityError:  # an admin's run of it is queued or running: that one serves tonight
             continue
-        run_monitoring(run.pk, now=now)
+        try:
+            run_monitoring(run.pk, now=now)
+        except Exception:  # one version's failure must not stop the others' monitoring
+            log.exception("monitoring run %s failed", run.pk)
+            fail_run(run.pk, "the run stopped on an internal error (see the worker's log)")
         ids.append(run.pk)
     return ids
 
@@ -91,6 +96,16 @@ def _claim(run_id: int) -> MonitoringRun | None:
         status=MonitoringRun.Status.RUNNING
     )
     return MonitoringRun.objects.select_related("model_version").get(pk=run_id) if claimed else None
+
+
+def _sample(rows: list[dict]) -> list[dict]:
+    """At most PORTAL_MONITORING_MAX_IMAGES rows, the same ones night after night (chosen by a hash of the image
+    id, so a sliding window keeps most of yesterday's sample and its statistics need computing only once). PSI
+    does not grow with n: a few thousand images measure a shift as well as all of them."""
+    limit = settings.PORTAL_MONITORING_MAX_IMAGES
+    if len(rows) <= limit:
+        return rows
+    return sorted(rows, key=lambda r: hashlib.sha256(str(r["image_id"]).encode()).digest())[:limit]
 
 
 def _ensure_stats(image_ids) -> None:
@@ -112,8 +127,9 @@ def _reference(version: ModelVersion) -> dict:
     wanted = settings.PORTAL_MONITORING_REFERENCE_IMAGES
     locked = selectors.locked_reference_scores(version)
     if len(locked) >= settings.PORTAL_MONITORING_MIN_IMAGES:
-        _ensure_stats(locked)
-        rows = selectors.locked_rows(locked)
+        rows = _sample(selectors.locked_rows(locked))
+        _ensure_stats([r["image_id"] for r in rows])
+        rows = selectors.locked_rows({r["image_id"]: locked[r["image_id"]] for r in rows})
         basis = f"locked validation set ({len(rows)} images)"
         complete = len(rows) >= settings.PORTAL_MONITORING_MIN_IMAGES
     else:
@@ -262,9 +278,9 @@ def run_monitoring(run_id: int, *, now: datetime | None = None) -> str:
     try:
         reference = _reference(version)
         exclude = set(reference["image_ids"])
-        rows = selectors.window_rows(version, start, end, exclude)
-        _ensure_stats([r["image_id"] for r in rows])
-        rows = selectors.window_rows(version, start, end, exclude)
+        sample = {r["image_id"] for r in _sample(selectors.window_rows(version, start, end, exclude))}
+        _ensure_stats(sorted(sample))
+        rows = [r for r in selectors.window_rows(version, start, end, exclude) if r["image_id"] in sample]
         subgroups = by_subgroup(selectors.cases_for(version), min_cases=settings.PORTAL_MONITORING_MIN_CASES)
         subgroups["validated_sensitivity"] = selectors.validated_sensitivity(version)
         with transaction.atomic():

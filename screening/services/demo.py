@@ -213,7 +213,8 @@ def demo_dataset(case: DemoCase, laterality: str, view: str) -> Dataset:
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
     ds.WindowCenter, ds.WindowWidth = [1500, 1900], [2600, 1400]
     ds.WindowCenterWidthExplanation = ["whole breast", "dense tissue"]
-    ds.VOILUTFunction = "LINEAR"
+    # No VOILUTFunction (Type 3, LINEAR when absent): the viewer shows any image that names one without its
+    # window (tests/browser/test_demo_cases.py::test_an_mg_image_naming_its_voi_lut_function_keeps_its_window).
     ds.PixelData = pixels.tobytes()
     return ds
 

@@ -79,26 +79,30 @@ def collect_labels() -> list[Label]:
     breasts that carry a finding abnormal and the other breast normal; with no
     finding marked at all, every image of the study is abnormal. A breast's outcome
     overrides all this: malignant is abnormal, benign or no cancer after follow-up
-    normal. Images the model could not read (status failed) and the synthetic demonstration cases
-    (services.demo) are left out.
+    normal. Images the model could not read (status failed), the synthetic demonstration cases
+    (services.demo) and the studies held for reconciliation (issue 21) are left out.
     """
     reviews = {r.study_id: r for r in _latest_reviews().only("id", "study_id", "decision")}
     outcomes = breast_outcomes(list(reviews))
     findings: dict[int, list[Finding]] = {}
     for f in Finding.objects.filter(review_id__in=[r.pk for r in reviews.values()]).order_by("id"):
         findings.setdefault(f.review_id, []).append(f)
-    images = (
+    images = list(
         Image.objects.filter(study_id__in=list(reviews))
         .exclude(status=Image.Status.FAILED)
         .exclude(study__study_uid__in=demo_study_uids())  # synthetic demonstration cases teach the model nothing
+        # a study held for reconciliation may be another woman's: no label until an admin says whose it is
+        .exclude(study__demographics_conflict__resolution="")
         .select_related("study__patient")
         .order_by("id")
     )
+    side_now = {image.pk: image.laterality for image in images}
     labels = []
     for image in images:
         review = reviews[image.study_id]
         marked = findings.get(review.pk, [])
-        abnormal_sides = {f.laterality for f in marked}
+        # a finding marks its image's side as it is filed now (an admin may have corrected it since)
+        abnormal_sides = {side_now.get(f.image_id, f.laterality) for f in marked}
         outcome = outcomes.get((image.study_id, image.laterality))
         if outcome is not None:
             label = int(outcome == Outcome.Result.MALIGNANT)

@@ -16,6 +16,7 @@ from django.db.models.functions import Cast, Coalesce
 
 from ..models import Review, Study
 from ..reading_metrics import Read, cohen_kappa, figures
+from .demo import demo_study_uids
 from .outcomes import breast_outcomes
 
 SCREENING_SLOTS = ("single", "first", "second")
@@ -56,6 +57,7 @@ class _Reading:
 def _studies(filters: PerformanceFilters) -> tuple[dict[int, _Exam], QuerySet]:
     """The read exams the filters keep, and the query of their ids (for the reviews' and outcomes' queries)."""
     studies = Study.objects.filter(Exists(Review.objects.filter(study=OuterRef("pk"))))
+    studies = studies.exclude(study_uid__in=demo_study_uids())  # trying the demonstration cases is not screening
     if filters.date_from or filters.date_to:
         studies = studies.annotate(exam_day=Coalesce("study_date", Cast("created", DateField())))
     if filters.date_from:

@@ -215,6 +215,9 @@ def reading_state(study: Study, reviews: list[Review] | None = None) -> ReadingS
 
 def next_slot(study: Study, user, state: ReadingState, policy: ReadingPolicy) -> str:
     """The slot this user's submission would fill, or a Conflict saying why they may not read the case."""
+    if policy.blind_ai and not reads_blind(user):
+        # An admin without a reader role sees the AI result (screening.blinding): a read by them would not be blind.
+        raise Conflict("this site's policy hides the AI from readers: reading it needs the radiologist role")
     first, second = state.first, state.second
     if state.stage == "final":
         final = state.final

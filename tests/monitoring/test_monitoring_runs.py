@@ -163,3 +163,17 @@ def test_a_version_validated_in_the_portal_is_compared_with_its_locked_validatio
     assert overall["manufacturer"].drifted and overall["manufacturer"].n == 120
     assert overall["score"].n_reference == 120
     assert MonitoringAlert.objects.filter(model_version=version, key="drift:manufacturer:*:*").exists()
+
+
+def test_a_large_window_is_measured_on_a_stable_sample(db, settings):
+    from screening.models import ImageStats
+
+    settings.PORTAL_MONITORING_MAX_IMAGES = 100
+    version = make_version()
+    now = _stream(version, second_vendor="VendorB")
+    first = _run(version, now)
+    manufacturer = first.measures.get(feature="manufacturer", site="", source="")
+    assert manufacturer.n == 100 and manufacturer.drifted
+    assert ImageStats.objects.count() == 120 + 100  # the reference, and the window's sample only
+    second = _run(version, now)
+    assert second.measures.get(feature="manufacturer", site="", source="").bins == manufacturer.bins  # same sample

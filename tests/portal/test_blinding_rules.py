@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
-from screening.models import Study
+from screening.models import CaseLock, Study
 from screening.services import reading, review_submit
 from screening.services.reading import case_reading
 from tests.conftest import _token_client
@@ -55,7 +55,9 @@ def test_a_blinded_readers_lists_are_in_date_order_by_default_never_by_score(adm
     assert ids == [newer_low.pk, older_high.pk]
 
 
-def test_a_later_study_does_not_carry_the_score_of_a_prior_the_reader_has_not_read(admin_user, radiologist, client):
+def test_a_later_study_does_not_carry_the_score_of_a_prior_the_reader_has_not_read(
+    admin_user, radiologist, second_radiologist, client
+):
     """The reader has read the later study (so its AI shows), but not her prior, still unread."""
     prior = make_study("W", 0.93, True)
     later = make_study("W", 0.1, False, seed=1)
@@ -66,7 +68,7 @@ def test_a_later_study_does_not_carry_the_score_of_a_prior_the_reader_has_not_re
     [entry] = client.get(reverse("study-viewer-data", args=[later.pk])).json()["priors"]
     assert entry["id"] == prior.pk and "exam_score" not in entry and "exam_flag" not in entry
     # Once the prior has its final decision, its score is no secret.
-    review_submit(study=prior, radiologist=admin_user, decision="normal", birads=1)
+    review_submit(study=prior, radiologist=second_radiologist, decision="normal", birads=1)
     [entry] = client.get(reverse("study-viewer-data", args=[later.pk])).json()["priors"]
     assert entry["exam_score"] == pytest.approx(0.93)
 
@@ -94,3 +96,18 @@ def test_the_query_condition_and_the_case_rule_agree_at_every_stage(
     assert ai_visibility(arbitrator).shows(Study.objects.get(pk=study.pk))
     review_submit(study=study, radiologist=arbitrator, decision="abnormal", birads=4)
     agree()  # final
+
+
+def test_an_admin_who_sees_the_ai_may_not_read_a_case_the_policy_blinds(admin_user, radiologist, client):
+    """Admins without a reader role are not blinded: their read would not be blind, so it is refused."""
+    from screening.errors import Conflict
+
+    study = make_study("ADM", 0.7, True)
+    reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    with pytest.raises(Conflict, match="needs the radiologist role"):
+        review_submit(study=study, radiologist=admin_user, decision="normal", birads=1)
+    client.force_login(admin_user)
+    page = client.get(reverse("study-viewer", args=[study.pk])).content.decode()
+    assert "needs the radiologist role" in page  # and the admin's look takes no lock
+    assert not CaseLock.objects.filter(study=study).exists()
+    assert review_submit(study=study, radiologist=radiologist, decision="normal", birads=1).slot == "first"

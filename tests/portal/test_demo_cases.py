@@ -104,7 +104,8 @@ def test_on_a_portal_that_holds_studies_auto_adds_no_demonstration_case():
     assert not Study.objects.filter(study_uid__in=demo.demo_study_uids()).exists()
 
 
-def test_a_read_demonstration_case_never_becomes_a_training_label(radiologist):
+def test_a_read_demonstration_case_is_neither_a_training_label_nor_a_screening_figure(radiologist):
+    from screening.services.performance import performance
     from tests.portal.reading_fixtures import make_study
 
     setup_demo("--cases", "yes")
@@ -112,6 +113,7 @@ def test_a_read_demonstration_case_never_becomes_a_training_label(radiologist):
     for study in Study.objects.all():
         review_submit(study=study, radiologist=radiologist, decision="normal", birads=1)
     assert {label.image_id for label in collect_labels()} == set(real.images.values_list("pk", flat=True))
+    assert performance()["programme"]["exams"] == 1
 
 
 def test_remove_cases_deletes_them_with_their_files_and_an_audit(media_root, django_capture_on_commit_callbacks):

@@ -48,7 +48,7 @@ class PeakPredictor:
         from ml.inference import PredictionResult
 
         results = []
-        for image, laterality, *_kind in items:  # a loader may add the source kind (film, digital)
+        for image, laterality, *_ in items:  # the loader also gives the source kind
             heat = np.zeros(image.shape, np.float32)
             heat[PEAK_ROW, PEAK_COLUMN] = 0.9
             probability = 0.8 if laterality == "L" else 0.2

@@ -236,7 +236,7 @@ def test_an_uploaded_picture_has_a_stable_series_and_no_dicom_instance(rad_api, 
     assert value(rad_api.get(base + "/metadata").json()[0], "00080018") == image.sop_uid
     assert rad_api.get(base + "/rendered").json()["error"]["code"] == "not_rendered"  # the render worker's turn
     renditions.render_image(image.pk)
-    rendered = rad_api.get(base + "/rendered")
+    rendered = rad_api.get(base + "/rendered", HTTP_ACCEPT="image/png")
     assert rendered.status_code == 200 and rendered["Content-Type"] == "image/png"
 
 

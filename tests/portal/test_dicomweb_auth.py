@@ -230,3 +230,14 @@ def test_a_wildcard_or_malformed_cors_origin_stops_start_up(monkeypatch):
         monkeypatch.setenv("PORTAL_DICOMWEB_CORS_ORIGINS", bad)
         with pytest.raises(ImproperlyConfigured, match="PORTAL_DICOMWEB_CORS_ORIGINS"):
             env_origins("PORTAL_DICOMWEB_CORS_ORIGINS")
+
+
+@pytest.mark.django_db
+def test_the_cache_never_holds_an_accounts_password_hash(radiologist):
+    from django.core.cache import cache
+
+    from screening.api.authentication import _basic_key
+
+    assert client_with(basic("rad", PASSWORD)).get("/dicomweb/studies").status_code == 200
+    remembered = cache.get(_basic_key("rad", PASSWORD))
+    assert remembered is not None and radiologist.password not in repr(remembered)

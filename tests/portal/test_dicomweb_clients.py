@@ -148,3 +148,33 @@ def test_the_stow_answer_names_the_study_and_each_instance_to_retrieve(api):
     stored = answer["00081199"]["Value"][0]
     assert value(stored, "00081190").endswith(f"/instances/{ds.SOPInstanceUID}")
     assert value(stored, "00081150") == ds.SOPClassUID
+
+
+@live
+def test_a_chunked_body_elsewhere_is_a_client_error_never_a_500(live_server, radiologist):
+    session = token_session(radiologist)
+
+    def chunks():
+        yield b'{"study": 1, '
+        yield b'"x": "' + b"y" * 200_000 + b'"}'
+
+    for path in ("/api/v1/images/", "/api/v1/auth/token/"):
+        response = session.post(live_server.url + path, data=chunks(), headers={"Content-Type": "application/json"})
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+    assert session.get(f"{live_server.url}/dicomweb/studies").status_code == 200
+
+
+def test_a_chunk_claiming_any_size_is_read_a_megabyte_at_a_time():
+    from portal.chunked import ChunkError, Dechunked
+
+    source = io.BytesIO(b"fffffffffffffff\r\n" + b"x" * 3_000_000)
+    asked = []
+
+    def read(n):
+        asked.append(n)
+        return source.read(n)
+
+    body = Dechunked(read, source.readline)
+    with pytest.raises(ChunkError):
+        body.read()  # the body ends long before the chunk's claimed size
+    assert max(asked) <= 1 << 20 and sum(asked) > 3_000_000 - (1 << 20)

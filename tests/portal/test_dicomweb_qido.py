@@ -138,3 +138,9 @@ def test_limit_and_offset_page_through_studies(rad_api, radiologist):
     everything = [value(s, "0020000D") for s in rad_api.get("/dicomweb/studies").json()]
     pages = [rad_api.get(f"/dicomweb/studies?limit=2&offset={offset}").json() for offset in (0, 2)]
     assert [value(s, "0020000D") for page in pages for s in page] == everything and len(everything) == 3
+
+
+def test_runs_of_wildcards_collapse_and_an_overlong_value_is_400(rad_api, study):
+    assert len(rad_api.get("/dicomweb/studies", {"PatientName": "D" + "*" * 500 + "e^*"}).json()) == 1
+    refused = rad_api.get("/dicomweb/studies", {"PatientID": "P" * 2000})
+    assert refused.status_code == 400 and "at most" in refused.json()["error"]["message"]

@@ -434,3 +434,22 @@ def test_a_case_reopened_by_a_new_image_after_its_final_decision_is_read_again(
     assert final.slot == "arbitration" and final.is_final
     assert Study.objects.get(pk=study.pk).status == "reported"
     assert Review.objects.filter(study=study).count() == 5  # the first round's reads stay in the record
+
+
+def test_the_sweeper_loop_survives_a_failed_tick(monkeypatch):
+    """Embedded mode: SQLite busy with the web server's write must not end the only sweeper there is."""
+    from screening.management.commands import sweep
+
+    ticks = []
+
+    def tick():
+        ticks.append(1)
+        if len(ticks) == 1:
+            raise RuntimeError("database is locked")
+        raise KeyboardInterrupt  # stop the loop after its second tick
+
+    monkeypatch.setattr(sweep, "sweep_stuck_predictions", tick)
+    monkeypatch.setattr(sweep.time, "sleep", lambda seconds: None)
+    with pytest.raises(KeyboardInterrupt):
+        call_command("sweep", "--every", "60", stdout=io.StringIO())
+    assert len(ticks) == 2

@@ -241,3 +241,26 @@ def test_a_refiled_image_leaves_over_dicomweb_under_its_corrected_filing(admin_u
     assert (ds.PatientID, ds.StudyInstanceUID, ds.ViewPosition) == ("RIGHT-2", image.study.study_uid, "MLO")
     metadata = rad_api.get(url + "/metadata").json()[0]
     assert metadata["00100020"]["Value"] == ["RIGHT-2"] and metadata["00185101"]["Value"] == ["MLO"]
+
+
+def test_a_held_study_gives_no_training_label_and_a_refiled_side_moves_its_label(admin_user, radiologist, champion):
+    from screening.services import FindingInput, review_submit
+    from screening.services.labels import collect_labels
+
+    _study("SHARED-9", name="Smith^Anna", birth="19600102", date="20240101", seed=1)
+    held = _study("SHARED-9", name="Jones^Beth", birth="19711111", date="20260101", seed=2)
+    review_submit(study=held, radiologist=radiologist, decision="normal", birads=1)
+    assert held.pk not in {Image.objects.get(pk=label.image_id).study_id for label in collect_labels()}
+    filing.reconcile_same_woman(conflict=held.demographics_conflict, user=admin_user)
+    assert held.pk in {Image.objects.get(pk=label.image_id).study_id for label in collect_labels()}
+
+    study = _predicted_study(champion, patient_id="SIDES-1")
+    left, right = study.images.get(laterality="L"), study.images.get(laterality="R")
+    finding = FindingInput(image_id=left.pk, type="mass", x=10, y=10, width=5, height=5)
+    review_submit(study=study, radiologist=radiologist, decision="abnormal", birads=4, findings=[finding])
+    labels = {label.image_id: label.label for label in collect_labels()}
+    assert (labels[left.pk], labels[right.pk]) == (1, 0)
+    filing.refile_image(image=left, user=admin_user, reason="marker was wrong", laterality="R")
+    filing.refile_image(image=right, user=admin_user, reason="marker was wrong", laterality="L")
+    labels = {label.image_id: label.label for label in collect_labels()}
+    assert (labels[left.pk], labels[right.pk]) == (1, 0)  # the marked image stays abnormal under its new side

@@ -65,3 +65,41 @@ def test_the_readme_names_every_environment_variable_the_portal_and_run_sh_read(
     read -= {"DJANGO_SETTINGS_MODULE"}  # Django's own, set by manage.py and wsgi.py
     missing = sorted(name for name in read if f"`{name}" not in readme)
     assert not missing, f"name these in the README (Two commands or Settings): {missing}"
+
+
+@pytest.mark.parametrize(("version", "supported"), [("18.19.0", False), ("21.7.3", False), ("20.19.0", True)])
+def test_the_viewer_build_names_the_node_version_it_needs_before_installing(tmp_path, version, supported):
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    real_node = shutil.which("node")
+    if real_node is None:
+        pytest.skip("Node.js is not installed")
+    root = Path(__file__).resolve().parents[2]
+    repo = tmp_path / "repo"  # a copy: nothing of the real checkout (node_modules, dist) is touched
+    for name in ("scripts/build_viewer.sh", "package.json", "package-lock.json", "static/viewer/vite.config.js"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / name, repo / name)
+    shutil.copytree(root / "static/viewer/src", repo / "static/viewer/src")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # node answers as the given version; npm and npx only say they were called (and stop the script).
+    (fake / "node").write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "-p" ]; then echo {version}; exit 0; fi\n'
+        f'exec {real_node} -e "$(printf \'%s\' "$2" | sed "s/process.versions.node/\'{version}\'/")"\n'
+    )
+    for tool in ("npm", "npx"):
+        (fake / tool).write_text(f"#!/bin/sh\ntouch {tmp_path}/{tool}-called\nexit 1\n")
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "FORCE": "1"}
+    run = subprocess.run(["bash", str(repo / "scripts/build_viewer.sh")], env=env, capture_output=True, text=True)
+    installed = (tmp_path / "npm-called").exists() or (tmp_path / "npx-called").exists()
+    if supported:
+        assert installed and "too old" not in run.stderr
+    else:
+        assert run.returncode == 1 and not installed
+        assert f"Node.js {version} is too old to build the viewer: Vite 8 needs 20.19+ or 22.12+" in run.stderr

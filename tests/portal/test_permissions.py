@@ -83,6 +83,9 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "dicomweb-instance-metadata": {"GET": ROLES},
     "dicomweb-instance-frames": {"GET": ROLES},
     "dicomweb-instance-rendered": {"GET": ROLES},
+    "dicomweb-study-thumbnail": {"GET": ROLES},
+    "dicomweb-series-thumbnail": {"GET": ROLES},
+    "dicomweb-instance-thumbnail": {"GET": ROLES},
     # the reading workflow (issue 15)
     "reading": {"GET": READERS},
     "reading-arbitration": {"GET": {"arbitrator", "admin"}},

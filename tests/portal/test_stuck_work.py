@@ -58,7 +58,7 @@ class FakePredictor:
                 preprocess_ms=1.0,
                 inference_ms=self.inference_ms,
             )
-            for image, _ in items
+            for image, *_ in items  # the loader gives (pixels, laterality, source kind)
         ]
 
     def stream_batches(self, loaders, batch_size=8, heatmap_max_side=None, more=None):

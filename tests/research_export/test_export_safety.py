@@ -102,3 +102,19 @@ def test_a_name_inside_a_kept_word_does_not_stop_the_export(db, admin_user):
     export = ResearchExport.objects.get(pk=export.pk)
     assert export.status == "done", export.error
     assert export.summary["images"] == 1
+
+
+def test_the_page_polls_the_progress_of_an_export_still_building(db, admin_user, client):
+    from screening.models import ResearchExport
+    from screening.research_export import services
+
+    project = services.create_project(name="polled", user=admin_user)
+    export = ResearchExport.objects.create(
+        project=project, requested_by=admin_user, reason="x" * 12, status="running", progress={"done": 2, "total": 5}
+    )
+    client.force_login(admin_user)
+    page = client.get(reverse("research-exports")).content.decode()
+    assert f'data-status-url="{reverse("research-export-status", args=[export.pk])}"' in page
+    assert "2 / 5 images" in page and "research_exports.js" in page
+    status = client.get(reverse("research-export-status", args=[export.pk])).json()
+    assert status["progress"] == {"done": 2, "total": 5} and status["status"] == "running"

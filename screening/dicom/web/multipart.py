@@ -134,10 +134,10 @@ def iter_parts(stream, boundary: bytes, limit: int) -> Iterator[Part]:
             target.close()
 
 
-def write(parts: Iterable[Iterator[bytes]], media_type: str, boundary: str) -> Iterator[bytes]:
-    """A multipart/related body of `parts` (each an iterator of byte chunks), streamed."""
-    for chunks in parts:
-        yield f"--{boundary}\r\nContent-Type: {media_type}\r\n\r\n".encode()
+def write(parts: Iterable[tuple[str, Iterator[bytes]]], boundary: str) -> Iterator[bytes]:
+    """A multipart/related body of `parts` (each its Content-Type and an iterator of byte chunks), streamed."""
+    for content_type, chunks in parts:
+        yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
         yield from chunks
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()

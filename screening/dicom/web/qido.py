@@ -45,6 +45,7 @@ from .common import (
 from .stow import stow
 
 _DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
+_VALUE_LIMIT = 1024  # a UID list may be long; a name or an id is at most 64 characters a component
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 STUDY_KEYS = {
     "StudyInstanceUID",
@@ -75,7 +76,9 @@ class Query:
                         self.include.update(_keyword(v) or v for v in re.split(r"[,\s]+", value) if v)
                 continue
             keyword = _keyword(name)
-            value = (values[-1] if values else "").strip()
+            value = re.sub(r"\*+", "*", (values[-1] if values else "").strip())  # "a**b" is "a*b"
+            if len(value) > _VALUE_LIMIT:
+                raise PortalError(f"{name}: a query value is at most {_VALUE_LIMIT} characters", status=400)
             if keyword in supported:
                 if value and value != "*":  # "*" alone matches everything, as does an empty value
                     self.keys[keyword] = value

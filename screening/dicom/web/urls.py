@@ -3,7 +3,7 @@
 from django.urls import path
 
 from .qido import InstanceSearchView, SeriesSearchView, StudiesView
-from .wado import FramesView, InstanceView, MetadataView, RenderedView, SeriesView, StudyView
+from .wado import FramesView, InstanceView, MetadataView, RenderedView, SeriesView, StudyView, ThumbnailView
 
 _STUDY = "dicomweb/studies/<str:study>"
 _SERIES = _STUDY + "/series/<str:series>"
@@ -22,4 +22,7 @@ urlpatterns = [
     path(_INSTANCE + "/metadata", MetadataView.as_view(), name="dicomweb-instance-metadata"),
     path(_INSTANCE + "/frames/<str:frames>", FramesView.as_view(), name="dicomweb-instance-frames"),
     path(_INSTANCE + "/rendered", RenderedView.as_view(), name="dicomweb-instance-rendered"),
+    path(_STUDY + "/thumbnail", ThumbnailView.as_view(), name="dicomweb-study-thumbnail"),
+    path(_SERIES + "/thumbnail", ThumbnailView.as_view(), name="dicomweb-series-thumbnail"),
+    path(_INSTANCE + "/thumbnail", ThumbnailView.as_view(), name="dicomweb-instance-thumbnail"),
 ]

@@ -6,19 +6,21 @@ rendition). Every request that opens a study's images is audited once ("dicomweb
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 from collections.abc import Iterator
 
 import numpy as np
 import pydicom
 from django.core.files.storage import default_storage
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from PIL import Image as PILImage
 
 from ...errors import PortalError
 from ...models import Image
 from ...roles import can_see_identity
 from ...services import renditions
-from . import multipart
+from . import multipart, negotiation
 from .common import (
     DicomWebView,
     Instance,
@@ -40,34 +42,56 @@ from .common import (
 from .stow import stow
 
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
-def _rewritten(instance: Instance, viewer) -> bytes:
-    """The stored file with its current filing written in (a refiled image) and, for a viewer who may not see
-    identity, PatientID replaced by the viewer's pseudonym and other identity removed."""
+def _opened(instance: Instance, viewer) -> pydicom.Dataset:
+    """The stored file as a dataset, with its current filing written in (a refiled image) and, for a viewer
+    who may not see identity, PatientID replaced by the viewer's pseudonym and other identity removed."""
     with default_storage.open(file_name(instance), "rb") as fh:
         ds = pydicom.dcmread(fh, force=True)
     if refiled(instance):
         apply_filing(ds, instance)
     if not can_see_identity(viewer):
         hide_identity(ds, instance.study, viewer)  # deid: pseudonym, PatientIdentityRemoved and the method
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return ds
 
 
-def _as_stored(instance: Instance, viewer) -> bool:
-    """The stored bytes may go as they are: the viewer may see identity and nobody corrected the filing."""
-    return can_see_identity(viewer) and not refiled(instance)
+class _Part:
+    """One instance of a retrieval in the negotiated transfer syntax: the stored bytes when they may go as
+    they are (the syntax asked for, a viewer who may see identity, a filing nobody corrected), else the
+    dataset rewritten and re-encoded."""
 
+    def __init__(self, instance: Instance, viewer, wanted: str):
+        self.instance, self.viewer = instance, viewer
+        self.stored = negotiation.stored_syntax(dicom_header(file_name(instance)))
+        self.syntax = negotiation.served_syntax(self.stored, wanted, has_pixels=isinstance(instance, Image))
 
-def _instance_chunks(instance: Instance, viewer) -> Iterator[bytes]:
-    if _as_stored(instance, viewer):
-        with default_storage.open(file_name(instance), "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                yield chunk
-    else:
-        yield _rewritten(instance, viewer)
+    def stored_as_is(self) -> bool:
+        return self.syntax == self.stored and can_see_identity(self.viewer) and not refiled(self.instance)
+
+    def content_type(self) -> str:
+        return f"application/dicom; transfer-syntax={self.syntax}"
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.stored_as_is():
+            with default_storage.open(file_name(self.instance), "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    yield chunk
+            return
+        ds = _opened(self.instance, self.viewer)
+        try:
+            if self.syntax == self.stored:  # only identity replaced: nothing to decode
+                data = negotiation.encode(ds, self.syntax)
+            else:
+                with renditions.decode_slot():  # transcodings count as decodes (PORTAL_MAX_CONCURRENT_DECODES)
+                    data = negotiation.encode(ds, self.syntax)
+        except PortalError:
+            raise
+        except Exception:  # the type only: pydicom's text may quote the data
+            log.error("could not transcode an instance of study %s to %s", self.instance.study.pk, self.syntax)
+            raise
+        yield data
 
 
 def _dicom_only(found: list[Instance]) -> list[Instance]:
@@ -78,25 +102,28 @@ def _dicom_only(found: list[Instance]) -> list[Instance]:
     return dicom
 
 
-def _wants_plain(request, media_type: str) -> bool:
-    accept = request.headers.get("Accept", "")
-    return media_type in accept and "multipart/related" not in accept
-
-
 def _retrieve_instances(request, study, series=None, sop=None):
+    choice = negotiation.dicom_choice(request.headers.get("Accept", ""), single=sop is not None)
     found = study_or_404(request.user, study)
     selected = _dicom_only(instances(found, series, sop, viewer=request.user))
     audit(request, found, "instances", selected)
-    if sop is not None and _wants_plain(request, "application/dicom"):
-        if _as_stored(selected[0], request.user):
+    parts = [_Part(instance, request.user, choice.transfer_syntax) for instance in selected]
+    if not choice.multipart:
+        part = parts[0]
+        if part.stored_as_is():
             # The stored file as it is: a FileResponse, so the WSGI server sends it with sendfile() (no copy
             # through Python) and the browser knows its length (the viewer's per-image progress).
             return FileResponse(default_storage.open(file_name(selected[0]), "rb"), content_type="application/dicom")
-        return StreamingHttpResponse(_instance_chunks(selected[0], request.user), content_type="application/dicom")
+        try:  # encoded before the answer starts, so a failure is still an error answer
+            body = b"".join(part.chunks())
+        except PortalError:  # busy (503)
+            raise
+        except Exception:
+            raise PortalError("the stored instance cannot be transcoded", code="invalid_pixel_data") from None
+        return StreamingHttpResponse(iter([body]), content_type=part.content_type())
     boundary = uuid.uuid4().hex
-    parts = (_instance_chunks(instance, request.user) for instance in selected)
     return StreamingHttpResponse(
-        multipart.write(parts, "application/dicom", boundary),
+        multipart.write(((part.content_type(), part.chunks()) for part in parts), boundary),
         content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
     )
 
@@ -188,18 +215,57 @@ class FramesView(DicomWebView):
         if any(n < 1 or n > len(available) for n in numbers):
             raise PortalError(f"the instance has {len(available)} frame(s)", code="not_found", status=404)
         boundary = uuid.uuid4().hex
-        parts = ([available[n - 1]] for n in numbers)
+        parts = (("application/octet-stream", iter([available[n - 1]])) for n in numbers)
         return StreamingHttpResponse(
-            multipart.write(parts, "application/octet-stream", boundary),
+            multipart.write(parts, boundary),
             content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
         )
 
 
+THUMBNAIL_SIDE = 256
+
+
+def _picture(image: Image, media: str, max_side: int | None = None) -> HttpResponse:
+    """The image's display rendition as JPEG or PNG, scaled down to `max_side` when given."""
+    with default_storage.open(image.rendition.name, "rb") as fh:
+        picture = PILImage.open(fh)
+        picture.load()
+    if max_side is not None:
+        picture.thumbnail((max_side, max_side))
+    elif media == "image/png":
+        return FileResponse(default_storage.open(image.rendition.name, "rb"), content_type="image/png")
+    buffer = io.BytesIO()
+    if media == "image/jpeg":
+        picture.convert("L" if picture.mode in ("L", "I", "I;16") else "RGB").save(buffer, format="JPEG", quality=90)
+    else:
+        picture.save(buffer, format="PNG")
+    return HttpResponse(buffer.getvalue(), content_type=media)
+
+
 class RenderedView(DicomWebView):
+    """The display rendition of an image: image/jpeg (the default) or image/png; anything else 406."""
+
     def get(self, request, study, series, sop):
+        media = negotiation.image_choice(request.headers.get("Accept", ""))
         found = study_or_404(request.user, study)
         image = _image(instances(found, series, sop, viewer=request.user), "a rendition")
         if not image.rendition:  # not made yet by the render worker, or the pixel data cannot be decoded
             raise renditions.not_rendered(image)
         audit(request, found, "rendered", [image])
-        return FileResponse(default_storage.open(image.rendition.name, "rb"), content_type="image/png")
+        return _picture(image, media)
+
+
+class ThumbnailView(DicomWebView):
+    """A small picture of a study, series or instance (its first image with a rendition)."""
+
+    def get(self, request, study, series=None, sop=None):
+        media = negotiation.image_choice(request.headers.get("Accept", ""))
+        found = study_or_404(request.user, study)
+        images = [i for i in instances(found, series, sop, viewer=request.user) if isinstance(i, Image)]
+        shown = next((i for i in images if i.rendition), None)
+        if shown is None:
+            if not images:
+                raise PortalError("a structured report has no thumbnail", code="not_found", status=404)
+            raise renditions.not_rendered(images[0])
+        audit(request, found, "thumbnail", [shown])
+        return _picture(shown, media, THUMBNAIL_SIDE)

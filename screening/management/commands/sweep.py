@@ -7,6 +7,7 @@ predictions a killed server left `running` are recovered at start-up and anythin
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -15,6 +16,8 @@ from django.utils import timezone
 
 from screening.services import predictions
 from screening.tasks import release_expired_locks, sweep_stuck_predictions
+
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -36,10 +39,17 @@ class Command(BaseCommand):
         if recover:
             self.stdout.write(f"recovered: {predictions.recover_after_restart(started)}")
         while True:
-            swept = sweep_stuck_predictions()
-            released = release_expired_locks()
-            if swept and any(swept.values()) or released:
-                self.stdout.write(f"swept: {swept}; expired locks released: {released}")
+            try:
+                swept = sweep_stuck_predictions()
+                released = release_expired_locks()
+            except Exception:
+                if not every:
+                    raise
+                # SQLite busy with the web server's write, a database restarting: the next tick tries again
+                log.exception("the sweep failed; trying again in %s s", every)
+            else:
+                if any(swept.values()) or released:
+                    self.stdout.write(f"swept: {swept}; expired locks released: {released}")
             if not every:
                 return
             close_old_connections()  # a database restarted meanwhile: the next tick reconnects

@@ -11,7 +11,7 @@ import {
 } from "@cornerstonejs/core";
 import { init as dicomLoaderInit, prefetchPart10Instance } from "@cornerstonejs/dicom-image-loader";
 import { init as toolsInit } from "@cornerstonejs/tools";
-import { takePrefetched } from "./prefetch.js";
+import { ORIGINAL_DICOM, takePrefetched } from "./prefetch.js";
 
 export const ENGINE_ID = "screening";
 let engine = null;
@@ -20,8 +20,9 @@ export async function initImaging() {
   await coreInit();
   dicomLoaderInit({
     maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)),
-    // The WADO-RS instance endpoint answers one plain Part 10 file for this Accept (not multipart).
-    beforeSend: () => ({ Accept: "application/dicom" }),
+    // The WADO-RS instance endpoint answers one plain Part 10 file for this Accept (not multipart), the
+    // original as stored (transfer-syntax=*): the codecs here decode it, no transcoding on the server.
+    beforeSend: () => ({ Accept: ORIGINAL_DICOM }),
   });
   toolsInit();
   engine = new RenderingEngine(ENGINE_ID);

@@ -6,6 +6,8 @@
 const STORE = "portal-next-case";
 const TTL_MS = 10 * 60 * 1000;
 const STAMP = "X-Portal-Prefetched-At";
+// WADO-RS: one plain Part 10 file, the original as stored (the viewer's codecs decode it; no transcoding).
+export const ORIGINAL_DICOM = "application/dicom; transfer-syntax=*";
 
 const available = () => typeof caches !== "undefined"; // Cache Storage: secure contexts only
 
@@ -50,7 +52,7 @@ export async function prefetch(urls, { signal } = {}) {
     }
     const response = await fetch(url, {
       credentials: "same-origin",
-      headers: { Accept: "application/dicom" },
+      headers: { Accept: ORIGINAL_DICOM },
       cache: "no-store",
       priority: "low",
       signal,
