@@ -147,8 +147,10 @@ def test_the_pydicom_corpus_sent_by_storescu_never_crashes_the_receiver_nor_leav
                 continue
             log = storescu(receiver_port, sent)
             answers = statuses(log)
-            # A status the receiver never gives (0xC211 and the like) would mean its handler raised.
-            assert set(answers) <= {"Success", A900, C000, A700}, (sent.name, log)
+            # A status the receiver never gives (0xC211 and the like) would mean its handler raised. 0x0111: the
+            # corpus holds files that share a SOPInstanceUID with other content (MR_small, MR_small_padded...),
+            # a resend the receiver refuses as a duplicate (services.filing).
+            assert set(answers) <= {"Success", A900, C000, A700, "Unknown Status: 0x111"}, (sent.name, log)
             if answers:
                 outcomes.update(answers)
             elif "Association Accepted" in log:
