@@ -30,13 +30,8 @@ def test_a_demonstration_case_opens_with_its_four_views_and_its_prior(live_serve
     assert priors.count() == 1 and "2024-02-12" in priors.first.inner_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="viewer defect, found with the demo cases: an image with VOILUTFunction (LINEAR, SIGMOID or "
-    "LINEAR_EXACT) is shown saturated, with no VOI range (data-window empty). Cause: dicom-image-loader 5.14's "
-    "createImage.js takes voiLUTFunction[0] of the wadouri provider's string, i.e. 'L', and toLowHighRange "
-    "throws 'Invalid VOI LUT function'. Vendors send the attribute",
-)
+# Was a strict expected failure (dicom-image-loader 5.14 keeps only "L" of VOILUTFunction): the viewer now sets
+# each image's VOI LUT function itself (static/viewer/src/imaging.js), so the window holds.
 @pytest.mark.parametrize("function", ["LINEAR", "SIGMOID"])
 def test_an_mg_image_naming_its_voi_lut_function_keeps_its_window(live_server, page, radiologist, champion, function):
     from screening.services import demo, ingest_file
