@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from ..errors import PortalError
 from ..models import ModelVersion, MonitoringAlert
@@ -34,7 +34,7 @@ def _version(request) -> ModelVersion | None:
 
 
 @login_required
-@require_GET
+@require_safe
 def monitoring(request):
     _require_admin(request)
     version = _version(request)

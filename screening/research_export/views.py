@@ -7,14 +7,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from ..errors import PortalError
 from ..models import ResearchExport, ResearchProject
 from ..roles import is_admin
 from ..services.audit import client_ip
 from . import selectors, services
-from .responses import export_json, stream_once
+from .responses import export_json, peek, stream_once
 from .selectors import OUTCOMES, READINGS
 
 FILTER_FIELDS = ("site", "date_from", "date_to", "outcome", "score_min", "score_max", "reading")
@@ -27,7 +27,7 @@ def _require_admin(request) -> None:
 
 
 @login_required
-@require_GET
+@require_safe
 def exports(request):
     _require_admin(request)
     services.release_stale_exports()
@@ -85,7 +85,7 @@ def new_export(request):
 
 
 @login_required
-@require_GET
+@require_safe
 def status(request, pk: int):
     _require_admin(request)
     export = get_object_or_404(selectors.exports_of(request.user), pk=pk)
@@ -93,12 +93,12 @@ def status(request, pk: int):
 
 
 @login_required
-@require_GET
+@require_safe
 def download(request, pk: int):
     _require_admin(request)
     export = get_object_or_404(ResearchExport.objects.select_related("project"), pk=pk)
     try:
-        return stream_once(export, request)
+        return peek(export, request) if request.method == "HEAD" else stream_once(export, request)
     except PortalError as exc:
         if exc.status == 404:
             raise Http404(exc.message) from None
