@@ -12,7 +12,7 @@ from ..api.permissions import IsPortalAdmin
 from ..models import ResearchExport, ResearchProject
 from ..services.audit import client_ip
 from . import selectors, services
-from .responses import export_json, stream_once
+from .responses import export_json, peek, stream_once
 
 
 class ProjectSerializer(serializers.Serializer):
@@ -86,3 +86,8 @@ class ExportDownload(APIView):
     def get(self, request, pk: int):
         export = get_object_or_404(ResearchExport.objects.select_related("project"), pk=pk)
         return stream_once(export, request)
+
+    @extend_schema(exclude=True)
+    def head(self, request, pk: int):
+        """What a GET would answer, without using the one download."""
+        return peek(get_object_or_404(ResearchExport.objects.select_related("project"), pk=pk), request)

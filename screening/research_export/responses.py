@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 
 from ..models import ResearchExport
 from ..services.audit import client_ip
@@ -25,6 +25,12 @@ def export_json(export: ResearchExport) -> dict:
         "finished": export.finished.isoformat() if export.finished else None,
         "downloaded": export.downloaded.isoformat() if export.downloaded else None,
     }
+
+
+def peek(export: ResearchExport, request) -> HttpResponse:
+    """HEAD of the download: what a GET would answer, without handing the archive over."""
+    services.check_download(export=export, user=request.user)
+    return HttpResponse(content_type="application/zip")
 
 
 def stream_once(export: ResearchExport, request) -> FileResponse:

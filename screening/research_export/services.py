@@ -389,11 +389,18 @@ def fail_export(export_id: int, reason: str) -> None:
 # --- the one download --------------------------------------------------------------------------------
 
 
+def check_download(*, export: ResearchExport, user) -> None:
+    """Whether `user` may download the export now, changing nothing (a HEAD request must not use the download)."""
+    if export.requested_by_id != getattr(user, "pk", None):
+        raise PortalError("no such export", code="not_found", status=404)
+    if export.status != ResearchExport.Status.DONE:
+        raise Conflict("this export is not ready, or was downloaded already (each export downloads once)")
+
+
 def take_download(*, export: ResearchExport, user, ip_address: str | None = None) -> str:
     """The archive's storage name, once, for the admin who asked for the export; the caller streams it and
     deletes it. A second try, or another admin, gets an error (404: it is not theirs to know about)."""
-    if export.requested_by_id != getattr(user, "pk", None):
-        raise PortalError("no such export", code="not_found", status=404)
+    check_download(export=export, user=user)
     with transaction.atomic():
         taken = ResearchExport.objects.filter(pk=export.pk, status=ResearchExport.Status.DONE).update(
             status=ResearchExport.Status.DOWNLOADED, downloaded=timezone.now()

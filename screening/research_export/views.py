@@ -14,7 +14,7 @@ from ..models import ResearchExport, ResearchProject
 from ..roles import is_admin
 from ..services.audit import client_ip
 from . import selectors, services
-from .responses import export_json, stream_once
+from .responses import export_json, peek, stream_once
 from .selectors import OUTCOMES, READINGS
 
 FILTER_FIELDS = ("site", "date_from", "date_to", "outcome", "score_min", "score_max", "reading")
@@ -98,7 +98,7 @@ def download(request, pk: int):
     _require_admin(request)
     export = get_object_or_404(ResearchExport.objects.select_related("project"), pk=pk)
     try:
-        return stream_once(export, request)
+        return peek(export, request) if request.method == "HEAD" else stream_once(export, request)
     except PortalError as exc:
         if exc.status == 404:
             raise Http404(exc.message) from None

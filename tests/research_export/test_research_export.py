@@ -264,3 +264,16 @@ def test_the_api_hands_the_archive_over_once(study, admin_user):
     assert zipfile.ZipFile(io.BytesIO(b"".join(first.streaming_content))).namelist()
     second = admin_api.get(f"/api/v1/research-exports/{export.pk}/download/")
     assert second.status_code == 409 and "downloaded already" in second.json()["error"]["message"]
+
+
+def test_a_head_request_does_not_use_the_one_download(study, admin_user, client):
+    from screening.models import ResearchExport
+    from screening.research_export import services
+    from tests.conftest import _token_client
+
+    export = _export(admin_user, services.create_project(name="head", user=admin_user))
+    client.force_login(admin_user)
+    assert client.head(reverse("research-export-download", args=[export.pk])).status_code == 200
+    assert _token_client(admin_user).head(f"/api/v1/research-exports/{export.pk}/download/").status_code == 200
+    assert ResearchExport.objects.get(pk=export.pk).status == "done"
+    assert client.get(reverse("research-export-download", args=[export.pk])).status_code == 200
