@@ -127,7 +127,20 @@ def fit_sources(
             "figures": figures,
             "n_images": int(keep.sum()),
         }
-    return out
+    return json_safe(out)
+
+
+def json_safe(value: Any) -> Any:
+    """The same structure with NaN and infinities as None (JSON has neither; PostgreSQL refuses them)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def roc_points(labels: np.ndarray, probs: np.ndarray, most: int = 60) -> list[list[float]]:

@@ -26,7 +26,7 @@ def setup_demo(*args: str) -> str:
     return out.getvalue()
 
 
-@pytest.mark.django_db(transaction=True)  # tasks go on commit, as in run.sh
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # tasks go on commit, as in run.sh
 def test_a_fresh_install_gets_four_synthetic_cases_rendered_predicted_and_on_the_worklist(
     champion, client, radiologist
 ):  # noqa: E501

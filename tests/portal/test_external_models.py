@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from ml.external import export_onnx
 from screening.models import AuditEvent, ModelVersion, TrainingRun
+from screening.services import training
 from tests.conftest import _token_client
 from tests.portal import test_training
 from tests.portal.test_training import add_woman
@@ -39,12 +40,12 @@ def _files(folder):
 
 
 def test_the_champion_exported_to_onnx_is_registered_and_challenged_through_the_api(
-    champion, readings, fast_training, admin_api, test_checkpoint, tmp_path, django_capture_on_commit_callbacks
+    champion, readings, fast_training, admin_api, test_checkpoint, tmp_path
 ):
     export_onnx(test_checkpoint, tmp_path, name="model")
-    with django_capture_on_commit_callbacks(execute=True):
-        response = admin_api.post(URL, {**_files(tmp_path), "name": "onnx-copy"}, format="multipart")
+    response = admin_api.post(URL, {**_files(tmp_path), "name": "onnx-copy"}, format="multipart")
     assert response.status_code == 202, response.content
+    assert training.run_training(response.json()["id"], trigger="external")  # the training worker's task body
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.triggered_by == "external" and run.status == "succeeded", run.error
     candidate = ModelVersion.objects.get(name="onnx-copy")
@@ -76,7 +77,7 @@ def test_a_manifest_that_is_not_one_is_refused_at_once_and_leaves_nothing(champi
 
 
 def test_a_file_that_is_not_a_model_fails_its_run_with_the_reason_and_registers_nothing(
-    champion, readings, admin_api, fast_training, django_capture_on_commit_callbacks
+    champion, readings, admin_api, fast_training
 ):
     manifest = {
         "format": "onnx",
@@ -89,8 +90,8 @@ def test_a_file_that_is_not_a_model_fails_its_run_with_the_reason_and_registers_
         "model": SimpleUploadedFile("model.onnx", b"this is not a model"),
     }
     before = set(ModelVersion.objects.values_list("pk", flat=True))
-    with django_capture_on_commit_callbacks(execute=True):
-        response = admin_api.post(URL, files, format="multipart")
+    response = admin_api.post(URL, files, format="multipart")
+    training.run_training(response.json()["id"], trigger="external")  # the training worker's task body
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.status == "failed" and "not a loadable onnx model" in run.error
     assert set(ModelVersion.objects.values_list("pk", flat=True)) == before  # no version registered

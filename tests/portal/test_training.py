@@ -320,7 +320,7 @@ def test_too_few_labels_fail_the_run_with_an_explanation(champion, radiologist, 
     assert run.status == "failed" and "needs normal and abnormal images" in run.error
 
 
-@pytest.mark.django_db(transaction=True)  # the run is sent on commit, as in a real request
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the run is sent on commit, as in a real request
 @pytest.mark.parametrize("page", ["models-train", "admin:screening_trainingrun_start"])
 def test_train_now_says_when_the_run_failed_at_once(client, champion, admin_user, radiologist, fast_training, page):
     from django.contrib.messages import get_messages
