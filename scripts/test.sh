@@ -14,11 +14,10 @@ cd "$(dirname "$0")/.."
 # checks every research export file). Never a browser download.
 missing=()
 command -v dcmcjpls >/dev/null || missing+=(dcmtk)
-command -v dciodvfy >/dev/null || missing+=(dicom3tools)
+command -v dciodvfy >/dev/null || missing+=(dicom3tools)   # dciodvfy: IOD check of the objects the portal makes
 command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 command -v chromium >/dev/null || missing+=(chromium chromium-driver)
-command -v dciodvfy >/dev/null || missing+=(dicom3tools)   # IOD check of the objects the portal makes
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
 fi
