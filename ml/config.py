@@ -55,6 +55,9 @@ class ModelConfig:
     # the backbone was trained with.
     norm_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     norm_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # AdaBN: re-estimate the trunk's BatchNorm statistics over the training images
+    # (forward passes, labels unused) before the features are extracted.
+    adabn: bool = False
     # Train the backbone too (slow on CPU, overfits 216 images) or only the head.
     freeze_backbone: bool = True
     # With a frozen backbone the head trains on this many principal components of

@@ -10,7 +10,8 @@ from ml.config import ModelConfig
 from ml.data import Example, load_folder, patient_folds
 from ml.model import build_model
 from ml.preprocess import preprocess
-from ml.train import extract_features, head_logits, patch_targets, train_head
+from ml.features import extract_features, patch_targets
+from ml.fit import head_logits, train_head
 from tests.ml.phantoms import phantom, write_folder
 
 
