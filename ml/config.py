@@ -89,6 +89,9 @@ class ModelConfig:
     # the same in the loss, whatever its size, so 216 film images are not drowned
     # by 2,268 digital ones; classes are balanced within each source.
     balance_sources: bool = True
+    # Loss weight of hard negatives (normal images of women recalled or biopsied and found benign, from RSNA's
+    # birads/biopsy columns) relative to other normals: 1 = no different (ablation in ml/MODEL_CARD.md).
+    hard_negative_weight: float = 1.0
     val_fraction: float = 0.2  # share of patients held out when fit() must split itself
 
     # --- calibration and operating point ---

@@ -41,6 +41,7 @@ class Features:
     source: str = ""
     geometry: Geometry | None = None  # of the original view: maps patch cells to original pixels
     findings: tuple[tuple[float, float, float], ...] = ()
+    hard_negative: bool = False
 
 
 def _aspect(view: str) -> float:
@@ -193,7 +194,17 @@ def extract_features(
             targets.append(target)
             first_geometry = first_geometry or geometry
         out.append(
-            Features(feats, valids, targets, int(ex.label), ex.patient_id, ex.source, first_geometry, ex.findings)
+            Features(
+                feats,
+                valids,
+                targets,
+                int(ex.label),
+                ex.patient_id,
+                ex.source,
+                first_geometry,
+                ex.findings,
+                ex.hard_negative,
+            )
         )
         if progress:
             progress({"stage": "features", "done": n + 1, "total": len(examples)})

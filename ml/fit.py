@@ -27,7 +27,7 @@ from ml.model import MammoNet, PatchHead, pool_top_k
 
 def example_weights(items: Sequence[Features], config: ModelConfig) -> torch.Tensor:
     """Loss weight per example: sources weigh the same (balance_sources), classes balanced within each source
-    (balance_classes); the mean weight is 1."""
+    (balance_classes), hard negatives times config.hard_negative_weight; the mean weight is 1."""
     sources = sorted({it.source for it in items})
     weights = torch.ones(len(items))
     for source in sources:
@@ -39,6 +39,8 @@ def example_weights(items: Sequence[Features], config: ModelConfig) -> torch.Ten
             w = share
             if config.balance_classes and n_pos and n_neg:
                 w *= len(idx) / (2 * (n_pos if items[i].label else n_neg))
+            if items[i].hard_negative:
+                w *= config.hard_negative_weight
             weights[i] = w
     return weights * (len(items) / float(weights.sum()))
 
