@@ -35,7 +35,10 @@ async function bodyWithProgress(response, onProgress) {
 /** One instance's bytes and where they came from ({ bytes, from }); bytes null when the fetch failed. */
 async function pixels(url, root) {
   const stored = await takePrefetched(url);
-  if (stored) return { bytes: stored, from: "prefetch" };
+  if (stored) {
+    performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
+    return { bytes: stored, from: "prefetch" };
+  }
   performance.mark("viewer:image-requested", { detail: { early: true } });
   const response = await fetch(url, { credentials: "same-origin", headers: { Accept: ORIGINAL_DICOM }, cache: "no-store" });
   if (!response.ok) return { bytes: null, from: "network" }; // the loader asks again and reports the failure

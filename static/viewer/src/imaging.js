@@ -77,6 +77,7 @@ async function bytesAtHand(url) {
   const early = takeEarly(url);
   if (early) return await early;
   const stored = await takePrefetched(url);
+  if (stored) performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
   return { bytes: stored, from: stored ? "prefetch" : "network" };
 }
 
@@ -87,7 +88,6 @@ export async function loadImage(imageId) {
   const url = imageId.slice("wadouri:".length);
   const { bytes, from } = cache.getImageLoadObject(imageId) ? { bytes: null, from: "network" } : await bytesAtHand(url);
   if (!bytes) return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from: "network" };
-  if (from === "prefetch") performance.mark("viewer:image-bytes", { detail: { from } }); // out of the store (network: resource timing)
   // The loader's metadata now holds the instance, so loading the image id fetches nothing.
   await prefetchPart10Instance(imageId, bytes);
   return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from };
