@@ -86,6 +86,8 @@ def study_viewer(request, pk: int):
             "worklist_url": reverse("worklist"),
             "next_url": reverse("study-viewer", args=[following.pk]) if following else None,
             "viewer_data_url": reverse("study-viewer-data", args=[study.pk]),
+            # The case's pixel data, asked for by the page's early script while the viewer bundle boots
+            "pixel_urls": [_pixel_source(image)["url"] for image in study.images.select_related("study")],
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html

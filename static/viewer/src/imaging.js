@@ -11,6 +11,7 @@ import {
 } from "@cornerstonejs/core";
 import { init as dicomLoaderInit, prefetchPart10Instance } from "@cornerstonejs/dicom-image-loader";
 import { init as toolsInit } from "@cornerstonejs/tools";
+import { takeEarly } from "./early.js";
 import { ORIGINAL_DICOM, takePrefetched } from "./prefetch.js";
 
 export const ENGINE_ID = "screening";
@@ -19,7 +20,9 @@ let engine = null;
 export async function initImaging() {
   await coreInit();
   dicomLoaderInit({
-    maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)),
+    // One decoder per core (at most 4): the main thread waits while the case's images decode, so on a
+    // 2-core machine two workers decode two images at once where one worker took them in turn.
+    maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2)),
     // The WADO-RS instance endpoint answers one plain Part 10 file for this Accept (not multipart), the
     // original as stored (transfer-syntax=*): the codecs here decode it, no transcoding on the server.
     beforeSend: () => ({ Accept: ORIGINAL_DICOM }),
@@ -68,16 +71,26 @@ function withVoiFunction(imageId, image) {
   return image;
 }
 
-/** Load (and cache) one image; its bytes arrive with progress events (per image, by URL), or from the
- * next-case prefetch of the previous page (prefetch.js). Resolves with the image and where its bytes came from. */
+/** Where an image's bytes are before the loader asks for them: fetched by the page's early script (from the
+ * network or the next-case store), or, for an image it did not ask for, in the next-case store. */
+async function bytesAtHand(url) {
+  const early = takeEarly(url);
+  if (early) return await early;
+  const stored = await takePrefetched(url);
+  if (stored) performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
+  return { bytes: stored, from: stored ? "prefetch" : "network" };
+}
+
+/** Load (and cache) one image; its bytes come from the early script or the next-case prefetch of the previous
+ * page (prefetch.js), else the loader fetches them (with progress events, per image, by URL). Resolves with
+ * the image and where its bytes came from. */
 export async function loadImage(imageId) {
   const url = imageId.slice("wadouri:".length);
-  const bytes = cache.getImageLoadObject(imageId) ? null : await takePrefetched(url);
+  const { bytes, from } = cache.getImageLoadObject(imageId) ? { bytes: null, from: "network" } : await bytesAtHand(url);
   if (!bytes) return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from: "network" };
-  performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
   // The loader's metadata now holds the instance, so loading the image id fetches nothing.
   await prefetchPart10Instance(imageId, bytes);
-  return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from: "prefetch" };
+  return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from };
 }
 
 /** A loaded DICOM image's attributes by keyword (DICOM JSON naturalised: PhotometricInterpretation,

@@ -5,6 +5,7 @@ import "./csp.js"; // first: Cornerstone's SVG style attributes go through the C
 import { renderAi, heatmapLegend, heatmapOf, regionsOf } from "./ai.js";
 import { Cell } from "./cell.js";
 import { createDecision } from "./decision.js";
+import { takeEarlyJson } from "./early.js";
 import { layOut } from "./hanging.js";
 import { getEngine, initImaging } from "./imaging.js";
 import { bindKeyboard } from "./keyboard.js";
@@ -355,7 +356,7 @@ function renderFacts(study) {
 }
 
 async function fetchJson(url) {
-  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  const response = await (takeEarlyJson(url) || fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
   if (!response.ok) {
     let message = `HTTP ${response.status}`;
     try {
@@ -474,6 +475,10 @@ function wire() {
   eventTarget.addEventListener("cornerstoneimageloadprogress", (event) => {
     const { imageId, percentComplete } = event.detail || {};
     for (const cell of state.cells) if (cell.imageId === imageId && percentComplete !== undefined) cell.progress(percentComplete);
+  });
+  root.addEventListener("viewer:pixel-progress", (event) => {
+    const { url, percent } = event.detail; // bytes the early script fetches (early.js)
+    for (const cell of state.cells) if (cell.imageId === `wadouri:${url}`) cell.progress(percent);
   });
   new ResizeObserver(resizeAll).observe($("stage"));
   const fitToWindow = () => {
