@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+from unittest import mock
 
 import numpy as np
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from screening.models import Review, Study
+from screening.models import Patient, Review, Study
 from tests.dicom_factory import mg_dataset, to_bytes
 
 
@@ -72,3 +73,14 @@ def test_a_picture_upload_is_read_from_its_file(client, api, radiologist):
     # Its stored values, as DICOM for the viewer's one loader (tests/portal/test_viewer_pixels.py).
     response = client.get(pixels_url, HTTP_ACCEPT="application/dicom")
     assert response.status_code == 200 and response["Content-Type"] == "application/dicom"
+
+
+def test_the_viewer_data_name_the_woman_to_a_reader_allowed_to_see_identity(client, api, radiologist):
+    study = upload_dicom(api, patient_id="P-VD4", study_date="20260301", seed=5)
+    Patient.objects.filter(pk=study.patient_id).update(name="DOE^JANE", birth_date="1960-05-17")
+    client.force_login(radiologist)
+    data = client.get(reverse("study-viewer-data", args=[study.pk])).json()
+    assert data["identity"] == {"name": "DOE JANE", "birth_date": "1960-05-17", "age": 65}
+    # The same rule as the API's patient fields: without it, no identity key at all.
+    with mock.patch("screening.views.can_see_identity", return_value=False):
+        assert "identity" not in client.get(reverse("study-viewer-data", args=[study.pk])).json()
