@@ -9,7 +9,7 @@ import datetime
 import pytest
 
 from screening.models import Patient, Prediction, Study
-from tests.browser.conftest import FOUR_VIEWS, make_study
+from tests.browser.conftest import FOUR_VIEWS, make_study, screenshot
 from tests.browser.test_viewer import _no_console_errors, cell, ingest, open_case, ramp_14bit  # noqa: F401
 from tests.dicom_factory import mg_dataset
 
@@ -41,6 +41,7 @@ def test_a_hanging_protocol_steps_through_its_sequence_and_is_remembered(live_se
     page.keyboard.press("]")
     page.wait_for_selector("#viewer[data-step='3'][data-ready=true]")
     assert slots(page) == ["R-CC"]  # each view alone
+    screenshot(page, "viewer-sequence-single")
     page.keyboard.press("[")
     page.wait_for_selector("#viewer[data-step='2'][data-ready=true]")
     assert "MLO pair (3 of 7)" in page.locator("#status-line").inner_text()
@@ -106,6 +107,7 @@ def test_pan_and_zoom_are_synchronised_across_mirrored_views(live_server, page, 
     assert (rx2, ry2) != pytest.approx((rx, ry), abs=5)  # the right CC moved
     assert rx2 + lx2 == pytest.approx(width, abs=2)  # the left CC moved the mirrored way
     assert ry2 == pytest.approx(ly2, abs=2)
+    screenshot(page, "viewer-sync")
     page.keyboard.press("s")  # off: each view moves alone again
     page.mouse.move(x, y)
     page.mouse.down()
@@ -155,6 +157,7 @@ def test_the_reader_chooses_which_prior_to_compare(live_server, page, radiologis
     page.wait_for_selector(f"{cell(newer_lcc)} .ai-mark")
     assert page.locator(".vp.prior .ai-mark").count() == 1
     assert "AI 0.90" in page.locator(f"{cell(newer_lcc)} .ai-mark-label").text_content()
+    screenshot(page, "viewer-prior-choice")
     page.keyboard.press("j")
     assert page.locator(".vp.prior .ai-mark").count() == 0
     page.keyboard.press("j")
