@@ -15,7 +15,7 @@ import {
   imageIdFor,
   loadImage,
 } from "./imaging.js";
-import { bindMarking, dragBox, drawMarks } from "./marks.js";
+import { bindMarking, clearMarks, dragBox, drawMarks } from "./marks.js";
 import { overlay } from "./overlay.js";
 import { SIDE_NAMES, el, viewName } from "./util.js";
 import { voiLutOf } from "./voilut.js";
@@ -137,6 +137,7 @@ export class Cell {
   }
 
   unmount() {
+    clearMarks(this);
     const engine = getEngine();
     if (engine && engine.getViewport(this.viewportId)) engine.disableElement(this.viewportId);
     this.el.remove();

@@ -103,8 +103,7 @@ export const MARK_TOOLS = [HeatmapTool, AiMarkTool, FindingBoxTool, FindingPoint
  * the findings ({finding, text, kind}) and the box being drawn (image coordinates, or null). */
 export function drawMarks(cell, { heat, regions, findings, drawingBox }) {
   const viewport = cell.viewport;
-  for (const uid of cell.annotationUIDs || []) removeAnnotation(uid);
-  cell.annotationUIDs = [];
+  clearMarks(cell);
   if (!cell.loaded || !viewport) return;
   const world = (x, y) => csUtils.imageToWorldCoords(cell.imageId, [x, y]);
   const corners = ({ x, y, width, height }) => [world(x, y), world(x + width, y), world(x, y + height), world(x + width, y + height)];
@@ -129,6 +128,13 @@ export function drawMarks(cell, { heat, regions, findings, drawingBox }) {
   }
   if (drawingBox) add(FindingBoxTool, corners(drawingBox), { kind: "drawing", text: "" });
   renderAnnotationsNow(viewport);
+}
+
+/** Take the cell's annotations out of Cornerstone's state (a cell hung again for the same image, after a
+ * layout change, would otherwise draw them twice). */
+export function clearMarks(cell) {
+  for (const uid of cell.annotationUIDs || []) removeAnnotation(uid);
+  cell.annotationUIDs = [];
 }
 
 /** Mark mode on a cell: the primary button drags a box or clicks a point; the finding, in stored pixels
