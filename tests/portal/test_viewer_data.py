@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+from unittest import mock
 
 import numpy as np
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from screening.models import Review, Study
+from screening.models import Patient, Review, Study
 from tests.dicom_factory import mg_dataset, to_bytes
 
 
@@ -87,3 +88,14 @@ def test_the_viewer_page_lists_its_own_pixel_sources_for_the_early_script(client
     assert json.loads(listed) == [data["images"][str(current.images.get().pk)]["source"]["url"]]
     assert prior.images.get().sop_uid not in listed
     assert "viewer/dist/early.js" in page
+
+
+def test_the_viewer_data_name_the_woman_to_a_reader_allowed_to_see_identity(client, api, radiologist):
+    study = upload_dicom(api, patient_id="P-VD4", study_date="20260301", seed=5)
+    Patient.objects.filter(pk=study.patient_id).update(name="DOE^JANE", birth_date="1960-05-17")
+    client.force_login(radiologist)
+    data = client.get(reverse("study-viewer-data", args=[study.pk])).json()
+    assert data["identity"] == {"name": "DOE JANE", "birth_date": "1960-05-17", "age": 65}
+    # The same rule as the API's patient fields: without it, no identity key at all.
+    with mock.patch("screening.views.can_see_identity", return_value=False):
+        assert "identity" not in client.get(reverse("study-viewer-data", args=[study.pk])).json()

@@ -113,6 +113,45 @@ export function attributeText(attributes, keyword) {
   return String(value);
 }
 
+/** What went wrong with a load, for the cell's message (the portal's JSON error where it sent one). */
+export function describeError(error) {
+  if (!error) return "unknown error";
+  const xhr = error.request || (error.error instanceof XMLHttpRequest ? error.error : null);
+  if (xhr) {
+    let message = `HTTP ${xhr.status}`;
+    try {
+      const body = JSON.parse(new TextDecoder().decode(xhr.response));
+      if (body.error && body.error.message) message += `: ${body.error.message}`;
+    } catch {
+      /* not the portal's JSON error */
+    }
+    return message;
+  }
+  if (typeof error === "string") return error;
+  if (error.message) return error.message;
+  if (error.error) return describeError(error.error);
+  return String(error);
+}
+
+/** Which edge is the chest wall: the tissue-heavy (brighter after the photometric) half. */
+export function chestWallOnLeft(image) {
+  const pixels = image.getPixelData();
+  const { columns, rows } = image;
+  const step = Math.max(1, Math.floor(Math.min(columns, rows) / 64));
+  let left = 0;
+  let right = 0;
+  for (let y = 0; y < rows; y += step) {
+    const row = y * columns;
+    for (let x = 0; x < columns; x += step) {
+      if (x < columns / 2) left += pixels[row + x];
+      else right += pixels[row + x];
+    }
+  }
+  const photometric = attributeText(dicomAttributes(image.imageId), "PhotometricInterpretation");
+  const monochrome1 = (photometric || image.photometricInterpretation) === "MONOCHROME1";
+  return monochrome1 ? left <= right : left >= right;
+}
+
 export const Events = Enums.Events;
 export const ImageQualityStatus = Enums.ImageQualityStatus;
 export const ViewportType = Enums.ViewportType;
