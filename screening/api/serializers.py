@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from ml.scoring import thresholds_for
 
+from ..assessment import SIDE_NAMES, breasts_of
 from ..blinding import AIVisibility, ai_visibility
 from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
 from ..roles import can_see_identity
@@ -290,6 +291,7 @@ class ReviewSerializer(serializers.ModelSerializer):
             "radiologist",
             "decision",
             "birads",
+            "breasts",
             "density",
             "note",
             "agrees_with_ai",
@@ -297,6 +299,14 @@ class ReviewSerializer(serializers.ModelSerializer):
             "findings",
         ]
         read_only_fields = fields
+
+    breasts = serializers.SerializerMethodField(
+        help_text="Each breast's call, {right: {decision, birads, mapped}, left: ...}; mapped is true for a read "
+        "made before per-breast assessment, whose exam-level decision is mapped onto the breasts."
+    )
+
+    def get_breasts(self, review) -> dict:
+        return {SIDE_NAMES[side]: call.as_dict() for side, call in breasts_of(review).items()}
 
 
 class FindingInputSerializer(serializers.Serializer):
@@ -308,9 +318,21 @@ class FindingInputSerializer(serializers.Serializer):
     height = serializers.FloatField(min_value=0, default=0, help_text="0 for a point.")
 
 
-class ReviewInputSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+class BreastInputSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Review.Decision.choices, help_text="abnormal: recall this breast.")
     birads = serializers.IntegerField(min_value=0, max_value=6)
+
+
+class ReviewInputSerializer(serializers.Serializer):
+    right = BreastInputSerializer(required=False, help_text="The right breast's call (give both breasts or neither).")
+    left = BreastInputSerializer(required=False, help_text="The left breast's call.")
+    decision = serializers.ChoiceField(
+        choices=Review.Decision.choices,
+        required=False,
+        help_text="The exam's decision: follows from the breasts when they are given; alone (older clients), it is "
+        "mapped onto the breasts (abnormal: the breasts its findings mark, else both).",
+    )
+    birads = serializers.IntegerField(min_value=0, max_value=6, required=False)
     density = serializers.ChoiceField(choices=[("", "not given"), *Review.Density.choices], required=False, default="")
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
     findings = FindingInputSerializer(

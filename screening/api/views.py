@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from .. import selectors, services
+from ..assessment import SIDE_NAMES
 from ..forms import WorklistForm
 from ..models import Study
 from ..roles import can_read_cases, can_see_identity
@@ -291,8 +292,15 @@ class StudyViewSet(
         review = review_submit(
             study=study,
             radiologist=request.user,
-            decision=data["decision"],
-            birads=data["birads"],
+            decision=data.get("decision"),
+            birads=data.get("birads"),
+            breasts=None
+            if "right" not in data and "left" not in data
+            else {
+                side: (data[name]["decision"], data[name]["birads"])
+                for side, name in SIDE_NAMES.items()
+                if name in data
+            },
             density=data["density"],
             note=data["note"],
             findings=None
