@@ -18,6 +18,7 @@ from django.views.decorators.http import require_safe
 from ml.scoring import thresholds_for
 
 from . import selectors, services
+from .assessment import SIDE_NAMES, SIDES
 from .blinding import AIVisibility, ai_visibility
 from .errors import PortalError
 from .forms import WorklistForm
@@ -89,6 +90,7 @@ def study_viewer(request, pk: int):
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
+            "breast_sides": [(side, SIDE_NAMES[side].capitalize()) for side in SIDES],  # the decision form's rows
         },
     )
 

@@ -1,7 +1,24 @@
-/* The decision panel: normal/abnormal, BI-RADS, density, findings, note; keyboard first.
- * "Confirm AI" pre-fills from the AI exam flag; when the AI says abnormal it asks for a second
+/* The decision panel: each breast's recall and BI-RADS, density, findings, note; keyboard first.
+ * The keys N, A and 0–6 set the breasts chosen under "Keys set" (both by default); a BI-RADS category
+ * brings its side of recall with it (1, 2 normal; 0, 3–6 recall), and the exam's result follows the
+ * breasts as on the server (screening/assessment.py).
+ * "Confirm AI" pre-fills from the AI flags; when the AI says abnormal it asks for a second
  * press (automation bias). Submitting saves one version (Idempotency-Key) and opens the next case. */
 import { $, TYPE_LABELS, el, examFlag, say, viewName } from "./util.js";
+
+const SIDES = ["R", "L"];
+const SIDE_NAMES = { R: "right", L: "left" };
+const NORMAL_BIRADS = ["1", "2"];
+const SEVERITY = ["1", "2", "3", "6", "0", "4", "5"]; // ACR order of increasing concern: the exam takes the latest
+
+/** The exam's decision and BI-RADS from its breasts ({R: {decision, birads}, L: ...}), or null if incomplete. */
+export function examResult(breasts) {
+  const calls = SIDES.map((side) => breasts[side]);
+  if (calls.some((c) => !c || !c.decision || c.birads === null || c.birads === undefined)) return null;
+  const decision = calls.some((c) => c.decision === "abnormal") ? "abnormal" : "normal";
+  const birads = calls.map((c) => String(c.birads)).reduce((a, b) => (SEVERITY.indexOf(b) > SEVERITY.indexOf(a) ? b : a));
+  return { decision, birads: Number(birads) };
+}
 
 export function createDecision({ state, config, redraw }) {
   const form = $("decision-form");
@@ -31,9 +48,50 @@ export function createDecision({ state, config, redraw }) {
     return input ? input.value : null;
   }
 
+  /** The breasts the keys set: both, or the one chosen under "Keys set". */
+  function keySides() {
+    const side = choice("keys_side");
+    return SIDES.includes(side) ? [side] : SIDES;
+  }
+
+  function breasts() {
+    return Object.fromEntries(SIDES.map((side) => [side, { decision: choice(`decision_${side}`), birads: choice(`birads_${side}`) }]));
+  }
+
+  function clear(name) {
+    for (const input of form.querySelectorAll(`input[name="${name}"]`)) input.checked = false;
+  }
+
+  function showExam() {
+    const exam = examResult(breasts());
+    $("exam-result").textContent = exam
+      ? `Exam: ${exam.decision === "abnormal" ? "recall" : "normal"}, BI-RADS ${exam.birads}`
+      : "Exam: choose each breast's call.";
+    $("exam-result").dataset.decision = exam ? exam.decision : "";
+  }
+
+  /** Normal or recall for one breast; a BI-RADS category of the other side is cleared (normal: 1 if none). */
+  function setDecision(side, value) {
+    setChoice(`decision_${side}`, value);
+    const birads = choice(`birads_${side}`);
+    if (value === "normal" && (birads === null || !NORMAL_BIRADS.includes(birads))) setChoice(`birads_${side}`, "1");
+    if (value === "abnormal" && birads !== null && NORMAL_BIRADS.includes(birads)) clear(`birads_${side}`);
+    showExam();
+  }
+
+  /** A BI-RADS category for one breast, with the recall it implies. */
+  function setBreastBirads(side, value) {
+    setChoice(`birads_${side}`, value);
+    setChoice(`decision_${side}`, NORMAL_BIRADS.includes(String(value)) ? "normal" : "abnormal");
+    showExam();
+  }
+
   function chooseDecision(value) {
-    setChoice("decision", value);
-    if (value === "normal" && choice("birads") === null) setChoice("birads", "1");
+    for (const side of keySides()) setDecision(side, value);
+  }
+
+  function setBirads(value) {
+    for (const side of keySides()) setBreastBirads(side, String(value));
   }
 
   function disarm() {
@@ -56,17 +114,17 @@ export function createDecision({ state, config, redraw }) {
       return;
     }
     disarm();
-    if (flag) {
-      setChoice("decision", "abnormal");
-      setChoice("birads", "0");
-    } else {
-      setChoice("decision", "normal");
-      setChoice("birads", "1");
-    }
+    const study = state.study;
+    const sideFlags = { R: study.flag_right, L: study.flag_left };
+    const known = SIDES.some((side) => typeof sideFlags[side] === "boolean");
+    // the flagged breasts; every breast when the exam's flag names none of them
+    let recalled = SIDES.filter((side) => flag && known && sideFlags[side] === true);
+    if (flag && !recalled.length) recalled = SIDES;
+    for (const side of SIDES) setBreastBirads(side, recalled.includes(side) ? "0" : "1");
     say(
       flag
-        ? "Pre-filled from the AI flag: abnormal, BI-RADS 0 (recall). Mark findings, check and submit."
-        : "Pre-filled from the AI: normal, BI-RADS 1. Check and submit.",
+        ? `Pre-filled from the AI flags: recall the ${recalled.map((s) => SIDE_NAMES[s]).join(" and ")} breast (BI-RADS 0). Mark findings, check and submit.`
+        : "Pre-filled from the AI: both breasts normal, BI-RADS 1. Check and submit.",
     );
   }
 
@@ -147,15 +205,16 @@ export function createDecision({ state, config, redraw }) {
   async function submit() {
     if (state.submitting || !state.study) return;
     $("form-error").hidden = true;
-    const decision = choice("decision");
-    const birads = choice("birads");
-    if (!decision || birads === null) {
-      showError("Choose normal or abnormal and a BI-RADS category before submitting.");
+    const calls = breasts();
+    const missing = SIDES.filter((side) => !calls[side].decision || calls[side].birads === null);
+    if (missing.length) {
+      const which = missing.map((side) => SIDE_NAMES[side]).join(" and ");
+      showError(`Choose normal or recall and a BI-RADS category for the ${which} breast before submitting.`);
       return;
     }
     const body = {
-      decision,
-      birads: Number(birads),
+      right: { decision: calls.R.decision, birads: Number(calls.R.birads) },
+      left: { decision: calls.L.decision, birads: Number(calls.L.birads) },
       density: choice("density") || "",
       note: $("note").value.trim(),
       findings: state.findings.map(({ image, type, x, y, width, height }) => ({ image, type, x, y, width, height })),
@@ -232,9 +291,20 @@ export function createDecision({ state, config, redraw }) {
     state.dirty = false;
   }
 
+  /** "Right: recall, BI-RADS 0 · Left: normal, BI-RADS 1" (older reads: their mapping onto the breasts). */
+  function breastSummary(review) {
+    const call = (c) => `${c.decision === "abnormal" ? "recall" : "normal"}, BI-RADS ${c.birads}`;
+    const mapped = review.breasts.right.mapped ? " (mapped from the exam's decision)" : "";
+    return `Right: ${call(review.breasts.right)} · Left: ${call(review.breasts.left)}${mapped}`;
+  }
+
   function copyReview(review, message = null) {
-    setChoice("decision", review.decision);
-    setChoice("birads", String(review.birads));
+    const b = review.breasts || { right: review, left: review };
+    for (const side of SIDES) {
+      setChoice(`decision_${side}`, b[SIDE_NAMES[side]].decision);
+      setChoice(`birads_${side}`, String(b[SIDE_NAMES[side]].birads));
+    }
+    showExam();
     setChoice("density", review.density || "");
     $("note").value = review.note || "";
     const byId = Object.fromEntries(state.study.images.map((i) => [i.id, i]));
@@ -273,6 +343,7 @@ export function createDecision({ state, config, redraw }) {
             review.density ? ` · density ${review.density}` : "",
             agreement ? el("span", { class: "muted", text: ` · ${agreement}` }) : null,
           ),
+          review.breasts ? el("p", { class: "breast-summary", text: breastSummary(review) }) : null,
           el("p", { class: "muted", text: `${who(review.radiologist)}, ${when(review.created)}` }),
           review.note ? el("p", { class: "history-note", text: review.note }) : null,
           findings.length
@@ -299,8 +370,13 @@ export function createDecision({ state, config, redraw }) {
   }
 
   $("confirm-ai").addEventListener("click", confirmAi);
-  for (const input of form.querySelectorAll('input[name="decision"]')) {
-    input.addEventListener("change", () => chooseDecision(input.value));
+  for (const side of SIDES) {
+    for (const input of form.querySelectorAll(`input[name="decision_${side}"]`)) {
+      input.addEventListener("change", () => setDecision(side, input.value));
+    }
+    for (const input of form.querySelectorAll(`input[name="birads_${side}"]`)) {
+      input.addEventListener("change", () => setBreastBirads(side, input.value));
+    }
   }
   for (const type of ["change", "input"]) form.addEventListener(type, changed);
   form.addEventListener("submit", (event) => {
@@ -311,5 +387,5 @@ export function createDecision({ state, config, redraw }) {
     if (state.dirty) event.preventDefault();
   });
 
-  return { addFinding, chooseDecision, confirmAi, deleteLast, disarm, renderHistory, setChoice, startCorrection, submit, get armed() { return confirmArmed; } };
+  return { addFinding, chooseDecision, confirmAi, deleteLast, disarm, renderHistory, setBirads, setChoice, startCorrection, submit, get armed() { return confirmArmed; } };
 }

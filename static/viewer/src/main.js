@@ -466,7 +466,7 @@ function wire() {
       n: () => decision.chooseDecision("normal"),
       a: () => decision.chooseDecision("abnormal"),
       c: decision.confirmAi,
-      digit: (key) => decision.setChoice("birads", key),
+      digit: (key) => decision.setBirads(key),
       "?": buttonActions.help,
       delete: decision.deleteLast,
     },

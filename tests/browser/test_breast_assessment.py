@@ -1,0 +1,61 @@
+"""Per-breast assessment on the reading page (issue 24), in a real Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+from screening.models import Review
+from tests.browser.conftest import make_study, screenshot
+from tests.browser.test_viewer import _no_console_errors, open_case  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+def test_a_reader_recalls_the_left_breast_and_clears_the_right_then_corrects_from_it(
+    live_server, page, radiologist, champion
+):
+    study = make_study(patient_id="P-BREASTS", views=(("R", "CC"), ("L", "CC")), predict=False)
+    open_case(page, live_server, study)
+    page.locator("fieldset.keys-side label", has_text="Left").click()
+    page.keyboard.press("a")
+    page.keyboard.press("0")
+    page.locator("fieldset.keys-side label", has_text="Right").click()
+    page.keyboard.press("n")
+    assert page.locator("#exam-result").inner_text() == "Exam: recall, BI-RADS 0"
+    page.locator(".breast-call[data-side=R] fieldset.birads label", has_text="2").click()
+    assert page.locator("input[name=decision_R]:checked").input_value() == "normal"
+    screenshot(page, "breast_assessment")
+    page.get_by_role("button", name="Submit and next").click()
+    page.wait_for_function("p => window.location.pathname !== p", arg=f"/studies/{study.pk}/")
+    v1 = Review.objects.get(study=study)
+    assert (v1.decision, v1.birads) == ("abnormal", 0)
+    assert (v1.decision_right, v1.birads_right, v1.decision_left, v1.birads_left) == ("normal", 2, "abnormal", 0)
+
+    # The correction opens with v1's breasts; making the left breast BI-RADS 4 keeps the right as it was.
+    page.goto(f"{live_server.url}/studies/{study.pk}/")
+    page.wait_for_selector("#viewer[data-ready=true]", timeout=90_000)
+    assert "Right: normal, BI-RADS 2 · Left: recall, BI-RADS 0" in page.locator("#history li").first.inner_text()
+    page.wait_for_function("() => document.querySelector('input[name=birads_L][value=\"0\"]').checked")
+    assert page.locator("input[name=birads_R][value='2']").is_checked()
+    page.locator("fieldset.keys-side label", has_text="Left").click()
+    page.keyboard.press("4")
+    page.get_by_role("button", name="Submit as v2").click()
+    page.wait_for_function("p => window.location.pathname !== p", arg=f"/studies/{study.pk}/")
+    v2 = Review.objects.get(study=study, version=2)
+    assert (v2.decision_right, v2.birads_right, v2.decision_left, v2.birads_left, v2.birads) == (
+        "normal",
+        2,
+        "abnormal",
+        4,
+        4,
+    )
+
+
+def test_submitting_with_one_breast_undecided_names_that_breast(live_server, page, radiologist, champion):
+    study = make_study(patient_id="P-HALF", views=(("R", "CC"), ("L", "CC")), predict=False)
+    open_case(page, live_server, study)
+    page.locator("fieldset.keys-side label", has_text="Right").click()
+    page.keyboard.press("n")
+    page.keyboard.press("Control+Enter")
+    assert "for the left breast" in page.locator("#form-error").inner_text()
+    assert not Review.objects.exists()
