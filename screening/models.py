@@ -478,6 +478,10 @@ class Finding(AppendOnlyModel):
 
     review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="findings")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="findings")
+    # The lexicon finding this mark shows (models_findings): one finding, marked on CC and MLO, has two marks.
+    reported = models.ForeignKey(
+        "screening.ReportedFinding", on_delete=models.CASCADE, null=True, blank=True, related_name="marks"
+    )
     laterality = models.CharField(max_length=1, choices=Image.Laterality.choices)
     type = models.CharField(max_length=16, choices=Type.choices)
     # Region in original image pixels: a point when width and height are 0.
@@ -764,6 +768,7 @@ class Outcome(AppendOnlyModel):
 
 
 from .models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)
+from .models_findings import ReportedFinding  # noqa: E402, F401  (issue 24: lexicon findings)
 
 # Sub-domain models kept in their own packages, registered here as part of the screening app.
 from .monitoring.models import (  # noqa: E402, F401

@@ -8,9 +8,10 @@ from rest_framework import serializers
 
 from ml.scoring import thresholds_for
 
+from .. import lexicon
 from ..assessment import SIDE_NAMES, breasts_of
 from ..blinding import AIVisibility, ai_visibility
-from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
+from ..models import DicomExport, Finding, Image, Patient, Prediction, ReportedFinding, Review, Study
 from ..roles import can_see_identity
 from ..selectors import current_prediction, pseudonym
 from ..services.renditions import FAILED, PENDING, READY, rendition_state
@@ -279,9 +280,27 @@ class FindingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ReportedFindingSerializer(serializers.ModelSerializer):
+    marks = serializers.SerializerMethodField(help_text="The ids of the marks (findings) that show it.")
+    text = serializers.SerializerMethodField(help_text="The finding in plain lexicon words.")
+
+    class Meta:
+        model = ReportedFinding
+        fields = ["number", "laterality", "type", "descriptors", "clock", "quadrant", "depth", "distance_cm"]
+        fields += ["marks", "text"]
+        read_only_fields = fields
+
+    def get_marks(self, finding) -> list[int]:
+        return [mark.pk for mark in finding.marks.all()]
+
+    def get_text(self, finding) -> str:
+        return lexicon.describe(finding)
+
+
 class ReviewSerializer(serializers.ModelSerializer):
     radiologist = serializers.CharField(source="radiologist.get_username", read_only=True)
     findings = FindingSerializer(many=True, read_only=True)
+    reported_findings = ReportedFindingSerializer(many=True, read_only=True)
 
     class Meta:
         model = Review
@@ -297,6 +316,7 @@ class ReviewSerializer(serializers.ModelSerializer):
             "agrees_with_ai",
             "created",
             "findings",
+            "reported_findings",
         ]
         read_only_fields = fields
 
@@ -323,6 +343,23 @@ class BreastInputSerializer(serializers.Serializer):
     birads = serializers.IntegerField(min_value=0, max_value=6)
 
 
+class ReportedFindingInputSerializer(serializers.Serializer):
+    """Checked against the lexicon by the service (screening.lexicon), which names what is wrong."""
+
+    type = serializers.CharField(help_text="mass, calcifications, asymmetry, distortion or associated.")
+    marks = serializers.ListField(
+        child=serializers.IntegerField(), default=list, help_text="Indexes into `findings` (the marks) that show it."
+    )
+    descriptors = serializers.DictField(
+        child=serializers.CharField(), default=dict, help_text="e.g. {shape: irregular, margin: spiculated}."
+    )
+    laterality = serializers.CharField(required=False, allow_blank=True, default="", help_text="R or L.")
+    clock = serializers.IntegerField(required=False, allow_null=True, default=None)
+    quadrant = serializers.CharField(required=False, allow_blank=True, default="")
+    depth = serializers.CharField(required=False, allow_blank=True, default="")
+    distance_cm = serializers.FloatField(required=False, allow_null=True, default=None)
+
+
 class ReviewInputSerializer(serializers.Serializer):
     right = BreastInputSerializer(required=False, help_text="The right breast's call (give both breasts or neither).")
     left = BreastInputSerializer(required=False, help_text="The left breast's call.")
@@ -338,8 +375,11 @@ class ReviewInputSerializer(serializers.Serializer):
     findings = FindingInputSerializer(
         many=True,
         required=False,
-        help_text="Left out: none for a new read, and a correction keeps the findings of the read it corrects. "
-        "A list (even empty) is the findings of this version.",
+        help_text="The marks. Left out with reported_findings: none for a new read, and a correction keeps the "
+        "marks and reported findings of the read it corrects. A list (even empty) is the marks of this version.",
+    )
+    reported_findings = ReportedFindingInputSerializer(
+        many=True, required=False, help_text="The findings in ACR BI-RADS lexicon terms, each naming its marks."
     )
 
 

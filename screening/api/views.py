@@ -24,6 +24,7 @@ from ..forms import WorklistForm
 from ..models import Study
 from ..roles import can_read_cases, can_see_identity
 from ..services import renditions
+from ..services.findings import ReportedFindingInput
 from ..services.models import serving_champion
 from ..services.reviews import FindingInput, review_submit
 from .filters import ImageFilter, PredictionFilter, StudyFilter
@@ -311,6 +312,9 @@ class StudyViewSet(
                 )
                 for f in data["findings"]
             ],
+            reported=None
+            if "reported_findings" not in data
+            else [ReportedFindingInput(**{**f, "marks": tuple(f["marks"])}) for f in data["reported_findings"]],
             ip_address=services.client_ip(request),
         )
         following = selectors.next_study_after(request.user, study)

@@ -6,27 +6,17 @@ reading policy decides whether it is the final decision or one of two blind read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from ..assessment import SIDE_NAMES, SIDES, BreastCall, exam_result, incoherent, mapped_breasts
 from ..errors import Conflict, PortalError
-from ..models import CaseLock, Finding, Image, Review, Study
+from ..models import CaseLock, Image, Review, Study
 from . import export, reading
+from . import findings as lexicon_findings
 from .audit import record_event
-
-
-@dataclass(frozen=True)
-class FindingInput:
-    image_id: int
-    type: str
-    x: float
-    y: float
-    width: float = 0.0
-    height: float = 0.0
+from .findings import FindingInput, ReportedFindingInput
 
 
 @transaction.atomic
@@ -40,13 +30,15 @@ def review_submit(
     density: str = "",
     note: str = "",
     findings: list[FindingInput] | None = None,
+    reported: list[ReportedFindingInput] | None = None,
     ip_address: str | None = None,
 ) -> Review:
     """Record a read of a study as its next version, with findings, in the slot the reading policy gives.
 
     A correction (a new version of a read: one's own first read or final decision, or an arbitrator's of
-    the final) starts from the findings of the read it corrects: `findings` None keeps them, a list
-    (even empty) replaces them. A new read with `findings` None has none.
+    the final) starts from the findings of the read it corrects: `findings` and `reported` both None keep
+    its marks and reported findings, lists (even empty) replace them. A new read with both None has none.
+    `reported`: findings in lexicon terms (services.findings), each naming its marks in `findings`.
 
     The study is reported once the case has its final decision; a first read, or a second
     read that disagrees with the first (then awaiting arbitration), leaves it in review.
@@ -65,23 +57,12 @@ def review_submit(
     state = reading.reading_state(study, list(Review.objects.filter(study=study)))
     slot = reading.next_slot(study, radiologist, state, policy)
     corrects = reading.corrected_read(state, slot)
-    if findings is None:
-        findings = [
-            FindingInput(image_id=f.image_id, type=f.type, x=f.x, y=f.y, width=f.width, height=f.height)
-            for f in (corrects.findings.all() if corrects is not None else ())
-            if f.image_id in images
-        ]
-    for finding in findings:
-        image = images.get(finding.image_id)
-        if image is None:
-            raise PortalError(f"image {finding.image_id} is not part of this study", field="findings")
-        if finding.type not in Finding.Type.values:
-            raise PortalError(f"finding type must be one of {', '.join(Finding.Type.values)}", field="findings")
-        if min(finding.x, finding.y, finding.width, finding.height) < 0 or (
-            finding.x + finding.width > image.columns or finding.y + finding.height > image.rows
-        ):
-            raise PortalError("a finding lies outside its image", field="findings")
-    calls = _breast_calls(decision, birads, breasts, {images[f.image_id].laterality for f in findings})
+    if findings is None and reported is None:
+        findings, reported = lexicon_findings.copy_of(corrects, images)
+    findings, reported = findings or [], reported or []
+    lexicon_findings.check_marks(findings, images)
+    sides = lexicon_findings.check_reported(reported, findings, images)
+    calls = _breast_calls(decision, birads, breasts, {images[f.image_id].laterality for f in findings} | set(sides))
     decision, birads = exam_result(calls)
     if slot == "consensus":
         is_final = reading.consensus_reached(state, radiologist, calls)
@@ -107,19 +88,7 @@ def review_submit(
         note=note,
         agrees_with_ai=None if study.exam_flag is None else (decision == "abnormal") == study.exam_flag,
     )
-    Finding.objects.bulk_create(
-        Finding(
-            review=review,
-            image_id=f.image_id,
-            laterality=images[f.image_id].laterality,
-            type=f.type,
-            x=f.x,
-            y=f.y,
-            width=f.width,
-            height=f.height,
-        )
-        for f in findings
-    )
+    lexicon_findings.record(review=review, marks=findings, reported=reported, sides=sides, images=images)
     study.status = Study.Status.REPORTED if is_final else Study.Status.IN_REVIEW
     fields = ["status", "updated"]
     if study.assigned_to_id == radiologist.pk:
@@ -139,6 +108,7 @@ def review_submit(
             "breasts": {SIDE_NAMES[side]: [call.decision, call.birads] for side, call in calls.items()},
             "density": density,
             "findings": len(findings),
+            "reported_findings": len(reported),
             "corrects": corrects.version if corrects is not None else None,
             "agrees_with_ai": review.agrees_with_ai,
             "slot": slot,
