@@ -17,7 +17,7 @@ from django.views.decorators.http import require_safe
 
 from ml.scoring import thresholds_for
 
-from . import selectors, services
+from . import lexicon, selectors, services
 from .assessment import SIDE_NAMES, SIDES
 from .blinding import AIVisibility, ai_visibility
 from .errors import PortalError
@@ -91,6 +91,7 @@ def study_viewer(request, pk: int):
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
             "breast_sides": [(side, SIDE_NAMES[side].capitalize()) for side in SIDES],  # the decision form's rows
+            "lexicon": lexicon.as_data(),  # the findings' terms for the form (static/viewer/src/findings.js)
         },
     )
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from screening.models import Review
+from screening.models import Prediction, Review
 from tests.browser.conftest import make_study, screenshot
-from tests.browser.test_viewer import _no_console_errors, open_case  # noqa: F401 - the fixture
+from tests.browser.test_viewer import _no_console_errors, cell, centre_of, open_case  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -59,3 +59,57 @@ def test_submitting_with_one_breast_undecided_names_that_breast(live_server, pag
     page.keyboard.press("Control+Enter")
     assert "for the left breast" in page.locator("#form-error").inner_text()
     assert not Review.objects.exists()
+
+
+def test_a_mass_marked_on_cc_and_mlo_is_one_lexicon_finding(live_server, page, radiologist, champion):
+    study = make_study(patient_id="P-LEXICON")
+    images = {(i.laterality, i.view): i for i in study.images.all()}
+    for image in images.values():  # an AI mark at the centre of each image: clicking it zooms there
+        centre = {"x": image.columns / 2 - 20, "y": image.rows / 2 - 20, "width": 40, "height": 40, "probability": 0.9}
+        Prediction.objects.filter(image=image).update(regions=[centre])
+    open_case(page, live_server, study)
+
+    def mark(side: str, view: str, kind: str) -> None:
+        page.keyboard.press("p")  # in pan mode a click on the AI mark zooms to it; in mark mode it marks
+        page.locator(f"{cell(images[side, view])} .ai-mark").click()
+        page.wait_for_timeout(300)
+        page.keyboard.press("m")
+        page.select_option("#finding-type", kind)
+        page.mouse.click(*centre_of(page, f"{cell(images[side, view])} .vp-element"))
+
+    mark("L", "CC", "mass")
+    mark("L", "MLO", "mass")
+    mark("R", "CC", "calcification")
+    assert page.locator("#findings li").count() == 3
+    # the left CC and MLO marks show one finding; the right calcification is another
+    assert page.locator("#reported li").count() == 2
+    assert "Finding 1 · Left · CC + MLO" in page.locator("#reported li[data-number='1']").inner_text()
+    page.select_option("select[aria-label='Finding 1 shape']", "irregular")
+    page.select_option("select[aria-label='Finding 1 margin']", "spiculated")
+    page.select_option("select[aria-label='Finding 1 clock position']", "2")
+    page.select_option("select[aria-label='Finding 1 depth']", "middle")
+    page.fill("input[aria-label='Finding 1 distance from the nipple (cm)']", "4.5")
+    page.select_option("select[aria-label='Finding 2 distribution']", "grouped")
+    page.locator("fieldset.keys-side label", has_text="Left").click()
+    page.keyboard.press("4")
+    page.locator("fieldset.keys-side label", has_text="Right").click()
+    page.keyboard.press("2")
+    screenshot(page, "lexicon_findings")
+    page.get_by_role("button", name="Submit and next").click()
+    page.wait_for_function("p => window.location.pathname !== p", arg=f"/studies/{study.pk}/")
+    review = Review.objects.get(study=study)
+    mass, calcs = review.reported_findings.order_by("number")
+    assert (mass.type, mass.laterality, mass.descriptors) == (
+        "mass",
+        "L",
+        {"shape": "irregular", "margin": "spiculated"},
+    )
+    assert (mass.clock, mass.depth, mass.distance_cm) == (2, "middle", 4.5)
+    assert sorted(mass.marks.values_list("image__view", flat=True)) == ["CC", "MLO"]
+    assert (calcs.type, calcs.laterality, calcs.descriptors) == ("calcifications", "R", {"distribution": "grouped"})
+    assert (review.decision_left, review.birads_left, review.decision_right, review.birads_right) == (
+        "abnormal",
+        4,
+        "normal",
+        2,
+    )

@@ -4,6 +4,7 @@
  * breasts as on the server (screening/assessment.py).
  * "Confirm AI" pre-fills from the AI flags; when the AI says abnormal it asks for a second
  * press (automation bias). Submitting saves one version (Idempotency-Key) and opens the next case. */
+import { createReported } from "./findings.js";
 import { $, TYPE_LABELS, el, examFlag, say, viewName } from "./util.js";
 
 const SIDES = ["R", "L"];
@@ -23,6 +24,8 @@ export function examResult(breasts) {
 export function createDecision({ state, config, redraw }) {
   const form = $("decision-form");
   let confirmArmed = false;
+  state.reported = state.reported || []; // the findings in lexicon terms; each mark points at one (findings.js)
+  const reported = createReported({ state, changed: () => changed() });
 
   function csrfToken() {
     const input = form.querySelector("input[name=csrfmiddlewaretoken]");
@@ -139,17 +142,7 @@ export function createDecision({ state, config, redraw }) {
     $("finding-hint").hidden = state.findings.length > 0;
     $("findings").replaceChildren(
       ...state.findings.map((f, i) => {
-        const select = el(
-          "select",
-          {
-            "aria-label": `Type of finding ${i + 1}`,
-            onchange: (event) => {
-              f.type = event.target.value;
-              redraw();
-            },
-          },
-          ...Object.entries(TYPE_LABELS).map(([value, label]) => el("option", { value, selected: value === f.type, text: label })),
-        );
+        const select = reported.markSelect(f, i, renderFindings);
         const shape =
           f.width > 0 || f.height > 0
             ? `box ${Math.round(f.width)}×${Math.round(f.height)} px at ${Math.round(f.x)}, ${Math.round(f.y)}`
@@ -167,25 +160,30 @@ export function createDecision({ state, config, redraw }) {
             text: "Delete",
             onclick: () => {
               state.findings.splice(i, 1);
+              reported.prune();
               renderFindings();
             },
           }),
         );
       }),
     );
+    reported.render(renderFindings);
     redraw();
   }
 
   function addFinding(image, box) {
     const type = $("finding-type").value;
-    state.findings.push({ image: image.id, laterality: image.laterality, view: image.view, type, ...box });
+    const mark = { image: image.id, laterality: image.laterality, view: image.view, type, ...box };
+    state.findings.push(mark);
+    reported.attach(mark);
     renderFindings();
-    say(`Marked ${TYPE_LABELS[type]} on ${viewName(image)}.`);
+    say(`Marked ${TYPE_LABELS[type]} on ${viewName(image)}: finding ${reported.numberOf(mark.reported)}.`);
   }
 
   function deleteLast() {
     if (!state.findings.length) return;
     const gone = state.findings.pop();
+    reported.prune();
     renderFindings();
     say(`Deleted finding ${state.findings.length + 1} (${TYPE_LABELS[gone.type]}, ${gone.laterality} ${gone.view}).`);
   }
@@ -218,6 +216,7 @@ export function createDecision({ state, config, redraw }) {
       density: choice("density") || "",
       note: $("note").value.trim(),
       findings: state.findings.map(({ image, type, x, y, width, height }) => ({ image, type, x, y, width, height })),
+      reported_findings: reported.payload(),
     };
     state.submitting = true;
     state.attemptKey = state.attemptKey || randomKey();
@@ -318,6 +317,7 @@ export function createDecision({ state, config, redraw }) {
       width: f.width,
       height: f.height,
     }));
+    reported.copy(review);
     renderFindings();
     say(message || `Form filled from v${review.version}: change what needs correcting, then submit.`);
   }
@@ -346,7 +346,10 @@ export function createDecision({ state, config, redraw }) {
           review.breasts ? el("p", { class: "breast-summary", text: breastSummary(review) }) : null,
           el("p", { class: "muted", text: `${who(review.radiologist)}, ${when(review.created)}` }),
           review.note ? el("p", { class: "history-note", text: review.note }) : null,
-          findings.length
+          (review.reported_findings || []).length
+            ? el("ol", { class: "history-findings" }, ...review.reported_findings.map((r) => el("li", { text: r.text })))
+            : null,
+          findings.length && !(review.reported_findings || []).length
             ? el(
                 "ul",
                 { class: "history-findings" },
