@@ -38,7 +38,7 @@ def report_of(study: Study, user) -> Report:
         "final",
         final,
         breasts=[(SIDE_NAMES[side].capitalize(), call) for side, call in breasts_of(final).items()],
-        findings=[f"{f.number}. {lexicon.describe(f)}" for f in final.reported_findings.all()],
+        findings=[lexicon.describe(f) for f in final.reported_findings.all()],  # numbered 1, 2, ... as listed
         unlinked_marks=[
             f"{mark.get_type_display()}, {mark.image.laterality} {mark.image.view}"
             for mark in final.findings.all()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from screening.models import Prediction, Review
-from tests.browser.conftest import make_study, screenshot
+from screening.services.findings import FindingInput, ReportedFindingInput
+from screening.services.reviews import review_submit
+from tests.browser.conftest import log_in, make_study, screenshot
 from tests.browser.test_viewer import _no_console_errors, cell, centre_of, open_case  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -113,3 +115,26 @@ def test_a_mass_marked_on_cc_and_mlo_is_one_lexicon_finding(live_server, page, r
         "normal",
         2,
     )
+
+
+def test_the_report_prints_to_a_pdf_in_chromium(live_server, page, radiologist, champion, tmp_path):
+    study = make_study(patient_id="P-REPORT", views=(("R", "CC"), ("L", "CC")), predict=False)
+    left = study.images.get(laterality="L")
+    review_submit(
+        study=study,
+        radiologist=radiologist,
+        breasts={"R": ("normal", 1), "L": ("abnormal", 0)},
+        density="B",
+        findings=[FindingInput(left.pk, "mass", 10, 10, 20, 20)],
+        reported=[ReportedFindingInput(type="mass", marks=(0,), descriptors={"margin": "spiculated"}, quadrant="UOQ")],
+    )
+    log_in(page, live_server.url, "rad", f"/studies/{study.pk}/report/")
+    assert page.locator("#report-breasts tr[data-side=Left]").inner_text().split() == ["Left", "Recall", "0"]
+    assert "Mass: spiculated; left breast, upper outer quadrant" in page.locator("#report-findings").inner_text()
+    page.emulate_media(media="print")
+    assert not page.locator("#print-report").is_visible()  # the printout has no buttons
+    screenshot(page, "report_print")
+    pdf = page.pdf(format="A4")  # Chromium's print-to-PDF: what "Save as PDF" in the reader's browser makes
+    assert pdf.startswith(b"%PDF-")
+    (tmp_path / "report.pdf").write_bytes(pdf)
+    assert len(pdf) > 1000

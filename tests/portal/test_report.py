@@ -38,7 +38,7 @@ def test_the_report_gives_each_breast_and_the_findings_in_lexicon_words(radiolog
     assert '<tr data-side="Right"><th scope="row">Right</th><td>No recall</td><td>2</td></tr>' in html
     assert '<tr data-side="Left"><th scope="row">Left</th><td>Recall</td><td>4</td></tr>' in html
     assert "Exam: recall, BI-RADS 4." in html and "C: heterogeneously dense" in html
-    assert "1. Mass: irregular; left breast, 2 o&#x27;clock, middle third" in html
+    assert "<li>Mass: irregular; left breast, 2 o&#x27;clock, middle third" in html
     assert "Compare with prior." in html
 
 
