@@ -769,6 +769,7 @@ class Outcome(AppendOnlyModel):
 
 from .models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)
 from .models_findings import ReportedFinding  # noqa: E402, F401  (issue 24: lexicon findings)
+from .models_notes import NoteTemplate  # noqa: E402, F401  (issue 24: note templates)
 
 # Sub-domain models kept in their own packages, registered here as part of the screening app.
 from .monitoring.models import (  # noqa: E402, F401

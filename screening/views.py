@@ -22,7 +22,7 @@ from .assessment import SIDE_NAMES, SIDES
 from .blinding import AIVisibility, ai_visibility
 from .errors import PortalError
 from .forms import WorklistForm
-from .models import Prediction, Study
+from .models import NoteTemplate, Prediction, Study
 from .roles import can_read_cases, can_upload, is_admin
 from .services import reading
 from .services.sites import site_names
@@ -92,6 +92,7 @@ def study_viewer(request, pk: int):
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
             "breast_sides": [(side, SIDE_NAMES[side].capitalize()) for side in SIDES],  # the decision form's rows
             "lexicon": lexicon.as_data(),  # the findings' terms for the form (static/viewer/src/findings.js)
+            "note_templates": list(NoteTemplate.objects.filter(active=True)),
         },
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from screening.models import Prediction, Review
+from screening.models import NoteTemplate, Prediction, Review
 from screening.services.findings import FindingInput, ReportedFindingInput
 from screening.services.reviews import review_submit
 from tests.browser.conftest import log_in, make_study, screenshot
@@ -138,3 +138,22 @@ def test_the_report_prints_to_a_pdf_in_chromium(live_server, page, radiologist, 
     assert pdf.startswith(b"%PDF-")
     (tmp_path / "report.pdf").write_bytes(pdf)
     assert len(pdf) > 1000
+
+
+def test_a_note_template_goes_into_the_note_and_the_reading_time_is_recorded(live_server, page, radiologist, champion):
+    NoteTemplate.objects.create(name="Benign calcs", text="Benign-appearing calcifications, no action.")
+    NoteTemplate.objects.create(name="Retired", text="Not offered.", active=False)
+    study = make_study(patient_id="P-NOTE", views=(("R", "CC"), ("L", "CC")), predict=False)
+    open_case(page, live_server, study)
+    assert page.locator("#note-template option").all_inner_texts() == ["Add a template…", "Benign calcs"]
+    page.fill("#note", "Seen.")
+    page.select_option("#note-template", label="Benign calcs")
+    assert page.input_value("#note") == "Seen.\nBenign-appearing calcifications, no action."
+    page.keyboard.press("Escape")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("n")
+    page.get_by_role("button", name="Submit and next").click()
+    page.wait_for_function("p => window.location.pathname !== p", arg=f"/studies/{study.pk}/")
+    review = Review.objects.get(study=study)
+    assert review.note == "Seen.\nBenign-appearing calcifications, no action."
+    assert review.reading_seconds is not None and review.reading_seconds > 0  # from opening the case to submitting

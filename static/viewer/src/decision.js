@@ -372,6 +372,18 @@ export function createDecision({ state, config, redraw }) {
       : "Submit and next ";
   }
 
+  /** A note template (admin-managed) goes at the end of the note, where the reader edits it. */
+  const templates = document.getElementById("note-template");
+  templates?.addEventListener("change", () => {
+    const option = templates.selectedOptions[0];
+    if (!option || !option.value) return;
+    const note = $("note");
+    note.value = note.value.trim() ? `${note.value.trimEnd()}\n${option.dataset.text}` : option.dataset.text;
+    templates.value = "";
+    changed();
+    note.focus();
+  });
+
   $("confirm-ai").addEventListener("click", confirmAi);
   for (const side of SIDES) {
     for (const input of form.querySelectorAll(`input[name="decision_${side}"]`)) {
