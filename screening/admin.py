@@ -610,4 +610,5 @@ class OutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return study_trail_link(outcome.study_id)
 
 
-from . import admin_accounts  # noqa: E402, F401 - accounts and API tokens: superusers only
+# accounts and API tokens (superusers only); note templates (issue 24)
+from . import admin_accounts, admin_notes  # noqa: E402, F401

@@ -373,6 +373,30 @@ class Prediction(models.Model):
         ]
 
 
+def _breast_constraints() -> list[models.CheckConstraint]:
+    """Per-breast calls: both breasts or neither (an older read), each coherent with its BI-RADS, and the
+    exam abnormal exactly when one breast is (its BI-RADS order is checked by the service: assessment.SEVERITY)."""
+    unset = Q(decision_right="", birads_right__isnull=True, decision_left="", birads_left__isnull=True)
+    constraints = [
+        models.CheckConstraint(
+            condition=unset | Q(birads_right__isnull=False, birads_left__isnull=False), name="review_breasts_both"
+        ),
+        models.CheckConstraint(
+            condition=unset
+            | Q(decision="abnormal", decision_right="abnormal")
+            | Q(decision="abnormal", decision_left="abnormal")
+            | Q(decision="normal", decision_right="normal", decision_left="normal"),
+            name="review_exam_follows_breasts",
+        ),
+    ]
+    for side in ("right", "left"):
+        coherent = Q(**{f"decision_{side}": "normal", f"birads_{side}__in": [1, 2]}) | Q(
+            **{f"decision_{side}": "abnormal", f"birads_{side}__in": [0, 3, 4, 5, 6]}
+        )
+        constraints.append(models.CheckConstraint(condition=unset | coherent, name=f"review_{side}_matches_birads"))
+    return constraints
+
+
 class Review(AppendOnlyModel):
     """A radiologist's decision on a study. Corrections add a version, never overwrite."""
 
@@ -393,6 +417,12 @@ class Review(AppendOnlyModel):
     birads = models.PositiveSmallIntegerField("BI-RADS")
     density = models.CharField(max_length=1, choices=Density.choices, blank=True)
     note = models.TextField(blank=True)
+    # Each breast's call (screening.assessment): the exam's decision and BI-RADS follow from them. Empty on
+    # the reads made before per-breast assessment, which assessment.breasts_of maps onto both breasts.
+    decision_right = models.CharField(max_length=8, choices=Decision.choices, blank=True, default="")
+    birads_right = models.PositiveSmallIntegerField("BI-RADS right", null=True, blank=True)
+    decision_left = models.CharField(max_length=8, choices=Decision.choices, blank=True, default="")
+    birads_left = models.PositiveSmallIntegerField("BI-RADS left", null=True, blank=True)
     agrees_with_ai = models.BooleanField(null=True, blank=True)
     # Which read of the case this is (screening/services/reading.py), and whether it is the case's
     # final decision: the one the study status, the decision SR and the training labels follow.
@@ -429,6 +459,7 @@ class Review(AppendOnlyModel):
                 condition=Q(decision="normal", birads__in=[1, 2]) | Q(decision="abnormal", birads__in=[0, 3, 4, 5, 6]),
                 name="review_decision_matches_birads",
             ),
+            *_breast_constraints(),
         ]
         indexes = [
             # The arbitration worklist starts from the second reads: a few rows among every read ever made.
@@ -447,6 +478,10 @@ class Finding(AppendOnlyModel):
 
     review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="findings")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="findings")
+    # The lexicon finding this mark shows (models_findings): one finding, marked on CC and MLO, has two marks.
+    reported = models.ForeignKey(
+        "screening.ReportedFinding", on_delete=models.CASCADE, null=True, blank=True, related_name="marks"
+    )
     laterality = models.CharField(max_length=1, choices=Image.Laterality.choices)
     type = models.CharField(max_length=16, choices=Type.choices)
     # Region in original image pixels: a point when width and height are 0.
@@ -733,6 +768,8 @@ class Outcome(AppendOnlyModel):
 
 
 from .models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)
+from .models_findings import ReportedFinding  # noqa: E402, F401  (issue 24: lexicon findings)
+from .models_notes import NoteTemplate  # noqa: E402, F401  (issue 24: note templates)
 
 # Sub-domain models kept in their own packages, registered here as part of the screening app.
 from .monitoring.models import (  # noqa: E402, F401

@@ -306,7 +306,11 @@ def study_detail(user, pk: int) -> Study:
 
 
 def _reviews_shown(study: Study, user, show_reads: bool) -> QuerySet[Review]:
-    reviews = Review.objects.filter(study=study).select_related("radiologist").prefetch_related("findings")
+    reviews = (
+        Review.objects.filter(study=study)
+        .select_related("radiologist")
+        .prefetch_related("findings", "reported_findings__marks")
+    )
     if not show_reads:
         reviews = reviews.filter(radiologist=user)  # nothing before the user's own read: no one else's
     return reviews.order_by("-version")
@@ -354,7 +358,11 @@ def audit_trail(study_id: int) -> QuerySet[AuditEvent]:
 def reviews_of(study: Study, user=None) -> QuerySet[Review]:
     """A case's decision history; for a reader still blinded to it (see study_detail), none of it."""
     if user is None:
-        return study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
+        return (
+            study.reviews.select_related("radiologist")
+            .prefetch_related("findings", "reported_findings__marks")
+            .order_by("-version")
+        )
     return _reviews_shown(study, user, case_reading(study, user).show_reads)
 
 

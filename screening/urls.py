@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("screening.urls_filing")),
     path("", include("screening.monitoring.urls")),
     path("", include("screening.research_export.urls")),
+    path("", include("screening.reports.urls")),
 ]

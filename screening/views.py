@@ -17,11 +17,12 @@ from django.views.decorators.http import require_safe
 
 from ml.scoring import thresholds_for
 
-from . import selectors, services
+from . import lexicon, selectors, services
+from .assessment import SIDE_NAMES, SIDES
 from .blinding import AIVisibility, ai_visibility
 from .errors import PortalError
 from .forms import WorklistForm
-from .models import Prediction, Study
+from .models import NoteTemplate, Prediction, Study
 from .roles import can_read_cases, can_see_identity, can_upload, is_admin
 from .services import reading
 from .services.sites import site_names
@@ -91,6 +92,9 @@ def study_viewer(request, pk: int):
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
+            "breast_sides": [(side, SIDE_NAMES[side].capitalize()) for side in SIDES],  # the decision form's rows
+            "lexicon": lexicon.as_data(),  # the findings' terms for the form (static/viewer/src/findings.js)
+            "note_templates": list(NoteTemplate.objects.filter(active=True)),
         },
     )
 

@@ -238,6 +238,9 @@ def performance_page(request):
         percent("Sensitivity", "sensitivity", "cancers recalled, of exams with a cancer outcome"),
         percent("Specificity", "specificity", "exams not recalled, of exams with a no-cancer outcome"),
     ]
+    breast_rows = [(label, f["breasts"]) for label, f in rows if "breasts" in f]  # the AI's flag is per exam
     return render(
-        request, "screening/performance.html", {"form": form, "figures": figures, "rows": rows, "plots": plots}
+        request,
+        "screening/performance.html",
+        {"form": form, "figures": figures, "rows": rows, "breast_rows": breast_rows, "plots": plots},
     )

@@ -19,10 +19,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from .. import selectors, services
+from ..assessment import SIDE_NAMES
 from ..forms import WorklistForm
 from ..models import Study
 from ..roles import can_read_cases, can_see_identity
 from ..services import renditions
+from ..services.findings import ReportedFindingInput
 from ..services.models import serving_champion
 from ..services.reviews import FindingInput, review_submit
 from .filters import ImageFilter, PredictionFilter, StudyFilter
@@ -291,8 +293,15 @@ class StudyViewSet(
         review = review_submit(
             study=study,
             radiologist=request.user,
-            decision=data["decision"],
-            birads=data["birads"],
+            decision=data.get("decision"),
+            birads=data.get("birads"),
+            breasts=None
+            if "right" not in data and "left" not in data
+            else {
+                side: (data[name]["decision"], data[name]["birads"])
+                for side, name in SIDE_NAMES.items()
+                if name in data
+            },
             density=data["density"],
             note=data["note"],
             findings=None
@@ -303,6 +312,9 @@ class StudyViewSet(
                 )
                 for f in data["findings"]
             ],
+            reported=None
+            if "reported_findings" not in data
+            else [ReportedFindingInput(**{**f, "marks": tuple(f["marks"])}) for f in data["reported_findings"]],
             ip_address=services.client_ip(request),
         )
         following = selectors.next_study_after(request.user, study)

@@ -35,6 +35,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "upload": {"GET": ROLES},
     "study-viewer": {"GET": READERS},
     "study-viewer-data": {"GET": READERS},
+    "study-report": {"GET": READERS},
     "study-audit": {"GET": {"admin"}},
     "api-root": {"GET": ROLES},
     "api-token": {"POST": ALL},
@@ -174,7 +175,14 @@ def world(champion, radiologist, arbitrator, admin_user, api_client_user, outsid
 
 def url_for(name: str, world) -> str:
     kind = re.match(r"api-(image|prediction|patient|study|model|training-run)-", name)
-    if name in ("study-viewer", "study-viewer-data", "study-audit", "reading-release", "api-reading-lock"):
+    if name in (
+        "study-viewer",
+        "study-viewer-data",
+        "study-report",
+        "study-audit",
+        "reading-release",
+        "api-reading-lock",
+    ):
         return reverse(name, args=[world["study"].pk])
     if name == "filing-image":
         return reverse(name, args=[world["image"].pk])
