@@ -17,7 +17,7 @@ from django.views.decorators.http import require_safe
 
 from ml.scoring import thresholds_for
 
-from . import selectors, services
+from . import selectors, services, views_ohif
 from .blinding import AIVisibility, ai_visibility
 from .errors import PortalError
 from .forms import WorklistForm
@@ -86,6 +86,8 @@ def study_viewer(request, pk: int):
             "worklist_url": reverse("worklist"),
             "next_url": reverse("study-viewer", args=[following.pk]) if following else None,
             "viewer_data_url": reverse("study-viewer-data", args=[study.pk]),
+            # The same study in OHIF, for readers who prefer it (when installed): DICOMweb blinds what it serves.
+            "ohif_url": views_ohif.study_url(study),
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html

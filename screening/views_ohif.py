@@ -17,11 +17,13 @@ import mimetypes
 import re
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlencode
 
 from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -29,7 +31,6 @@ from django.utils._os import safe_join
 from django.views.decorators.http import require_safe
 
 from .roles import can_read_cases
-from .views import _require
 
 BASE = "/ohif/"
 _INLINE_SCRIPT = re.compile(r"<script>.*?</script>", re.S)
@@ -42,6 +43,13 @@ OHIF_CSP = {"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]}
 
 def ohif_dir() -> Path:
     return Path(settings.PORTAL_OHIF_DIR)
+
+
+def study_url(study) -> str | None:
+    """Where OHIF opens one study, or None when OHIF is not installed here."""
+    if not (ohif_dir() / "index.html").is_file():
+        return None
+    return f"{BASE}viewer?{urlencode({'StudyInstanceUIDs': study.study_uid})}"
 
 
 @lru_cache(maxsize=4)
@@ -79,7 +87,8 @@ def _app_config(request) -> HttpResponse:
 def ohif(request, path: str = ""):
     """OHIF's page, its app-config.js and its static files, to readers. A route of the app (the study list,
     /ohif/viewer?StudyInstanceUIDs=...) answers the page, as OHIF's own server does."""
-    _require(can_read_cases(request.user))
+    if not can_read_cases(request.user):
+        raise PermissionDenied
     if path == "app-config.js":
         return _app_config(request)
     if path in ("", "index.html"):

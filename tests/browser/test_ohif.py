@@ -109,6 +109,8 @@ def test_ohif_lists_the_studies_and_opens_an_mg_study_with_its_srs(
     page.wait_for_load_state("networkidle")
     skip_tour(page)
     shot(page, "ohif-mg-study")
+    if SHOTS:  # what the page fetched, to size it (README)
+        (Path(SHOTS) / "ohif-requests.txt").write_text("\n".join(watch.requests))
     assert watch.problems == []
     assert watch.off_origin() == []  # nothing from a CDN: OHIF works offline
 
