@@ -81,6 +81,22 @@ def _app_config(request) -> HttpResponse:
     return response
 
 
+def _file(request, target: Path) -> FileResponse:
+    """One of OHIF's files; its gzip copy (build_ohif.sh makes them) to a browser that takes gzip: the app's
+    bundle is 17 MB, 3.4 MB gzipped."""
+    content_type = "application/wasm" if target.suffix == ".wasm" else mimetypes.guess_type(target.name)[0]
+    packed = target.with_name(target.name + ".gz")
+    gzip = "gzip" in request.headers.get("Accept-Encoding", "") and packed.is_file()
+    response = FileResponse((packed if gzip else target).open("rb"), content_type=content_type or "text/plain")
+    if gzip:
+        response["Content-Encoding"] = "gzip"
+    response["Vary"] = "Accept-Encoding"
+    # Content-hashed bundles never change under their name; the rest is revalidated.
+    hashed = re.search(r"\.[0-9a-f]{16}\.(js|wasm)$|^[0-9a-f]{16}\.", target.name)
+    response["Cache-Control"] = "private, max-age=31536000, immutable" if hashed else "private, no-cache"
+    return response
+
+
 @require_safe
 @login_required
 @csp_update(OHIF_CSP)
@@ -98,12 +114,7 @@ def ohif(request, path: str = ""):
     except Exception:  # noqa: BLE001 - SuspiciousFileOperation: a path leaving the folder
         raise Http404("No such file") from None
     if target.is_file():
-        content_type = "application/wasm" if target.suffix == ".wasm" else mimetypes.guess_type(target.name)[0]
-        response = FileResponse(target.open("rb"), content_type=content_type or "application/octet-stream")
-        # Content-hashed bundles never change under their name; the rest is revalidated.
-        hashed = re.search(r"\.[0-9a-f]{16}\.(js|wasm)$|^[0-9a-f]{16}\.", target.name)
-        response["Cache-Control"] = "private, max-age=31536000, immutable" if hashed else "private, no-cache"
-        return response
+        return _file(request, target)
     if "." in path.rsplit("/", 1)[-1]:
         raise Http404("No such file")
     return _index(request)

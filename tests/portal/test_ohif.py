@@ -80,6 +80,18 @@ def test_files_are_served_with_their_types_and_hashed_ones_are_cached(ohif, radi
     assert client.head("/ohif/app.bundle.0f6159c501addfe9.js").status_code == 200
 
 
+def test_a_browser_that_takes_gzip_gets_the_gzip_copy(ohif, radiologist):
+    import gzip
+
+    (ohif / "app.bundle.0f6159c501addfe9.js.gz").write_bytes(gzip.compress(b"console.log('ohif');"))
+    client = logged_in(radiologist)
+    packed = client.get("/ohif/app.bundle.0f6159c501addfe9.js", HTTP_ACCEPT_ENCODING="gzip, br")
+    assert packed["Content-Encoding"] == "gzip" and packed["Content-Type"].startswith("text/javascript")
+    assert gzip.decompress(b"".join(packed.streaming_content)) == b"console.log('ohif');"
+    plain = client.get("/ohif/app.bundle.0f6159c501addfe9.js", HTTP_ACCEPT_ENCODING="identity")
+    assert not plain.has_header("Content-Encoding") and "Accept-Encoding" in plain["Vary"]
+
+
 def test_nothing_outside_ohifs_folder_is_served(ohif, radiologist):
     client = logged_in(radiologist)
     for path in ("/ohif/../secret.txt", "/ohif/%2e%2e/secret.txt", "/ohif/..%2fsecret.txt"):
