@@ -22,7 +22,8 @@ trap 'rm -rf "$work"' EXIT
 echo "==> Fetching $name@$version (npm pack, about 50 MB; npm's cache on later builds)"
 npm pack "$name@$version" --pack-destination "$work" --silent --no-audit --no-fund >/dev/null
 tarball=$(ls "$work"/*.tgz)
-got="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
+got=$(node -e 'const c = require("crypto"), fs = require("fs");
+process.stdout.write("sha512-" + c.createHash("sha512").update(fs.readFileSync(process.argv[1])).digest("base64"))' "$tarball")
 if [ "$got" != "$integrity" ]; then
   echo "build_ohif: $tarball has integrity $got, scripts/ohif-app.lock pins $integrity" >&2
   exit 1
