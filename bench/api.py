@@ -100,7 +100,8 @@ def seed(database_url: str, studies: int) -> None:
                 copy.write_row((i, f"BENCH{i:07d}", f"Family{i % 20000:05d} Given{i % 97}", "F", "", now))
         with cur.copy(
             "COPY screening_study (id, study_uid, uid_generated, accession_number, study_date, patient_id, status,"
-            " exam_score, exam_flag, score_left, score_right, exam_model_id, site, created, updated) FROM STDIN"
+            " exam_score, exam_flag, score_left, score_right, exam_model_id, site, source_kind, created, updated)"
+            " FROM STDIN"
         ) as copy:
             for i in range(1, studies + 1):
                 left, right = scores[i - 1, :2].mean(), scores[i - 1, 2:].mean()
@@ -121,6 +122,7 @@ def seed(database_url: str, studies: int) -> None:
                         right,
                         model,
                         "default",
+                        "",
                         now,
                         now,
                     )
@@ -160,7 +162,7 @@ def seed(database_url: str, studies: int) -> None:
                     )
         with cur.copy(
             "COPY screening_prediction (id, image_id, model_version_id, status, probability, heatmap, error, attempts,"
-            " preprocess_ms, inference_ms, regions, created, updated) FROM STDIN"
+            " preprocess_ms, inference_ms, regions, source_kind, created, updated) FROM STDIN"
         ) as copy:
             for n in range(1, studies * 4 + 1):
                 copy.write_row(
@@ -176,6 +178,7 @@ def seed(database_url: str, studies: int) -> None:
                         50.0,
                         200.0,
                         "[]",
+                        "",
                         now,
                         now,
                     )
