@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import views
+from . import views, views_ohif
 
 urlpatterns = [
     path("", views.worklist, name="worklist"),
@@ -9,6 +9,9 @@ urlpatterns = [
     path("studies/<int:pk>/viewer-data/", views.study_viewer_data, name="study-viewer-data"),
     path("studies/<int:pk>/audit/", views.study_audit, name="study-audit"),
     path("healthz", views.healthz, name="healthz"),
+    # The OHIF viewer (vendor/ohif, scripts/build_ohif.sh): its page, its routes and its files.
+    path("ohif/", views_ohif.ohif, name="ohif"),
+    path("ohif/<path:path>", views_ohif.ohif, name="ohif-file"),
     path("", include("screening.urls_models")),
     path("", include("screening.urls_reading")),
     path("", include("screening.urls_filing")),

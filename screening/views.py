@@ -17,7 +17,7 @@ from django.views.decorators.http import require_safe
 
 from ml.scoring import thresholds_for
 
-from . import lexicon, selectors, services
+from . import lexicon, selectors, services, views_ohif
 from .assessment import SIDE_NAMES, SIDES
 from .blinding import AIVisibility, ai_visibility
 from .errors import PortalError
@@ -89,6 +89,8 @@ def study_viewer(request, pk: int):
             "viewer_data_url": reverse("study-viewer-data", args=[study.pk]),
             # The case's pixel data, asked for by the page's early script while the viewer bundle boots
             "pixel_urls": [_pixel_source(image)["url"] for image in study.images.select_related("study")],
+            # The same study in OHIF, for readers who prefer it (when installed): DICOMweb blinds what it serves.
+            "ohif_url": views_ohif.study_url(study),
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html

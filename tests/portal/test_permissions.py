@@ -89,6 +89,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "dicomweb-instance-thumbnail": {"GET": ROLES},
     # the reading workflow (issue 15)
     "reading": {"GET": READERS},
+    "ohif": {"GET": READERS},
+    "ohif-file": {"GET": READERS},
     "reading-arbitration": {"GET": {"arbitrator", "admin"}},
     "reading-policy": {"GET": {"admin"}, "POST": {"admin"}},
     "reading-assign": {"GET": {"admin"}, "POST": {"admin"}},
@@ -201,6 +203,8 @@ def url_for(name: str, world) -> str:
         "api-research-export-download",
     ):
         return reverse(name, args=[1])  # no such alert or export: admins get 404, everyone else no access
+    if name == "ohif-file":
+        return reverse(name, args=["app-config.js"])
     if name == "training-run-status":
         return reverse(name, args=[world["training-run"].pk])
     if name == "api-model-rollback":
