@@ -17,7 +17,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_networks, env_origins, env_secret, env_str, env_training_overrides
+from portal.env import env_bool, env_int, env_list, env_networks, env_origins, env_secret, env_str, env_training_overrides
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from screening.views import PortalLoginView, PortalLogoutView
 
-from . import views
+from portal import views
 
 urlpatterns = [
     path("accounts/login/", PortalLoginView.as_view(), name="login"),

@@ -20,11 +20,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from . import services
-from .admin_blinding import AIBlindingMixin
-from .blinding import AI_STUDY_FIELDS
-from .errors import PortalError
-from .models import (
+from screening import services
+from screening.admin_blinding import AIBlindingMixin
+from screening.blinding import AI_STUDY_FIELDS
+from screening.errors import PortalError
+from screening.models import (
     AuditEvent,
     CaseLock,
     DicomDestination,
@@ -42,13 +42,13 @@ from .models import (
     Study,
     TrainingRun,
 )
-from .roles import is_admin
-from .services import export as export_service
-from .services import promotion, training
-from .services.audit import record_event
-from .services.models import serving_champion
-from .services.sites import site_codes
-from .services.studies import REASON_MAX_LENGTH, assign_studies, delete_study, move_to_site
+from screening.roles import is_admin
+from screening.services import export as export_service
+from screening.services import promotion, training
+from screening.services.audit import record_event
+from screening.services.models import serving_champion
+from screening.services.sites import site_codes
+from screening.services.studies import REASON_MAX_LENGTH, assign_studies, delete_study, move_to_site
 
 
 class ReadOnlyMixin:
@@ -610,4 +610,4 @@ class OutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return study_trail_link(outcome.study_id)
 
 
-from . import admin_accounts  # noqa: E402, F401 - accounts and API tokens: superusers only
+from screening import admin_accounts  # noqa: E402, F401 - accounts and API tokens: superusers only

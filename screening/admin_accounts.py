@@ -24,7 +24,7 @@ from django.template.response import TemplateResponse
 from rest_framework.authtoken import admin as _drf_token_admin  # noqa: F401 - registered first, removed below
 from rest_framework.authtoken.models import Token, TokenProxy
 
-from .services.audit import client_ip, record_event
+from screening.services.audit import client_ip, record_event
 
 User = get_user_model()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .blinding import ai_visibility
+from screening.blinding import ai_visibility
 
 
 class AIBlindingMixin:

@@ -1,4 +1,4 @@
-from .roles import can_read_cases, can_upload, is_admin
+from screening.roles import can_read_cases, can_upload, is_admin
 
 
 def roles(request):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import Outcome, ReadingPolicy, Review
-from .services.performance import PerformanceFilters
-from .services.sites import site_names
+from screening.models import Outcome, ReadingPolicy, Review
+from screening.services.performance import PerformanceFilters
+from screening.services.sites import site_names
 
 
 class PolicyForm(forms.Form):

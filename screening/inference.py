@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .models import ModelVersion
+from screening.models import ModelVersion
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()

@@ -732,14 +732,14 @@ class Outcome(AppendOnlyModel):
         indexes = [models.Index(fields=["study", "laterality", "-id"], name="outcome_latest")]
 
 
-from .models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)
+from screening.models_filing import DemographicsConflict, Refiling  # noqa: E402, F401  (issue 21: filing corrections)
 
 # Sub-domain models kept in their own packages, registered here as part of the screening app.
-from .monitoring.models import (  # noqa: E402, F401
+from screening.monitoring.models import (  # noqa: E402, F401
     AlertAcknowledgement,
     DriftMeasure,
     ImageStats,
     MonitoringAlert,
     MonitoringRun,
 )
-from .research_export.models import ResearchExport, ResearchProject  # noqa: E402, F401
+from screening.research_export.models import ResearchExport, ResearchProject  # noqa: E402, F401

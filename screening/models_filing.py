@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from .models import AppendOnlyModel, Image, Patient, Study
+from screening.models import AppendOnlyModel, Image, Patient, Study
 
 
 class DemographicsConflict(models.Model):

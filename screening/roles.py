@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .models import Role
+from screening.models import Role
 
 
 def roles_of(user) -> set[str]:

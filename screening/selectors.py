@@ -23,9 +23,9 @@ from django.db.models import (
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
-from .blinding import AIVisibility, ai_visibility
-from .errors import PortalError
-from .models import (
+from screening.blinding import AIVisibility, ai_visibility
+from screening.errors import PortalError
+from screening.models import (
     AuditEvent,
     CaseLock,
     DemographicsConflict,
@@ -37,8 +37,8 @@ from .models import (
     Study,
     unread_rank,
 )
-from .roles import can_read_cases, can_see_identity, roles_of, sees_all_studies
-from .services.reading import case_reading, policy_for, policy_of
+from screening.roles import can_read_cases, can_see_identity, roles_of, sees_all_studies
+from screening.services.reading import case_reading, policy_for, policy_of
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
 WORKLIST_ORDERINGS = {

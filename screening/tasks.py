@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from .services import export, predictions, reading, renditions, training
+from screening.services import export, predictions, reading, renditions, training
 
 log = logging.getLogger(__name__)
 
@@ -101,5 +101,5 @@ def release_expired_locks() -> int:
 
 
 # Sub-domain tasks live beside their services; importing them here registers them with the worker.
-from .monitoring import tasks as monitoring_tasks  # noqa: E402, F401
-from .research_export import tasks as research_export_tasks  # noqa: E402, F401
+from screening.monitoring import tasks as monitoring_tasks  # noqa: E402, F401
+from screening.research_export import tasks as research_export_tasks  # noqa: E402, F401

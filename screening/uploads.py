@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 
-from .errors import StorageFull, TooLarge, is_disk_full
+from screening.errors import StorageFull, TooLarge, is_disk_full
 
 # What a multipart body may carry beside its one file: the boundaries, part headers and the form fields.
 MULTIPART_OVERHEAD = 1_000_000
@@ -26,7 +26,7 @@ class UploadTooLarge(TooLarge, RequestDataTooBig):
 
 
 def _too_large(size: int | None = None) -> UploadTooLarge:
-    from .services.ingest_validation import megabytes
+    from screening.services.ingest_validation import megabytes
 
     limit = megabytes(settings.PORTAL_MAX_UPLOAD_BYTES)
     if size is None:  # still streaming in: its size is not known

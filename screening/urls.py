@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import views
+from screening import views
 
 urlpatterns = [
     path("", views.worklist, name="worklist"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views_filing
+from screening import views_filing
 
 urlpatterns = [
     path("filing/reconciliation/", views_filing.reconciliation, name="filing-reconciliation"),

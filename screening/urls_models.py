@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views_models
+from screening import views_models
 
 urlpatterns = [
     path("models/", views_models.registry, name="models"),

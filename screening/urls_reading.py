@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views_reading
+from screening import views_reading
 
 urlpatterns = [
     path("reading/", views_reading.my_reading, name="reading"),

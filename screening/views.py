@@ -17,14 +17,14 @@ from django.views.decorators.http import require_safe
 
 from ml.scoring import thresholds_for
 
-from . import selectors, services
-from .blinding import AIVisibility, ai_visibility
-from .errors import PortalError
-from .forms import WorklistForm
-from .models import Prediction, Study
-from .roles import can_read_cases, can_upload, is_admin
-from .services import reading
-from .services.sites import site_names
+from screening import selectors, services
+from screening.blinding import AIVisibility, ai_visibility
+from screening.errors import PortalError
+from screening.forms import WorklistForm
+from screening.models import Prediction, Study
+from screening.roles import can_read_cases, can_upload, is_admin
+from screening.services import reading
+from screening.services.sites import site_names
 
 
 def _require(allowed: bool) -> None:
@@ -96,7 +96,7 @@ def study_viewer(request, pk: int):
 def _pixel_source(image) -> dict:
     """Where the viewer reads an image's stored pixels: the DICOM instance over WADO-RS (full bit
     depth, with its header), or an uploaded picture's stored values wrapped as DICOM (api `pixels`)."""
-    from .dicom.web.common import series_uid
+    from screening.dicom.web.common import series_uid
 
     if image.file_format == image.Format.DICOM:
         url = reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])

@@ -14,11 +14,11 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from . import selectors
-from .errors import PortalError
-from .models import DemographicsConflict, Image, Study
-from .roles import is_admin
-from .services import client_ip, filing
+from screening import selectors
+from screening.errors import PortalError
+from screening.models import DemographicsConflict, Image, Study
+from screening.roles import is_admin
+from screening.services import client_ip, filing
 
 
 def _require_admin(request) -> None:

@@ -14,14 +14,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from . import services
-from .api.views import stream_png
-from .errors import PortalError
-from .models import ModelVersion, TrainingRun
-from .roles import is_admin
-from .services import external_models, promotion, training
-from .services.registry import cross_validated, labelled_counts, recent_exam_scores, registry_versions, trade_off
-from .svg_plots import curve_plot
+from screening import services
+from screening.api.views import stream_png
+from screening.errors import PortalError
+from screening.models import ModelVersion, TrainingRun
+from screening.roles import is_admin
+from screening.services import external_models, promotion, training
+from screening.services.registry import cross_validated, labelled_counts, recent_exam_scores, registry_versions, trade_off
+from screening.svg_plots import curve_plot
 
 
 def _require_admin(request) -> None:

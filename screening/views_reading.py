@@ -16,17 +16,17 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from . import selectors
-from .api.pagination import CappedPaginator
-from .blinding import ai_visibility
-from .errors import PortalError
-from .forms_reading import AssignForm, OutcomeForm, OutcomeImportForm, PerformanceForm, PolicyForm
-from .models import Outcome, ReadingPolicy, Study
-from .roles import can_arbitrate_list, can_read_cases, can_record_outcomes, can_see_identity, is_admin
-from .services import client_ip, outcomes, reading
-from .services.performance import performance
-from .services.sites import clean_site, site_names
-from .svg_plots import interval_plot
+from screening import selectors
+from screening.api.pagination import CappedPaginator
+from screening.blinding import ai_visibility
+from screening.errors import PortalError
+from screening.forms_reading import AssignForm, OutcomeForm, OutcomeImportForm, PerformanceForm, PolicyForm
+from screening.models import Outcome, ReadingPolicy, Study
+from screening.roles import can_arbitrate_list, can_read_cases, can_record_outcomes, can_see_identity, is_admin
+from screening.services import client_ip, outcomes, reading
+from screening.services.performance import performance
+from screening.services.sites import clean_site, site_names
+from screening.svg_plots import interval_plot
 
 
 def _require(allowed: bool) -> None:

@@ -9,10 +9,10 @@ from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from .. import services
-from ..models import ModelVersion, TrainingRun
-from ..services import external_models, promotion, registry, training
-from .permissions import IsPortalAdmin
+from screening import services
+from screening.models import ModelVersion, TrainingRun
+from screening.services import external_models, promotion, registry, training
+from screening.api.permissions import IsPortalAdmin
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):

@@ -18,17 +18,17 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors
-from ..errors import PortalError
-from ..forms_reading import PerformanceForm
-from ..models import Outcome, ReadingPolicy, Study
-from ..roles import can_arbitrate_list, can_record_outcomes
-from ..services import client_ip, outcomes, reading
-from ..services.performance import performance
-from ..services.sites import clean_site
-from .pagination import WorkListPagination
-from .permissions import CanReadCases, IsPortalAdmin
-from .serializers import visibility_of
+from screening import selectors
+from screening.errors import PortalError
+from screening.forms_reading import PerformanceForm
+from screening.models import Outcome, ReadingPolicy, Study
+from screening.roles import can_arbitrate_list, can_record_outcomes
+from screening.services import client_ip, outcomes, reading
+from screening.services.performance import performance
+from screening.services.sites import clean_site
+from screening.api.pagination import WorkListPagination
+from screening.api.permissions import CanReadCases, IsPortalAdmin
+from screening.api.serializers import visibility_of
 
 
 class CanArbitrate(BasePermission):

@@ -8,11 +8,11 @@ from rest_framework import serializers
 
 from ml.scoring import thresholds_for
 
-from ..blinding import AIVisibility, ai_visibility
-from ..models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
-from ..roles import can_see_identity
-from ..selectors import current_prediction, pseudonym
-from ..services.renditions import FAILED, PENDING, READY, rendition_state
+from screening.blinding import AIVisibility, ai_visibility
+from screening.models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
+from screening.roles import can_see_identity
+from screening.selectors import current_prediction, pseudonym
+from screening.services.renditions import FAILED, PENDING, READY, rendition_state
 
 
 class ImageUploadSerializer(serializers.Serializer):

@@ -1,9 +1,9 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from . import reading_api
-from .models_api import ExternalModelViewSet, ModelVersionViewSet, TrainingRunViewSet
-from .views import ImageViewSet, PatientViewSet, PredictionViewSet, StudyViewSet, TokenView, WorklistViewSet
+from screening.api import reading_api
+from screening.api.models_api import ExternalModelViewSet, ModelVersionViewSet, TrainingRunViewSet
+from screening.api.views import ImageViewSet, PatientViewSet, PredictionViewSet, StudyViewSet, TokenView, WorklistViewSet
 
 router = DefaultRouter()
 router.register("images", ImageViewSet, basename="api-image")

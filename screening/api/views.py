@@ -18,19 +18,19 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
-from .. import selectors, services
-from ..forms import WorklistForm
-from ..models import Study
-from ..roles import can_read_cases, can_see_identity
-from ..services import renditions
-from ..services.models import serving_champion
-from ..services.reviews import FindingInput, review_submit
-from .filters import ImageFilter, PredictionFilter, StudyFilter
-from .idempotency import idempotent
-from .pagination import KeysetPagination
-from .parsers import DicomFileParser
-from .permissions import CanReadCases
-from .serializers import (
+from screening import selectors, services
+from screening.forms import WorklistForm
+from screening.models import Study
+from screening.roles import can_read_cases, can_see_identity
+from screening.services import renditions
+from screening.services.models import serving_champion
+from screening.services.reviews import FindingInput, review_submit
+from screening.api.filters import ImageFilter, PredictionFilter, StudyFilter
+from screening.api.idempotency import idempotent
+from screening.api.pagination import KeysetPagination
+from screening.api.parsers import DicomFileParser
+from screening.api.permissions import CanReadCases
+from screening.api.serializers import (
     ImageSerializer,
     ImageUploadSerializer,
     PatientSerializer,

@@ -39,14 +39,14 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from .. import selectors
-from ..models import DicomDestination, DicomPeer, Study
-from ..roles import can_see_identity
-from ..services.audit import record_event
-from ..services.ingest_validation import MG_SOP_CLASSES
-from . import deid
-from .qr_model import IDENTIFIER_DOES_NOT_MATCH, UNABLE_TO_PROCESS, QueryError, entities, keys_of, response
-from .web.common import Instance, Report, file_name, sop_class
+from screening import selectors
+from screening.models import DicomDestination, DicomPeer, Study
+from screening.roles import can_see_identity
+from screening.services.audit import record_event
+from screening.services.ingest_validation import MG_SOP_CLASSES
+from screening.dicom import deid
+from screening.dicom.qr_model import IDENTIFIER_DOES_NOT_MATCH, UNABLE_TO_PROCESS, QueryError, entities, keys_of, response
+from screening.dicom.web.common import Instance, Report, file_name, sop_class
 
 log = logging.getLogger(__name__)
 

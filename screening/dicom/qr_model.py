@@ -20,11 +20,11 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.uid import Comprehensive3DSRStorage
 
-from .. import selectors
-from ..models import Image, Study
-from ..roles import can_see_identity
-from . import sr
-from .web.common import (
+from screening import selectors
+from screening.models import Image, Study
+from screening.roles import can_see_identity
+from screening.dicom import sr
+from screening.dicom.web.common import (
     Instance,
     Report,
     accession,

@@ -36,14 +36,14 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from .. import dispatch
-from ..errors import PortalError, StorageFull, UnsupportedMedia
-from ..models import DEFAULT_SITE, DicomExport, DicomPeer
-from ..services import ingest_file
-from ..services.audit import record_event
-from ..services.filing import RESEND_CONFLICT
-from ..services.ingest_validation import MG_SOP_CLASSES
-from . import qr
+from screening import dispatch
+from screening.errors import PortalError, StorageFull, UnsupportedMedia
+from screening.models import DEFAULT_SITE, DicomExport, DicomPeer
+from screening.services import ingest_file
+from screening.services.audit import record_event
+from screening.services.filing import RESEND_CONFLICT
+from screening.services.ingest_validation import MG_SOP_CLASSES
+from screening.dicom import qr
 
 log = logging.getLogger(__name__)
 

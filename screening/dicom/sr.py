@@ -39,7 +39,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian
 
-from ..models import DicomExport, Finding, Image, ModelVersion, Prediction, Review, Study
+from screening.models import DicomExport, Finding, Image, ModelVersion, Prediction, Review, Study
 
 MANUFACTURER = "Breast screening portal"
 AI, DECISION = "ai", "decision"  # the kinds of SR (DicomExport.Kind), one series each

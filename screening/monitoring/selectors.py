@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from ..models import (
+from screening.models import (
     AuditEvent,
     DriftMeasure,
     Image,
@@ -21,9 +21,9 @@ from ..models import (
     Review,
     Study,
 )
-from ..services.outcomes import breast_outcomes
-from .drift import FEATURES
-from .subgroups import Case, age_band
+from screening.services.outcomes import breast_outcomes
+from screening.monitoring.drift import FEATURES
+from screening.monitoring.subgroups import Case, age_band
 
 STAT_FIELDS = ("manufacturer", "model_name", "pixel_spacing", "bits_stored", "photometric")
 NUMERIC_STATS = ("mean_intensity", "breast_area_cm2")

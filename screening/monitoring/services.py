@@ -16,9 +16,9 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import dispatch
-from ..errors import Conflict, PortalError
-from ..models import (
+from screening import dispatch
+from screening.errors import Conflict, PortalError
+from screening.models import (
     AlertAcknowledgement,
     DriftMeasure,
     Image,
@@ -26,11 +26,11 @@ from ..models import (
     MonitoringAlert,
     MonitoringRun,
 )
-from ..services.audit import record_event
-from . import selectors
-from .drift import FEATURES, Reference, measure, reference_of
-from .image_stats import compute_stats
-from .subgroups import by_subgroup, sensitivity_below
+from screening.services.audit import record_event
+from screening.monitoring import selectors
+from screening.monitoring.drift import FEATURES, Reference, measure, reference_of
+from screening.monitoring.image_stats import compute_stats
+from screening.monitoring.subgroups import by_subgroup, sensitivity_below
 
 log = logging.getLogger(__name__)
 

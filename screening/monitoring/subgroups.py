@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ml.metrics import bootstrap_auc_ci, roc_auc
 
-from ..reading_metrics import proportion
+from screening.reading_metrics import proportion
 
 AGE_BANDS = ((0, 50, "under 50"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, "70 and over"))
 DIMENSIONS = ("age_band", "density", "manufacturer", "site", "round")

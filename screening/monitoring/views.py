@@ -9,13 +9,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from ..errors import PortalError
-from ..models import ModelVersion, MonitoringAlert
-from ..roles import is_admin
-from ..services.audit import client_ip
-from . import selectors, services
-from .report import dashboard
-from .subgroups import DIMENSIONS
+from screening.errors import PortalError
+from screening.models import ModelVersion, MonitoringAlert
+from screening.roles import is_admin
+from screening.services.audit import client_ip
+from screening.monitoring import selectors, services
+from screening.monitoring.report import dashboard
+from screening.monitoring.subgroups import DIMENSIONS
 
 
 def _require_admin(request) -> None:

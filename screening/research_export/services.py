@@ -24,14 +24,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
-from .. import dispatch
-from ..errors import Conflict, PortalError
-from ..models import Image, ResearchExport, ResearchProject, Study
-from ..services.audit import record_event
-from ..services.outcomes import breast_outcomes
-from . import selectors
-from .deidentify import Options, burned_in_reason, deidentify, source_identifiers
-from .selectors import OUTCOMES, READINGS, Selection
+from screening import dispatch
+from screening.errors import Conflict, PortalError
+from screening.models import Image, ResearchExport, ResearchProject, Study
+from screening.services.audit import record_event
+from screening.services.outcomes import breast_outcomes
+from screening.research_export import selectors
+from screening.research_export.deidentify import Options, burned_in_reason, deidentify, source_identifiers
+from screening.research_export.selectors import OUTCOMES, READINGS, Selection
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from ..errors import PortalError
-from ..models import ResearchExport, ResearchProject
-from ..roles import is_admin
-from ..services.audit import client_ip
-from . import selectors, services
-from .responses import export_json, peek, stream_once
-from .selectors import OUTCOMES, READINGS
+from screening.errors import PortalError
+from screening.models import ResearchExport, ResearchProject
+from screening.roles import is_admin
+from screening.services.audit import client_ip
+from screening.research_export import selectors, services
+from screening.research_export.responses import export_json, peek, stream_once
+from screening.research_export.selectors import OUTCOMES, READINGS
 
 FILTER_FIELDS = ("site", "date_from", "date_to", "outcome", "score_min", "score_max", "reading")
 OPTION_FIELDS = ("retain_dates", "retain_patient_characteristics", "retain_device_identity", "include_burned_in")

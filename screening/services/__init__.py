@@ -1,11 +1,11 @@
 """Every write in the portal. Views, API, commands and tasks call these; none re-implements them."""
 
-from .audit import client_ip, record_event
-from .ingest import IngestResult, ingest_file
-from .models import champion, ensure_champion, promote_version, register_checkpoint
-from .predictions import enqueue_images, rerun_studies, sweep, update_exam_scores
-from .renditions import full_resolution_png
-from .reviews import FindingInput, case_opened, review_submit
+from screening.services.audit import client_ip, record_event
+from screening.services.ingest import IngestResult, ingest_file
+from screening.services.models import champion, ensure_champion, promote_version, register_checkpoint
+from screening.services.predictions import enqueue_images, rerun_studies, sweep, update_exam_scores
+from screening.services.renditions import full_resolution_png
+from screening.services.reviews import FindingInput, case_opened, review_submit
 
 __all__ = [
     "FindingInput",

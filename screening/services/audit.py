@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from portal import net
 
-from ..models import AuditEvent, Study
+from screening.models import AuditEvent, Study
 
 
 def client_ip(request: HttpRequest | None) -> str | None:

@@ -28,11 +28,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
-from ..errors import PortalError
-from ..models import Study
-from .export import destinations
-from .ingest import ingest_file
-from .studies import delete_study
+from screening.errors import PortalError
+from screening.models import Study
+from screening.services.export import destinations
+from screening.services.ingest import ingest_file
+from screening.services.studies import delete_study
 
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 UID_SOURCE = "breast-screening-portal synthetic demonstration case v1"

@@ -38,11 +38,11 @@ from pydicom import dcmread, dcmwrite
 from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 
-from .. import dispatch
-from ..dicom import sr
-from ..models import DicomDestination, DicomExport, Image, Review, Study
-from . import reading
-from .audit import record_event
+from screening import dispatch
+from screening.dicom import sr
+from screening.models import DicomDestination, DicomExport, Image, Review, Study
+from screening.services import reading
+from screening.services.audit import record_event
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from django.db import transaction
 
 from ml.manifest import ExternalModelError, parse_manifest
 
-from .. import dispatch
-from ..errors import Conflict, PortalError
-from ..models import ModelVersion, TrainingRun
-from .audit import record_event
+from screening import dispatch
+from screening.errors import Conflict, PortalError
+from screening.models import ModelVersion, TrainingRun
+from screening.services.audit import record_event
 
 MAX_MODEL_BYTES = 1 << 30  # 1 GiB
 MAX_MANIFEST_BYTES = 1 << 20
@@ -93,9 +93,9 @@ def run_external(run_id: int, progress) -> None:
     """The worker's half (imports torch through ml.external): validate, register, challenge, decide."""
     from ml.external import validate
 
-    from .labels import current_snapshot, need_both_classes, to_examples
-    from .models import register_checkpoint
-    from .promotion import apply_decision, challenge
+    from screening.services.labels import current_snapshot, need_both_classes, to_examples
+    from screening.services.models import register_checkpoint
+    from screening.services.promotion import apply_decision, challenge
 
     run = TrainingRun.objects.get(pk=run_id)
     spec = run.data_summary["external"]

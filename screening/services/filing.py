@@ -21,11 +21,11 @@ from django.db import transaction
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
-from ..errors import PortalError
-from ..models import DemographicsConflict, Image, Patient, Prediction, Refiling, Study
-from .audit import record_event
-from .ingest_validation import Parsed
-from .predictions import enqueue_images, update_exam_scores
+from screening.errors import PortalError
+from screening.models import DemographicsConflict, Image, Patient, Prediction, Refiling, Study
+from screening.services.audit import record_event
+from screening.services.ingest_validation import Parsed
+from screening.services.predictions import enqueue_images, update_exam_scores
 
 log = logging.getLogger(__name__)
 

@@ -25,15 +25,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
-from .. import selectors
-from ..errors import PortalError, StorageFull, TooLarge, is_disk_full
-from ..models import Image, Patient, Study
-from . import filing
-from .audit import record_event
-from .ingest_validation import Parsed, megabytes, parse
-from .predictions import enqueue_images
-from .renditions import queue_render
-from .sites import clean_site
+from screening import selectors
+from screening.errors import PortalError, StorageFull, TooLarge, is_disk_full
+from screening.models import Image, Patient, Study
+from screening.services import filing
+from screening.services.audit import record_event
+from screening.services.ingest_validation import Parsed, megabytes, parse
+from screening.services.predictions import enqueue_images
+from screening.services.renditions import queue_render
+from screening.services.sites import clean_site
 
 log = logging.getLogger(__name__)
 

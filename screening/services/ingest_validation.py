@@ -22,10 +22,10 @@ from pydicom.uid import UID, generate_uid
 
 from ml.io import DecodeError, check_presentation, image_to_uint8
 
-from ..errors import PortalError, UnsupportedMedia
-from ..models import Image
-from .pixel_checks import check_dicom_pixel_data, check_image_file_ends
-from .renditions import decode_slot
+from screening.errors import PortalError, UnsupportedMedia
+from screening.models import Image
+from screening.services.pixel_checks import check_dicom_pixel_data, check_image_file_ends
+from screening.services.renditions import decode_slot
 
 MG_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.1.2": "Digital Mammography X-Ray Image Storage - For Presentation",

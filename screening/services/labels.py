@@ -23,10 +23,10 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import OuterRef, Subquery
 
-from ..errors import PortalError
-from ..models import Finding, Image, Outcome, Patient, Review, TrainingRun
-from .demo import demo_study_uids
-from .outcomes import breast_outcomes
+from screening.errors import PortalError
+from screening.models import Finding, Image, Outcome, Patient, Review, TrainingRun
+from screening.services.demo import demo_study_uids
+from screening.services.outcomes import breast_outcomes
 
 # A finding box covering at least this share of its image marks the breast abnormal
 # without a position (diffuse calcifications): no localisation hint.

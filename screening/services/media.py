@@ -12,8 +12,8 @@ from django.core.files.storage import default_storage
 
 from ml.io import DecodeError, dicom_to_float, dicom_to_uint8, image_to_float, image_to_uint8
 
-from ..errors import PortalError
-from ..models import Image
+from screening.errors import PortalError
+from screening.models import Image
 
 FILM_CONVERSION_TYPES = {"DF", "DV"}  # DICOM ConversionType of digitised film
 

@@ -18,11 +18,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import dispatch
-from ..errors import Conflict
-from ..inference import checkpoint_path as checkpoint_path  # re-exported: the registry's path rule
-from ..models import ModelVersion
-from .audit import record_event
+from screening import dispatch
+from screening.errors import Conflict
+from screening.inference import checkpoint_path as checkpoint_path  # re-exported: the registry's path rule
+from screening.models import ModelVersion
+from screening.services.audit import record_event
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from datetime import date
 
 from django.db import transaction
 
-from ..errors import PortalError
-from ..models import Outcome, Study
-from .audit import record_event
+from screening.errors import PortalError
+from screening.models import Outcome, Study
+from screening.services.audit import record_event
 
 CSV_COLUMNS = ("study_uid", "laterality", "result", "cancer_type", "diagnosed_on")
 CSV_MAX_ROWS = 10_000
@@ -102,7 +102,7 @@ def import_csv(*, data: bytes, user, ip_address: str | None = None) -> int:
         raise PortalError("the CSV has no outcome lines", field="file")
     if len(rows) > CSV_MAX_ROWS:
         raise PortalError(f"at most {CSV_MAX_ROWS} lines per file", field="file")
-    from ..selectors import studies_visible_to  # selectors import the services package
+    from screening.selectors import studies_visible_to  # selectors import the services package
 
     uids = [(r.get("study_uid") or "").strip() for r in rows]
     studies = studies_visible_to(user).in_bulk(uids, field_name="study_uid")

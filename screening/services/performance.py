@@ -14,10 +14,10 @@ from datetime import date
 from django.db.models import DateField, Exists, OuterRef, QuerySet
 from django.db.models.functions import Cast, Coalesce
 
-from ..models import Review, Study
-from ..reading_metrics import Read, cohen_kappa, figures
-from .demo import demo_study_uids
-from .outcomes import breast_outcomes
+from screening.models import Review, Study
+from screening.reading_metrics import Read, cohen_kappa, figures
+from screening.services.demo import demo_study_uids
+from screening.services.outcomes import breast_outcomes
 
 SCREENING_SLOTS = ("single", "first", "second")
 

@@ -14,7 +14,7 @@ from typing import IO
 
 from pydicom.uid import UID, RLELossless
 
-from ..errors import PortalError
+from screening.errors import PortalError
 
 _PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 _ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000)

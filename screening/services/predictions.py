@@ -31,13 +31,13 @@ from PIL import Image as PILImage
 
 from ml.scoring import exam_model_for, flag_exam, score_exam, thresholds_for
 
-from .. import dispatch, inference
-from ..errors import PortalError
-from ..models import Image, ModelVersion, Prediction, Study
-from . import export
-from .audit import record_event
-from .media import decode_for_model
-from .models import champion, mark_unservable
+from screening import dispatch, inference
+from screening.errors import PortalError
+from screening.models import Image, ModelVersion, Prediction, Study
+from screening.services import export
+from screening.services.audit import record_event
+from screening.services.media import decode_for_model
+from screening.services.models import champion, mark_unservable
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from django.utils import timezone
 
 from ml import metrics as ml_metrics
 
-from ..errors import Conflict, PortalError
-from ..models import ModelVersion, Study
-from .audit import record_event
-from .labels import feature_cache_dir
-from .models import champion, checkpoint_path, promote_version
-from .predictions import rerun_studies
+from screening.errors import Conflict, PortalError
+from screening.models import ModelVersion, Study
+from screening.services.audit import record_event
+from screening.services.labels import feature_cache_dir
+from screening.services.models import champion, checkpoint_path, promote_version
+from screening.services.predictions import rerun_studies
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
 

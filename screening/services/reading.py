@@ -18,11 +18,11 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from ..errors import Conflict, PortalError
-from ..models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
-from ..roles import is_arbitrator, reads_blind
-from .audit import record_event
-from .sites import clean_site, site_codes
+from screening.errors import Conflict, PortalError
+from screening.models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
+from screening.roles import is_arbitrator, reads_blind
+from screening.services.audit import record_event
+from screening.services.sites import clean_site, site_codes
 
 # Discordance by BI-RADS category group: negative or benign (1, 2); probably benign, short-interval
 # follow-up (3); recall for assessment or suspicious (0, 4, 5); known cancer (6). Recall versus no
@@ -423,7 +423,7 @@ def lock_refusal(reading: CaseReading) -> str:
 
 def open_case(*, study: Study, user, ip_address: str | None = None) -> CaseReading:
     """Audit the opening; lock the case to the user when they have a read to make on it that others wait for."""
-    from .reviews import case_opened
+    from screening.services.reviews import case_opened
 
     case_opened(study=study, user=user, ip_address=ip_address)
     reading = case_reading(study, user)
@@ -434,10 +434,10 @@ def open_case(*, study: Study, user, ip_address: str | None = None) -> CaseReadi
 
 def assign(*, studies: list[Study], reader, user, ip_address: str | None = None) -> int:
     """Assign (or with reader None, unassign) studies to a reader; never to one who already read them."""
-    from .studies import assign_studies
+    from screening.services.studies import assign_studies
 
     if reader is not None:
-        from ..roles import can_read_cases
+        from screening.roles import can_read_cases
 
         if not can_read_cases(reader):
             raise PortalError(f"{reader.get_username()} is not a reader", field="reader")

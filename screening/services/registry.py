@@ -16,8 +16,8 @@ from django.utils import timezone
 from ml import metrics as ml_metrics
 from ml.scoring import score_exam
 
-from ..models import ModelVersion, Prediction, Review
-from .labels import collect_labels, counts, has_new_labels, snapshot
+from screening.models import ModelVersion, Prediction, Review
+from screening.services.labels import collect_labels, counts, has_new_labels, snapshot
 
 
 def registry_versions():

@@ -34,10 +34,10 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ml.io import DecodeError, image_stored_values
 
-from .. import dispatch
-from ..errors import PortalError
-from ..models import Image
-from .media import decode_original
+from screening import dispatch
+from screening.errors import PortalError
+from screening.models import Image
+from screening.services.media import decode_original
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def fail_image(image_id: int, reason: str) -> None:
     Its prediction (if any) fails on its own when the model's decode meets the same damage;
     the study's status and scores are brought up to date here too, so it is never stuck.
     """
-    from .predictions import update_exam_scores  # predictions imports ingest, which imports this module
+    from screening.services.predictions import update_exam_scores  # predictions imports ingest, which imports this module
 
     with transaction.atomic():
         changed = Image.objects.filter(pk=image_id, rendition="", error="").update(

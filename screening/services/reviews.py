@@ -12,10 +12,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from ..errors import Conflict, PortalError
-from ..models import CaseLock, Finding, Image, Review, Study
-from . import export, reading
-from .audit import record_event
+from screening.errors import Conflict, PortalError
+from screening.models import CaseLock, Finding, Image, Review, Study
+from screening.services import export, reading
+from screening.services.audit import record_event
 
 # A coherent decision: BI-RADS 1 (negative) and 2 (benign) are normal; 0 (recall), 3 (probably
 # benign, short follow-up), 4 and 5 (suspicious) and 6 (known cancer) are abnormal. The database

@@ -15,9 +15,9 @@ from django.contrib.auth import get_user_model
 
 from ml.data import find_image, parse_label
 
-from ..models import Finding, Image, Study
-from .ingest import ingest_file
-from .reviews import FindingInput, review_submit
+from screening.models import Finding, Image, Study
+from screening.services.ingest import ingest_file
+from screening.services.reviews import FindingInput, review_submit
 
 SEED_USERNAME = "seed-labels"
 FINDING_TYPES = {

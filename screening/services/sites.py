@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ..errors import PortalError
-from ..models import DEFAULT_SITE, Site
+from screening.errors import PortalError
+from screening.models import DEFAULT_SITE, Site
 
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 

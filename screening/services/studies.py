@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from ..errors import PortalError
-from ..models import DicomExport, Image, Prediction, Study
-from .audit import record_event
-from .renditions import full_resolution_name
-from .sites import clean_site
+from screening.errors import PortalError
+from screening.models import DicomExport, Image, Prediction, Study
+from screening.services.audit import record_event
+from screening.services.renditions import full_resolution_name
+from screening.services.sites import clean_site
 
 log = logging.getLogger(__name__)
 

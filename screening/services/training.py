@@ -29,14 +29,14 @@ from django.utils import timezone
 
 from ml import metrics as ml_metrics
 
-from .. import dispatch
-from ..errors import Conflict, PortalError
-from ..models import ModelVersion, TrainingRun
-from . import external_models
-from .audit import record_event
-from .labels import current_snapshot, feature_cache_dir, has_new_labels, need_both_classes, to_examples
-from .models import champion, checkpoint_path, register_checkpoint
-from .promotion import apply_decision, challenge
+from screening import dispatch
+from screening.errors import Conflict, PortalError
+from screening.models import ModelVersion, TrainingRun
+from screening.services import external_models
+from screening.services.audit import record_event
+from screening.services.labels import current_snapshot, feature_cache_dir, has_new_labels, need_both_classes, to_examples
+from screening.services.models import champion, checkpoint_path, register_checkpoint
+from screening.services.promotion import apply_decision, challenge
 
 log = logging.getLogger(__name__)
 

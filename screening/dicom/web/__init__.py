@@ -16,7 +16,7 @@ stable UID derived from the study and the image's laterality and view, and its S
 is the one ingest generated.
 """
 
-from .common import series_uid
-from .urls import urlpatterns
+from screening.dicom.web.common import series_uid
+from screening.dicom.web.urls import urlpatterns
 
 __all__ = ["series_uid", "urlpatterns"]

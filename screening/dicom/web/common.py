@@ -20,12 +20,12 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from ... import selectors, services
-from ...blinding import ai_visibility
-from ...errors import PortalError
-from ...models import DicomExport, Image, Refiling, Study
-from ...roles import can_read_cases, can_see_identity
-from .. import deid, sr
+from screening import selectors, services
+from screening.blinding import ai_visibility
+from screening.errors import PortalError
+from screening.models import DicomExport, Image, Refiling, Study
+from screening.roles import can_read_cases, can_see_identity
+from screening.dicom import deid, sr
 
 DICOM_JSON = "application/dicom+json"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

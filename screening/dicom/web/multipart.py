@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from django.core.exceptions import BadRequest
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
-from ...errors import PortalError, StorageFull, UnsupportedMedia, is_disk_full
+from screening.errors import PortalError, StorageFull, UnsupportedMedia, is_disk_full
 
 MAX_PARTS = 1000
 MAX_BOUNDARY = 200

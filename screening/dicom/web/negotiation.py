@@ -21,7 +21,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from ...errors import PortalError
+from screening.errors import PortalError
 
 AS_STORED = "*"
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)

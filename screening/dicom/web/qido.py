@@ -19,13 +19,13 @@ from django.db.models import Q
 from django.urls import reverse
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
-from ... import selectors
-from ...blinding import ai_visibility
-from ...errors import PortalError
-from ...models import DicomExport, Image, Study
-from ...roles import can_see_identity
-from .. import sr
-from .common import (
+from screening import selectors
+from screening.blinding import ai_visibility
+from screening.errors import PortalError
+from screening.models import DicomExport, Image, Study
+from screening.roles import can_see_identity
+from screening.dicom import sr
+from screening.dicom.web.common import (
     DicomWebView,
     Instance,
     Report,
@@ -42,7 +42,7 @@ from .common import (
     series_number,
     study_or_404,
 )
-from .stow import stow
+from screening.dicom.web.stow import stow
 
 _DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
 _VALUE_LIMIT = 1024  # a UID list may be long; a name or an id is at most 64 characters a component

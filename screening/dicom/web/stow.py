@@ -7,11 +7,11 @@ import pydicom
 from django.conf import settings
 from django.urls import reverse
 
-from ... import services
-from ...errors import PortalError, StorageFull, TooLarge, UnsupportedMedia
-from ...services.filing import RESEND_CONFLICT
-from . import multipart
-from .common import dataset, dicom_json, series_uid, sop_class
+from screening import services
+from screening.errors import PortalError, StorageFull, TooLarge, UnsupportedMedia
+from screening.services.filing import RESEND_CONFLICT
+from screening.dicom.web import multipart
+from screening.dicom.web.common import dataset, dicom_json, series_uid, sop_class
 
 # STOW-RS failure reasons (PS3.18 table I.2-1)
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900

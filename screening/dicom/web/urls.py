@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from .qido import InstanceSearchView, SeriesSearchView, StudiesView
-from .wado import FramesView, InstanceView, MetadataView, RenderedView, SeriesView, StudyView, ThumbnailView
+from screening.dicom.web.qido import InstanceSearchView, SeriesSearchView, StudiesView
+from screening.dicom.web.wado import FramesView, InstanceView, MetadataView, RenderedView, SeriesView, StudyView, ThumbnailView
 
 _STUDY = "dicomweb/studies/<str:study>"
 _SERIES = _STUDY + "/series/<str:series>"

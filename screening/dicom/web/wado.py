@@ -16,12 +16,12 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from PIL import Image as PILImage
 
-from ...errors import PortalError
-from ...models import Image
-from ...roles import can_see_identity
-from ...services import renditions
-from . import multipart, negotiation
-from .common import (
+from screening.errors import PortalError
+from screening.models import Image
+from screening.roles import can_see_identity
+from screening.services import renditions
+from screening.dicom.web import multipart, negotiation
+from screening.dicom.web.common import (
     DicomWebView,
     Instance,
     Report,
@@ -39,7 +39,7 @@ from .common import (
     refiled,
     study_or_404,
 )
-from .stow import stow
+from screening.dicom.web.stow import stow
 
 _CHUNK = 1 << 20
 log = logging.getLogger(__name__)
