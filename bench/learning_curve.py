@@ -72,8 +72,8 @@ def _auc_on(scores: list[list], ids: set[str]) -> float:
 
 
 def _round(number: int, women: list[str], data: Path | list[Path], fixed: set[str] | None) -> dict:
+    from screening.ai.services import seeding, training
     from screening.models import ModelVersion, TrainingRun
-    from screening.services import seeding, training
 
     started = time.perf_counter()
     for folder in data if isinstance(data, list) else [data]:
@@ -86,7 +86,7 @@ def _round(number: int, women: list[str], data: Path | list[Path], fixed: set[st
     run_id = training.run_training(trigger="bench")
     run = TrainingRun.objects.select_related("candidate").get(pk=run_id)
     if number == 0 and run.status == TrainingRun.Status.SUCCEEDED:
-        from screening.services.models import promote_version
+        from screening.ai.services.registry import promote_version
 
         promote_version(run.candidate)
     row = {

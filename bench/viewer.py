@@ -65,7 +65,7 @@ def seed(studies: int) -> None:
 
     from pydicom.uid import generate_uid
 
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
     from tests.dicom_factory import mg_dataset, phantom, to_bytes
 
     base = {view: phantom(ROWS, COLUMNS, bits=16, seed=k) for k, view in enumerate(("CC", "MLO"))}

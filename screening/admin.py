@@ -20,10 +20,16 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from screening import services
-from screening.admin_blinding import AIBlindingMixin
+from screening.accounts.roles import is_admin
+from screening.ai.services import promotion, training
+from screening.ai.services.predictions import rerun_studies
+from screening.ai.services.registry import serving_champion
+from screening.audit.services import client_ip, record_event
 from screening.blinding import AI_STUDY_FIELDS
+from screening.core.admin import AIBlindingMixin
 from screening.errors import PortalError
+from screening.exchange.services import export as export_service
+from screening.intake.services.studies import REASON_MAX_LENGTH, assign_studies, delete_study, move_to_site
 from screening.models import (
     AuditEvent,
     CaseLock,
@@ -42,13 +48,7 @@ from screening.models import (
     Study,
     TrainingRun,
 )
-from screening.roles import is_admin
-from screening.services import export as export_service
-from screening.services import promotion, training
-from screening.services.audit import record_event
-from screening.services.models import serving_champion
-from screening.services.sites import site_codes
-from screening.services.studies import REASON_MAX_LENGTH, assign_studies, delete_study, move_to_site
+from screening.sites.services import site_codes
 
 
 class ReadOnlyMixin:
@@ -169,13 +169,9 @@ class StudyAdmin(AIBlindingMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if "site" in form.changed_data:
-            move_to_site(
-                study=obj, site=form.cleaned_data["site"], user=request.user, ip_address=services.client_ip(request)
-            )
+            move_to_site(study=obj, site=form.cleaned_data["site"], user=request.user, ip_address=client_ip(request))
         if "assigned_to" in form.changed_data:
-            assign_studies(
-                studies=[obj], assignee=obj.assigned_to, user=request.user, ip_address=services.client_ip(request)
-            )
+            assign_studies(studies=[obj], assignee=obj.assigned_to, user=request.user, ip_address=client_ip(request))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "can_delete_with_reason": self.has_study_delete_permission(request)}
@@ -184,15 +180,13 @@ class StudyAdmin(AIBlindingMixin, admin.ModelAdmin):
     @admin.action(description="Assign to me")
     def assign_to_me(self, request, queryset):
         changed = assign_studies(
-            studies=queryset, assignee=request.user, user=request.user, ip_address=services.client_ip(request)
+            studies=queryset, assignee=request.user, user=request.user, ip_address=client_ip(request)
         )
         self.message_user(request, f"Assigned {changed} studies to you.")
 
     @admin.action(description="Unassign")
     def unassign(self, request, queryset):
-        changed = assign_studies(
-            studies=queryset, assignee=None, user=request.user, ip_address=services.client_ip(request)
-        )
+        changed = assign_studies(studies=queryset, assignee=None, user=request.user, ip_address=client_ip(request))
         self.message_user(request, f"Unassigned {changed} studies.")
 
     @admin.action(description="Re-run inference with the champion model")
@@ -202,7 +196,7 @@ class StudyAdmin(AIBlindingMixin, admin.ModelAdmin):
         except PortalError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return
-        queued = services.rerun_studies(queryset, user=request.user, ip_address=services.client_ip(request))
+        queued = rerun_studies(queryset, user=request.user, ip_address=client_ip(request))
         self.message_user(request, f"Queued {len(queued)} predictions; earlier predictions keep their model versions.")
 
     @admin.action(description="Delete selected studies (asks for a reason)", permissions=["study_delete"])
@@ -219,7 +213,7 @@ class StudyAdmin(AIBlindingMixin, admin.ModelAdmin):
         return [delete, *super().get_urls()]
 
     def delete_with_reason_view(self, request):
-        """Delete studies for a stated reason through services.studies.delete_study (all or none)."""
+        """Delete studies for a stated reason through studies.delete_study (all or none)."""
         if not self.has_study_delete_permission(request):
             raise PermissionDenied
         ids = [int(n) for n in re.findall(r"\d+", request.POST.get("ids") or request.GET.get("ids", ""))]
@@ -241,7 +235,7 @@ class StudyAdmin(AIBlindingMixin, admin.ModelAdmin):
                             study=study,
                             user=request.user,
                             reason=form.cleaned_data["reason"],
-                            ip_address=services.client_ip(request),
+                            ip_address=client_ip(request),
                         )
             except PortalError as exc:
                 form.add_error("reason" if exc.field == "reason" else None, exc.message)
@@ -320,7 +314,7 @@ class RegistryActionsMixin:
 @admin.register(ModelVersion)
 class ModelVersionAdmin(RegistryActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
     """The registry, read-only. Promotion, rollback, the operating point and re-prediction are
-    services.promotion's (audited): from the actions, the buttons here and the registry page."""
+    promotion's (audited): from the actions, the buttons here and the registry page."""
 
     list_display = ("name", "status", "servable", "load_error", "threshold", "created", "promoted_at")
     list_filter = ("status", "servable")
@@ -360,7 +354,7 @@ class ModelVersionAdmin(RegistryActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
         if version is not None:
 
             def run():
-                promotion.promote(version=version, user=request.user, ip_address=services.client_ip(request))
+                promotion.promote(version=version, user=request.user, ip_address=client_ip(request))
                 return f"{version.name} is now the champion; workers load it with their next image."
 
             self._run_service(request, run)
@@ -371,14 +365,14 @@ class ModelVersionAdmin(RegistryActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
         if version is not None:
 
             def run():
-                queued = promotion.repredict(version=version, user=request.user, ip_address=services.client_ip(request))
+                queued = promotion.repredict(version=version, user=request.user, ip_address=client_ip(request))
                 return f"Queued {queued} predictions by {version.name}; earlier predictions keep their versions."
 
             self._run_service(request, run)
 
     def rollback_view(self, request):
         def run():
-            version = promotion.rollback(user=request.user, ip_address=services.client_ip(request))
+            version = promotion.rollback(user=request.user, ip_address=client_ip(request))
             return f"Rolled back: {version.name} is the champion again."
 
         self._run_service(request, run)
@@ -392,7 +386,7 @@ class ModelVersionAdmin(RegistryActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
                 version=version,
                 threshold=request.POST.get("threshold"),
                 user=request.user,
-                ip_address=services.client_ip(request),
+                ip_address=client_ip(request),
             )
             return f"Operating point of {moved.name} set to {moved.threshold:.3f}."
 
@@ -410,7 +404,7 @@ class ModelVersionAdmin(RegistryActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(RegistryActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
-    """Runs, read-only. A new run starts through services.training.trigger_run (audited): the button here."""
+    """Runs, read-only. A new run starts through training.trigger_run (audited): the button here."""
 
     list_display = ("id", "status", "triggered_by", "candidate", "created", "finished", "error")
     list_filter = ("status",)
@@ -421,7 +415,7 @@ class TrainingRunAdmin(RegistryActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     def start_view(self, request):
         def run():
-            started = training.trigger_run(trigger="admin", user=request.user, ip_address=services.client_ip(request))
+            started = training.trigger_run(trigger="admin", user=request.user, ip_address=client_ip(request))
             return training.started_message(started)
 
         self._run_service(request, run)
@@ -462,7 +456,7 @@ class DicomPeerAdmin(admin.ModelAdmin):
             action=action,
             user=request.user,
             obj=peer,
-            ip_address=services.client_ip(request),
+            ip_address=client_ip(request),
             detail={
                 "ae_title": peer.ae_title,
                 "host": peer.host,
@@ -501,7 +495,7 @@ class DicomDestinationAdmin(admin.ModelAdmin):
             action=action,
             user=request.user,
             obj=destination,
-            ip_address=services.client_ip(request),
+            ip_address=client_ip(request),
             detail={"destination": str(destination), "enabled": destination.enabled},
         )
 
@@ -541,7 +535,7 @@ class DicomExportAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.action(description="Send again (failed or pending only)", permissions=["send_again"])
     def send_again(self, request, queryset):
         queued = export_service.send_again(
-            queryset.select_related("study"), user=request.user, ip_address=services.client_ip(request)
+            queryset.select_related("study"), user=request.user, ip_address=client_ip(request)
         )
         self.message_user(request, f"Queued {queued} exports again; exports already sent are not resent.")
 
@@ -568,7 +562,7 @@ class SiteAdmin(admin.ModelAdmin):
                 action="site_change" if change else "site_add",
                 user=request.user,
                 obj=obj,
-                ip_address=services.client_ip(request),
+                ip_address=client_ip(request),
                 detail={"code": obj.code, "name": obj.name},
             )
 
@@ -610,4 +604,4 @@ class OutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return study_trail_link(outcome.study_id)
 
 
-from screening import admin_accounts  # noqa: E402, F401 - accounts and API tokens: superusers only
+from screening.accounts import admin as admin_accounts  # noqa: E402, F401 - accounts and API tokens: superusers only

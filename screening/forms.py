@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
+from screening.intake.selectors import WORKLIST_ORDERINGS, WorklistFilters
 from screening.models import Study
-from screening.selectors import WORKLIST_ORDERINGS, WorklistFilters
 
 
 class WorklistForm(forms.Form):

@@ -13,7 +13,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from screening.services import export, predictions, reading, renditions, training
+from screening.ai.services import predictions, training
+from screening.exchange.services import export
+from screening.intake.services import renditions
+from screening.reading.services import reading
 
 log = logging.getLogger(__name__)
 

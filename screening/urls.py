@@ -9,9 +9,9 @@ urlpatterns = [
     path("studies/<int:pk>/viewer-data/", views.study_viewer_data, name="study-viewer-data"),
     path("studies/<int:pk>/audit/", views.study_audit, name="study-audit"),
     path("healthz", views.healthz, name="healthz"),
-    path("", include("screening.urls_models")),
-    path("", include("screening.urls_reading")),
-    path("", include("screening.urls_filing")),
+    path("", include("screening.ai.urls")),
+    path("", include("screening.reading.urls")),
+    path("", include("screening.intake.urls")),
     path("", include("screening.monitoring.urls")),
     path("", include("screening.research_export.urls")),
 ]

@@ -16,15 +16,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from ml.scoring import thresholds_for
-
-from screening import selectors, services
+from screening.accounts.roles import can_read_cases, can_upload, is_admin
+from screening.audit.services import client_ip
 from screening.blinding import AIVisibility, ai_visibility
 from screening.errors import PortalError
 from screening.forms import WorklistForm
+from screening.intake import selectors
 from screening.models import Prediction, Study
-from screening.roles import can_read_cases, can_upload, is_admin
-from screening.services import reading
-from screening.services.sites import site_names
+from screening.reading.services import reading
+from screening.sites.services import site_names
 
 
 def _require(allowed: bool) -> None:
@@ -74,7 +74,7 @@ def study_viewer(request, pk: int):
     if request.method == "HEAD":
         # A HEAD (a link checker, curl -I) says the page is there; it must not lock the case or audit an opening.
         return HttpResponse(content_type="text/html; charset=utf-8")
-    case_reading = reading.open_case(study=study, user=request.user, ip_address=services.client_ip(request))
+    case_reading = reading.open_case(study=study, user=request.user, ip_address=client_ip(request))
     following = selectors.next_study_after(request.user, study)
     return render(
         request,
@@ -96,7 +96,7 @@ def study_viewer(request, pk: int):
 def _pixel_source(image) -> dict:
     """Where the viewer reads an image's stored pixels: the DICOM instance over WADO-RS (full bit
     depth, with its header), or an uploaded picture's stored values wrapped as DICOM (api `pixels`)."""
-    from screening.dicom.web.common import series_uid
+    from screening.exchange.web.common import series_uid
 
     if image.file_format == image.Format.DICOM:
         url = reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])

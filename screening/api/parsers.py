@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 from rest_framework.parsers import BaseParser, DataAndFiles
 
 from screening.errors import StorageFull, TooLarge, is_disk_full
-from screening.services.ingest_validation import megabytes
+from screening.intake.services.ingest_validation import megabytes
 
 _CHUNK = 1 << 20
 

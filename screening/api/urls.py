@@ -1,9 +1,16 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from screening.api import reading_api
-from screening.api.models_api import ExternalModelViewSet, ModelVersionViewSet, TrainingRunViewSet
-from screening.api.views import ImageViewSet, PatientViewSet, PredictionViewSet, StudyViewSet, TokenView, WorklistViewSet
+from screening.ai.api import ExternalModelViewSet, ModelVersionViewSet, TrainingRunViewSet
+from screening.intake.api import (
+    ImageViewSet,
+    PatientViewSet,
+    PredictionViewSet,
+    StudyViewSet,
+    TokenView,
+    WorklistViewSet,
+)
+from screening.reading import api as reading_api
 
 router = DefaultRouter()
 router.register("images", ImageViewSet, basename="api-image")

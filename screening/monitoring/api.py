@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from screening.api.permissions import IsPortalAdmin
+from screening.audit.services import client_ip
 from screening.models import ModelVersion, MonitoringAlert
-from screening.services.audit import client_ip
 from screening.monitoring import selectors, services
 from screening.monitoring.report import alert_dict, dashboard, run_dict
 

@@ -1,4 +1,4 @@
-from screening.roles import is_admin
+from screening.accounts.roles import is_admin
 from screening.monitoring.selectors import open_alerts
 
 

@@ -13,10 +13,9 @@ from django.db import IntegrityError
 
 from ml.config import ModelConfig
 from ml.preprocess import breast_mask
-
 from screening.errors import PortalError
+from screening.intake.services.media import decode_original
 from screening.models import Image, ImageStats
-from screening.services.media import decode_original
 from screening.monitoring.selectors import ingest_channel
 
 

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from screening import dispatch
+from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.models import (
     AlertAcknowledgement,
@@ -26,7 +27,6 @@ from screening.models import (
     MonitoringAlert,
     MonitoringRun,
 )
-from screening.services.audit import record_event
 from screening.monitoring import selectors
 from screening.monitoring.drift import FEATURES, Reference, measure, reference_of
 from screening.monitoring.image_stats import compute_stats

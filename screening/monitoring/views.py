@@ -9,10 +9,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
+from screening.accounts.roles import is_admin
+from screening.audit.services import client_ip
 from screening.errors import PortalError
 from screening.models import ModelVersion, MonitoringAlert
-from screening.roles import is_admin
-from screening.services.audit import client_ip
 from screening.monitoring import selectors, services
 from screening.monitoring.report import dashboard
 from screening.monitoring.subgroups import DIMENSIONS

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from screening.api.permissions import IsPortalAdmin
+from screening.audit.services import client_ip
 from screening.models import ResearchExport, ResearchProject
-from screening.services.audit import client_ip
 from screening.research_export import selectors, services
 from screening.research_export.responses import export_json, peek, stream_once
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse
 
+from screening.audit.services import client_ip
 from screening.models import ResearchExport
-from screening.services.audit import client_ip
 from screening.research_export import services
 
 

@@ -9,10 +9,10 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
+from screening.accounts.roles import is_admin
+from screening.audit.services import client_ip
 from screening.errors import PortalError
 from screening.models import ResearchExport, ResearchProject
-from screening.roles import is_admin
-from screening.services.audit import client_ip
 from screening.research_export import selectors, services
 from screening.research_export.responses import export_json, peek, stream_once
 from screening.research_export.selectors import OUTCOMES, READINGS

@@ -164,8 +164,9 @@ def make_study(
     """
     from pydicom.uid import generate_uid
 
+    from screening.ai.services import predictions
+    from screening.intake.services.ingest import ingest_file
     from screening.models import Prediction, Study
-    from screening.services import ingest_file, predictions
 
     study_uid = generate_uid()
     with mock.patch("screening.dispatch.send"):

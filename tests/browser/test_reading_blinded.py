@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from screening.models import Review, Study
-from screening.services import reading, review_submit
+from screening.reading.services import reading
+from screening.reading.services.reviews import review_submit
 from tests.browser.conftest import log_in, make_study
 from tests.conftest import _user
 

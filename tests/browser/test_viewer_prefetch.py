@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 from pydicom.uid import generate_uid
 
-from screening import selectors
+from screening.intake import selectors
 from screening.models import Study
 from screening.views import _pixel_source
 from tests.browser.conftest import FOUR_VIEWS, log_in
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, seria
 
 def four_views(patient_id: str, seed: int) -> Study:
     """One study of four small synthetic MG DICOMs, through the ingest service (no predictions run)."""
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
 
     study_uid = generate_uid()
     with mock.patch("screening.dispatch.send"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from screening.ai.services import predictions
 from screening.models import Prediction, Review
-from screening.services import predictions
 from tests.browser.conftest import FOUR_VIEWS, log_in, make_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]

@@ -19,6 +19,6 @@ def arbitrator(db, django_user_model):
 
 @pytest.fixture
 def double_reading(admin_user):
-    from screening.services import reading
+    from screening.reading.services import reading
 
     return reading.set_policy(user=admin_user, mode="double")

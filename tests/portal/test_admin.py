@@ -24,6 +24,8 @@ from django_celery_beat.models import (
 )
 from rest_framework.authtoken.models import Token
 
+from screening.intake.services.ingest import ingest_file
+from screening.intake.services.studies import delete_study
 from screening.models import (
     AuditEvent,
     DicomDestination,
@@ -38,9 +40,9 @@ from screening.models import (
     Study,
     TrainingRun,
 )
-from screening.services import FindingInput, ingest_file, reading, review_submit
-from screening.services.outcomes import OutcomeInput, record_outcome
-from screening.services.studies import delete_study
+from screening.reading.services import reading
+from screening.reading.services.outcomes import OutcomeInput, record_outcome
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.conftest import _user, stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 

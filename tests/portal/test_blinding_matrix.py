@@ -24,9 +24,10 @@ from django.test import Client
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from screening.dicom import sr
+from screening.exchange import sr
 from screening.models import DicomExport, Image, ModelVersion, Prediction, Study
-from screening.services import reading, review_submit
+from screening.reading.services import reading
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client, _user
 from tests.portal.reading_fixtures import make_study
 

@@ -9,8 +9,9 @@ import pytest
 from django.urls import reverse
 
 from screening.models import CaseLock, Study
-from screening.services import reading, review_submit
-from screening.services.reading import case_reading
+from screening.reading.services import reading
+from screening.reading.services.reading import case_reading
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client
 from tests.portal.reading_fixtures import make_study
 

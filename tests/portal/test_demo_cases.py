@@ -12,9 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from screening.ai.services.labels import collect_labels
+from screening.intake.services import demo
 from screening.models import AuditEvent, Image, Prediction, Study
-from screening.services import demo, review_submit
-from screening.services.labels import collect_labels
+from screening.reading.services.reviews import review_submit
 from tests.conftest import stored_files
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +106,7 @@ def test_on_a_portal_that_holds_studies_auto_adds_no_demonstration_case():
 
 
 def test_a_read_demonstration_case_is_neither_a_training_label_nor_a_screening_figure(radiologist):
-    from screening.services.performance import performance
+    from screening.reading.services.performance import performance
     from tests.portal.reading_fixtures import make_study
 
     setup_demo("--cases", "yes")

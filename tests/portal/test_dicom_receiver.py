@@ -21,7 +21,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
-from screening.dicom import receiver
+from screening.exchange import receiver
 from screening.models import AuditEvent, DicomPeer, Image
 from tests.conftest import stored_files
 from tests.dicom_factory import MG_PROCESSING, dcmtk_compress, mg_dataset, phantom, to_bytes
@@ -164,7 +164,7 @@ def test_a_damaged_instance_gets_c000_leaves_nothing_and_logs_no_patient_data(po
     log = storescu(port, damaged(tmp_path))
     assert statuses(log) == [C000], log
     assert not Image.objects.exists() and stored_files(media_root) == []
-    refusals = [r.getMessage() for r in caplog.records if r.name == "screening.dicom.receiver"]
+    refusals = [r.getMessage() for r in caplog.records if r.name == "screening.exchange.receiver"]
     assert any("0xC000" in message and "invalid_pixel_data" in message for message in refusals), refusals
     assert "PAT-0001" not in caplog.text and "Test^Patient" not in caplog.text
 
@@ -181,7 +181,7 @@ def test_a_full_disk_answers_a700_and_leaves_nothing(port, tmp_path, media_root,
 
 def test_one_association_sending_100_instances_with_one_bad_one_stores_99(port, tmp_path, monkeypatch):
     # Not 99 predictions: without a broker (SQLite runs) each would run in the receiver's thread.
-    monkeypatch.setattr("screening.services.ingest.enqueue_images", lambda image_ids: [])
+    monkeypatch.setattr("screening.intake.services.ingest.enqueue_images", lambda image_ids: [])
     pixels = phantom(rows=64, columns=48)
     files = [write(tmp_path, f"mg{i}.dcm", mg_dataset(pixels, patient_id=f"PAT-{i % 10}")) for i in range(99)]
     files.insert(50, damaged(tmp_path))

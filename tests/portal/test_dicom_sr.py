@@ -21,14 +21,15 @@ from django.utils import timezone
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from screening import inference
 from screening.admin import DicomExportAdmin
-from screening.dicom import sr
+from screening.ai import inference
+from screening.ai.services import predictions
+from screening.exchange import sr
+from screening.exchange.services import export as export_service
+from screening.intake.services.ingest import ingest_file
+from screening.intake.services.studies import delete_study
 from screening.models import AuditEvent, DicomDestination, DicomExport, Image, Prediction, Study
-from screening.services import export as export_service
-from screening.services import ingest_file, predictions
-from screening.services.reviews import FindingInput, review_submit
-from screening.services.studies import delete_study
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
 from tests.uploads import png_bytes

@@ -14,12 +14,13 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from screening.dicom import sr
+from screening.ai.services import predictions
+from screening.exchange import sr
+from screening.exchange.services import export as export_service
+from screening.intake.selectors import pseudonym
+from screening.intake.services.ingest import ingest_file
 from screening.models import DicomExport, Study
-from screening.selectors import pseudonym
-from screening.services import export as export_service
-from screening.services import ingest_file, predictions
-from screening.services.reviews import review_submit
+from screening.reading.services.reviews import review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.portal import test_dicom_sr
 from tests.portal.test_dicom_sr import content_items

@@ -9,10 +9,11 @@ import threading
 import pytest
 from pydicom.uid import generate_uid
 
-from screening import inference
+from screening.ai import inference
+from screening.ai.services import predictions
+from screening.exchange.services import export as export_service
+from screening.intake.services.ingest import ingest_file
 from screening.models import DicomExport
-from screening.services import export as export_service
-from screening.services import ingest_file, predictions
 from tests.celery_worker import wait_until
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process

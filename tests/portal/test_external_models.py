@@ -9,8 +9,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from ml.external import export_onnx
+from screening.ai.services import training
 from screening.models import AuditEvent, ModelVersion, TrainingRun
-from screening.services import training
 from tests.conftest import _token_client
 from tests.portal import test_training
 from tests.portal.test_training import add_woman

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Prediction
-from screening.services import ingest_file
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
 
@@ -79,7 +79,7 @@ def _dcmread_sizes(monkeypatch) -> list[int]:
     """The size of every stream ingest's validation hands pydicom (its forced read costs time per byte)."""
     import pydicom
 
-    from screening.services import ingest_validation
+    from screening.intake.services import ingest_validation
 
     sizes, real = [], pydicom.dcmread
 
@@ -310,10 +310,10 @@ def test_a_chunked_upload_is_cut_off_as_soon_as_it_passes_the_limit(settings, wr
     from django.core.files.uploadhandler import load_handler
     from django.test import RequestFactory
 
-    from screening.uploads import MULTIPART_OVERHEAD, UploadTooLarge
+    from screening.intake.uploads import MULTIPART_OVERHEAD, UploadTooLarge
 
     settings.PORTAL_MAX_UPLOAD_BYTES = 1_000_000
-    handler = load_handler("screening.uploads.HashingTemporaryFileUploadHandler", RequestFactory().post("/"))
+    handler = load_handler("screening.intake.uploads.HashingTemporaryFileUploadHandler", RequestFactory().post("/"))
     handler.handle_raw_input(None, {}, None, b"XYZ")
     handler.new_file("file", "big.dcm", "application/dicom", None)
     chunk = b"\0" * 65536
@@ -373,7 +373,7 @@ def test_a_full_temporary_disk_while_an_upload_streams_in_answers_503(api, media
 
 
 def _read(study, user, decision="normal", birads=1):
-    from screening.services import review_submit
+    from screening.reading.services.reviews import review_submit
 
     return review_submit(study=study, radiologist=user, decision=decision, birads=birads)
 
@@ -385,7 +385,7 @@ def test_a_reader_with_nothing_to_read_cannot_lock_the_case_and_block_the_reader
 
     from screening.errors import Conflict
     from screening.models import CaseLock
-    from screening.services import reading
+    from screening.reading.services import reading
     from tests.conftest import _token_client
     from tests.portal.reading_fixtures import make_study
 
@@ -407,9 +407,9 @@ def test_a_reader_with_nothing_to_read_cannot_lock_the_case_and_block_the_reader
 def test_a_case_reopened_by_a_new_image_after_its_final_decision_is_read_again(
     double_reading, radiologist, second_radiologist, arbitrator
 ):
+    from screening.intake.selectors import arbitration_worklist, reading_worklist_for
     from screening.models import Review, Study
-    from screening.selectors import arbitration_worklist, reading_worklist_for
-    from screening.services import reading
+    from screening.reading.services import reading
     from tests.portal.reading_fixtures import make_study
 
     study = make_study("REOPEN-1", 0.5)

@@ -13,8 +13,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
+from screening.intake.services import renditions
 from screening.models import Image
-from screening.services import renditions
 from tests.conftest import stored_files
 from tests.dicom_factory import MG_PRESENTATION, MG_PROCESSING, dcmtk_compress, mg_dataset, phantom, to_bytes
 

@@ -8,9 +8,10 @@ import pytest
 from django.urls import reverse
 
 from screening.models import ModelVersion, Review, Study
-from screening.services import reading, review_submit
-from screening.services.outcomes import OutcomeInput, record_outcome
-from screening.services.performance import PerformanceFilters, performance
+from screening.reading.services import reading
+from screening.reading.services.outcomes import OutcomeInput, record_outcome
+from screening.reading.services.performance import PerformanceFilters, performance
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client
 from tests.portal.reading_fixtures import make_study
 

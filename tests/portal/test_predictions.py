@@ -12,8 +12,11 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from ml.exam import ExamModel
+from screening.ai.services import predictions
+from screening.ai.services.predictions import sweep
+from screening.ai.services.registry import promote_version, register_checkpoint
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, ModelVersion, Prediction, Study
-from screening.services import ingest_file, predictions, promote_version, register_checkpoint, sweep
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +120,7 @@ def test_waiting_images_are_predicted_together_as_a_batch(champion):
 def test_a_task_claims_batch_by_batch_up_to_its_limit(champion, settings, monkeypatch):
     """Two batches of two per task: the first batch is claimed when the task starts, the second when the loader
     is due to decode it (a row claimed then is not another worker's any more); four of five predicted."""
-    from screening import inference
+    from screening.ai import inference
 
     settings.PORTAL_INFERENCE_BATCH, settings.PORTAL_INFERENCE_BATCHES_PER_TASK = 2, 2
     images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(5)]
@@ -279,7 +282,7 @@ def test_each_batch_is_stored_before_the_next_runs_and_a_failed_batch_goes_image
 ):
     """One transaction per batch, while the loader decodes the next (not all at the end of the task); when
     the model fails on a whole batch, its images are predicted one at a time and still recorded."""
-    from screening import inference
+    from screening.ai import inference
 
     settings.PORTAL_INFERENCE_BATCH, settings.PORTAL_INFERENCE_BATCHES_PER_TASK = 2, 2
     images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(4)]
@@ -311,7 +314,7 @@ def test_each_stored_batch_logs_where_its_time_went_without_patient_data(champio
     import re
 
     image = ingest(mg_dataset(patient_id="SECRET-PATIENT-7"))
-    with caplog.at_level(logging.INFO, logger="screening.services.predictions"):
+    with caplog.at_level(logging.INFO, logger="screening.ai.services.predictions"):
         assert predictions.run_prediction(Prediction.objects.get(image=image).pk) == 1
     [line] = [r.getMessage() for r in caplog.records if "batch timing" in r.getMessage()]
     values = dict(re.findall(r"(\w+)=([\d.]+)", line))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from screening.models import Image, ModelVersion, Prediction
-from screening.services import reading
+from screening.reading.services import reading
 from tests.conftest import _token_client
 from tests.portal.reading_fixtures import make_study
 
@@ -62,8 +62,9 @@ def test_the_ai_result_sr_waits_for_the_final_decision_when_readers_are_blinded(
     admin_user, radiologist, settings, django_capture_on_commit_callbacks
 ):
     """The PACS and DICOMweb show the SRs the portal sent: a blinded AI result is sent only once read."""
+    from screening.exchange.services import export
     from screening.models import DicomExport
-    from screening.services import export, review_submit
+    from screening.reading.services.reviews import review_submit
 
     settings.PORTAL_DICOM_DESTINATIONS = [("PACS", "127.0.0.1", 1)]
     study = make_study("BL4", 0.91, True)

@@ -8,9 +8,10 @@ from django.urls import reverse
 
 from screening.blinding import ai_visibility
 from screening.errors import PortalError
+from screening.intake.selectors import reading_worklist_for
 from screening.models import AuditEvent, Image, ReadingPolicy, Site, Study
-from screening.selectors import reading_worklist_for
-from screening.services import reading, review_submit
+from screening.reading.services import reading
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client, stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.portal.reading_fixtures import make_study

@@ -9,11 +9,12 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from screening.ai.services.labels import collect_labels
 from screening.errors import Conflict, PortalError
+from screening.intake.selectors import arbitration_worklist, reading_worklist_for, study_detail
 from screening.models import AuditEvent, CaseLock, ReadingPolicy, Review, Study
-from screening.selectors import arbitration_worklist, reading_worklist_for, study_detail
-from screening.services import reading, review_submit
-from screening.services.labels import collect_labels
+from screening.reading.services import reading
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client
 from tests.portal.reading_fixtures import make_study
 
@@ -268,7 +269,7 @@ def test_the_assign_api_refuses_an_unknown_reader_with_a_clear_error(admin_user)
 
 def test_only_the_final_decision_is_exported_as_an_sr(double_reading, radiologist, second_radiologist, monkeypatch):
     sent = []
-    monkeypatch.setattr("screening.services.export.queue_decision", lambda review: sent.append(review.pk))
+    monkeypatch.setattr("screening.exchange.services.export.queue_decision", lambda review: sent.append(review.pk))
     study = make_study("S", 0.5)
     read(study, radiologist, "abnormal", 4)
     assert sent == []  # a first read sent to the PACS would unblind the second reader there

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from django.utils import timezone
 
-from screening import inference
+from screening.ai import inference
+from screening.ai.services import predictions, registry
+from screening.ai.services.predictions import sweep
+from screening.ai.services.registry import baseline_fields, describe_checkpoint, promote_version, register_checkpoint
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image, ModelVersion, Prediction, Study
-from screening.services import ingest_file, predictions, promote_version, register_checkpoint, sweep
-from screening.services import models as registry
-from screening.services.models import baseline_fields, describe_checkpoint
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
@@ -130,8 +131,9 @@ def test_tasks_import_services_at_module_top_not_inside_functions():
 def test_importing_every_service_leaves_the_tasks_unimported():
     code = (
         "import django, pkgutil, importlib, sys; django.setup();"
-        "import screening.services as s;"
-        "[importlib.import_module(f'screening.services.{m.name}') for m in pkgutil.iter_modules(s.__path__)];"
+        "import screening;"
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(screening.__path__, 'screening.')"
+        " if '.services' in m.name];"
         "print('screening.tasks' in sys.modules, 'torch' in sys.modules)"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"}

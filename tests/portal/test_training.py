@@ -18,17 +18,12 @@ from django.db.models import Count
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from screening.ai.services import labels, promotion, training
+from screening.ai.services.registry import register_checkpoint
 from screening.errors import Conflict, PortalError
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image, ModelVersion, Patient, Prediction, Review, Study, TrainingRun
-from screening.services import (
-    FindingInput,
-    ingest_file,
-    labels,
-    promotion,
-    register_checkpoint,
-    review_submit,
-    training,
-)
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.ml.phantoms import phantom
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from screening.ai.services import training
 from screening.errors import PortalError
 from screening.models import TrainingRun
-from screening.services import training
 
 
 class Command(BaseCommand):

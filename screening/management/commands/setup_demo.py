@@ -11,9 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
 from screening.errors import PortalError
+from screening.intake.services import demo
 from screening.models import Role, Study
-from screening.services import demo
-from screening.services.sites import clean_site
+from screening.sites.services import clean_site
 
 DEMO_USERS = (
     ("admin", Role.ADMIN, True),
