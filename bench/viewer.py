@@ -112,7 +112,7 @@ def pixel_urls_of(env: dict, base: str) -> set[str]:
         env,
         "shell",
         "-c",
-        "from screening.models import Image; from screening.views import _pixel_source\n"
+        "from screening.models import Image; from screening.reading.views import _pixel_source\n"
         "for i in Image.objects.select_related('study'): print(_pixel_source(i)['url'])",
     )
     return {base + line.strip() for line in out.splitlines() if line.startswith("/")}

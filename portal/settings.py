@@ -191,7 +191,7 @@ STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles" if
 
 # Media: local disk by default; any S3-compatible store with PORTAL_S3_BUCKET set,
 # so several web and worker nodes share one store. Media is never served directly:
-# screening.views streams it after a permission check.
+# screening.reading.views streams it after a permission check.
 MEDIA_ROOT = Path(env_str("PORTAL_MEDIA_ROOT", str(VAR_DIR / "media")))
 _s3_bucket = env_str("PORTAL_S3_BUCKET")
 if _s3_bucket:

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from portal import views
-from screening.views import PortalLoginView, PortalLogoutView
+from screening.accounts.views import PortalLoginView, PortalLogoutView
 
 urlpatterns = [
     path("accounts/login/", PortalLoginView.as_view(), name="login"),

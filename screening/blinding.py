@@ -28,7 +28,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from screening.accounts.roles import is_arbitrator, reads_blind
 from screening.errors import PortalError
 from screening.models import Review, Study
-from screening.reading.services.reading import current_policies
+from screening.reading.rules import current_policies
 
 # What a study holds of the AI (the predictions of its images aside).
 AI_STUDY_FIELDS = ("exam_score", "exam_flag", "score_left", "score_right", "exam_model")

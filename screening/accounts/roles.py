@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
+
 from screening.models import Role
 
 
@@ -114,3 +116,9 @@ def sync_admin_group_permissions(**kwargs) -> None:
             ):
                 wanted.append(permission)
     group.permissions.add(*wanted)
+
+
+def require(allowed: bool) -> None:
+    """The one refusal of every page: 403 unless the role check passed (`require(is_admin(request.user))`)."""
+    if not allowed:
+        raise PermissionDenied

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from screening.accounts.roles import is_admin
+from screening.accounts.roles import is_admin, require
 from screening.ai.selectors import cross_validated, labelled_counts, recent_exam_scores, registry_versions, trade_off
 from screening.ai.services import external_models, promotion, training
 from screening.audit.services import client_ip
@@ -22,11 +21,6 @@ from screening.errors import PortalError
 from screening.intake.api import stream_png
 from screening.models import ModelVersion, TrainingRun
 from screening.svg_plots import curve_plot
-
-
-def _require_admin(request) -> None:
-    if not is_admin(request.user):
-        raise PermissionDenied
 
 
 def _run_json(run: TrainingRun) -> dict:
@@ -49,7 +43,7 @@ def _run_json(run: TrainingRun) -> dict:
 @require_safe
 def registry(request):
     """Every version, the side-by-side comparison (?a=&b=), the operating point editor (?op=) and the runs."""
-    _require_admin(request)
+    require(is_admin(request.user))
     versions = list(registry_versions())
     by_id = {v.pk: v for v in versions}
     current = next((v for v in versions if v.status == ModelVersion.Status.CHAMPION), None)
@@ -118,7 +112,7 @@ def _cv_with_plots(version: ModelVersion) -> list[dict]:
 @require_safe
 def run_status(request, pk: int):
     """Progress of one run as JSON, polled by the page while it runs."""
-    _require_admin(request)
+    require(is_admin(request.user))
     return JsonResponse(_run_json(get_object_or_404(TrainingRun.objects.select_related("candidate"), pk=pk)))
 
 
@@ -126,7 +120,7 @@ def run_status(request, pk: int):
 @require_safe
 def plot(request, pk: int, kind: str):
     """A version's ROC curve or reliability diagram on the locked validation set (PNG from storage)."""
-    _require_admin(request)
+    require(is_admin(request.user))
     version = get_object_or_404(ModelVersion, pk=pk)
     name = (((version.metrics or {}).get("locked_validation") or {}).get("plots") or {}).get(kind)
     if not name:
@@ -146,7 +140,7 @@ def _act(request, action) -> None:
 @login_required
 @require_POST
 def train_now(request):
-    _require_admin(request)
+    require(is_admin(request.user))
 
     def start():
         run = training.trigger_run(trigger="admin", user=request.user, ip_address=client_ip(request))
@@ -159,7 +153,7 @@ def train_now(request):
 @login_required
 @require_POST
 def promote(request, pk: int):
-    _require_admin(request)
+    require(is_admin(request.user))
     version = get_object_or_404(ModelVersion, pk=pk)
 
     def run():
@@ -178,7 +172,7 @@ def promote(request, pk: int):
 @login_required
 @require_POST
 def rollback(request):
-    _require_admin(request)
+    require(is_admin(request.user))
 
     def run():
         version = promotion.rollback(
@@ -195,7 +189,7 @@ def rollback(request):
 @login_required
 @require_POST
 def operating_point(request, pk: int):
-    _require_admin(request)
+    require(is_admin(request.user))
     version = get_object_or_404(ModelVersion, pk=pk)
 
     def run():
@@ -215,7 +209,7 @@ def operating_point(request, pk: int):
 @require_POST
 def register_external(request):
     """An ONNX or TorchScript model and its manifest: queued for checking, registration and the challenge."""
-    _require_admin(request)
+    require(is_admin(request.user))
 
     def run():
         started = external_models.submit(

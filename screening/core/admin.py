@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from django import forms
+from django.urls import reverse
+from django.utils.html import format_html
+
 from screening.blinding import ai_visibility
+from screening.sites.services import site_codes
 
 
 class AIBlindingMixin:
@@ -47,3 +52,40 @@ class AIBlindingMixin:
     def get_readonly_fields(self, request, obj=None):
         shown = super().get_readonly_fields(request, obj)
         return [f for f in shown if f not in self.ai_fields] if self._hidden(request, obj) else shown
+
+
+class ReadOnlyMixin:
+    """No add, change or delete for anyone, superusers included; whoever may view, views.
+
+    For model admins and inlines alike (their has_*_permission signatures differ, hence *args).
+    """
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, *args):
+        return False
+
+    def has_delete_permission(self, request, *args):
+        return False
+
+
+class SiteChoiceForm(forms.ModelForm):
+    """`site` chosen among the sites an admin created (a typo would file studies under a site nobody reads)."""
+
+    site = forms.ChoiceField(choices=())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        codes = site_codes()
+        current = getattr(self.instance, "site", None)
+        if current and current not in codes:
+            codes.append(current)
+        self.fields["site"].choices = [(code, code) for code in codes]
+
+
+def study_trail_link(study_id: int | None) -> str:
+    """A link to a study's audit trail by id: it works for a deleted study too."""
+    if study_id is None:
+        return ""
+    return format_html('<a href="{}">Study #{}</a>', reverse("study-audit", args=[study_id]), study_id)

@@ -51,7 +51,7 @@ from screening.exchange.qr_model import (
     response,
 )
 from screening.exchange.web.common import Instance, Report, file_name, sop_class
-from screening.intake import selectors
+from screening.intake.selectors import pseudonym
 from screening.intake.services.ingest_validation import MG_SOP_CLASSES
 from screening.models import DicomDestination, DicomPeer, Study
 
@@ -230,7 +230,7 @@ def _outgoing(study: Study, instance: Instance, user, assoc) -> Dataset:
         with default_storage.open(file_name(instance), "rb") as fh:
             ds = dcmread(fh, force=True)
         if not can_see_identity(user):
-            deid.pseudonymise(ds, selectors.pseudonym(study.patient.patient_id, user))
+            deid.pseudonymise(ds, pseudonym(study.patient.patient_id, user))
         return _fit(ds, assoc)
     except Exception as exc:
         log.error("could not read or convert a stored instance for a retrieve: %s", type(exc).__name__)

@@ -33,7 +33,7 @@ from screening.exchange.web.common import (
     series_number,
     sop_class,
 )
-from screening.intake import selectors
+from screening.intake.selectors import studies_visible_to
 from screening.models import Image, Study
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -254,7 +254,7 @@ def _instance_attributes(held: Held, instance: Instance) -> dict[str, object]:
 def _studies(user, keys: dict) -> list[Study]:
     """The visible studies with a retrievable instance, narrowed in the database by the keys it can use."""
     dicom = Image.objects.filter(study=OuterRef("pk"), file_format=Image.Format.DICOM)
-    studies = selectors.studies_visible_to(user).filter(Exists(dicom)).select_related("patient").order_by("id")
+    studies = studies_visible_to(user).filter(Exists(dicom)).select_related("patient").order_by("id")
     uids = _uids(keys, "StudyInstanceUID")
     if uids:
         studies = studies.filter(study_uid__in=uids)

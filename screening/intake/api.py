@@ -27,8 +27,7 @@ from screening.api.pagination import KeysetPagination
 from screening.api.parsers import DicomFileParser
 from screening.api.permissions import CanReadCases
 from screening.audit.services import client_ip
-from screening.forms import WorklistForm
-from screening.intake import selectors
+from screening.intake.selectors import images_visible_to, patients_visible_to, predictions_visible_to, study_detail
 from screening.intake.serializers import (
     ImageSerializer,
     ImageUploadSerializer,
@@ -44,6 +43,8 @@ from screening.intake.services import renditions
 from screening.intake.services.ingest import ingest_file
 from screening.intake.services.renditions import full_resolution_png
 from screening.models import Study
+from screening.reading.forms import WorklistForm
+from screening.reading.selectors import WORKLIST_ORDERINGS, WorklistFilters, next_study_after, reviews_of, worklist_for
 from screening.reading.services.reviews import FindingInput, review_submit
 
 PNG = {(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="8-bit PNG")}
@@ -100,7 +101,7 @@ class ImageViewSet(
     throttle_scope = "uploads"
 
     def get_queryset(self):
-        return selectors.images_visible_to(self.request.user)
+        return images_visible_to(self.request.user)
 
     def get_throttles(self):
         return [ScopedRateThrottle()] if self.action == "create" else []
@@ -190,7 +191,7 @@ class ImageViewSet(
 
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Predictions by every model version, newest first; none of a case whose AI result the reading policy
-    hides from this reader (404, whatever the id: selectors.predictions_visible_to)."""
+    hides from this reader (404, whatever the id: predictions_visible_to)."""
 
     serializer_class = PredictionSerializer
     pagination_class = KeysetPagination
@@ -198,7 +199,7 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     filterset_class = PredictionFilter
 
     def get_queryset(self):
-        return selectors.predictions_visible_to(self.request.user)
+        return predictions_visible_to(self.request.user)
 
     @extend_schema(responses=PNG)
     @action(detail=True, methods=["get"])
@@ -213,7 +214,7 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = PatientSerializer
 
     def get_queryset(self):
-        patients = selectors.patients_visible_to(self.request.user)
+        patients = patients_visible_to(self.request.user)
         if self.action == "retrieve" and not can_see_identity(self.request.user):
             # By number, a patient found would tell her portal number: see PatientSerializer.
             return patients.none()
@@ -232,7 +233,7 @@ class StudyViewSet(
     filterset_class = StudyFilter
 
     def get_queryset(self):
-        return selectors.worklist_for(self.request.user, selectors.WorklistFilters(status="", ordering="date"))
+        return worklist_for(self.request.user, WorklistFilters(status="", ordering="date"))
 
     def get_serializer_class(self):
         if self.action != "retrieve":
@@ -247,7 +248,7 @@ class StudyViewSet(
     )
     def retrieve(self, request, pk=None):
         try:
-            study = selectors.study_detail(request.user, pk)
+            study = study_detail(request.user, pk)
         except (Study.DoesNotExist, ValueError):
             raise Http404("no such study") from None
         return Response(self.get_serializer(study).data)
@@ -284,7 +285,7 @@ class StudyViewSet(
         """Decision history (newest first); POST records a decision, or a correction as a new version."""
         study = self.get_object()
         if request.method == "GET":
-            return Response(ReviewSerializer(selectors.reviews_of(study, request.user), many=True).data)
+            return Response(ReviewSerializer(reviews_of(study, request.user), many=True).data)
         return self._submit_review(request, study)
 
     @idempotent
@@ -309,7 +310,7 @@ class StudyViewSet(
             ],
             ip_address=client_ip(request),
         )
-        following = selectors.next_study_after(request.user, study)
+        following = next_study_after(request.user, study)
         return Response(
             {
                 "review": ReviewSerializer(review).data,
@@ -329,7 +330,7 @@ class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         form = WorklistForm(self.request.query_params or None)
         if form.is_bound and not form.is_valid():
             raise exceptions.ValidationError(form.errors.get_json_data())
-        return selectors.worklist_for(self.request.user, form.filters())
+        return worklist_for(self.request.user, form.filters())
 
     @extend_schema(
         parameters=[
@@ -338,7 +339,7 @@ class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             OpenApiParameter("date_from", OpenApiTypes.DATE),
             OpenApiParameter("date_to", OpenApiTypes.DATE),
             OpenApiParameter("mine", bool),
-            OpenApiParameter("ordering", str, enum=list(selectors.WORKLIST_ORDERINGS)),
+            OpenApiParameter("ordering", str, enum=list(WORKLIST_ORDERINGS)),
         ]
     )
     def list(self, request, *args, **kwargs):

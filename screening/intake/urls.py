@@ -1,10 +1,11 @@
 from django.urls import path
 
-from screening.intake import views as views_filing
+from screening.intake import views
 
 urlpatterns = [
-    path("filing/reconciliation/", views_filing.reconciliation, name="filing-reconciliation"),
-    path("filing/reconciliation/<int:pk>/", views_filing.reconcile, name="filing-reconcile"),
-    path("filing/images/<int:pk>/", views_filing.refile_image, name="filing-image"),
-    path("filing/studies/<int:pk>/", views_filing.refile_study, name="filing-study"),
+    path("upload/", views.upload, name="upload"),
+    path("filing/reconciliation/", views.reconciliation, name="filing-reconciliation"),
+    path("filing/reconciliation/<int:pk>/", views.reconcile, name="filing-reconcile"),
+    path("filing/images/<int:pk>/", views.refile_image, name="filing-image"),
+    path("filing/studies/<int:pk>/", views.refile_study, name="filing-study"),
 ]

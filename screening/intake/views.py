@@ -10,21 +10,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from screening.accounts.roles import is_admin
+from screening.accounts.roles import can_upload, is_admin, require
 from screening.audit.services import client_ip
 from screening.errors import PortalError
-from screening.intake import selectors
+from screening.intake.selectors import held_for_reconciliation, is_held
 from screening.intake.services import filing
 from screening.models import DemographicsConflict, Image, Study
-
-
-def _require_admin(request) -> None:
-    if not is_admin(request.user):
-        raise PermissionDenied
+from screening.sites.services import site_names
 
 
 class RefileImageForm(forms.Form):
@@ -45,15 +40,15 @@ class RefileStudyForm(forms.Form):
 @require_safe
 def reconciliation(request):
     """Studies held because their demographics disagree with the stored woman's, oldest first."""
-    _require_admin(request)
-    return render(request, "screening/reconciliation.html", {"conflicts": selectors.held_for_reconciliation()})
+    require(is_admin(request.user))
+    return render(request, "screening/reconciliation.html", {"conflicts": held_for_reconciliation()})
 
 
 @login_required
 @require_POST
 def reconcile(request, pk: int):
     """Resolve one held study: the same woman (optionally taking the received demographics), or refile it."""
-    _require_admin(request)
+    require(is_admin(request.user))
     conflict = get_object_or_404(DemographicsConflict.objects.select_related("study"), pk=pk)
     try:
         if request.POST.get("action") == "same_woman":
@@ -99,7 +94,7 @@ def _refile(request, *, template: str, form_class, run, context: dict):
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def refile_image(request, pk: int):
-    _require_admin(request)
+    require(is_admin(request.user))
     image = get_object_or_404(Image.objects.select_related("study__patient"), pk=pk)
 
     def run(data):
@@ -117,7 +112,7 @@ def refile_image(request, pk: int):
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def refile_study(request, pk: int):
-    _require_admin(request)
+    require(is_admin(request.user))
     study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
 
     def run(data):
@@ -131,7 +126,14 @@ def refile_study(request, pk: int):
         run=run,
         context={
             "study": study,
-            "held": selectors.is_held(study),
+            "held": is_held(study),
             "histories": [(image, filing.filing_history(image)) for image in images],
         },
     )
+
+
+@require_safe
+@login_required
+def upload(request):
+    require(can_upload(request.user))
+    return render(request, "screening/upload.html", {"sites": site_names()})

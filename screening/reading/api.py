@@ -23,12 +23,15 @@ from screening.api.pagination import WorkListPagination
 from screening.api.permissions import CanReadCases, IsPortalAdmin
 from screening.audit.services import client_ip
 from screening.errors import PortalError
-from screening.intake import selectors
+from screening.intake.selectors import studies_visible_to
 from screening.intake.serializers import visibility_of
 from screening.models import Outcome, ReadingPolicy, Study
 from screening.reading.forms import PerformanceForm
-from screening.reading.services import outcomes, reading
+from screening.reading.rules import current_policies, expected_workload, policy_for
+from screening.reading.selectors import arbitration_worklist, reading_worklist_for
+from screening.reading.services import outcomes
 from screening.reading.services.performance import performance
+from screening.reading.services.reading import acquire_lock, assign, release_lock, set_policy
 from screening.sites.services import clean_site
 
 
@@ -86,8 +89,8 @@ class ReadingWorklistView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        self.policy = reading.policy_for(clean_site(self.request.query_params.get("site")))
-        return selectors.reading_worklist_for(self.request.user, self.policy)
+        self.policy = policy_for(clean_site(self.request.query_params.get("site")))
+        return reading_worklist_for(self.request.user, self.policy)
 
 
 class ArbitrationWorklistView(generics.ListAPIView):
@@ -99,7 +102,7 @@ class ArbitrationWorklistView(generics.ListAPIView):
     pagination_class = WorkListPagination
 
     def get_queryset(self):
-        return selectors.arbitration_worklist(self.request.user)
+        return arbitration_worklist(self.request.user)
 
 
 class PolicySerializer(serializers.ModelSerializer):
@@ -126,7 +129,7 @@ class PolicyView(APIView):
     @extend_schema(parameters=[OpenApiParameter("threshold", float), SITE_PARAMETER], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         site = clean_site(request.query_params.get("site"))
-        current = reading.policy_for(site)
+        current = policy_for(site)
         threshold = request.query_params.get("threshold")
         if threshold not in (None, ""):
             # nan, inf and 1e999 parse as floats: refused here, not answered with a 500 when rendered
@@ -140,12 +143,12 @@ class PolicyView(APIView):
         return Response(
             {
                 "current": PolicySerializer(current).data,
-                "expected_workload": reading.expected_workload(threshold, ReadingPolicy.Mode.AI_TRIAGED, site),
+                "expected_workload": expected_workload(threshold, ReadingPolicy.Mode.AI_TRIAGED, site),
                 "threshold": threshold,
                 "history": PolicySerializer(
                     ReadingPolicy.objects.filter(site=site).select_related("created_by")[:50], many=True
                 ).data,
-                "sites": {policy.site: policy.mode for policy in reading.current_policies()},
+                "sites": {policy.site: policy.mode for policy in current_policies()},
             }
         )
 
@@ -153,12 +156,12 @@ class PolicyView(APIView):
     def post(self, request):
         form = PolicySerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        policy = reading.set_policy(user=request.user, ip_address=client_ip(request), **form.validated_data)
+        policy = set_policy(user=request.user, ip_address=client_ip(request), **form.validated_data)
         return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
 
 def _study_or_404(request, pk) -> Study:
-    study = selectors.studies_visible_to(request.user).filter(pk=pk).first()
+    study = studies_visible_to(request.user).filter(pk=pk).first()
     if study is None:
         raise Http404("no such study")
     return study
@@ -173,7 +176,7 @@ class LockView(APIView):
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk):
         study = _study_or_404(request, pk)
-        lock = reading.acquire_lock(study=study, user=request.user, ip_address=client_ip(request))
+        lock = acquire_lock(study=study, user=request.user, ip_address=client_ip(request))
         if not lock.held:
             return Response(
                 {"error": {"code": "locked", "message": f"this case is being read by {lock.holder}"}},
@@ -184,7 +187,7 @@ class LockView(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, pk):
         study = _study_or_404(request, pk)
-        reading.release_lock(study=study, user=request.user, reason="leave", ip_address=client_ip(request))
+        release_lock(study=study, user=request.user, reason="leave", ip_address=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -211,7 +214,7 @@ class AssignView(APIView):
         studies = list(Study.objects.filter(pk__in=form.validated_data["studies"]))
         if len(studies) != len(set(form.validated_data["studies"])):
             raise PortalError("some of these studies do not exist", field="studies")
-        changed = reading.assign(studies=studies, reader=reader, user=request.user, ip_address=client_ip(request))
+        changed = assign(studies=studies, reader=reader, user=request.user, ip_address=client_ip(request))
         return Response({"changed": changed})
 
 
@@ -235,13 +238,13 @@ class OutcomeListView(generics.ListCreateAPIView):
     filter_backends = []
 
     def get_queryset(self):
-        visible = selectors.studies_visible_to(self.request.user).values("pk")
+        visible = studies_visible_to(self.request.user).values("pk")
         return Outcome.objects.filter(study__in=visible).select_related("recorded_by").order_by("-id")
 
     def create(self, request, *args, **kwargs):
         form = self.get_serializer(data=request.data)
         form.is_valid(raise_exception=True)
-        if not selectors.studies_visible_to(request.user).filter(pk=form.validated_data["study"].pk).exists():
+        if not studies_visible_to(request.user).filter(pk=form.validated_data["study"].pk).exists():
             raise ValidationError({"study": ["no such study"]})  # the same answer as for an unknown id
         outcome = outcomes.record_outcome(
             item=outcomes.OutcomeInput(**form.validated_data),

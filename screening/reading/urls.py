@@ -1,13 +1,16 @@
 from django.urls import path
 
-from screening.reading import views as views_reading
+from screening.reading import views
 
 urlpatterns = [
-    path("reading/", views_reading.my_reading, name="reading"),
-    path("reading/arbitration/", views_reading.arbitration, name="reading-arbitration"),
-    path("reading/policy/", views_reading.policy, name="reading-policy"),
-    path("reading/assign/", views_reading.assign, name="reading-assign"),
-    path("reading/studies/<int:pk>/release/", views_reading.release_lock, name="reading-release"),
-    path("outcomes/", views_reading.outcome_list, name="outcomes"),
-    path("performance/", views_reading.performance_page, name="performance"),
+    path("", views.worklist, name="worklist"),
+    path("studies/<int:pk>/", views.study_viewer, name="study-viewer"),
+    path("studies/<int:pk>/viewer-data/", views.study_viewer_data, name="study-viewer-data"),
+    path("reading/", views.my_reading, name="reading"),
+    path("reading/arbitration/", views.arbitration, name="reading-arbitration"),
+    path("reading/policy/", views.policy, name="reading-policy"),
+    path("reading/assign/", views.assign, name="reading-assign"),
+    path("reading/studies/<int:pk>/release/", views.release_lock, name="reading-release"),
+    path("outcomes/", views.outcome_list, name="outcomes"),
+    path("performance/", views.performance_page, name="performance"),
 ]

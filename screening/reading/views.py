@@ -6,33 +6,55 @@ becomes a message on the page.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from screening.accounts.roles import can_arbitrate_list, can_read_cases, can_record_outcomes, can_see_identity, is_admin
+from ml.scoring import thresholds_for
+from screening.accounts.roles import (
+    can_arbitrate_list,
+    can_read_cases,
+    can_record_outcomes,
+    can_see_identity,
+    is_admin,
+    require,
+)
 from screening.api.pagination import CappedPaginator
 from screening.audit.services import client_ip
-from screening.blinding import ai_visibility
+from screening.blinding import AIVisibility, ai_visibility
 from screening.errors import PortalError
-from screening.intake import selectors
-from screening.models import Outcome, ReadingPolicy, Study
-from screening.reading.forms import AssignForm, OutcomeForm, OutcomeImportForm, PerformanceForm, PolicyForm
+from screening.intake.selectors import current_prediction, priors_of, studies_visible_to, study_by_reference
+from screening.models import Outcome, Prediction, ReadingPolicy, Study
+from screening.reading.forms import (
+    AssignForm,
+    OutcomeForm,
+    OutcomeImportForm,
+    PerformanceForm,
+    PolicyForm,
+    WorklistForm,
+)
+from screening.reading.rules import current_policies, expected_workload, policy_for, policy_of
+from screening.reading.selectors import (
+    arbitration_worklist,
+    next_study_after,
+    reading_worklist_for,
+    worklist_counts,
+    worklist_for,
+)
 from screening.reading.services import outcomes, reading
 from screening.reading.services.performance import performance
+from screening.sites.models import DEFAULT_SITE
 from screening.sites.services import clean_site, site_names
 from screening.svg_plots import interval_plot
-
-
-def _require(allowed: bool) -> None:
-    if not allowed:
-        raise PermissionDenied
 
 
 def _site(request) -> str:
@@ -43,17 +65,17 @@ def _site(request) -> str:
         return clean_site(code)
     except PortalError as exc:
         messages.error(request, exc.message)
-        return reading.DEFAULT_SITE
+        return DEFAULT_SITE
 
 
 @require_safe
 @login_required
 def my_reading(request):
     """The cases that still need this reader's read, in the order the policy sets."""
-    _require(can_read_cases(request.user))
+    require(can_read_cases(request.user))
     site = _site(request)
-    policy = reading.policy_for(site)
-    page = CappedPaginator(selectors.reading_worklist_for(request.user, policy), 50).get_page(request.GET.get("page"))
+    policy = policy_for(site)
+    page = CappedPaginator(reading_worklist_for(request.user, policy), 50).get_page(request.GET.get("page"))
     visibility = ai_visibility(request.user)
     for study in page:
         visibility.mask(study)
@@ -75,11 +97,11 @@ def my_reading(request):
 @login_required
 def arbitration(request):
     """Discordant pairs awaiting the final decision (arbitrators work it, admins watch it)."""
-    _require(can_arbitrate_list(request.user))
-    page = CappedPaginator(selectors.arbitration_worklist(request.user), 50).get_page(request.GET.get("page"))
-    policies = {policy.site: policy for policy in reading.current_policies()}
+    require(can_arbitrate_list(request.user))
+    page = CappedPaginator(arbitration_worklist(request.user), 50).get_page(request.GET.get("page"))
+    policies = {policy.site: policy for policy in current_policies()}
     for study in page:
-        study.policy = policies.get(study.site) or reading.policy_of(study)
+        study.policy = policies.get(study.site) or policy_of(study)
     return render(request, "screening/arbitration.html", {"page": page})
 
 
@@ -87,9 +109,9 @@ def arbitration(request):
 @login_required
 def policy(request):
     """Set the site's reading policy (a new version; the history stays), with its expected workload."""
-    _require(is_admin(request.user))
+    require(is_admin(request.user))
     site = _site(request)
-    current = reading.policy_for(site)
+    current = policy_for(site)
     if request.method == "POST":
         form = PolicyForm(request.POST)
         if form.is_valid():
@@ -124,8 +146,8 @@ def policy(request):
             "sites": (names := site_names()),
             "site_name": names.get(site, site),
             "history": ReadingPolicy.objects.filter(site=site).select_related("created_by")[:50],
-            "workload": [(t, reading.expected_workload(t, site=site)) for t in thresholds],
-            "double": reading.expected_workload(None, ReadingPolicy.Mode.DOUBLE, site),
+            "workload": [(t, expected_workload(t, site=site)) for t in thresholds],
+            "double": expected_workload(None, ReadingPolicy.Mode.DOUBLE, site),
         },
     )
 
@@ -135,7 +157,7 @@ def policy(request):
 def assign(request):
     """Assign or reassign studies to a reader (admins); every change is audited. The form is on the reading
     page: a GET (the address the README names, typed in) goes there."""
-    _require(is_admin(request.user))
+    require(is_admin(request.user))
     if request.method != "POST":
         return redirect(f"{reverse('reading')}?{urlencode({'site': _site(request)})}#assign")
     form = AssignForm(request.POST)
@@ -161,7 +183,7 @@ def assign(request):
 @login_required
 def release_lock(request, pk: int):
     """The reader left the case (the page sends this as it unloads): the case is free for others."""
-    _require(can_read_cases(request.user))
+    require(can_read_cases(request.user))
     study = get_object_or_404(Study, pk=pk)
     reading.release_lock(study=study, user=request.user, reason="leave", ip_address=client_ip(request))
     return HttpResponse(status=204)
@@ -171,7 +193,7 @@ def release_lock(request, pk: int):
 @login_required
 def outcome_list(request):
     """Record outcomes one by one or import a CSV; the latest outcomes below."""
-    _require(can_record_outcomes(request.user))
+    require(can_record_outcomes(request.user))
     form, upload = OutcomeForm(), OutcomeImportForm()
     if request.method == "POST":
         try:
@@ -186,7 +208,7 @@ def outcome_list(request):
                 form = OutcomeForm(request.POST)
                 if form.is_valid():
                     data = form.cleaned_data
-                    study = selectors.study_by_reference(request.user, data["study"], data["study_date"])
+                    study = study_by_reference(request.user, data["study"], data["study_date"])
                     outcomes.record_outcome(
                         item=outcomes.OutcomeInput(
                             study=study,
@@ -204,7 +226,7 @@ def outcome_list(request):
             target = upload if "file" in request.FILES else form
             target.add_error(exc.field if exc.field in target.fields else None, exc.message)
     # Only the outcomes of studies this user may see: an API client its own uploads' (as the outcomes API).
-    visible = selectors.studies_visible_to(request.user).values("pk")
+    visible = studies_visible_to(request.user).values("pk")
     recent = (
         Outcome.objects.filter(study__in=visible).select_related("study__patient", "recorded_by").order_by("-id")[:100]
     )
@@ -219,7 +241,7 @@ def outcome_list(request):
 @login_required
 def performance_page(request):
     """Readers, model versions and the programme, with intervals, plotted on the server."""
-    _require(is_admin(request.user))
+    require(is_admin(request.user))
     form = PerformanceForm(request.GET or None)
     figures = performance(form.filters())
     rows = [("Programme", figures["programme"])]
@@ -242,3 +264,151 @@ def performance_page(request):
     return render(
         request, "screening/performance.html", {"form": form, "figures": figures, "rows": rows, "plots": plots}
     )
+
+
+@require_safe
+@login_required
+def worklist(request):
+    """Unread studies first, ordered by AI exam score; filters and orderings from the query string."""
+    require(can_read_cases(request.user))
+    form = WorklistForm(request.GET or None)
+    visibility = ai_visibility(request.user)
+    if visibility.hides_any:
+        form.fields["ordering"].initial = "date"
+    filters = form.filters()
+    try:
+        studies = worklist_for(request.user, filters)
+    except PortalError as exc:  # a filter or an order by the AI, for a reader blinded to it
+        messages.error(request, exc.message)
+        studies = worklist_for(request.user, replace(filters, flag="", ordering=""))
+    page = Paginator(studies, 50).get_page(request.GET.get("page"))
+    for study in page:
+        visibility.mask(study)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "screening/worklist.html",
+        {
+            "page": page,
+            "form": form,
+            "counts": worklist_counts(request.user),
+            "query": query.urlencode(),
+        },
+    )
+
+
+@require_safe
+@login_required
+def study_viewer(request, pk: int):
+    """The case: four views, the AI result and the decision form. Opening it is audited and locks the
+    case to a reader with a read to make; the page data come blinded from the API (study_detail)."""
+    require(can_read_cases(request.user))
+    study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
+    if request.method == "HEAD":
+        # A HEAD (a link checker, curl -I) says the page is there; it must not lock the case or audit an opening.
+        return HttpResponse(content_type="text/html; charset=utf-8")
+    case_reading = reading.open_case(study=study, user=request.user, ip_address=client_ip(request))
+    following = next_study_after(request.user, study)
+    return render(
+        request,
+        "screening/viewer.html",
+        {
+            "study": study,
+            "study_json_url": reverse("api-study-detail", args=[study.pk]),
+            "reviews_url": reverse("api-study-reviews", args=[study.pk]),
+            "worklist_url": reverse("worklist"),
+            "next_url": reverse("study-viewer", args=[following.pk]) if following else None,
+            "viewer_data_url": reverse("study-viewer-data", args=[study.pk]),
+            # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
+            "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
+            "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
+        },
+    )
+
+
+def _pixel_source(image) -> dict:
+    """Where the viewer reads an image's stored pixels: the DICOM instance over WADO-RS (full bit
+    depth, with its header), or an uploaded picture's stored values wrapped as DICOM (api `pixels`)."""
+    from screening.exchange.web.common import series_uid
+
+    if image.file_format == image.Format.DICOM:
+        url = reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])
+        return {"kind": "dicom", "url": url}
+    return {"kind": "picture", "url": reverse("api-image-pixels", args=[image.pk])}
+
+
+def _age_at(study: Study) -> int | None:
+    birth, date = study.patient.birth_date, study.study_date
+    if birth is None or date is None:
+        return None
+    return date.year - birth.year - ((date.month, date.day) < (birth.month, birth.day))
+
+
+def viewer_data(study: Study, *, visibility: AIVisibility | None = None, show_reads: bool = True) -> dict:
+    """What the viewer needs beyond the study API: pixel sources, the AI's top regions, and the
+    woman's earlier studies with their decision and AI score. A blinded reader gets no AI or
+    decision keys: no regions of a study, no score of a prior, whose AI the reading policy hides from
+    them (screening.blinding, study by study), and no decision when show_reads is False."""
+    visibility = visibility or ai_visibility(None)
+    show_ai = visibility.shows(study)
+    images = {}
+    newest_first = Prefetch("predictions", queryset=Prediction.objects.order_by("-model_version_id", "-id"))
+    for image in study.images.prefetch_related(newest_first):  # as current_prediction expects
+        entry = {"source": _pixel_source(image)}
+        prediction = current_prediction(image)
+        if show_ai and prediction is not None and prediction.status == "done":
+            version = prediction.model_version
+            floor = thresholds_for(version.metrics, version.threshold, prediction.source_kind)["region"]
+            entry["regions"] = [r for r in prediction.regions or [] if r.get("probability", 0.0) >= floor]
+        images[str(image.pk)] = entry
+    priors = []
+    earlier = priors_of(study)  # never a study held for reconciliation
+    for prior in visibility.annotate(earlier.select_related("patient")).order_by("-study_date", "-created")[:3]:
+        entry = {
+            "id": prior.pk,
+            "study_date": prior.study_date.isoformat() if prior.study_date else None,
+            "age": _age_at(prior),
+            "images": [
+                {
+                    "id": i.pk,
+                    "laterality": i.laterality,
+                    "view": i.view,
+                    "manufacturer": i.manufacturer,
+                    "source": _pixel_source(i),
+                }
+                for i in prior.images.all()
+            ],
+        }
+        if visibility.shows(prior):  # a prior the reader has not read, at a blinded site, says nothing of the AI
+            entry["exam_score"] = prior.exam_score
+            entry["exam_flag"] = prior.exam_flag
+        if show_reads:
+            # The prior's final decision (double reading: never one reader's read of a discordant pair).
+            latest = prior.reviews.filter(is_final=True).order_by("-version").first()
+            entry["decision"] = (
+                {"decision": latest.decision, "birads": latest.birads, "version": latest.version} if latest else None
+            )
+        priors.append(entry)
+    return {
+        "study": {"study_date": study.study_date.isoformat() if study.study_date else None, "age": _age_at(study)},
+        "images": images,
+        "priors": priors,
+    }
+
+
+@require_safe
+@login_required
+def study_viewer_data(request, pk: int):
+    """The viewer's JSON (see viewer_data); same access as the viewer page."""
+    require(can_read_cases(request.user))
+    study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
+    data = viewer_data(study, visibility=ai_visibility(request.user))
+    # The case "Submit and next" opens, with its pixel sources: the viewer prefetches them once this one has painted.
+    following = next_study_after(request.user, study)
+    data["next"] = (
+        {"id": following.pk, "sources": [_pixel_source(image) for image in following.images.select_related("study")]}
+        if following
+        else None
+    )
+    return JsonResponse(data)

@@ -26,7 +26,7 @@ from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian, genera
 
 from screening.exchange import sr
 from screening.models import DicomExport, Image, ModelVersion, Prediction, Study
-from screening.reading.services import reading
+from screening.reading.services.reading import set_policy
 from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client, _user
 from tests.portal.reading_fixtures import make_study
@@ -65,7 +65,7 @@ class Case:
         Study.objects.filter(pk=later.pk).update(study_date=dt.date(2026, 6, 5))
         self.later = later
         # The policy hides the AI from readers only now: the SR above was made before.
-        reading.set_policy(user=self.admin, mode="double", blind_ai=True)
+        set_policy(user=self.admin, mode="double", blind_ai=True)
         self.role = role
         self.user = self._user(role, django_user_model)
         self.api = _token_client(self.user)

@@ -21,10 +21,10 @@ from django.utils import timezone
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from screening.admin import DicomExportAdmin
 from screening.ai import inference
 from screening.ai.services import predictions
 from screening.exchange import sr
+from screening.exchange.admin import DicomExportAdmin
 from screening.exchange.services import export as export_service
 from screening.intake.services.ingest import ingest_file
 from screening.intake.services.studies import delete_study

@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 from screening.intake.services import filing
 from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, DemographicsConflict, Image, Patient, Prediction, Refiling, Study
-from screening.views import viewer_data
+from screening.reading.views import viewer_data
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.uploads import png_bytes, upload

@@ -245,7 +245,7 @@ def test_a_server_error_is_a_styled_page_with_the_navigation(radiologist):
     assert get_resolver().resolve_error_handler(500) is portal_views.server_error
     client = Client(raise_request_exception=False)
     client.force_login(radiologist)
-    with mock.patch("screening.views.selectors.worklist_for", side_effect=RuntimeError("boom")):
+    with mock.patch("screening.reading.views.worklist_for", side_effect=RuntimeError("boom")):
         response = client.get("/")
     assert response.status_code == 500
     page = response.content.decode()

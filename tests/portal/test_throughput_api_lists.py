@@ -57,8 +57,8 @@ def test_every_study_unread_first_is_read_from_an_index_not_sorted(ordering, ind
     reads that page from an expression index instead of sorting every study (200 ms at 100k studies)."""
     from django.db import connection
 
-    from screening.intake.selectors import WorklistFilters, worklist_for
     from screening.models import Study
+    from screening.reading.selectors import WorklistFilters, worklist_for
     from tests.conftest import _user
 
     if connection.vendor != "postgresql":
@@ -84,8 +84,8 @@ def test_the_arbitration_worklist_starts_from_the_second_reads_not_from_every_un
     studies by primary key, whatever the number of studies and reads."""
     from django.db import connection
 
-    from screening.intake.selectors import arbitration_worklist
     from screening.models import Review, Study
+    from screening.reading.selectors import arbitration_worklist
     from tests.conftest import _user
 
     if connection.vendor != "postgresql":
@@ -160,8 +160,8 @@ def test_the_former_page_numbers_reach_only_the_newest_rows_and_point_to_the_cur
 
 def test_an_arbitration_backlog_too_long_to_name_in_one_query_is_still_listed(django_user_model, monkeypatch):
     """Past ARBITRATION_IDS_INLINE studies (SQLite takes at most 32,766 parameters) the list filters by subquery."""
-    from screening.intake import selectors
     from screening.models import Review, Study
+    from screening.reading import selectors
     from tests.conftest import _user
 
     patient = ingest_file(file=io.BytesIO(to_bytes(mg_dataset(patient_id="P0"))), filename="0.dcm").image.study.patient

@@ -42,7 +42,7 @@ from screening import dispatch
 from screening.audit.services import record_event
 from screening.exchange import sr
 from screening.models import DicomDestination, DicomExport, Image, Review, Study
-from screening.reading.services import reading
+from screening.reading.rules import policy_of
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def queue_ai_result(study: Study) -> list[int]:
     waiting = [Image.Status.RECEIVED, Image.Status.QUEUED]
     if Image.objects.filter(study=study, status__in=waiting).exists():
         return []
-    if reading.policy_of(study).blind_ai and not Review.objects.filter(study=study, is_final=True).exists():
+    if policy_of(study).blind_ai and not Review.objects.filter(study=study, is_final=True).exists():
         return []
     uid = sr.ai_result_uid(study, study.exam_model)
     _drop_unsent_ai_results(study, keep=uid)

@@ -25,7 +25,7 @@ from screening.audit.services import client_ip, record_event
 from screening.blinding import ai_visibility
 from screening.errors import PortalError
 from screening.exchange import deid, sr
-from screening.intake import selectors
+from screening.intake.selectors import pseudonym, studies_visible_to
 from screening.models import DicomExport, Image, Refiling, Study
 
 DICOM_JSON = "application/dicom+json"
@@ -67,13 +67,13 @@ def patient(study: Study, user) -> tuple[str, str]:
     """(PatientID, PatientName) as this viewer may see them."""
     if can_see_identity(user):
         return study.patient.patient_id, study.patient.name
-    return selectors.pseudonym(study.patient.patient_id, user), ""
+    return pseudonym(study.patient.patient_id, user), ""
 
 
 def hide_identity(ds: pydicom.Dataset, study: Study, viewer) -> None:
     """PatientID replaced by the viewer's pseudonym, the name emptied, other identity removed (deid, and what else
     can name the woman or where her exam was asked for), the de-identification declared."""
-    deid.pseudonymise(ds, selectors.pseudonym(study.patient.patient_id, viewer))
+    deid.pseudonymise(ds, pseudonym(study.patient.patient_id, viewer))
 
 
 def refiled(instance) -> bool:
@@ -202,7 +202,7 @@ def _number(text: str) -> int | None:
 
 
 def study_or_404(user, study_uid: str) -> Study:
-    studies = ai_visibility(user).annotate(selectors.studies_visible_to(user).select_related("patient"))
+    studies = ai_visibility(user).annotate(studies_visible_to(user).select_related("patient"))
     study = studies.filter(study_uid=study_uid).first()
     if study is None:
         raise PortalError("no such study", code="not_found", status=404)

@@ -41,7 +41,7 @@ from screening.exchange.web.common import (
     study_or_404,
 )
 from screening.exchange.web.stow import stow
-from screening.intake import selectors
+from screening.intake.selectors import studies_visible_to
 from screening.models import DicomExport, Image, Study
 
 _DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
@@ -296,7 +296,7 @@ class StudiesView(StowThrottled):
 
     def get(self, request):
         query = Query(request, STUDY_KEYS)
-        studies = ai_visibility(request.user).annotate(selectors.studies_visible_to(request.user))
+        studies = ai_visibility(request.user).annotate(studies_visible_to(request.user))
         studies = studies.select_related("patient").order_by("-id")
         studies = _filter_studies(studies, query, request.user)
         limit, offset = paging(request)

@@ -28,7 +28,7 @@ from pydicom.uid import generate_uid
 from screening.ai.services.predictions import enqueue_images
 from screening.audit.services import record_event
 from screening.errors import PortalError, StorageFull, TooLarge, is_disk_full
-from screening.intake import selectors
+from screening.intake.selectors import studies_visible_to
 from screening.intake.services import filing
 from screening.intake.services.ingest_validation import Parsed, megabytes, parse
 from screening.intake.services.renditions import queue_render
@@ -129,7 +129,7 @@ def _refused() -> PortalError:
 
 def _may_add_to(study_id: int, user) -> bool:
     # No user: the portal itself (import_images, seed_labels), which files into any study.
-    return user is None or selectors.studies_visible_to(user).filter(pk=study_id).exists()
+    return user is None or studies_visible_to(user).filter(pk=study_id).exists()
 
 
 def _existing_for(
@@ -238,7 +238,7 @@ def _study_for(parsed: Parsed, patient: Patient, user, site: str) -> Study:
             raise _refused()
         return study
     # Image files: one open study per patient, accession number and day, among those the sender may see.
-    candidates = Study.objects.all() if user is None else selectors.studies_visible_to(user)
+    candidates = Study.objects.all() if user is None else studies_visible_to(user)
     study = (
         candidates.select_for_update()
         .filter(

@@ -102,7 +102,7 @@ def import_csv(*, data: bytes, user, ip_address: str | None = None) -> int:
         raise PortalError("the CSV has no outcome lines", field="file")
     if len(rows) > CSV_MAX_ROWS:
         raise PortalError(f"at most {CSV_MAX_ROWS} lines per file", field="file")
-    from screening.intake.selectors import studies_visible_to  # selectors import the services package
+    from screening.intake.selectors import studies_visible_to
 
     uids = [(r.get("study_uid") or "").strip() for r in rows]
     studies = studies_visible_to(user).in_bulk(uids, field_name="study_uid")

@@ -16,7 +16,16 @@ from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.exchange.services import export
 from screening.models import CaseLock, Finding, Image, Review, Study
-from screening.reading.services import reading
+from screening.reading.rules import (
+    FINAL_SLOTS,
+    concordant,
+    consensus_reached,
+    corrected_read,
+    next_slot,
+    policy_of,
+    reading_state,
+)
+from screening.reading.services.reading import release_lock
 
 # A coherent decision: BI-RADS 1 (negative) and 2 (benign) are normal; 0 (recall), 3 (probably
 # benign, short follow-up), 4 and 5 (suspicious) and 6 (known cancer) are abnormal. The database
@@ -78,10 +87,10 @@ def review_submit(
     if density not in ("", *Review.Density.values):
         raise PortalError("density must be A, B, C or D", field="density")
     images = {image.pk: image for image in Image.objects.filter(study=study)}
-    policy = reading.policy_of(study)
-    state = reading.reading_state(study, list(Review.objects.filter(study=study)))
-    slot = reading.next_slot(study, radiologist, state, policy)
-    corrects = reading.corrected_read(state, slot)
+    policy = policy_of(study)
+    state = reading_state(study, list(Review.objects.filter(study=study)))
+    slot = next_slot(study, radiologist, state, policy)
+    corrects = corrected_read(state, slot)
     if findings is None:
         findings = [
             FindingInput(image_id=f.image_id, type=f.type, x=f.x, y=f.y, width=f.width, height=f.height)
@@ -99,10 +108,10 @@ def review_submit(
         ):
             raise PortalError("a finding lies outside its image", field="findings")
     if slot == "consensus":
-        is_final = reading.consensus_reached(state, radiologist, decision, birads)
+        is_final = consensus_reached(state, radiologist, decision, birads)
     else:
-        concordant_second = slot == "second" and reading.concordant(state.first, decision, birads)
-        is_final = slot in reading.FINAL_SLOTS or concordant_second
+        concordant_second = slot == "second" and concordant(state.first, decision, birads)
+        is_final = slot in FINAL_SLOTS or concordant_second
     held = lock is not None and lock.user_id == radiologist.pk
     version = (study.reviews.aggregate(v=Max("version"))["v"] or 0) + 1
     review = Review.objects.create(
@@ -178,7 +187,7 @@ def review_submit(
             detail={"decision": decision, "birads": int(birads), "awaits": "the other reader's agreement"},
         )
     if held:
-        reading.release_lock(study=study, user=radiologist, reason="submit", ip_address=ip_address)
+        release_lock(study=study, user=radiologist, reason="submit", ip_address=ip_address)
     if is_final:
         export.queue_decision(review)  # the final decision's SR goes to the PACS once this commits
         export.queue_ai_result(study)  # held back until now when the policy blinds readers to the AI
