@@ -72,7 +72,7 @@ def _auc_on(scores: list[list], ids: set[str]) -> float:
 
 
 def _round(number: int, women: list[str], data: Path | list[Path], fixed: set[str] | None) -> dict:
-    from screening.ai.services import seeding, training
+    from screening.ai.services import seeding, training_run
     from screening.models import ModelVersion, TrainingRun
 
     started = time.perf_counter()
@@ -83,7 +83,7 @@ def _round(number: int, women: list[str], data: Path | list[Path], fixed: set[st
     # Round 0 trains from scratch and its model serves: the shipped baseline has seen every woman of
     # the shared sets, the locked ones included, so it must neither seed nor judge the curve.
     settings.PORTAL_TRAINING_FROM_SCRATCH = number == 0
-    run_id = training.run_training(trigger="bench")
+    run_id = training_run.run_training(trigger="bench")
     run = TrainingRun.objects.select_related("candidate").get(pk=run_id)
     if number == 0 and run.status == TrainingRun.Status.SUCCEEDED:
         from screening.ai.services.registry import promote_version

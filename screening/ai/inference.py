@@ -2,18 +2,18 @@
 
 Called only from the prediction service in a worker (and, in embedded mode, by the
 process that runs tasks): this is where torch enters the portal, inside
-`predictor_for`. This module imports nothing from screening.services, so services
-may import it.
+`predictor_for`. Only worker code imports it (`screening.ai.services.predicting`): the web process
+never reaches torch (import-linter's web-without-torch contract).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from django.conf import settings
 
+from screening.ai.services.registry import checkpoint_path
 from screening.models import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -23,12 +23,6 @@ _loaded: tuple[int, object] | None = None  # (ModelVersion id, Predictor): one m
 
 class Unservable(Exception):
     """The checkpoint is there but cannot be loaded (corrupt, wrong format): retrying will not help."""
-
-
-def checkpoint_path(version: ModelVersion) -> Path:
-    """A local file for the version's checkpoint (relative paths are under the project)."""
-    path = Path(version.checkpoint)
-    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
 
 
 def predictor_for(version: ModelVersion):

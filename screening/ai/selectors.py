@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from ml import metrics as ml_metrics
 from ml.scoring import score_exam
-from screening.ai.services.labels import collect_labels, counts, has_new_labels, snapshot
+from screening.ai.labels import collect_labels, counts, has_new_labels, snapshot
 from screening.models import ModelVersion, Prediction, Review
 
 

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from screening.accounts.roles import is_admin, require
-from screening.intake import selectors
+from screening.audit.selectors import audit_trail
 from screening.models import Study
 
 
@@ -18,7 +18,7 @@ def study_audit(request, pk: int):
     """The audit trail of one case (admins). It outlives the study: a deleted one shows why it went."""
     require(is_admin(request.user))
     study = Study.objects.filter(pk=pk).first()
-    events = list(selectors.audit_trail(pk)[:500])
+    events = list(audit_trail(pk)[:500])
     if study is None and not events:
         raise Http404("No such study")
     deletion = next((e for e in events if e.action == "study_delete"), None) if study is None else None

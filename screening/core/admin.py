@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from screening.blinding import ai_visibility
-from screening.sites.services import site_codes
+from screening.sites.selectors import site_codes
 
 
 class AIBlindingMixin:

@@ -19,7 +19,7 @@ from screening.errors import PortalError
 from screening.intake.selectors import held_for_reconciliation, is_held
 from screening.intake.services import filing
 from screening.models import DemographicsConflict, Image, Study
-from screening.sites.services import site_names
+from screening.sites.selectors import site_names
 
 
 class RefileImageForm(forms.Form):

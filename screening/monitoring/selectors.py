@@ -23,7 +23,7 @@ from screening.models import (
 )
 from screening.monitoring.drift import FEATURES
 from screening.monitoring.subgroups import Case, age_band
-from screening.reading.services.outcomes import breast_outcomes
+from screening.reading.selectors import breast_outcomes
 
 STAT_FIELDS = ("manufacturer", "model_name", "pixel_spacing", "bits_stored", "photometric")
 NUMERIC_STATS = ("mean_intensity", "breast_area_cm2")

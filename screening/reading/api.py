@@ -27,12 +27,12 @@ from screening.intake.selectors import studies_visible_to
 from screening.intake.serializers import visibility_of
 from screening.models import Outcome, ReadingPolicy, Study
 from screening.reading.forms import PerformanceForm
+from screening.reading.performance import performance
 from screening.reading.rules import current_policies, expected_workload, policy_for
 from screening.reading.selectors import arbitration_worklist, reading_worklist_for
 from screening.reading.services import outcomes
-from screening.reading.services.performance import performance
 from screening.reading.services.reading import acquire_lock, assign, release_lock, set_policy
-from screening.sites.services import clean_site
+from screening.sites.selectors import clean_site
 
 
 class CanArbitrate(BasePermission):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django import forms
 
 from screening.models import Outcome, ReadingPolicy, Review, Study
+from screening.reading.performance import PerformanceFilters
 from screening.reading.selectors import WORKLIST_ORDERINGS, WorklistFilters
-from screening.reading.services.performance import PerformanceFilters
-from screening.sites.services import site_names
+from screening.sites.selectors import site_names
 
 
 class PolicyForm(forms.Form):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from screening.accounts.roles import is_arbitrator, reads_blind
 from screening.errors import Conflict
 from screening.models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
-from screening.sites.services import site_codes
+from screening.sites.selectors import site_codes
 
 # Discordance by BI-RADS category group: negative or benign (1, 2); probably benign, short-interval
 # follow-up (3); recall for assessment or suspicious (0, 4, 5); known cancer (6). Recall versus no

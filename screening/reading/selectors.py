@@ -23,6 +23,7 @@ from screening.intake.selectors import _reviews_shown, studies_visible_to
 from screening.models import (
     CaseLock,
     Image,
+    Outcome,
     ReadingPolicy,
     Review,
     Study,
@@ -218,3 +219,15 @@ def reviews_of(study: Study, user=None) -> QuerySet[Review]:
     if user is None:
         return study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
     return _reviews_shown(study, user, case_reading(study, user).show_reads)
+
+
+def breast_outcomes(study_ids=None) -> dict[tuple[int, str], str]:
+    """The latest outcome per (study, breast): {(study id, "L" or "R"): result}, for the given study ids
+    (a list, or a query of ids) or for every study."""
+    rows = Outcome.objects.order_by("study_id", "laterality", "-id")
+    if study_ids is not None:
+        rows = rows.filter(study_id__in=study_ids)
+    latest: dict[tuple[int, str], str] = {}
+    for study_id, laterality, result in rows.values_list("study_id", "laterality", "result"):
+        latest.setdefault((study_id, laterality), result)
+    return latest

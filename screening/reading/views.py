@@ -42,6 +42,7 @@ from screening.reading.forms import (
     PolicyForm,
     WorklistForm,
 )
+from screening.reading.performance import performance
 from screening.reading.rules import current_policies, expected_workload, policy_for, policy_of
 from screening.reading.selectors import (
     arbitration_worklist,
@@ -51,9 +52,8 @@ from screening.reading.selectors import (
     worklist_for,
 )
 from screening.reading.services import outcomes, reading
-from screening.reading.services.performance import performance
 from screening.sites.models import DEFAULT_SITE
-from screening.sites.services import clean_site, site_names
+from screening.sites.selectors import clean_site, site_names
 from screening.svg_plots import interval_plot
 
 

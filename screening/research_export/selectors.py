@@ -9,7 +9,7 @@ from django.db.models import DateField, Exists, OuterRef, QuerySet
 from django.db.models.functions import Cast, Coalesce
 
 from screening.models import Image, Outcome, Review, Study
-from screening.reading.services.outcomes import breast_outcomes
+from screening.reading.selectors import breast_outcomes
 from screening.research_export.models import ResearchExport, ResearchProject
 
 OUTCOMES = ("malignant", "benign", "no_cancer", "none")

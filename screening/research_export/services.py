@@ -28,7 +28,7 @@ from screening import dispatch
 from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.models import Image, ResearchExport, ResearchProject, Study
-from screening.reading.services.outcomes import breast_outcomes
+from screening.reading.selectors import breast_outcomes
 from screening.research_export import selectors
 from screening.research_export.deidentify import Options, burned_in_reason, deidentify, source_identifiers
 from screening.research_export.selectors import OUTCOMES, READINGS, Selection

@@ -22,7 +22,7 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from screening.ai import inference
-from screening.ai.services import predictions
+from screening.ai.services import predicting
 from screening.exchange import sr
 from screening.exchange.admin import DicomExportAdmin
 from screening.exchange.services import export as export_service
@@ -374,7 +374,7 @@ def test_images_predicted_one_by_one_make_one_ai_sr_of_the_whole_exam(model, set
     def arrive(laterality):  # C-STORE sends one image at a time; each is predicted as it comes
         ds = mg_dataset(laterality=laterality, study_uid=study_uid)
         image = ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm").image
-        predictions.run_prediction(image.predictions.get().pk)
+        predicting.run_prediction(image.predictions.get().pk)
 
     arrive("L")
     arrive("R")

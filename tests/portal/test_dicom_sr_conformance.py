@@ -14,7 +14,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from screening.ai.services import predictions
+from screening.ai.services import predicting
 from screening.exchange import sr
 from screening.exchange.services import export as export_service
 from screening.intake.selectors import pseudonym
@@ -50,7 +50,7 @@ def source(laterality: str, study_uid: str):
 def arrive(laterality: str, study_uid: str, *, predict: bool = True):
     image = ingest_file(file=io.BytesIO(to_bytes(source(laterality, study_uid))), filename="x.dcm").image
     if predict:
-        predictions.run_prediction(image.predictions.get().pk)
+        predicting.run_prediction(image.predictions.get().pk)
     return image
 
 
@@ -169,7 +169,7 @@ def test_a_pseudonymised_copy_of_an_sr_declares_its_deidentification_and_dciodvf
     for laterality in ("L", "R"):
         ds = source(laterality, study_uid)
         image = ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm", user=api_client_user).image
-        predictions.run_prediction(image.predictions.get().pk)
+        predicting.run_prediction(image.predictions.get().pk)
     [export] = DicomExport.objects.filter(kind="ai")
     assert export_service.send_export(export.pk) == "sent"
     study = export.study

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from screening.ai.services.labels import collect_labels
+from screening.ai.labels import collect_labels
 from screening.models import AuditEvent, Outcome
 from screening.reading.services.outcomes import OutcomeInput, record_outcome
 from screening.reading.services.reviews import review_submit

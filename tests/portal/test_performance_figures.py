@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 
 from screening.models import ModelVersion, Review, Study
+from screening.reading.performance import PerformanceFilters, performance
 from screening.reading.services.outcomes import OutcomeInput, record_outcome
-from screening.reading.services.performance import PerformanceFilters, performance
 from screening.reading.services.reading import open_case, set_policy
 from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client

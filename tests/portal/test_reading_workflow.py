@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from screening.ai.services.labels import collect_labels
+from screening.ai.labels import collect_labels
 from screening.errors import Conflict, PortalError
 from screening.intake.selectors import study_detail
 from screening.models import AuditEvent, CaseLock, ReadingPolicy, Review, Study

@@ -86,36 +86,3 @@ def submit(*, manifest, model, name: str = "", note: str = "", user=None, ip_add
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return run
-
-
-def run_external(run_id: int, progress) -> None:
-    """The worker's half (imports torch through ml.external): validate, register, challenge, decide."""
-    from ml.external import validate
-    from screening.ai.services.labels import current_snapshot, need_both_classes, to_examples
-    from screening.ai.services.promotion import apply_decision, challenge
-    from screening.ai.services.registry import register_checkpoint
-
-    run = TrainingRun.objects.get(pk=run_id)
-    spec = run.data_summary["external"]
-    manifest = Path(spec["manifest"])
-    progress({"stage": "checking the model"})
-    try:
-        _, report = validate(manifest, budget_ms=float(getattr(settings, "PORTAL_EXTERNAL_BUDGET_MS", 500.0)))
-    except ExternalModelError as exc:
-        shutil.rmtree(manifest.parent, ignore_errors=True)
-        raise PortalError(f"the model was refused: {exc}") from None
-    progress({"stage": "registering", "check": report})
-    digest, summary, labels = current_snapshot()
-    locked = [lab for lab in labels if lab.split == "validation"]
-    need_both_classes(locked, "locked validation")
-    candidate = register_checkpoint(manifest.resolve(), name=spec["name"], note=spec.get("note") or "external model")
-    TrainingRun.objects.filter(pk=run_id).update(
-        candidate=candidate, snapshot_hash=digest, data_summary={**run.data_summary, **summary, "check": report}
-    )
-    progress({"stage": "evaluating"})
-    decision = challenge(
-        candidate, examples=to_examples(locked), snapshot_hash=digest, run_id=run_id, progress=progress
-    )
-    with transaction.atomic():
-        apply_decision(candidate, decision, run_id=run_id)
-    return decision

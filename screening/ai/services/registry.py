@@ -19,7 +19,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from screening import dispatch
-from screening.ai.inference import checkpoint_path as checkpoint_path  # re-exported: the registry's path rule
 from screening.audit.services import record_event
 from screening.errors import Conflict
 from screening.models import ModelVersion
@@ -28,6 +27,12 @@ log = logging.getLogger(__name__)
 
 BASELINE_CHECKPOINT = "ml/weights/baseline.pt"
 BASELINE_SIDECAR = "ml/weights/baseline.json"
+
+
+def checkpoint_path(version: ModelVersion) -> Path:
+    """A local file for the version's checkpoint (relative paths are under the project)."""
+    path = Path(version.checkpoint)
+    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
 
 
 def champion() -> ModelVersion | None:
@@ -80,60 +85,6 @@ def baseline_fields(sidecar: str | Path = BASELINE_SIDECAR) -> dict[str, Any]:
     return {key: fields[key] for key in ("name", "checkpoint", "threshold", "metrics", "note")}
 
 
-def describe_checkpoint(path: str | Path, *, name: str | None = None, note: str = "") -> dict[str, Any]:
-    """A checkpoint's registry row, read from the file (imports torch: commands and workers only)."""
-    from ml.checkpoint import file_version, load_checkpoint
-
-    full = Path(path) if Path(path).is_absolute() else Path(settings.BASE_DIR) / path
-    if full.suffix == ".json":  # an external model's manifest (ml.external): checked by loading it
-        return _describe_external(full, path, name=name, note=note)
-    checkpoint = load_checkpoint(full)
-    return {
-        "name": name or file_version(full),
-        "checkpoint": str(path),
-        "threshold": float(checkpoint["threshold"]),
-        "metrics": {
-            **(checkpoint.get("metrics") or {}),
-            "operating_point": checkpoint.get("operating_point") or {},
-            "training_data": checkpoint.get("training_data") or {},
-            "exam_model": checkpoint.get("exam_model"),
-            # per source kind: calibration, exam model and thresholds (ml.operating)
-            "sources": checkpoint.get("sources") or {},
-            "default_source_kind": "digital" if "digital" in (checkpoint.get("sources") or {}) else None,
-        },
-        "note": note,
-    }
-
-
-def register_checkpoint(
-    path: str | Path, *, name: str | None = None, promote: bool = False, note: str = ""
-) -> ModelVersion:
-    """Add a checkpoint to the registry (idempotent by name); optionally make it champion.
-
-    Reads the checkpoint's operating point and metrics, so it imports torch: call
-    it from commands and workers, not from web requests. Registering an unservable
-    version's name again, once its checkpoint loads, makes it servable again.
-    """
-    fields = describe_checkpoint(path, name=name, note=note)
-    version = ModelVersion.objects.filter(name=fields["name"]).first()
-    if version is None:
-        try:
-            with transaction.atomic():
-                version = ModelVersion.objects.create(**fields)
-        except IntegrityError:
-            version = ModelVersion.objects.get(name=fields["name"])
-    elif not version.servable and fields["checkpoint"] == version.checkpoint:
-        with transaction.atomic():
-            ModelVersion.objects.filter(pk=version.pk).update(servable=True, load_error="")
-            record_event(action="model_servable", obj=version, detail={"checkpoint": version.checkpoint})
-            if version.status == ModelVersion.Status.CHAMPION:
-                dispatch.after_commit("screening.tasks.predict_waiting_images", version.pk)
-        version.refresh_from_db()
-    if promote:
-        promote_version(version)
-    return version
-
-
 @transaction.atomic
 def promote_version(version: ModelVersion) -> ModelVersion:
     """Make `version` the champion; the previous champion retires. Workers reload on their next task.
@@ -163,25 +114,3 @@ def mark_unservable(version: ModelVersion, reason: str) -> bool:
         log.error("model version %s is unservable: %s", version.name, reason)
     version.refresh_from_db(fields=["servable", "load_error"])
     return bool(changed)
-
-
-def _describe_external(full: Path, path: str | Path, *, name: str | None, note: str) -> dict[str, Any]:
-    """An ONNX/TorchScript model's registry row, from its manifest (loads it: workers and commands only)."""
-    from ml.external import ExternalPredictor
-
-    predictor = ExternalPredictor(full)
-    manifest = predictor.manifest
-    sources = manifest.get("sources_fitted") or {}
-    return {
-        "name": name or f"external-{predictor.version}",
-        "checkpoint": str(path),
-        "threshold": float(predictor.threshold),
-        "metrics": {
-            "external": {k: manifest.get(k) for k in ("format", "input", "outputs", "output_scale", "sources")},
-            "exam_model": manifest.get("exam_model"),
-            "sources": sources,
-            "default_source_kind": "digital" if "digital" in sources else None,
-            "operating_point": {"source": "the model's manifest (not fitted by the portal)"},
-        },
-        "note": note,
-    }

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -30,12 +27,12 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from screening.errors import PortalError
 from screening.exchange.services.export import destinations
+from screening.intake.demo_cases import CASES, DemoCase, demo_study_uids, demo_uid
 from screening.intake.services.ingest import ingest_file
 from screening.intake.services.studies import delete_study
 from screening.models import Study
 
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
-UID_SOURCE = "breast-screening-portal synthetic demonstration case v1"
 ROWS, COLUMNS = 1536, 1248  # 21.5 x 17.5 cm at the imager pixel spacing below: a small detector
 PIXEL_SPACING_MM = 0.14
 BITS = 12
@@ -44,44 +41,6 @@ VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
 # PatientOrientation (row, column directions) with the chest wall on the image's left for L, right for R
 ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"]}
-
-
-@dataclass(frozen=True)
-class DemoCase:
-    key: str
-    patient_id: str
-    name: str
-    birth_date: date
-    accession: str
-    study_date: date
-    density: float  # 0 (almost entirely fatty) .. 1 (extremely dense)
-    finding: tuple[str, str] | None = None  # (laterality, "mass" | "calcifications"), seen on CC and MLO
-    seed: int = 0
-
-
-_ONE = ("DEMO-0001", "SYNTHETIC^DEMO ONE", date(1966, 4, 2))
-CASES = (
-    DemoCase("w1-prior", *_ONE, "DEMO1A", date(2024, 2, 12), 0.35),
-    DemoCase("w1", *_ONE, "DEMO1B", date(2026, 2, 10), 0.35, ("L", "mass")),
-    DemoCase("w2", "DEMO-0002", "SYNTHETIC^DEMO TWO", date(1958, 9, 20), "DEMO2A", date(2026, 2, 11), 0.15, seed=2),
-    DemoCase(
-        "w3", "DEMO-0003", "SYNTHETIC^DEMO THREE", date(1971, 1, 30), "DEMO3A", date(2026, 2, 12), 0.7,
-        ("R", "calcifications"), seed=3,
-    ),
-)  # fmt: skip
-
-
-def demo_uid(*parts: str) -> str:
-    """A fixed UID under 2.25 (a name-based UUID of the parts): the same case always has the same UIDs."""
-    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, '/'.join([UID_SOURCE, *parts])).int}"
-
-
-def demo_study_uids() -> list[str]:
-    return [demo_uid(case.key, "study") for case in CASES]
-
-
-def is_demo_study(study: Study) -> bool:
-    return study.study_uid in demo_study_uids()
 
 
 def _texture(rng: np.random.Generator, shape: tuple[int, int], scales: tuple[tuple[float, float], ...]) -> np.ndarray:

@@ -33,7 +33,7 @@ from screening.intake.services import filing
 from screening.intake.services.ingest_validation import Parsed, megabytes, parse
 from screening.intake.services.renditions import queue_render
 from screening.models import Image, Patient, Study
-from screening.sites.services import clean_site
+from screening.sites.selectors import clean_site
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from screening.audit.services import record_event
 from screening.errors import PortalError
 from screening.intake.services.renditions import full_resolution_name
 from screening.models import DicomExport, Image, Prediction, Study
-from screening.sites.services import clean_site
+from screening.sites.selectors import clean_site
 
 log = logging.getLogger(__name__)
 

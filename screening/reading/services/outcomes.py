@@ -127,15 +127,3 @@ def import_csv(*, data: bytes, user, ip_address: str | None = None) -> int:
         _create(item, user=user, source="csv", ip_address=ip_address)
     record_event(action="outcome_import", user=user, ip_address=ip_address, detail={"lines": len(items)})
     return len(items)
-
-
-def breast_outcomes(study_ids=None) -> dict[tuple[int, str], str]:
-    """The latest outcome per (study, breast): {(study id, "L" or "R"): result}, for the given study ids
-    (a list, or a query of ids) or for every study."""
-    rows = Outcome.objects.order_by("study_id", "laterality", "-id")
-    if study_ids is not None:
-        rows = rows.filter(study_id__in=study_ids)
-    latest: dict[tuple[int, str], str] = {}
-    for study_id, laterality, result in rows.values_list("study_id", "laterality", "result"):
-        latest.setdefault((study_id, laterality), result)
-    return latest

@@ -21,7 +21,7 @@ from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
 from screening.reading.rules import CaseReading, LockStatus, case_reading, expected_workload, lock_refusal, policy_of
-from screening.sites.services import clean_site
+from screening.sites.selectors import clean_site
 
 
 @transaction.atomic
@@ -170,8 +170,6 @@ def release_expired_locks() -> int:
 
 def open_case(*, study: Study, user, ip_address: str | None = None) -> CaseReading:
     """Audit the opening; lock the case to the user when they have a read to make on it that others wait for."""
-    from screening.reading.services.reviews import case_opened
-
     case_opened(study=study, user=user, ip_address=ip_address)
     reading = case_reading(study, user)
     if lock_refusal(reading):
@@ -195,3 +193,9 @@ def assign(*, studies: list[Study], reader, user, ip_address: str | None = None)
                 field="studies",
             )
     return assign_studies(studies=studies, assignee=reader, user=user, ip_address=ip_address)
+
+
+def case_opened(*, study: Study, user, ip_address: str | None = None) -> None:
+    """Audit the opening of a case. Its status stays: 'in review' means a read was made and the final
+    decision is awaited (review_submit), never only that someone looked (who is reading it is its lock)."""
+    record_event(action="open_case", user=user, study=study, obj=study, ip_address=ip_address)

@@ -192,9 +192,3 @@ def review_submit(
         export.queue_decision(review)  # the final decision's SR goes to the PACS once this commits
         export.queue_ai_result(study)  # held back until now when the policy blinds readers to the AI
     return review
-
-
-def case_opened(*, study: Study, user, ip_address: str | None = None) -> None:
-    """Audit the opening of a case. Its status stays: 'in review' means a read was made and the final
-    decision is awaited (review_submit), never only that someone looked (who is reading it is its lock)."""
-    record_event(action="open_case", user=user, study=study, obj=study, ip_address=ip_address)

@@ -14,10 +14,10 @@ from datetime import date
 from django.db.models import DateField, Exists, OuterRef, QuerySet
 from django.db.models.functions import Cast, Coalesce
 
-from screening.intake.services.demo import demo_study_uids
+from screening.intake.demo_cases import demo_study_uids
 from screening.models import Review, Study
 from screening.reading.metrics import Read, cohen_kappa, figures
-from screening.reading.services.outcomes import breast_outcomes
+from screening.reading.selectors import breast_outcomes
 
 SCREENING_SLOTS = ("single", "first", "second")
 
