@@ -1,4 +1,4 @@
-"""Pages. Thin: parse the request, call a selector or service, render."""
+"""Logging in and out, and the page each role lands on."""
 
 from __future__ import annotations
 

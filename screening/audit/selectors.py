@@ -1,4 +1,4 @@
-"""Every shared read: pages and API use these, with their joins done here."""
+"""Reads of the audit trail."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pages. Thin: parse the request, call a selector or service, render."""
+"""The audit trail page of one case (admins)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,14 @@
-"""The Django admin under blinding: the same rule as every other face (screening.blinding)."""
+"""Admin building blocks every sub-domain's admin shares: read-only records, blinding (the same rule as every
+other face, screening.blinding), the site choice, links to audit trails, and writes through the services."""
 
 from __future__ import annotations
 
 from django import forms
+from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
+from screening.audit.services import client_ip
 from screening.blinding import ai_visibility
 from screening.sites.selectors import site_codes
 
@@ -89,3 +92,23 @@ def study_trail_link(study_id: int | None) -> str:
     if study_id is None:
         return ""
     return format_html('<a href="{}">Study #{}</a>', reverse("study-audit", args=[study_id]), study_id)
+
+
+class WritesThroughServiceMixin:
+    """The admin's form edits a record, the service writes it: `save_service(obj, created=..., user=...,
+    ip_address=...)` and `delete_service(obj, user=..., ip_address=...)` save or delete it with its audit
+    event in one transaction. No write of the admin's own."""
+
+    save_service = None
+    delete_service = None
+
+    def save_model(self, request, obj, form, change):
+        type(self).save_service(obj, created=not change, user=request.user, ip_address=client_ip(request))
+
+    def delete_model(self, request, obj):
+        type(self).delete_service(obj, user=request.user, ip_address=client_ip(request))
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_model(request, obj)

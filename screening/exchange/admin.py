@@ -1,18 +1,15 @@
-"""The Django admin: a window onto the records, not a second way to change them.
+"""The exchange records in the Django admin: a window onto them, not a second way to change them.
 
-Case records (patients, studies, images, predictions, reviews with findings, audit events)
-are read-only here for everyone, superusers included: they change only through the services,
-which version what they change and audit it. What the admin may still do on a study goes
-through those services too: assign it, re-run inference, delete it with a reason.
+Registered through screening/admin.py; what the admin may change goes through the services (audited).
 """
 
 from django.contrib import admin
-from django.db import transaction
 
 from screening.accounts.roles import is_admin
-from screening.audit.services import client_ip, record_event
-from screening.core.admin import ReadOnlyMixin, SiteChoiceForm, study_trail_link
+from screening.audit.services import client_ip
+from screening.core.admin import ReadOnlyMixin, SiteChoiceForm, WritesThroughServiceMixin, study_trail_link
 from screening.exchange.services import export as export_service
+from screening.exchange.services import nodes
 from screening.models import (
     DicomDestination,
     DicomExport,
@@ -21,7 +18,7 @@ from screening.models import (
 
 
 @admin.register(DicomPeer)
-class DicomPeerAdmin(admin.ModelAdmin):
+class DicomPeerAdmin(WritesThroughServiceMixin, admin.ModelAdmin):
     """The DICOM receiver's allow-list (besides PORTAL_DICOM_ALLOWED_AES); every change is audited."""
 
     list_display = ("ae_title", "host", "site", "query_user", "enabled")
@@ -29,69 +26,19 @@ class DicomPeerAdmin(admin.ModelAdmin):
     search_fields = ("ae_title", "host")
     raw_id_fields = ("query_user",)
     form = SiteChoiceForm
-
-    def _audit(self, request, action: str, peer: DicomPeer) -> None:
-        record_event(
-            action=action,
-            user=request.user,
-            obj=peer,
-            ip_address=client_ip(request),
-            detail={
-                "ae_title": peer.ae_title,
-                "host": peer.host,
-                "enabled": peer.enabled,
-                "site": peer.site,
-                "query_user": peer.query_user.get_username() if peer.query_user else "",
-            },
-        )
-
-    def save_model(self, request, obj, form, change):
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            self._audit(request, "dicom_peer_change" if change else "dicom_peer_add", obj)
-
-    def delete_model(self, request, obj):
-        with transaction.atomic():
-            self._audit(request, "dicom_peer_delete", obj)
-            super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for peer in queryset:
-                self.delete_model(request, peer)
+    save_service = nodes.save_node
+    delete_service = nodes.delete_node
 
 
 @admin.register(DicomDestination)
-class DicomDestinationAdmin(admin.ModelAdmin):
+class DicomDestinationAdmin(WritesThroughServiceMixin, admin.ModelAdmin):
     """Where the SRs go (besides PORTAL_DICOM_DESTINATIONS); every change is audited."""
 
     list_display = ("ae_title", "host", "port", "enabled")
     list_filter = ("enabled",)
     search_fields = ("ae_title", "host")
-
-    def _audit(self, request, action: str, destination: DicomDestination) -> None:
-        record_event(
-            action=action,
-            user=request.user,
-            obj=destination,
-            ip_address=client_ip(request),
-            detail={"destination": str(destination), "enabled": destination.enabled},
-        )
-
-    def save_model(self, request, obj, form, change):
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            self._audit(request, "dicom_destination_change" if change else "dicom_destination_add", obj)
-
-    def delete_model(self, request, obj):
-        with transaction.atomic():
-            self._audit(request, "dicom_destination_delete", obj)
-            super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for destination in queryset:
-                self.delete_model(request, destination)
+    save_service = nodes.save_node
+    delete_service = nodes.delete_node
 
 
 @admin.register(DicomExport)

@@ -1,4 +1,5 @@
-"""Every shared read: pages and API use these, with their joins done here."""
+"""What each user may see of the case data (studies, images, predictions, patients, pseudonyms) and the
+case detail, priors and reconciliation reads: one rule per kind of data, used by every face."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The Django admin: a window onto the records, not a second way to change them.
+"""The reading records in the Django admin: a window onto them, not a second way to change them.
 
-Case records (patients, studies, images, predictions, reviews with findings, audit events)
-are read-only here for everyone, superusers included: they change only through the services,
-which version what they change and audit it. What the admin may still do on a study goes
-through those services too: assign it, re-run inference, delete it with a reason.
+Registered through screening/admin.py; what the admin may change goes through the services (audited).
 """
 
 from django.contrib import admin

@@ -1,4 +1,4 @@
-"""Every shared read: pages and API use these, with their joins done here."""
+"""Reads of the reading workflow: worklists (all studies, my reading, arbitration), reviews, outcomes per breast."""
 
 from __future__ import annotations
 

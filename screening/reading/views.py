@@ -1,6 +1,7 @@
-"""Reading pages: my worklist, arbitration, the reading policy, assignment, outcomes, performance.
+"""Reading pages: the worklist, the case viewer and its data, my reading, arbitration, the reading policy,
+assignment, outcomes, performance.
 
-Thin like views.py: parse, call a selector or a service, render; a service's PortalError
+Thin: parse, call a selector or a service, render; a service's PortalError
 becomes a message on the page.
 """
 

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
-from screening.ai.services.predictions import run_prediction
+from screening.ai.services.predicting import run_prediction
 from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Prediction, Review
 from screening.reading.services.reviews import review_submit

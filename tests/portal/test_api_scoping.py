@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
-from screening.ai.services.predictions import run_prediction
+from screening.ai.services.predicting import run_prediction
 from screening.intake.services import renditions
 from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image, Patient, Prediction, Study

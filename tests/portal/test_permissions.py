@@ -14,7 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from screening.ai.services.predictions import run_prediction
+from screening.ai.services.predicting import run_prediction
 from screening.exchange.web import series_uid
 from screening.intake.services import renditions
 from screening.intake.services.ingest import ingest_file

@@ -1,13 +1,6 @@
-"""How a programme reads: policies per site, reading slots, blinding, arbitration, case locks, assignment.
+"""Writes of the reading workflow: the reading policy per site, case locks, opening a case, assignment.
 
-A case is read once (single reading, or below the AI-triage score) or twice, blind
-(double reading, or at or above the AI-triage score). Each read is a Review with its
-slot; the case's final decision is the single read, the second read when it agrees
-with the first, or else the arbitrator's decision or the two readers' consensus: one
-of the pair proposes it (a consensus review, not final) and it becomes final when the
-other submits the same decision and BI-RADS group.
-Which slot a submission fills follows from the reads already made, so the policy in
-force when the first read was made keeps governing that case.
+The rules they follow (slots, blinding, arbitration, lock status) are reads: `screening.reading.rules`.
 """
 
 from __future__ import annotations

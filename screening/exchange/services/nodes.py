@@ -1,0 +1,51 @@
+"""DICOM nodes the admin manages: peers (who may send and query) and destinations (where SRs go).
+
+Every add, change and deletion is written here, in one transaction with its audit event; the admin calls
+these and has no write of its own.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from screening.audit.services import record_event
+from screening.models import DicomDestination, DicomPeer
+
+DicomNode = DicomPeer | DicomDestination
+
+
+def _detail(node: DicomNode) -> dict:
+    if isinstance(node, DicomPeer):
+        return {
+            "ae_title": node.ae_title,
+            "host": node.host,
+            "enabled": node.enabled,
+            "site": node.site,
+            "query_user": node.query_user.get_username() if node.query_user else "",
+        }
+    return {"destination": str(node), "enabled": node.enabled}
+
+
+def _action(node: DicomNode, change: str) -> str:
+    return f"{'dicom_peer' if isinstance(node, DicomPeer) else 'dicom_destination'}_{change}"
+
+
+@transaction.atomic
+def save_node(node: DicomNode, *, created: bool, user=None, ip_address: str | None = None) -> DicomNode:
+    """Add or change a peer or a destination (audited `dicom_peer_add`/`_change`, `dicom_destination_...`)."""
+    node.save()
+    record_event(
+        action=_action(node, "add" if created else "change"),
+        user=user,
+        obj=node,
+        ip_address=ip_address,
+        detail=_detail(node),
+    )
+    return node
+
+
+@transaction.atomic
+def delete_node(node: DicomNode, *, user=None, ip_address: str | None = None) -> None:
+    """Remove a peer or a destination; the audit event keeps what it was."""
+    record_event(action=_action(node, "delete"), user=user, obj=node, ip_address=ip_address, detail=_detail(node))
+    node.delete()
