@@ -1,5 +1,6 @@
 """The upload page, and the admin pages that keep images under the right woman (issue 21): the
-reconciliation queue of studies held for demographics that disagree with the stored woman's, and the refile forms for an image or a study.
+reconciliation queue of studies held for demographics that disagree with the stored woman's, and the refile
+forms for an image or a study.
 
 Thin: reads come from selectors and the filing history, writes go through services.filing; a refused
 correction comes back as a message on the page. Patient IDs travel in POST bodies, never in URLs.
