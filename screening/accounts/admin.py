@@ -24,6 +24,7 @@ from django.template.response import TemplateResponse
 from rest_framework.authtoken import admin as _drf_token_admin  # noqa: F401 - registered first, removed below
 from rest_framework.authtoken.models import Token, TokenProxy
 
+from screening.audit import actions
 from screening.audit.services import client_ip, record_event
 
 User = get_user_model()
@@ -71,7 +72,7 @@ class AccountAdmin(UserAdmin):
                 Token.objects.filter(user=user).delete()
                 issued.append((user.get_username(), Token.objects.create(user=user).key))
                 record_event(
-                    action="api_token_issue",
+                    action=actions.API_TOKEN_ISSUE,
                     user=request.user,
                     obj=user,
                     ip_address=client_ip(request),
@@ -88,7 +89,7 @@ class AccountAdmin(UserAdmin):
             for user in queryset.filter(auth_token__isnull=False):
                 Token.objects.filter(user=user).delete()
                 record_event(
-                    action="api_token_revoke",
+                    action=actions.API_TOKEN_REVOKE,
                     user=request.user,
                     obj=user,
                     ip_address=client_ip(request),

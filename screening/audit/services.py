@@ -5,6 +5,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from portal import net
+from screening.audit import actions
 from screening.models import AuditEvent, Study
 
 
@@ -24,7 +25,10 @@ def record_event(
     ip_address: str | None = None,
     detail: dict | None = None,
 ) -> AuditEvent:
-    """Append one audit event: who (user), when (now), what (action, object), from where (IP)."""
+    """Append one audit event: who (user), when (now), what (action, object), from where (IP).
+
+    `action` is one of screening.audit.actions (UnknownAction otherwise: no free strings in the trail)."""
+    actions.check(action)
     authenticated = user is not None and getattr(user, "is_authenticated", False)
     return AuditEvent.objects.create(
         user=user if authenticated else None,
@@ -110,7 +114,7 @@ def record_read(*, request: HttpRequest, route: str, arguments: dict) -> AuditEv
     return AuditEvent.objects.create(
         user=request.user,
         username=request.user.get_username(),
-        action="read",
+        action=actions.READ,
         study_id=int(study_id) if study_id and str(study_id).isdigit() else None,
         ip_address=client_ip(request),
         detail=detail,

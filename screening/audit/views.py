@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from screening.accounts.roles import is_admin, require
+from screening.audit import actions
 from screening.audit.selectors import audit_trail
 from screening.models import Study
 
@@ -21,7 +22,7 @@ def study_audit(request, pk: int):
     events = list(audit_trail(pk)[:500])
     if study is None and not events:
         raise Http404("No such study")
-    deletion = next((e for e in events if e.action == "study_delete"), None) if study is None else None
+    deletion = next((e for e in events if e.action == actions.STUDY_DELETE), None) if study is None else None
     return render(
         request, "screening/audit.html", {"study_id": pk, "study": study, "deletion": deletion, "events": events}
     )

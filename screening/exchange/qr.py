@@ -40,6 +40,7 @@ from pynetdicom.sop_class import (
 )
 
 from screening.accounts.roles import can_see_identity
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.exchange import deid
 from screening.exchange.qr_model import (
@@ -112,7 +113,7 @@ def _audit(action: str, *, user, host: str, study: Study | None = None, **detail
 def _refused(service: str, ae_title: str, host: str, user, comment: str) -> None:
     """Logged by AE and reason (never the identifier: it may hold patient data) and audited."""
     log.warning("refused a %s from AE %r at %s: %s", service, ae_title, host, comment)
-    _audit("dicom_qr_refused", user=user, host=host, service=service, calling_ae=ae_title, reason=comment)
+    _audit(actions.DICOM_QR_REFUSED, user=user, host=host, service=service, calling_ae=ae_title, reason=comment)
 
 
 def _level(event) -> tuple[str, dict, bool]:
@@ -141,7 +142,7 @@ def handle_find(event):
             answers = [response(entity, event.identifier, level, event.assoc.ae.ae_title) for entity in found]
             studies = sorted({study.pk for entity in found for study in entity.studies})
             _audit(
-                "dicom_query",
+                actions.DICOM_QUERY,
                 user=user,
                 host=host,
                 calling_ae=ae_title,
@@ -206,7 +207,7 @@ def _audit_retrieve(service: str, targets, *, user, host: str, ae_title: str, de
         }
         if destination:
             detail["destination"] = destination
-        _audit("dicom_retrieve", user=user, host=host, study=study, **detail)
+        _audit(actions.DICOM_RETRIEVE, user=user, host=host, study=study, **detail)
 
 
 def _fit(ds: Dataset, assoc) -> Dataset:

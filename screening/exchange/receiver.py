@@ -37,6 +37,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from screening import dispatch
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import PortalError, StorageFull, UnsupportedMedia
 from screening.exchange import qr
@@ -125,7 +126,7 @@ def handle_requested(event) -> None:
     close_old_connections()
     try:  # audited before the answer goes out, so the peer never sees a refusal that is not on record
         record_event(
-            action="dicom_association_rejected", ip_address=host, detail={"calling_ae": ae_title, "host": host}
+            action=actions.DICOM_ASSOCIATION_REJECTED, ip_address=host, detail={"calling_ae": ae_title, "host": host}
         )
     except Exception:  # the refusal stands even when the audit database is down
         log.exception("could not audit a refused DICOM association")

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from screening.audit import actions
 from screening.models import (
     AuditEvent,
     DriftMeasure,
@@ -106,7 +107,9 @@ def images_without_stats(image_ids) -> list[int]:
 def ingest_channel(image_id: int) -> str:
     """How an image came in (dicom, stow, api, upload, import_images...), from its ingest audit event."""
     event = (
-        AuditEvent.objects.filter(action="ingest", object_type="image", object_id=str(image_id)).order_by("at").first()
+        AuditEvent.objects.filter(action=actions.INGEST, object_type="image", object_id=str(image_id))
+        .order_by("at")
+        .first()
     )
     return str((event.detail or {}).get("via") or "")[:32] if event else ""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.models import Site
 
@@ -12,7 +13,7 @@ from screening.models import Site
 def save_site(site: Site, *, created: bool, user=None, ip_address: str | None = None) -> Site:
     site.save()
     record_event(
-        action="site_add" if created else "site_change",
+        action=actions.SITE_ADD if created else actions.SITE_CHANGE,
         user=user,
         obj=site,
         ip_address=ip_address,

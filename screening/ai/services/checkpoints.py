@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 
 from screening import dispatch
 from screening.ai.services.registry import promote_version
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.models import ModelVersion
 
@@ -66,7 +67,7 @@ def register_checkpoint(
     elif not version.servable and fields["checkpoint"] == version.checkpoint:
         with transaction.atomic():
             ModelVersion.objects.filter(pk=version.pk).update(servable=True, load_error="")
-            record_event(action="model_servable", obj=version, detail={"checkpoint": version.checkpoint})
+            record_event(action=actions.MODEL_SERVABLE, obj=version, detail={"checkpoint": version.checkpoint})
             if version.status == ModelVersion.Status.CHAMPION:
                 dispatch.after_commit("screening.tasks.predict_waiting_images", version.pk)
         version.refresh_from_db()

@@ -24,6 +24,7 @@ from ml import metrics as ml_metrics
 from screening.ai.labels import feature_cache_dir
 from screening.ai.services.promotion import repredict_unread
 from screening.ai.services.registry import champion, checkpoint_path, promote_version
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict
 from screening.models import ModelVersion, Study
@@ -159,13 +160,13 @@ def apply_decision(candidate: ModelVersion, decision: dict[str, Any], *, run_id:
     if decision["outcome"] == "promoted":
         promote_version(candidate)
         ModelVersion.objects.filter(pk=candidate.pk).update(note=f"Promoted by run #{run_id}: {text}"[:2000])
-        record_event(action="model_promote", obj=candidate, detail={"run": run_id, "automatic": True, **decision})
+        record_event(action=actions.MODEL_PROMOTE, obj=candidate, detail={"run": run_id, "automatic": True, **decision})
         if getattr(settings, "PORTAL_REPREDICT_ON_PROMOTION", False):
             transaction.on_commit(lambda: repredict_unread(candidate))
     else:
         ModelVersion.objects.filter(pk=candidate.pk).update(
             status=ModelVersion.Status.REJECTED, note=f"Rejected by run #{run_id}: {text}"[:2000]
         )
-        record_event(action="model_reject", obj=candidate, detail={"run": run_id, **decision})
+        record_event(action=actions.MODEL_REJECT, obj=candidate, detail={"run": run_id, **decision})
     candidate.refresh_from_db()
     return candidate

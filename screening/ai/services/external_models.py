@@ -20,6 +20,7 @@ from django.db import transaction
 
 from ml.manifest import ExternalModelError, parse_manifest
 from screening import dispatch
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.models import ModelVersion, TrainingRun
@@ -75,7 +76,7 @@ def submit(*, manifest, model, name: str = "", note: str = "", user=None, ip_add
                 data_summary={"external": {"manifest": str(folder / "model.json"), "name": name, "note": note[:500]}},
             )
             record_event(
-                action="model_upload",
+                action=actions.MODEL_UPLOAD,
                 user=user,
                 obj=run,
                 ip_address=ip_address,

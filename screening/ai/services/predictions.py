@@ -26,6 +26,7 @@ from django.utils import timezone
 from ml.scoring import exam_model_for, flag_exam, score_exam, thresholds_for
 from screening import dispatch
 from screening.ai.services.registry import champion
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.exchange.services import export
 from screening.models import Image, ModelVersion, Prediction, Study
@@ -110,7 +111,7 @@ def rerun_studies(
         )
         for study in studies:
             record_event(
-                action="rerun_inference",
+                action=actions.RERUN_INFERENCE,
                 user=user,
                 study=study,
                 obj=study,

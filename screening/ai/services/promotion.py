@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from screening.ai.services.predictions import rerun_studies
 from screening.ai.services.registry import champion, checkpoint_path, promote_version
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.models import ModelVersion, Study
@@ -42,7 +43,7 @@ def promote(*, version: ModelVersion, user=None, ip_address: str | None = None, 
     previous = champion()
     promote_version(version)
     record_event(
-        action="model_promote",
+        action=actions.MODEL_PROMOTE,
         user=user,
         obj=version,
         ip_address=ip_address,
@@ -70,7 +71,7 @@ def rollback(*, user=None, ip_address: str | None = None, repredict: bool = Fals
     _require_checkpoint(previous)
     promote_version(previous)
     record_event(
-        action="model_rollback", user=user, obj=previous, ip_address=ip_address, detail={"retired": current.name}
+        action=actions.MODEL_ROLLBACK, user=user, obj=previous, ip_address=ip_address, detail={"retired": current.name}
     )
     if repredict:
         transaction.on_commit(lambda: repredict_unread(previous))
@@ -96,7 +97,7 @@ def set_operating_point(*, version: ModelVersion, threshold: float, user=None, i
     scored.update(exam_flag=False)
     scored.filter(Q(score_left__gte=threshold) | Q(score_right__gte=threshold)).update(exam_flag=True)
     record_event(
-        action="model_threshold",
+        action=actions.MODEL_THRESHOLD,
         user=user,
         obj=version,
         ip_address=ip_address,
@@ -113,5 +114,7 @@ def repredict(*, version: ModelVersion, user=None, ip_address: str | None = None
         raise PortalError(f"{version.name} cannot serve: {version.load_error}", code="unservable")
     _require_checkpoint(version)
     queued = repredict_unread(version)
-    record_event(action="model_repredict", user=user, obj=version, ip_address=ip_address, detail={"images": queued})
+    record_event(
+        action=actions.MODEL_REPREDICT, user=user, obj=version, ip_address=ip_address, detail={"images": queued}
+    )
     return queued

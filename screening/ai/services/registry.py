@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from screening import dispatch
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict
 from screening.models import ModelVersion
@@ -72,7 +73,7 @@ def ensure_champion() -> ModelVersion:
             if version is None:
                 version = ModelVersion.objects.create(**fields)
             promote_version(version)
-            record_event(action="model_promote", obj=version, detail={"automatic": True, "reason": "no champion"})
+            record_event(action=actions.MODEL_PROMOTE, obj=version, detail={"automatic": True, "reason": "no champion"})
     except IntegrityError:  # another process made a champion meanwhile
         pass
     return ModelVersion.objects.get(status=ModelVersion.Status.CHAMPION)
@@ -109,7 +110,7 @@ def mark_unservable(version: ModelVersion, reason: str) -> bool:
             servable=False, load_error=reason[:2000]
         )
         if changed:
-            record_event(action="model_unservable", obj=version, detail={"reason": reason[:500]})
+            record_event(action=actions.MODEL_UNSERVABLE, obj=version, detail={"reason": reason[:500]})
     if changed:
         log.error("model version %s is unservable: %s", version.name, reason)
     version.refresh_from_db(fields=["servable", "load_error"])

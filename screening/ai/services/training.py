@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from screening import dispatch
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.models import ModelVersion, TrainingRun
@@ -34,7 +35,9 @@ def trigger_run(*, trigger: str = "manual", user=None, ip_address: str | None = 
         if current is not None:
             raise Conflict(f"training run #{current.pk} is already {current.status}; wait for it to finish")
         run = TrainingRun.objects.create(triggered_by=trigger[:32])
-        record_event(action="training_trigger", user=user, obj=run, ip_address=ip_address, detail={"via": trigger})
+        record_event(
+            action=actions.TRAINING_TRIGGER, user=user, obj=run, ip_address=ip_address, detail={"via": trigger}
+        )
         if enqueue:
             dispatch.after_commit("screening.tasks.retrain", run.pk, trigger)
     return run

@@ -39,6 +39,7 @@ from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian, Implic
 from pynetdicom import AE, evt
 
 from screening import dispatch
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.exchange import sr
 from screening.models import DicomDestination, DicomExport, Image, Review, Study
@@ -320,7 +321,7 @@ def send_again(exports, *, user, ip_address: str | None = None) -> int:
             status=DicomExport.Status.PENDING, attempts=0, error="", updated=timezone.now()
         )
         record_event(
-            action="dicom_export_resend",
+            action=actions.DICOM_EXPORT_RESEND,
             user=user,
             study=export.study,
             obj=export,

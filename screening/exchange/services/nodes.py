@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.models import DicomDestination, DicomPeer
 
@@ -26,8 +27,15 @@ def _detail(node: DicomNode) -> dict:
     return {"destination": str(node), "enabled": node.enabled}
 
 
-def _action(node: DicomNode, change: str) -> str:
-    return f"{'dicom_peer' if isinstance(node, DicomPeer) else 'dicom_destination'}_{change}"
+# (add, change, delete) per kind of node
+_ACTIONS = {
+    DicomPeer: (actions.DICOM_PEER_ADD, actions.DICOM_PEER_CHANGE, actions.DICOM_PEER_DELETE),
+    DicomDestination: (
+        actions.DICOM_DESTINATION_ADD,
+        actions.DICOM_DESTINATION_CHANGE,
+        actions.DICOM_DESTINATION_DELETE,
+    ),
+}
 
 
 @transaction.atomic
@@ -35,7 +43,7 @@ def save_node(node: DicomNode, *, created: bool, user=None, ip_address: str | No
     """Add or change a peer or a destination (audited `dicom_peer_add`/`_change`, `dicom_destination_...`)."""
     node.save()
     record_event(
-        action=_action(node, "add" if created else "change"),
+        action=_ACTIONS[type(node)][0 if created else 1],
         user=user,
         obj=node,
         ip_address=ip_address,
@@ -47,5 +55,5 @@ def save_node(node: DicomNode, *, created: bool, user=None, ip_address: str | No
 @transaction.atomic
 def delete_node(node: DicomNode, *, user=None, ip_address: str | None = None) -> None:
     """Remove a peer or a destination; the audit event keeps what it was."""
-    record_event(action=_action(node, "delete"), user=user, obj=node, ip_address=ip_address, detail=_detail(node))
+    record_event(action=_ACTIONS[type(node)][2], user=user, obj=node, ip_address=ip_address, detail=_detail(node))
     node.delete()

@@ -21,6 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from screening.accounts.roles import can_read_cases, can_see_identity
+from screening.audit import actions
 from screening.audit.services import client_ip, record_event
 from screening.blinding import ai_visibility
 from screening.errors import PortalError
@@ -310,7 +311,7 @@ def audit(request, study: Study, what: str, opened: list[Instance]) -> None:
     if srs:
         detail["srs"] = srs
     record_event(
-        action="dicomweb_retrieve",
+        action=actions.DICOMWEB_RETRIEVE,
         user=request.user,
         study=study,
         obj=study,

@@ -22,6 +22,7 @@ from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from screening.ai.services.predictions import enqueue_images, update_exam_scores
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import PortalError
 from screening.intake.services.ingest_validation import Parsed
@@ -48,7 +49,7 @@ def refuse_resend(*, image: Image, reason: str, message: str, audit: dict, code:
     """Audit a refused resend (its own transaction: the refusal is on record even though the upload fails)
     and return the 409 to raise. The detail names what differed, never a value the sender gave."""
     record_event(
-        action="ingest_conflict",
+        action=actions.INGEST_CONFLICT,
         study=image.study,
         obj=image,
         user=audit.get("user"),
@@ -140,7 +141,7 @@ def hold_if_conflicting(*, study: Study, patient: Patient, parsed: Parsed, audit
     )
     if created:
         record_event(
-            action="demographics_hold",
+            action=actions.DEMOGRAPHICS_HOLD,
             study=study,
             obj=conflict,
             user=audit.get("user"),
@@ -172,7 +173,7 @@ def reconcile_same_woman(
                 name=conflict.received_name, birth_date=conflict.received_birth_date
             )
         record_event(
-            action="demographics_reconcile",
+            action=actions.DEMOGRAPHICS_RECONCILE,
             user=user,
             study=conflict.study,
             obj=conflict,
@@ -343,7 +344,7 @@ def refile_study(*, study: Study, user, reason: str, patient_id: str, ip_address
             _resolve(conflict, resolution=DemographicsConflict.Resolution.REFILED, user=user, note=reason)
         _rescore(study)
         record_event(
-            action="study_refile",
+            action=actions.STUDY_REFILE,
             user=user,
             study=study,
             obj=study,
@@ -360,7 +361,7 @@ def refile_study(*, study: Study, user, reason: str, patient_id: str, ip_address
 
 def _audit(refiling: Refiling, *, user, ip_address, study: Study) -> None:
     record_event(
-        action="image_refile",
+        action=actions.IMAGE_REFILE,
         user=user,
         study=study,
         obj=refiling.image,

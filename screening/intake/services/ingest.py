@@ -26,6 +26,7 @@ from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from screening.ai.services.predictions import enqueue_images
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import PortalError, StorageFull, TooLarge, is_disk_full
 from screening.intake.selectors import studies_visible_to
@@ -170,7 +171,7 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
             raise
         with transaction.atomic():
             image = _write_rows(parsed, original=saved[0], sha256=sha256, size=size, site=site, audit=audit)
-            record_event(action="ingest", study=image.study, obj=image, **audit)
+            record_event(action=actions.INGEST, study=image.study, obj=image, **audit)
             _reopen_if_reported(image, audit)
             queue_render(image)  # tasks are published after the commit: the rendition first
             enqueue_images([image.pk])
@@ -275,7 +276,7 @@ def _reopen_if_reported(image: Image, audit: dict) -> None:
     if reopened:
         image.study.status, image.study.reads_from = Study.Status.NEW, now
         record_event(
-            action="study_reopen",
+            action=actions.STUDY_REOPEN,
             study=image.study,
             obj=image.study,
             user=audit["user"],

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import PortalError
 from screening.intake.services.renditions import full_resolution_name
@@ -29,7 +30,7 @@ def assign_studies(*, studies: Iterable[Study], assignee, user, ip_address: str 
         study.assigned_to = assignee
         study.save(update_fields=["assigned_to", "updated"])
         record_event(
-            action="study_assign",
+            action=actions.STUDY_ASSIGN,
             user=user,
             study=study,
             obj=study,
@@ -48,7 +49,7 @@ def move_to_site(*, study: Study, site: str, user, ip_address: str | None = None
     if locked.site == site:
         return False
     record_event(
-        action="study_site_change",
+        action=actions.STUDY_SITE_CHANGE,
         user=user,
         study=locked,
         obj=locked,
@@ -86,7 +87,7 @@ def delete_study(*, study: Study, user, reason: str, ip_address: str | None = No
     study = Study.objects.select_for_update().get(pk=study.pk)
     names = stored_files_of(study)
     record_event(
-        action="study_delete",
+        action=actions.STUDY_DELETE,
         user=user,
         study=study,
         obj=study,

@@ -13,6 +13,7 @@ from datetime import date
 
 from django.db import transaction
 
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import PortalError
 from screening.models import Outcome, Study
@@ -54,7 +55,7 @@ def _create(item: OutcomeInput, *, user, source: str, ip_address: str | None) ->
         recorded_by=user,
     )
     record_event(
-        action="outcome_record",
+        action=actions.OUTCOME_RECORD,
         user=user,
         study=item.study,
         obj=outcome,
@@ -125,5 +126,5 @@ def import_csv(*, data: bytes, user, ip_address: str | None = None) -> int:
         items.append(item)
     for item in items:
         _create(item, user=user, source="csv", ip_address=ip_address)
-    record_event(action="outcome_import", user=user, ip_address=ip_address, detail={"lines": len(items)})
+    record_event(action=actions.OUTCOME_IMPORT, user=user, ip_address=ip_address, detail={"lines": len(items)})
     return len(items)

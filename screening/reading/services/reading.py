@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
@@ -72,7 +73,7 @@ def set_policy(
         note=note[:2000],
     )
     record_event(
-        action="reading_policy_set",
+        action=actions.READING_POLICY_SET,
         user=user,
         obj=policy,
         ip_address=ip_address,
@@ -112,7 +113,7 @@ def acquire_lock(*, study: Study, user, ip_address: str | None = None) -> LockSt
         return LockStatus(True, user.get_username(), expires)
     if lock is not None:
         record_event(
-            action="lock_timeout",
+            action=actions.LOCK_TIMEOUT,
             user=user,
             study=study,
             obj=lock,
@@ -122,7 +123,7 @@ def acquire_lock(*, study: Study, user, ip_address: str | None = None) -> LockSt
         lock.delete()
     lock = CaseLock.objects.create(study=study, user=user, acquired=now, expires=expires)
     record_event(
-        action="lock_acquire",
+        action=actions.LOCK_ACQUIRE,
         user=user,
         study=study,
         obj=lock,
@@ -139,7 +140,7 @@ def release_lock(*, study: Study, user, reason: str, ip_address: str | None = No
     if lock is None:
         return False
     record_event(
-        action="lock_release", user=user, study=study, obj=lock, ip_address=ip_address, detail={"reason": reason}
+        action=actions.LOCK_RELEASE, user=user, study=study, obj=lock, ip_address=ip_address, detail={"reason": reason}
     )
     lock.delete()
     return True
@@ -152,7 +153,7 @@ def release_expired_locks() -> int:
         with transaction.atomic():
             if CaseLock.objects.filter(pk=lock.pk, expires__lte=timezone.now()).delete()[0]:
                 record_event(
-                    action="lock_timeout",
+                    action=actions.LOCK_TIMEOUT,
                     study=lock.study,
                     obj=lock,
                     detail={"held_by": lock.user.get_username(), "expired": lock.expires.isoformat()},
@@ -191,4 +192,4 @@ def assign(*, studies: list[Study], reader, user, ip_address: str | None = None)
 def case_opened(*, study: Study, user, ip_address: str | None = None) -> None:
     """Audit the opening of a case. Its status stays: 'in review' means a read was made and the final
     decision is awaited (review_submit), never only that someone looked (who is reading it is its lock)."""
-    record_event(action="open_case", user=user, study=study, obj=study, ip_address=ip_address)
+    record_event(action=actions.OPEN_CASE, user=user, study=study, obj=study, ip_address=ip_address)

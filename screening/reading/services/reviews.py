@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.exchange.services import export
@@ -147,7 +148,7 @@ def review_submit(
         fields.append("assigned_to")
     study.save(update_fields=fields)
     record_event(
-        action="review_submit" if version == 1 else "review_correct",
+        action=actions.REVIEW_SUBMIT if version == 1 else actions.REVIEW_CORRECT,
         user=radiologist,
         study=study,
         obj=review,
@@ -166,7 +167,7 @@ def review_submit(
     )
     if slot == "second" and not is_final:
         record_event(
-            action="arbitration_needed",
+            action=actions.ARBITRATION_NEEDED,
             user=radiologist,
             study=study,
             obj=review,
@@ -179,7 +180,7 @@ def review_submit(
         )
     if slot == "consensus" and not is_final:
         record_event(
-            action="consensus_proposed",
+            action=actions.CONSENSUS_PROPOSED,
             user=radiologist,
             study=study,
             obj=review,
