@@ -6,6 +6,8 @@ training services; errors come back as messages on the page.
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
@@ -128,102 +130,72 @@ def plot(request, pk: int, kind: str):
     return stream_png(name)
 
 
-def _act(request, action) -> None:
-    try:
-        text = action()
-    except PortalError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, text)
+def _registry_action(back=lambda **kwargs: reverse("models")):
+    """An admin's button on the registry page (POST): the action calls a service and says what it did; a
+    PortalError becomes the page's error message; either way the page is shown again (`back`)."""
+
+    def decorate(action):
+        @login_required
+        @require_POST
+        @wraps(action)
+        def view(request, **kwargs):
+            require(is_admin(request.user))
+            try:
+                messages.success(request, action(request, **kwargs))
+            except PortalError as exc:
+                messages.error(request, exc.message)
+            return redirect(back(**kwargs))
+
+        return view
+
+    return decorate
 
 
-@login_required
-@require_POST
-def train_now(request):
-    require(is_admin(request.user))
-
-    def start():
-        run = training.trigger_run(trigger="admin", user=request.user, ip_address=client_ip(request))
-        return training.started_message(run)
-
-    _act(request, start)
-    return redirect("models")
+def _repredict(request) -> bool:
+    return request.POST.get("repredict") == "on"
 
 
-@login_required
-@require_POST
-def promote(request, pk: int):
-    require(is_admin(request.user))
+@_registry_action()
+def train_now(request) -> str:
+    run = training.trigger_run(trigger="admin", user=request.user, ip_address=client_ip(request))
+    return training.started_message(run)
+
+
+@_registry_action()
+def promote(request, pk: int) -> str:
     version = get_object_or_404(ModelVersion, pk=pk)
-
-    def run():
-        promotion.promote(
-            version=version,
-            user=request.user,
-            ip_address=client_ip(request),
-            repredict=request.POST.get("repredict") == "on",
-        )
-        return f"{version.name} is now the champion; workers load it with their next image."
-
-    _act(request, run)
-    return redirect("models")
+    promotion.promote(version=version, user=request.user, ip_address=client_ip(request), repredict=_repredict(request))
+    return f"{version.name} is now the champion; workers load it with their next image."
 
 
-@login_required
-@require_POST
-def rollback(request):
-    require(is_admin(request.user))
-
-    def run():
-        version = promotion.rollback(
-            user=request.user,
-            ip_address=client_ip(request),
-            repredict=request.POST.get("repredict") == "on",
-        )
-        return f"Rolled back: {version.name} is the champion again."
-
-    _act(request, run)
-    return redirect("models")
+@_registry_action()
+def rollback(request) -> str:
+    version = promotion.rollback(user=request.user, ip_address=client_ip(request), repredict=_repredict(request))
+    return f"Rolled back: {version.name} is the champion again."
 
 
-@login_required
-@require_POST
-def operating_point(request, pk: int):
-    require(is_admin(request.user))
+@_registry_action(back=lambda pk: f"{reverse('models')}?op={pk}")
+def operating_point(request, pk: int) -> str:
     version = get_object_or_404(ModelVersion, pk=pk)
-
-    def run():
-        promotion.set_operating_point(
-            version=version,
-            threshold=request.POST.get("threshold"),
-            user=request.user,
-            ip_address=client_ip(request),
-        )
-        return f"Operating point of {version.name} set to {float(request.POST['threshold']):.3f}."
-
-    _act(request, run)
-    return redirect(f"{reverse('models')}?op={version.pk}")
+    threshold = request.POST.get("threshold")
+    promotion.set_operating_point(
+        version=version, threshold=threshold, user=request.user, ip_address=client_ip(request)
+    )
+    return f"Operating point of {version.name} set to {float(request.POST['threshold']):.3f}."
 
 
-@login_required
-@require_POST
-def register_external(request):
+@_registry_action()
+def register_external(request) -> str:
     """An ONNX or TorchScript model and its manifest: queued for checking, registration and the challenge."""
-    require(is_admin(request.user))
-
-    def run():
-        started = external_models.submit(
-            manifest=request.FILES.get("manifest"),
-            model=request.FILES.get("model"),
-            name=request.POST.get("name", ""),
-            note=request.POST.get("note", ""),
-            user=request.user,
-            ip_address=client_ip(request),
-        )
-        return (
-            f"Run #{started.pk} checks the model, registers it and scores it against the champion on the "
-            "locked validation women; follow it under Training runs."
-        )
-
-    _act(request, run)
-    return redirect("models")
+    started = external_models.submit(
+        manifest=request.FILES.get("manifest"),
+        model=request.FILES.get("model"),
+        name=request.POST.get("name", ""),
+        note=request.POST.get("note", ""),
+        user=request.user,
+        ip_address=client_ip(request),
+    )
+    return (
+        f"Run #{started.pk} checks the model, registers it and scores it against the champion on the "
+        "locked validation women; follow it under Training runs."
+    )

@@ -34,7 +34,6 @@ from screening import dispatch
 from screening.ai import inference
 from screening.ai.services.predictions import (
     PREDICT,
-    _delete_file,
     _fail,
     _fail_unservable,
     _give_back,
@@ -42,6 +41,7 @@ from screening.ai.services.predictions import (
     _update_studies_of,
 )
 from screening.ai.services.registry import mark_unservable
+from screening.core.storage import delete_stored
 from screening.errors import PortalError
 from screening.intake.services.media import decode_for_model
 from screening.models import Image, Prediction
@@ -295,7 +295,7 @@ def _record_all(pairs: list[tuple[Prediction, object]]) -> int:
     finally:
         for row, _, name in ready:
             if row.pk not in recorded:
-                _delete_file(name)
+                delete_stored([name])
     return len(recorded)
 
 

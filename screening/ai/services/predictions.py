@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -28,6 +27,7 @@ from screening import dispatch
 from screening.ai.services.registry import champion
 from screening.audit import actions
 from screening.audit.services import record_event
+from screening.core.storage import delete_stored_after_commit
 from screening.exchange.services import export
 from screening.models import Image, ModelVersion, Prediction, Study
 
@@ -121,14 +121,6 @@ def rerun_studies(
     return queued
 
 
-def _delete_file(name: str) -> None:
-    if name:
-        try:
-            default_storage.delete(name)
-        except Exception:  # never mask the real outcome with a cleanup failure
-            log.exception("could not delete heatmap %s", name)
-
-
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -143,7 +135,7 @@ def _fail(row: Prediction, reason: str) -> None:
     )
     Image.objects.filter(pk=row.image_id).exclude(status=Image.Status.PREDICTED).update(status=Image.Status.FAILED)
     if current.heatmap:
-        transaction.on_commit(lambda: _delete_file(current.heatmap.name))
+        delete_stored_after_commit([current.heatmap.name])
     log.warning("prediction %s failed: %s", row.pk, reason)
 
 

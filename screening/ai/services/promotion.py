@@ -14,8 +14,7 @@ from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
 from screening.models import ModelVersion, Study
-
-UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
+from screening.reading.selectors import UNREAD
 
 # --- scoring on the locked validation set and the promotion rule -----------------------------------
 

@@ -41,6 +41,7 @@ from pynetdicom import AE, evt
 from screening import dispatch
 from screening.audit import actions
 from screening.audit.services import record_event
+from screening.core.storage import delete_stored, delete_stored_after_commit
 from screening.exchange import sr
 from screening.models import DicomDestination, DicomExport, Image, Review, Study
 from screening.reading.rules import policy_of
@@ -124,7 +125,7 @@ def _drop_unsent_ai_results(study: Study, *, keep: str) -> None:
     )
     files = {name for name in unsent.values_list("sr_file", flat=True) if name}
     if unsent.delete()[0] and files:
-        transaction.on_commit(lambda: [default_storage.delete(name) for name in files])
+        delete_stored_after_commit(files)
 
 
 def queue_decision(review: Review) -> list[int]:
@@ -173,8 +174,7 @@ def _sr_content(export: DicomExport) -> bytes:
             default_storage.delete(name)
             raise
         stale = {r.sr_file.name for r in rows if r.sr_file} - {name}
-    for old in stale:  # the previous build of this SR, which no destination received
-        default_storage.delete(old)
+    delete_stored(stale)  # the previous build of this SR, which no destination received
     return content
 
 

@@ -24,6 +24,7 @@ from pydicom.uid import generate_uid
 from screening.ai.services.predictions import enqueue_images, update_exam_scores
 from screening.audit import actions
 from screening.audit.services import record_event
+from screening.core.storage import delete_stored_after_commit
 from screening.errors import PortalError
 from screening.intake.services.ingest_validation import Parsed
 from screening.models import DemographicsConflict, Image, Patient, Prediction, Refiling, Study
@@ -250,14 +251,7 @@ def _predict_again(images: list[Image]) -> None:
         status=Image.Status.RECEIVED
     )
     enqueue_images([i.pk for i in images])
-    transaction.on_commit(lambda: [_delete_quietly(name) for name in names])
-
-
-def _delete_quietly(name: str) -> None:
-    try:
-        default_storage.delete(name)
-    except OSError:
-        log.warning("could not delete a heatmap file after a refiling")
+    delete_stored_after_commit(names)
 
 
 def _rescore(*studies: Study) -> None:

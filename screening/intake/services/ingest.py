@@ -28,6 +28,7 @@ from pydicom.uid import generate_uid
 from screening.ai.services.predictions import enqueue_images
 from screening.audit import actions
 from screening.audit.services import record_event
+from screening.core.storage import delete_stored
 from screening.errors import PortalError, StorageFull, TooLarge, is_disk_full
 from screening.intake.selectors import studies_visible_to
 from screening.intake.services import filing
@@ -165,7 +166,7 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
         try:
             saved.append(default_storage.save(target, django_file))
         except OSError as exc:
-            _delete([target])  # storage leaves what it wrote of a file it could not finish
+            delete_stored([target])  # storage leaves what it wrote of a file it could not finish
             if is_disk_full(exc):
                 raise StorageFull() from exc
             raise
@@ -177,7 +178,7 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
             enqueue_images([image.pk])
     except IntegrityError:
         # A concurrent upload of the same file or SOPInstanceUID won the race.
-        _delete(saved)
+        delete_stored(saved)
         by_bytes = Image.objects.filter(sha256=sha256).first()
         if by_bytes is not None:
             filed = {"patient_id": parsed.patient_id, "laterality": parsed.laterality, "view": parsed.view}
@@ -187,7 +188,7 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
             raise
         return _existing_for(by_uid, audit, other_bytes=(parsed, django_file))
     except BaseException:
-        _delete(saved)
+        delete_stored(saved)
         raise
     log.info("ingested image %s into study %s", image.pk, image.study_id)
     return IngestResult(image, created=True)
@@ -283,12 +284,3 @@ def _reopen_if_reported(image: Image, audit: dict) -> None:
             ip_address=audit["ip_address"],
             detail={**audit["detail"], "why": "a new image arrived after the study was reported", "image": image.pk},
         )
-
-
-def _delete(names: list[str]) -> None:
-    for name in names:
-        try:
-            if default_storage.exists(name):
-                default_storage.delete(name)
-        except Exception:  # never mask the original error with a cleanup failure
-            log.exception("could not delete stored file after a failed ingest")

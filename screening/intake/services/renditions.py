@@ -34,6 +34,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ml.io import DecodeError, image_stored_values
 from screening import dispatch
+from screening.core.storage import delete_stored
 from screening.errors import PortalError
 from screening.intake.services.media import decode_original
 from screening.models import Image
@@ -155,7 +156,7 @@ def render_image(image_id: int) -> str:
             updated = Image.objects.filter(pk=image.pk, rendition="", error="").update(rendition=saved[0])
     finally:
         if not updated:  # an error, a deleted image, or another worker finished first: nothing stays behind
-            _delete(saved)
+            delete_stored(saved)
     return READY
 
 
@@ -291,11 +292,3 @@ def sweep(now=None) -> dict[str, int]:
     if any(counts.values()):
         log.info("render sweep: %s", counts)
     return counts
-
-
-def _delete(names: list[str]) -> None:
-    for name in names:
-        try:
-            default_storage.delete(name)
-        except Exception:  # never mask the real outcome with a cleanup failure
-            log.exception("could not delete a rendition file")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from screening.audit import actions
 from screening.audit.services import record_event
+from screening.core.storage import delete_stored_after_commit
 from screening.errors import PortalError
 from screening.intake.services.renditions import full_resolution_name
 from screening.models import DicomExport, Image, Prediction, Study
@@ -101,12 +101,4 @@ def delete_study(*, study: Study, user, reason: str, ip_address: str | None = No
         },
     )
     study.delete()
-    transaction.on_commit(lambda: _delete_files(names))
-
-
-def _delete_files(names: list[str]) -> None:
-    for name in names:
-        try:
-            default_storage.delete(name)
-        except Exception:  # one unreachable file must not keep the others
-            log.exception("could not delete a stored file of a deleted study")
+    delete_stored_after_commit(names)
