@@ -27,9 +27,7 @@ from screening.ai.services.registry import champion, checkpoint_path, promote_ve
 from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict
-from screening.models import ModelVersion, Study
-
-UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
+from screening.models import ModelVersion
 
 
 # --- scoring on the locked validation set and the promotion rule -----------------------------------

@@ -12,12 +12,6 @@ from typing import Any
 from screening.ai.labels import Label, collect_labels, snapshot, validation_fraction
 from screening.models import Patient
 
-# A finding box covering at least this share of its image marks the breast abnormal
-# without a position (diffuse calcifications): no localisation hint.
-DIFFUSE_AREA_SHARE = 0.5
-NOT_ENOUGH_LABELS = "needs normal and abnormal images"
-EMPTY_SNAPSHOT = hashlib.sha256(b"[]").hexdigest()
-
 
 def _order_key(patient_id: str) -> str:
     # A fixed pseudo-random order, so which women go to validation does not depend on upload order.
