@@ -19,12 +19,20 @@ import yaml
 from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError, call_command
 from django.urls import reverse
-from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from screening.exchange import receiver
 from screening.models import AuditEvent, DicomPeer, Image
 from tests.conftest import stored_files
-from tests.dicom_factory import MG_PROCESSING, dcmtk_compress, mg_dataset, phantom, to_bytes
+from tests.dicom_factory import (
+    MG_PROCESSING,
+    dcmtk_compress,
+    implicit_vr,
+    jpeg2000_lossless,
+    mg_dataset,
+    phantom,
+    rle_lossless,
+    to_bytes,
+)
 
 # How storescu names the receiver's failure statuses 0xA900, 0xC000 and 0xA700.
 A900, C000, A700 = "Error: DataSetDoesNotMatchSOPClass", "Error: CannotUnderstand", "Refused: OutOfResources"
@@ -104,27 +112,12 @@ def test_the_same_instance_sent_twice_is_stored_once(port, tmp_path):
     assert Image.objects.count() == 1
 
 
-def _implicit(ds):
-    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    return ds
-
-
-def _j2k(ds):
-    ds.compress(JPEG2000Lossless)
-    return ds
-
-
-def _rle(ds):
-    ds.compress(RLELossless)
-    return ds
-
-
 @pytest.mark.parametrize(
     "encode, options",
     [
-        pytest.param(_implicit, ("-xi",), id="implicit-vr"),
-        pytest.param(_j2k, ("-xv",), id="jpeg2000-lossless"),
-        pytest.param(_rle, ("-xr",), id="rle"),
+        pytest.param(implicit_vr, ("-xi",), id="implicit-vr"),
+        pytest.param(jpeg2000_lossless, ("-xv",), id="jpeg2000-lossless"),
+        pytest.param(rle_lossless, ("-xr",), id="rle"),
         pytest.param(lambda ds: dcmtk_compress(ds, "dcmcjpls"), ("-xt",), id="jpeg-ls-lossless"),
         pytest.param(lambda ds: dcmtk_compress(ds, "dcmcjpeg"), ("-xs",), id="jpeg-lossless-sv1"),
     ],

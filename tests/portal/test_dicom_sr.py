@@ -32,6 +32,7 @@ from screening.models import AuditEvent, DicomDestination, DicomExport, Image, P
 from screening.reading.services.reviews import FindingInput, review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
+from tests.predictors import OneByOne
 from tests.uploads import png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +43,7 @@ ROWS, COLUMNS = 256, 200
 PEAK_ROW, PEAK_COLUMN = 64, 150  # where the fake model's heatmap peaks, in original pixels
 
 
-class PeakPredictor:
+class PeakPredictor(OneByOne):
     """A model whose heatmap is 0 except at one pixel, with a probability per laterality."""
 
     def predict(self, items, batch_size=8):
@@ -55,19 +56,6 @@ class PeakPredictor:
             probability = 0.8 if laterality == "L" else 0.2
             results.append(PredictionResult(probability, heat, 0.0, 1.0, 1.0))
         return results
-
-    def stream_batches(self, loaders, batch_size=8, heatmap_max_side=None, more=None):
-        """The worker's entry point: each loader's image, or its exception, in order (a batch per call of
-        `more`)."""
-        while loaders:
-            out = []
-            for load in loaders:
-                try:
-                    out.append(self.predict([load()])[0])
-                except Exception as exc:
-                    out.append(exc)
-            yield out
-            loaders = more() if more is not None else []
 
 
 @pytest.fixture

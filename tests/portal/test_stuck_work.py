@@ -27,6 +27,7 @@ from screening.models import AuditEvent, Image, ModelVersion, Prediction, Study
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
+from tests.predictors import OneByOne
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
@@ -43,7 +44,7 @@ def eager():
         yield runs
 
 
-class FakePredictor:
+class FakePredictor(OneByOne):
     """Stands in for a model that answers with the given probability, heatmap value and timing."""
 
     def __init__(self, probability=0.4, heat=0.5, inference_ms=1.0):
@@ -62,19 +63,6 @@ class FakePredictor:
             )
             for image, *_ in items  # the loader gives (pixels, laterality, source kind)
         ]
-
-    def stream_batches(self, loaders, batch_size=8, heatmap_max_side=None, more=None):
-        """The worker's entry point: each loader's image, or its exception, in order (a batch per call of
-        `more`)."""
-        while loaders:
-            out = []
-            for load in loaders:
-                try:
-                    out.append(self.predict([load()])[0])
-                except Exception as exc:
-                    out.append(exc)
-            yield out
-            loaders = more() if more is not None else []
 
 
 @pytest.fixture
