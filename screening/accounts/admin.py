@@ -19,13 +19,12 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.template.response import TemplateResponse
 from rest_framework.authtoken import admin as _drf_token_admin  # noqa: F401 - registered first, removed below
-from rest_framework.authtoken.models import Token, TokenProxy
+from rest_framework.authtoken.models import TokenProxy
 
-from screening.audit import actions
-from screening.audit.services import client_ip, record_event
+from screening.accounts import services
+from screening.audit.services import client_ip
 
 User = get_user_model()
 
@@ -66,18 +65,9 @@ class AccountAdmin(UserAdmin):
 
     @admin.action(description="Issue a new API token (shown once; replaces the old one)", permissions=["change"])
     def issue_api_token(self, request, queryset):
-        issued = []
-        with transaction.atomic():
-            for user in queryset.order_by("username"):
-                Token.objects.filter(user=user).delete()
-                issued.append((user.get_username(), Token.objects.create(user=user).key))
-                record_event(
-                    action=actions.API_TOKEN_ISSUE,
-                    user=request.user,
-                    obj=user,
-                    ip_address=client_ip(request),
-                    detail={"for": user.get_username()},
-                )
+        issued = services.issue_tokens(
+            users=queryset.order_by("username"), by=request.user, ip_address=client_ip(request)
+        )
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "issued": issued}
         response = TemplateResponse(request, "admin/auth/user/api_tokens_issued.html", context)
         response["Cache-Control"] = "no-store"
@@ -85,14 +75,7 @@ class AccountAdmin(UserAdmin):
 
     @admin.action(description="Revoke API token", permissions=["change"])
     def revoke_api_token(self, request, queryset):
-        with transaction.atomic():
-            for user in queryset.filter(auth_token__isnull=False):
-                Token.objects.filter(user=user).delete()
-                record_event(
-                    action=actions.API_TOKEN_REVOKE,
-                    user=request.user,
-                    obj=user,
-                    ip_address=client_ip(request),
-                    detail={"for": user.get_username()},
-                )
+        services.revoke_tokens(
+            users=queryset.filter(auth_token__isnull=False), by=request.user, ip_address=client_ip(request)
+        )
         self.message_user(request, "The selected users' API tokens no longer work.")
