@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -11,8 +12,15 @@ from rest_framework.response import Response
 
 from screening.ai import selectors as registry
 from screening.ai.services import external_models, promotion, training
+from screening.api.filters import PredictionFilter
+from screening.api.media import PNG, stream_png
+from screening.api.pagination import KeysetPagination
 from screening.api.permissions import IsPortalAdmin
 from screening.audit.services import client_ip
+from screening.intake.selectors import predictions_visible_to
+from screening.intake.serializers import (
+    PredictionSerializer,
+)
 from screening.models import ModelVersion, TrainingRun
 
 
@@ -221,3 +229,22 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         run = training.trigger_run(trigger="api", user=request.user, ip_address=client_ip(request))
         run.refresh_from_db()
         return Response(self.get_serializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Predictions by every model version, newest first; none of a case whose AI result the reading policy
+    hides from this reader (404, whatever the id: predictions_visible_to)."""
+
+    serializer_class = PredictionSerializer
+    pagination_class = KeysetPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = PredictionFilter
+
+    def get_queryset(self):
+        return predictions_visible_to(self.request.user)
+
+    @extend_schema(responses=PNG)
+    @action(detail=True, methods=["get"])
+    def heatmap(self, request, pk=None):
+        """Where the evidence is: 8-bit PNG aligned with the image's rendition (255 = most suspicious)."""
+        return stream_png(self.get_object().heatmap.name)

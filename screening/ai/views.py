@@ -18,9 +18,9 @@ from django.views.decorators.http import require_POST, require_safe
 from screening.accounts.roles import is_admin, require
 from screening.ai.selectors import cross_validated, labelled_counts, recent_exam_scores, registry_versions, trade_off
 from screening.ai.services import external_models, promotion, training
+from screening.api.media import stream_png
 from screening.audit.services import client_ip
 from screening.errors import PortalError
-from screening.intake.api import stream_png
 from screening.models import ModelVersion, TrainingRun
 from screening.svg_plots import curve_plot
 

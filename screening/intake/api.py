@@ -10,10 +10,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -21,18 +19,18 @@ from rest_framework.throttling import ScopedRateThrottle
 from screening.accounts.roles import can_read_cases, can_see_identity
 from screening.ai.services.predictions import rerun_studies
 from screening.ai.services.registry import serving_champion
-from screening.api.filters import ImageFilter, PredictionFilter, StudyFilter
+from screening.api.filters import ImageFilter, StudyFilter
 from screening.api.idempotency import idempotent
+from screening.api.media import PNG, stream_png
 from screening.api.pagination import KeysetPagination
 from screening.api.parsers import DicomFileParser
 from screening.api.permissions import CanReadCases
 from screening.audit.services import client_ip
-from screening.intake.selectors import images_visible_to, patients_visible_to, predictions_visible_to, study_detail
+from screening.intake.selectors import images_visible_to, patients_visible_to, study_detail
 from screening.intake.serializers import (
     ImageSerializer,
     ImageUploadSerializer,
     PatientSerializer,
-    PredictionSerializer,
     ReviewInputSerializer,
     ReviewSerializer,
     StudyCaseSerializer,
@@ -43,20 +41,8 @@ from screening.intake.services import renditions
 from screening.intake.services.ingest import ingest_file
 from screening.intake.services.renditions import full_resolution_png
 from screening.models import Study
-from screening.reading.forms import WorklistForm
-from screening.reading.selectors import WORKLIST_ORDERINGS, WorklistFilters, next_study_after, reviews_of, worklist_for
+from screening.reading.selectors import WorklistFilters, next_study_after, reviews_of, worklist_for
 from screening.reading.services.reviews import FindingInput, review_submit
-
-PNG = {(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="8-bit PNG")}
-
-
-def stream_png(name: str) -> FileResponse:
-    """Media leaves storage only through here, after the view's permission check."""
-    if not name or not default_storage.exists(name):
-        raise Http404("file missing")
-    response = FileResponse(default_storage.open(name, "rb"), content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
 
 
 def upload_channel(request) -> str:
@@ -189,25 +175,6 @@ class ImageViewSet(
         return stream_png(full_resolution_png(self.get_object()))
 
 
-class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Predictions by every model version, newest first; none of a case whose AI result the reading policy
-    hides from this reader (404, whatever the id: predictions_visible_to)."""
-
-    serializer_class = PredictionSerializer
-    pagination_class = KeysetPagination
-    filter_backends = [DjangoFilterBackend]
-    filterset_class = PredictionFilter
-
-    def get_queryset(self):
-        return predictions_visible_to(self.request.user)
-
-    @extend_schema(responses=PNG)
-    @action(detail=True, methods=["get"])
-    def heatmap(self, request, pk=None):
-        """Where the evidence is: 8-bit PNG aligned with the image's rendition (255 = most suspicious)."""
-        return stream_png(self.get_object().heatmap.name)
-
-
 class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Patients: identity for radiologists, admins and clients granted 'Can view patient'; pseudonyms otherwise."""
 
@@ -318,40 +285,3 @@ class StudyViewSet(
             },
             status=status.HTTP_201_CREATED,
         )
-
-
-class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """The reading worklist: the same order and filters as the worklist page (unread first by default)."""
-
-    serializer_class = StudySerializer
-    permission_classes = [CanReadCases]
-
-    def get_queryset(self):
-        form = WorklistForm(self.request.query_params or None)
-        if form.is_bound and not form.is_valid():
-            raise exceptions.ValidationError(form.errors.get_json_data())
-        return worklist_for(self.request.user, form.filters())
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, enum=["unread", "", "new", "predicted", "in_review", "reported"]),
-            OpenApiParameter("flag", str, enum=["", "above", "below", "none"]),
-            OpenApiParameter("date_from", OpenApiTypes.DATE),
-            OpenApiParameter("date_to", OpenApiTypes.DATE),
-            OpenApiParameter("mine", bool),
-            OpenApiParameter("ordering", str, enum=list(WORKLIST_ORDERINGS)),
-        ]
-    )
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
-
-
-class TokenView(ObtainAuthToken):
-    """Exchange a username and password for an API token.
-
-    Guarded against guessing like every login (django-axes, see portal.login_guard): a locked-out
-    account or address gets a 429 in the API's error shape.
-    """
-
-    permission_classes = [AllowAny]
-    throttle_classes = []

@@ -11,7 +11,7 @@ from django.http import Http404
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, serializers, status
+from rest_framework import exceptions, generics, mixins, serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import BasePermission
@@ -23,13 +23,18 @@ from screening.api.pagination import WorkListPagination
 from screening.api.permissions import CanReadCases, IsPortalAdmin
 from screening.audit.services import client_ip
 from screening.errors import PortalError
-from screening.intake.selectors import studies_visible_to
-from screening.intake.serializers import visibility_of
+from screening.intake.selectors import (
+    studies_visible_to,
+)
+from screening.intake.serializers import (
+    StudySerializer,
+    visibility_of,
+)
 from screening.models import Outcome, ReadingPolicy, Study
-from screening.reading.forms import PerformanceForm
+from screening.reading.forms import PerformanceForm, WorklistForm
 from screening.reading.performance import performance
 from screening.reading.rules import current_policies, expected_workload, policy_for
-from screening.reading.selectors import arbitration_worklist, reading_worklist_for
+from screening.reading.selectors import WORKLIST_ORDERINGS, arbitration_worklist, reading_worklist_for, worklist_for
 from screening.reading.services import outcomes
 from screening.reading.services.reading import acquire_lock, assign, release_lock, set_policy
 from screening.sites.selectors import clean_site
@@ -307,3 +312,29 @@ urlpatterns = [
     path("outcomes/import/", OutcomeImportView.as_view(), name="api-outcome-import"),
     path("performance/", PerformanceView.as_view(), name="api-performance"),
 ]
+
+
+class WorklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The reading worklist: the same order and filters as the worklist page (unread first by default)."""
+
+    serializer_class = StudySerializer
+    permission_classes = [CanReadCases]
+
+    def get_queryset(self):
+        form = WorklistForm(self.request.query_params or None)
+        if form.is_bound and not form.is_valid():
+            raise exceptions.ValidationError(form.errors.get_json_data())
+        return worklist_for(self.request.user, form.filters())
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=["unread", "", "new", "predicted", "in_review", "reported"]),
+            OpenApiParameter("flag", str, enum=["", "above", "below", "none"]),
+            OpenApiParameter("date_from", OpenApiTypes.DATE),
+            OpenApiParameter("date_to", OpenApiTypes.DATE),
+            OpenApiParameter("mine", bool),
+            OpenApiParameter("ordering", str, enum=list(WORKLIST_ORDERINGS)),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
