@@ -11,6 +11,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from screening.ai import selectors as registry
+from screening.ai.serializers import PredictionSerializer
 from screening.ai.services import external_models, promotion, training
 from screening.api.filters import PredictionFilter
 from screening.api.media import PNG, stream_png
@@ -18,9 +19,6 @@ from screening.api.pagination import KeysetPagination
 from screening.api.permissions import IsPortalAdmin
 from screening.audit.services import client_ip
 from screening.intake.selectors import predictions_visible_to
-from screening.intake.serializers import (
-    PredictionSerializer,
-)
 from screening.models import ModelVersion, TrainingRun
 
 

@@ -31,8 +31,6 @@ from screening.intake.serializers import (
     ImageSerializer,
     ImageUploadSerializer,
     PatientSerializer,
-    ReviewInputSerializer,
-    ReviewSerializer,
     StudyCaseSerializer,
     StudyDetailSerializer,
     StudySerializer,
@@ -42,6 +40,7 @@ from screening.intake.services.ingest import ingest_file
 from screening.intake.services.renditions import full_resolution_png
 from screening.models import Study
 from screening.reading.selectors import WorklistFilters, next_study_after, reviews_of, worklist_for
+from screening.reading.serializers import ReviewInputSerializer, ReviewSerializer
 from screening.reading.services.reviews import FindingInput, review_submit
 
 

@@ -1,17 +1,20 @@
+"""Images, studies and patients as the API shows them, with what each viewer may see of them."""
+
 from __future__ import annotations
 
-from functools import cache, cached_property
+from functools import cached_property
 
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ml.scoring import thresholds_for
 from screening.accounts.roles import can_see_identity
-from screening.blinding import AIVisibility, ai_visibility
+from screening.ai.serializers import PredictionSerializer, thresholds_of
+from screening.api.fields import _viewer, url_with_id, visibility_of
+from screening.exchange.serializers import DicomExportSerializer
 from screening.intake.selectors import current_prediction, pseudonym
 from screening.intake.services.renditions import FAILED, PENDING, READY, rendition_state
-from screening.models import DicomExport, Finding, Image, Patient, Prediction, Review, Study
+from screening.models import DicomExport, Image, Patient, Study
+from screening.reading.serializers import ReviewSerializer
 
 
 class ImageUploadSerializer(serializers.Serializer):
@@ -28,68 +31,6 @@ class ImageUploadSerializer(serializers.Serializer):
         max_length=64,
         help_text="Site code of a new study (default: the default site); also `?site=` for a DICOM body.",
     )
-
-
-@cache
-def _url_pattern(name: str) -> str:
-    """A URL with one id, as a format string: reversed once, not once per row of a 50-row page."""
-    return reverse(name, args=[0]).replace("/0/", "/{}/")
-
-
-def url_with_id(name: str, pk: int) -> str:
-    return _url_pattern(name).format(int(pk))
-
-
-def thresholds_of(version, kind: str) -> dict[str, float] | None:
-    """The image, breast and region thresholds a version applies to a source kind (ml.scoring)."""
-    return None if version is None else thresholds_for(version.metrics, version.threshold, kind)
-
-
-class PredictionSerializer(serializers.ModelSerializer):
-    model_version = serializers.CharField(source="model_version.name")
-    above_threshold = serializers.SerializerMethodField(
-        help_text="The image-level flag: this image's probability at or above its model's image threshold."
-    )
-    threshold = serializers.SerializerMethodField(help_text="The image-level threshold the flag was set at.")
-    flag_level = serializers.SerializerMethodField(help_text="Always 'image': the level this flag belongs to.")
-    heatmap_url = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Prediction
-        fields = [
-            "id",
-            "status",
-            "probability",
-            "above_threshold",
-            "threshold",
-            "flag_level",
-            "source_kind",
-            "logit",
-            "regions",
-            "model_version",
-            "error",
-            "attempts",
-            "preprocess_ms",
-            "inference_ms",
-            "heatmap_url",
-            "created",
-            "updated",
-        ]
-        read_only_fields = fields
-
-    def get_above_threshold(self, prediction: Prediction) -> bool | None:
-        if prediction.probability is None:
-            return None
-        return prediction.probability >= self.get_threshold(prediction)
-
-    def get_threshold(self, prediction: Prediction) -> float:
-        return thresholds_of(prediction.model_version, prediction.source_kind)["image"]
-
-    def get_flag_level(self, prediction: Prediction) -> str:
-        return "image"
-
-    def get_heatmap_url(self, prediction: Prediction) -> str | None:
-        return url_with_id("api-prediction-heatmap", prediction.pk) if prediction.heatmap else None
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -151,21 +92,6 @@ class ImageSerializer(serializers.ModelSerializer):
         """One for every row of a list: a serializer builds its fields (deep copies) once per instance, and
         building them for each of 50 images was most of an image list's time."""
         return PredictionSerializer()
-
-
-def _viewer(serializer: serializers.Serializer):
-    request = serializer.context.get("request")
-    return request.user if request is not None else None
-
-
-def visibility_of(serializer: serializers.Serializer) -> AIVisibility:
-    """The viewer's blinding to the AI, computed once per response (kept in the shared context)."""
-    found = serializer.context.get("ai_visibility")
-    if found is None:
-        found = ai_visibility(_viewer(serializer))
-        if isinstance(serializer.context, dict):
-            serializer.context["ai_visibility"] = found
-    return found
 
 
 class StudySerializer(serializers.ModelSerializer):
@@ -268,58 +194,6 @@ class PatientSerializer(serializers.ModelSerializer):
         return data
 
 
-class FindingSerializer(serializers.ModelSerializer):
-    image = serializers.PrimaryKeyRelatedField(read_only=True)
-
-    class Meta:
-        model = Finding
-        fields = ["id", "image", "laterality", "type", "x", "y", "width", "height"]
-        read_only_fields = fields
-
-
-class ReviewSerializer(serializers.ModelSerializer):
-    radiologist = serializers.CharField(source="radiologist.get_username", read_only=True)
-    findings = FindingSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = Review
-        fields = [
-            "id",
-            "version",
-            "radiologist",
-            "decision",
-            "birads",
-            "density",
-            "note",
-            "agrees_with_ai",
-            "created",
-            "findings",
-        ]
-        read_only_fields = fields
-
-
-class FindingInputSerializer(serializers.Serializer):
-    image = serializers.IntegerField(help_text="Image id (must belong to the study).")
-    type = serializers.ChoiceField(choices=Finding.Type.choices)
-    x = serializers.FloatField(min_value=0, help_text="Left, original image pixels.")
-    y = serializers.FloatField(min_value=0, help_text="Top, original image pixels.")
-    width = serializers.FloatField(min_value=0, default=0, help_text="0 for a point.")
-    height = serializers.FloatField(min_value=0, default=0, help_text="0 for a point.")
-
-
-class ReviewInputSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=Review.Decision.choices)
-    birads = serializers.IntegerField(min_value=0, max_value=6)
-    density = serializers.ChoiceField(choices=[("", "not given"), *Review.Density.choices], required=False, default="")
-    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-    findings = FindingInputSerializer(
-        many=True,
-        required=False,
-        help_text="Left out: none for a new read, and a correction keeps the findings of the read it corrects. "
-        "A list (even empty) is the findings of this version.",
-    )
-
-
 class StudyDetailSerializer(StudySerializer):
     """A study with its images and predictions: what every role that may see the study gets."""
 
@@ -343,15 +217,6 @@ class StudyDetailSerializer(StudySerializer):
 
     def get_thresholds(self, study: Study) -> dict[str, float] | None:
         return thresholds_of(study.exam_model, study.source_kind)
-
-
-class DicomExportSerializer(serializers.ModelSerializer):
-    """One SR (AI result or decision) sent to one DICOM destination, and how that went."""
-
-    class Meta:
-        model = DicomExport
-        fields = ["id", "kind", "review", "destination", "status", "attempts", "error", "sop_instance_uid", "updated"]
-        read_only_fields = fields
 
 
 class StudyCaseSerializer(StudyDetailSerializer):

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from screening.accounts.roles import can_arbitrate_list, can_record_outcomes
+from screening.api.fields import visibility_of
 from screening.api.pagination import WorkListPagination
 from screening.api.permissions import CanReadCases, IsPortalAdmin
 from screening.audit.services import client_ip
@@ -26,10 +27,7 @@ from screening.errors import PortalError
 from screening.intake.selectors import (
     studies_visible_to,
 )
-from screening.intake.serializers import (
-    StudySerializer,
-    visibility_of,
-)
+from screening.intake.serializers import StudySerializer
 from screening.models import Outcome, ReadingPolicy, Study
 from screening.reading.forms import PerformanceForm, WorklistForm
 from screening.reading.performance import performance
