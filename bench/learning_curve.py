@@ -19,7 +19,7 @@ which has seen every woman of the shared sets). The other women then
 arrive in batches; after each batch the portal's own training run fine-tunes a
 candidate from the champion and promotes it only if it is not worse on the
 locked validation women. Every pool assignment, run, evaluation and promotion is
-the portal's code (screening.services: seeding, training, promotion), not a re-implementation.
+the portal's code (screening.ai.services: seeding, training, promotion), not a re-implementation.
 
 Reported per round: the pools, the candidate's and the champion's AUC on the
 current locked set (it grows as new women arrive, 20% of them), the AUC on the
