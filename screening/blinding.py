@@ -2,7 +2,7 @@
 
 The AI result of a study is its exam score and flag, its breast scores, the model that gave them, its
 images' predictions (probability, logit, regions, heatmap) and the AI-result SR. The rule, for one case
-(`services.reading.may_see_ai`): a radiologist or arbitrator sees it, at a site whose reading policy blinds
+(`screening.reading.rules.may_see_ai`): a radiologist or arbitrator sees it, at a site whose reading policy blinds
 the AI, only once the case has its final decision, once they have read the case themselves, or when they
 arbitrate it. Admins who do not read and API clients see it (`roles.reads_blind`).
 

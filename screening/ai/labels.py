@@ -79,7 +79,7 @@ def collect_labels() -> list[Label]:
     finding marked at all, every image of the study is abnormal. A breast's outcome
     overrides all this: malignant is abnormal, benign or no cancer after follow-up
     normal. Images the model could not read (status failed), the synthetic demonstration cases
-    (services.demo) and the studies held for reconciliation (issue 21) are left out.
+    (screening.intake.demo_cases) and the studies held for reconciliation (issue 21) are left out.
     """
     reviews = {r.study_id: r for r in _latest_reviews().only("id", "study_id", "decision")}
     outcomes = breast_outcomes(list(reviews))

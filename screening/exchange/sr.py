@@ -129,7 +129,7 @@ def series_uid(study: Study, kind: str) -> str:
 
 def ai_result_uid(study: Study, version: ModelVersion, image_ids: list[int] | None = None) -> str:
     """One AI-result SR per study, model version and set of DICOM images (default: the study's now).
-    Images predicted one by one before it is sent replace the unsent SR (services.export); an image
+    Images predicted one by one before it is sent replace the unsent SR (screening.exchange.services.export); an image
     that arrives after it was sent makes a new instance, which supersedes it."""
     if image_ids is None:
         image_ids = list(Image.objects.filter(study=study, file_format=Image.Format.DICOM).values_list("pk", flat=True))

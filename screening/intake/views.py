@@ -2,7 +2,7 @@
 reconciliation queue of studies held for demographics that disagree with the stored woman's, and the refile
 forms for an image or a study.
 
-Thin: reads come from selectors and the filing history, writes go through services.filing; a refused
+Thin: reads come from selectors and the filing history, writes go through screening.intake.services.filing; a refused
 correction comes back as a message on the page. Patient IDs travel in POST bodies, never in URLs.
 """
 

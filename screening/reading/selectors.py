@@ -177,7 +177,8 @@ def reading_worklist_for(user, policy: ReadingPolicy | None = None) -> QuerySet[
         .exclude(Exists(_current_round_reads().filter(slot="second")))
         .select_related("patient", "exam_model", "assigned_to")
     )
-    # A blinded policy never orders by score (services.reading.set_policy); another site's may, for its own studies.
+    # A blinded policy never orders by score (screening.reading.services.reading.set_policy); another site's may,
+    # for its own studies.
     return (
         ai_visibility(user)
         .annotate(_with_reading(studies))

@@ -4,7 +4,7 @@ The web process checks the manifest (no torch), stores both files under the mode
 training run of kind "external". The training worker then loads the model and checks it (ml.external:
 loadable, output shapes, finite outputs, within the inference budget), registers it as a challenger,
 scores it and the champion on the locked validation women and applies the same promotion rule as a
-nightly candidate (services.promotion). Every step is audited on the run; a refused model leaves no
+nightly candidate (screening.ai.services.evaluation). Every step is audited on the run; a refused model leaves no
 version and no file behind, and the run says why.
 """
 

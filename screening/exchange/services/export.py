@@ -99,7 +99,8 @@ def queue_ai_result(study: Study) -> list[int]:
 
     Not while an image of the study still waits for its prediction: the last one queues it. Not before
     the final decision when the reading policy blinds readers to the AI: the PACS (and DICOMweb, which
-    serves the SRs sent) would show it to them; the final decision queues it then (services.reviews)."""
+    serves the SRs sent) would show it to them; the final decision queues it then
+    (screening.reading.services.reviews)."""
     labels = destinations()
     if not labels or study.exam_model is None or study.exam_score is None or not _has_dicom(study):
         return []

@@ -10,7 +10,7 @@ earlier, so the priors panel has something to show.
 
 They enter through `ingest_file` like any upload (renditions and AI prediction follow), with
 fixed UIDs derived from a constant: adding them twice adds nothing, and `is_demo_study` can
-tell them apart. They never become training labels (services.labels leaves them out).
+tell them apart. They never become training labels (screening.ai.labels leaves them out).
 Patient names and IDs say SYNTHETIC / DEMO.
 """
 
