@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from ml import metrics
 from ml.config import ModelConfig
 from ml.data import Example, load_folder, patient_folds
+from ml.features import cache_key, geometry_values, light_geometry, patch_targets
 from ml.inference import load_image
 from ml.model import MammoNet, breast_cells, build_model, pool_top_k
 from ml.preprocess import preprocess
-from ml.train import _cache_key, _geometry_values, _light_geometry, patch_targets
 
 DEFAULT_SPLIT = 15  # Lite0 blocks 15 (192 -> 320) + conv_head (320 -> 1280) are trained
 
@@ -75,7 +75,7 @@ def trunk_tail(model: MammoNet, x: torch.Tensor, split: int) -> torch.Tensor:
 
 
 def _mid_path(mid_dir: Path, ex: Example, config: ModelConfig, split: int) -> Path:
-    return mid_dir / f"{_cache_key(ex, config, f'mid{split}')}.pt"
+    return mid_dir / f"{cache_key(ex, config, f'mid{split}')}.pt"
 
 
 def cache(args: argparse.Namespace) -> int:
@@ -88,7 +88,7 @@ def cache(args: argparse.Namespace) -> int:
     started = time.time()
     for n, ex in enumerate(examples):
         mid_path = _mid_path(mid_dir, ex, config, args.split)
-        feat_path = feat_dir / f"{_cache_key(ex, config, 'orig')}.pt"
+        feat_path = feat_dir / f"{cache_key(ex, config, 'orig')}.pt"
         if mid_path.exists() and feat_path.exists():
             continue
         prep = preprocess(load_image(ex.image_path), ex.laterality, config)
@@ -97,7 +97,7 @@ def cache(args: argparse.Namespace) -> int:
             mid = trunk_head(model, x, args.split)
             feat = trunk_tail(model, mid, args.split)
             valid = breast_cells(x, feat.shape[-2:])[0, 0]
-        geometry = torch.tensor(_geometry_values(prep.geometry))
+        geometry = torch.tensor(geometry_values(prep.geometry))
         torch.save({"mid": mid[0].to(torch.float16).contiguous(), "valid": valid, "geometry": geometry}, mid_path)
         torch.save({"feat": feat[0].to(torch.float16).contiguous(), "valid": valid, "geometry": geometry}, feat_path)
         if n % 50 == 0:
@@ -132,7 +132,7 @@ class Tail(torch.nn.Module):
 
 def _load_mid(ex: Example, config: ModelConfig, mid_dir: Path, split: int):
     stored = torch.load(_mid_path(mid_dir, ex, config, split), weights_only=True)
-    geometry = _light_geometry(stored["geometry"].tolist())
+    geometry = light_geometry(stored["geometry"].tolist())
     target = torch.from_numpy(patch_targets(ex, geometry, tuple(stored["valid"].shape), config))
     return stored["mid"], stored["valid"], target
 

@@ -55,6 +55,9 @@ class ModelConfig:
     # the backbone was trained with.
     norm_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     norm_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # AdaBN: re-estimate the trunk's BatchNorm statistics over the training images
+    # (forward passes, labels unused) before the features are extracted.
+    adabn: bool = False
     # Train the backbone too (slow on CPU, overfits 216 images) or only the head.
     freeze_backbone: bool = True
     # With a frozen backbone the head trains on this many principal components of
@@ -86,6 +89,9 @@ class ModelConfig:
     # the same in the loss, whatever its size, so 216 film images are not drowned
     # by 2,268 digital ones; classes are balanced within each source.
     balance_sources: bool = True
+    # Loss weight of hard negatives (normal images of women recalled or biopsied and found benign, from RSNA's
+    # birads/biopsy columns) relative to other normals: 1 = no different (ablation in ml/MODEL_CARD.md).
+    hard_negative_weight: float = 1.0
     val_fraction: float = 0.2  # share of patients held out when fit() must split itself
 
     # --- calibration and operating point ---

@@ -30,6 +30,9 @@ class Example:
     view: str = ""  # CC, MLO, ... ('' when unknown)
     source: str = ""  # data set name (e.g. 'mias', 'rsna'): metrics are reported per source
     exam_id: str = ""  # the exam (study) the image belongs to; '' = one exam per patient
+    # A normal image whose woman was recalled at screening (BI-RADS 0) or biopsied and found benign: a
+    # hard negative (RSNA's birads/biopsy columns), weighted by ModelConfig.hard_negative_weight.
+    hard_negative: bool = False
 
     @property
     def exam(self) -> str:
@@ -59,7 +62,7 @@ def load_folder(
     """Examples from a folder of <image_id>.png|.dcm and an images.csv (+ optional findings.csv).
 
     images.csv: image_id, label, and optionally patient_id, laterality, view, tissue
-    (or density), source (a column overrides the `source` argument)."""
+    (or density), source (a column overrides the `source` argument), biopsy and birads (hard negatives)."""
     images_dir = Path(images_dir)
     findings: dict[str, list[tuple[float, float, float]]] = {}
     if findings_csv is not None and Path(findings_csv).exists():
@@ -83,6 +86,8 @@ def load_folder(
                     tissue=(row.get("tissue") or row.get("density") or "").strip(),
                     view=(row.get("view") or "").strip().upper(),
                     source=(row.get("source") or source).strip(),
+                    hard_negative=parse_label(row["label"]) == 0
+                    and ((row.get("biopsy") or "").strip() == "1" or (row.get("birads") or "").strip() == "0"),
                 )
             )
     return examples

@@ -77,7 +77,8 @@ def predict_examples(
     logits agree to about 1e-3.
     """
     if cache_dir is not None and predictor.config.freeze_backbone and predictor.device.type == "cpu":
-        from ml.train import extract_features, head_logits
+        from ml.features import extract_features
+        from ml.fit import head_logits
 
         model = predictor.model
         features = extract_features(model, examples, predictor.config, views=["orig"], cache_dir=cache_dir)

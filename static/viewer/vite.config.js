@@ -1,6 +1,6 @@
 // Bundles the case viewer (static/viewer/src) and Cornerstone3D into static/viewer/dist.
-// Run by scripts/build_viewer.sh. Fixed entry name (the template links viewer.js); chunks,
-// workers and the codecs' WASM get content hashes. No CDN: everything is served by Django.
+// Run by scripts/build_viewer.sh. Fixed entry names (the template links early.js, the first requests, and
+// viewer.js); chunks, workers and the codecs' WASM get content hashes. No CDN: everything is served by Django.
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { defineConfig } from "vite";
@@ -19,9 +19,9 @@ export default defineConfig({
     target: "es2022",
     chunkSizeWarningLimit: 6000,
     rollupOptions: {
-      input: resolve(here, "src/main.js"),
+      input: { early: resolve(here, "src/early.js"), viewer: resolve(here, "src/main.js") },
       output: {
-        entryFileNames: "viewer.js",
+        entryFileNames: "[name].js",
         chunkFileNames: "chunks/[name]-[hash].js",
         assetFileNames: "assets/[name]-[hash][extname]",
       },

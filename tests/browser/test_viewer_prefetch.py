@@ -1,5 +1,6 @@
-"""Next-case prefetch: while a case is open the viewer fetches the next case's pixel data, and the next case
-opens from it without asking the server for its pixels again."""
+"""How the viewer gets its pixel data: the page's early script asks for this case's while the viewer bundle
+boots; while a case is open the viewer fetches the next case's, and the next case opens from them without
+asking the server for its pixels again."""
 
 from __future__ import annotations
 
@@ -38,6 +39,27 @@ def record_requests(page) -> list:
     seen = []
     page.on("request", lambda request: seen.append(request))
     return seen
+
+
+def test_the_page_asks_for_its_pixels_itself_once_each_while_the_viewer_boots(live_server, page, radiologist):
+    only = four_views("P-EARLY", 4)
+    urls = pixel_urls(only, live_server.url)
+    requests = record_requests(page)
+
+    log_in(page, live_server.url, "rad", f"/studies/{only.pk}/")
+    page.wait_for_selector("#viewer[data-ready=true]", timeout=90_000)
+
+    asked = [r for r in requests if r.url in urls]
+    assert sorted(r.url for r in asked) == sorted(urls)  # once each: the viewer took the early script's answers
+    assert all(r.headers.get("accept") == "application/dicom; transfer-syntax=*" for r in asked)
+    # Fetched by the early script (fetch), not by Cornerstone's loader (an XMLHttpRequest once the bundle ran).
+    initiators = page.evaluate(
+        "(urls) => performance.getEntriesByType('resource')"
+        ".filter((e) => urls.includes(e.name)).map((e) => e.initiatorType)",
+        sorted(urls),
+    )
+    assert initiators == ["fetch"] * 4
+    assert page.locator(".vp[data-painted=full][data-source=network]").count() == 4
 
 
 def test_the_next_case_is_prefetched_while_this_one_is_open_and_opens_without_fetching_its_pixels(

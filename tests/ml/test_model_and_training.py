@@ -8,9 +8,10 @@ import torch
 from ml import metrics
 from ml.config import ModelConfig
 from ml.data import Example, load_folder, patient_folds
+from ml.features import extract_features, patch_targets
+from ml.fit import head_logits, train_head
 from ml.model import build_model
 from ml.preprocess import preprocess
-from ml.train import extract_features, head_logits, patch_targets, train_head
 from tests.ml.phantoms import phantom, write_folder
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
+from unittest import mock
 
 import numpy as np
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from screening.models import Review, Study
+from screening.models import Patient, Review, Study
 from tests.dicom_factory import mg_dataset, to_bytes
 
 
@@ -72,3 +74,28 @@ def test_a_picture_upload_is_read_from_its_file(client, api, radiologist):
     # Its stored values, as DICOM for the viewer's one loader (tests/portal/test_viewer_pixels.py).
     response = client.get(pixels_url, HTTP_ACCEPT="application/dicom")
     assert response.status_code == 200 and response["Content-Type"] == "application/dicom"
+
+
+def test_the_viewer_page_lists_its_own_pixel_sources_for_the_early_script(client, api, radiologist):
+    prior = upload_dicom(api, patient_id="P-VD4", study_date="20240301", seed=5)
+    current = upload_dicom(api, patient_id="P-VD4", study_date="20260301", seed=6)
+    client.force_login(radiologist)
+    page = client.get(reverse("study-viewer", args=[current.pk])).content.decode()
+
+    listed = page.split('<script id="viewer-pixels" type="application/json">')[1].split("</script>")[0]
+    data = client.get(reverse("study-viewer-data", args=[current.pk])).json()
+    # The same sources the viewer data gives, for this study's images only (a prior loads when it is shown).
+    assert json.loads(listed) == [data["images"][str(current.images.get().pk)]["source"]["url"]]
+    assert prior.images.get().sop_uid not in listed
+    assert "viewer/dist/early.js" in page
+
+
+def test_the_viewer_data_name_the_woman_to_a_reader_allowed_to_see_identity(client, api, radiologist):
+    study = upload_dicom(api, patient_id="P-VD4", study_date="20260301", seed=5)
+    Patient.objects.filter(pk=study.patient_id).update(name="DOE^JANE", birth_date="1960-05-17")
+    client.force_login(radiologist)
+    data = client.get(reverse("study-viewer-data", args=[study.pk])).json()
+    assert data["identity"] == {"name": "DOE JANE", "birth_date": "1960-05-17", "age": 65}
+    # The same rule as the API's patient fields: without it, no identity key at all.
+    with mock.patch("screening.reading.views.can_see_identity", return_value=False):
+        assert "identity" not in client.get(reverse("study-viewer-data", args=[study.pk])).json()

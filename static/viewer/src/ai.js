@@ -98,7 +98,18 @@ export function renderAi(root, study) {
 export function regionsOf(image, marksOn, regionThreshold = null) {
   const p = image.prediction;
   if (!marksOn || !p || p.status !== "done") return [];
-  return (image.regions || []).filter(
+  return drawable(image.regions, regionThreshold);
+}
+
+/** A prior image's AI regions (the layer of the prior's AI result, toggled with J): the viewer data carry them
+ * only for a finished prediction, at or above its model's region threshold, and only when the reader may see
+ * that study's AI. */
+export function priorRegionsOf(image, layerOn) {
+  return layerOn ? drawable(image.regions, null) : [];
+}
+
+function drawable(regions, regionThreshold) {
+  return (regions || []).filter(
     (r) =>
       r &&
       [r.x, r.y, r.width, r.height].every(Number.isFinite) &&

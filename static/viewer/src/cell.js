@@ -1,49 +1,26 @@
 /* One image cell of the hanging: a Cornerstone3D stack viewport at full bit depth, the chest wall
- * facing the centre line, per-image window/level, a pixel-value probe, the information overlay,
- * and an SVG layer in image coordinates for findings, AI marks and the heatmap. */
-import { Events, ImageQualityStatus, ViewportType, attributeText, csUtils, dicomAttributes, getEngine, imageIdFor, loadImage } from "./imaging.js";
-import { SIDE_NAMES, el, svg, viewName } from "./util.js";
-import { applyLinear, applyVoiLut, voiLutOf } from "./voilut.js";
+ * facing the centre line (setDisplayArea), per-image window/level (windowing.js), the probe and the
+ * information overlay (overlay.js), and findings, AI marks and the heatmap as Cornerstone annotations
+ * (marks.js). */
+import {
+  Events,
+  ImageQualityStatus,
+  ViewportType,
+  attributeText,
+  chestWallOnLeft,
+  csUtils,
+  describeError,
+  dicomAttributes,
+  getEngine,
+  imageIdFor,
+  loadImage,
+} from "./imaging.js";
+import { bindMarking, clearMarks, dragBox, drawMarks } from "./marks.js";
+import { overlay } from "./overlay.js";
+import { SIDE_NAMES, el, viewName } from "./util.js";
+import { voiLutOf } from "./voilut.js";
+import { windowing } from "./windowing.js";
 
-const { windowLevel } = csUtils;
-
-export function describeError(error) {
-  if (!error) return "unknown error";
-  const xhr = error.request || (error.error instanceof XMLHttpRequest ? error.error : null);
-  if (xhr) {
-    let message = `HTTP ${xhr.status}`;
-    try {
-      const body = JSON.parse(new TextDecoder().decode(xhr.response));
-      if (body.error && body.error.message) message += `: ${body.error.message}`;
-    } catch {
-      /* not the portal's JSON error */
-    }
-    return message;
-  }
-  if (typeof error === "string") return error;
-  if (error.message) return error.message;
-  if (error.error) return describeError(error.error);
-  return String(error);
-}
-
-/** Which edge is the chest wall: the tissue-heavy (brighter after the photometric) half. */
-function chestWallOnLeft(image) {
-  const pixels = image.getPixelData();
-  const { columns, rows } = image;
-  const step = Math.max(1, Math.floor(Math.min(columns, rows) / 64));
-  let left = 0;
-  let right = 0;
-  for (let y = 0; y < rows; y += step) {
-    const row = y * columns;
-    for (let x = 0; x < columns; x += step) {
-      if (x < columns / 2) left += pixels[row + x];
-      else right += pixels[row + x];
-    }
-  }
-  const photometric = attributeText(dicomAttributes(image.imageId), "PhotometricInterpretation");
-  const monochrome1 = (photometric || image.photometricInterpretation) === "MONOCHROME1";
-  return monochrome1 ? left <= right : left >= right;
-}
 
 export class Cell {
   /**
@@ -64,7 +41,6 @@ export class Cell {
     this.fitted = true;
     this.drag = null;
     this.element = el("div", { class: "vp-element" });
-    this.marks = svg("svg", { class: "marks", "aria-hidden": "true" });
     this.label = el("div", { class: "vp-label" });
     this.info = el("div", { class: "vp-info" });
     this.readout = el("div", { class: "vp-readout" });
@@ -91,7 +67,6 @@ export class Cell {
         "aria-label": `${SIDE_NAMES[image.laterality] || image.laterality} ${image.view} image #${image.id}${prior ? " (prior)" : ""}`,
       },
       this.element,
-      this.marks,
       this.label,
       this.info,
       this.readout,
@@ -142,6 +117,7 @@ export class Cell {
       this.el.dataset.state = "loaded";
       this.el.dataset.photometric = attributeText(this.attributes, "PhotometricInterpretation") || image.photometricInterpretation || "";
       this.fit();
+      this.drawMarks();
       this.showBadge("");
       this.renderInfo();
       this.updateWindow();
@@ -161,6 +137,7 @@ export class Cell {
   }
 
   unmount() {
+    clearMarks(this);
     const engine = getEngine();
     if (engine && engine.getViewport(this.viewportId)) engine.disableElement(this.viewportId);
     this.el.remove();
@@ -209,32 +186,39 @@ export class Cell {
     return csUtils.worldToImageCoords(this.imageId, this.viewport.canvasToWorld([cx, cy]));
   }
 
-  /** Fit the whole image, chest wall on the centre line (R on the left half, L on the right); MLO at the top. */
-  fit() {
+  /** Fit the whole image, chest wall on the centre line (R on the left half, L on the right); MLO at the top.
+   * With `scale` (device pixels per stored pixel: 1 is 1:1, navigation.js computes true size) the image is
+   * shown at that scale from the same anchor instead. setDisplayArea's points are fractions of the shown
+   * (flipped) image and of the canvas; it starts from the fit-to-canvas camera, which is made the mirrored
+   * one first (else it would undo the flip). */
+  fit(scale = null) {
     const vp = this.viewport;
     if (!vp || !this.loaded) return;
     this.fitting = true;
     vp.resetCamera();
     vp.setCamera({ flipHorizontal: Boolean(this.flip) });
-    const { columns, rows } = this.image;
-    const corners = [
-      [0, 0],
-      [columns, 0],
-      [0, rows],
-      [columns, rows],
-    ].map(([x, y]) => this.toCanvas(x, y));
-    const xs = corners.map((c) => c[0]);
-    const ys = corners.map((c) => c[1]);
-    const width = this.element.clientWidth;
+    vp.setFitToCanvasCamera(vp.getCamera());
     const alone = this.el.classList.contains("maximised");
-    let dx = 0;
-    if (!alone && this.side === "R") dx = width - Math.max(...xs);
-    else if (!alone && this.side === "L") dx = -Math.min(...xs);
-    const dy = this.image.view === "MLO" && !alone ? -Math.min(...ys) : 0;
-    this.panCanvas(dx, dy);
-    this.fitted = true;
+    let x = 0.5;
+    if (!alone && this.side === "R") x = 1;
+    else if (!alone && this.side === "L") x = 0;
+    const y = this.image.view === "MLO" && !alone ? 0 : 0.5;
+    const anchor = { imageCanvasPoint: { imagePoint: [x, y], canvasPoint: [x, y] } };
+    vp.setDisplayArea(scale ? { type: "SCALE", scale, ...anchor } : { imageArea: [1, 1], ...anchor });
+    this.fitted = !scale;
     this.fitting = false;
     vp.render();
+    this.showGeometry();
+  }
+
+  /** The camera for tests: half the shown height in world units (mm when calibrated), and where the image's
+   * centre is on the canvas (CSS pixels). */
+  showGeometry() {
+    const vp = this.viewport;
+    if (!vp || !this.loaded) return;
+    this.el.dataset.scale = vp.getCamera().parallelScale.toFixed(3);
+    const [cx, cy] = this.toCanvas(this.image.columns / 2, this.image.rows / 2);
+    this.el.dataset.centre = `${cx.toFixed(1)},${cy.toFixed(1)}`;
   }
 
   /** Move the image by (dx, dy) canvas pixels. */
@@ -271,251 +255,16 @@ export class Cell {
     vp.render();
   }
 
-  // ------------------------------------------------------------ window/level
-
-  /** Centre and width in stored units (after the Modality LUT), from the viewport's VOI range. */
-  window() {
-    const vp = this.viewport;
-    if (!vp || !this.loaded) return null;
-    const range = vp.getProperties().voiRange;
-    if (!range) return null;
-    if (this.voiFunction() === "LINEAR_EXACT") return { centre: (range.lower + range.upper) / 2, width: range.upper - range.lower };
-    const { windowWidth, windowCenter } = windowLevel.toWindowLevel(range.lower, range.upper);
-    return { centre: windowCenter, width: windowWidth };
-  }
-
-  /** The image's VOI LUT Function (LINEAR, LINEAR_EXACT or SIGMOID): how its windows map values to grey. */
-  voiFunction() {
-    return (this.csImage && this.csImage.voiLUTFunction) || "LINEAR";
-  }
-
-  /** A linear window (replaces a VOI LUT table in use). */
-  setWindow(centre, width, suppress = false) {
-    const vp = this.viewport;
-    if (!vp || !this.loaded) return;
-    const range = windowLevel.toLowHighRange(Math.max(1, width), centre, this.voiFunction());
-    if (this.lutActive) {
-      this.lutActive = false;
-      this.hooks.lutChanged(this, false);
-      applyLinear(vp, range, suppress);
-    } else {
-      vp.setProperties({ voiRange: range }, suppress);
-      vp.render();
-    }
-    this.updateWindow();
-  }
-
-  /** The image's VOI LUT table is shown by default only when it has no window (DICOM lets the viewer
-   * choose when it has both; the windows stay the default then, the table a preset). */
-  lutByDefault() {
-    return Boolean(this.voiLut) && [].concat(this.attributes.WindowCenter ?? []).length === 0;
-  }
-
-  /** Show the image through its VOI LUT table (windowing then stretches the table). */
-  useVoiLut(announce = true) {
-    const vp = this.viewport;
-    if (!vp || !this.loaded || !this.voiLut) return;
-    this.lutActive = applyVoiLut(vp, this.voiLut);
-    this.hooks.lutChanged(this, this.lutActive);
-    this.updateWindow();
-    if (announce) this.hooks.windowChanged(this);
-  }
-
-  /** Cornerstone's initial display again: the VOI LUT table where it is the default. */
-  resetDisplay() {
-    const vp = this.viewport;
-    if (!vp || !this.loaded) return;
-    if (this.voiFunction() === "SIGMOID" && this.initialVoi) {
-      // Cornerstone's reset looks for a colour map matching the sampled sigmoid, finds none and throws
-      // (the image went black): the image's first window and inversion are set back instead.
-      vp.setProperties({ invert: this.initialInvert, voiRange: { ...this.initialVoi } });
-      vp.render();
-    } else vp.resetProperties();
-    this.lutActive = false;
-    this.hooks.lutChanged(this, null);
-    if (this.lutByDefault()) this.useVoiLut(false);
-    this.updateWindow();
-  }
-
-  setVoiRange(range, suppress = true) {
-    const vp = this.viewport;
-    if (!vp || !this.loaded || !range) return;
-    vp.setProperties({ voiRange: { ...range } }, suppress);
-    vp.render();
-    this.updateWindow();
-  }
-
-  updateWindow() {
-    const w = this.window();
-    const text = w ? `${this.lutActive ? "VOI LUT · " : ""}C ${Math.round(w.centre)} W ${Math.round(w.width)}` : "";
-    this.wl.textContent = text;
-    this.el.dataset.voi = this.lutActive ? "lut" : "linear";
-    this.el.dataset.window = w ? `${Math.round(w.centre)}/${Math.round(w.width)}` : "";
-    this.el.dataset.invert = String(Boolean(this.viewport && this.loaded && this.viewport.getProperties().invert));
-  }
-
-  /** The DICOM window presets (centre/width pairs) of this image, with their explanations. */
-  presets() {
-    const image = this.loaded ? this.csImage : null;
-    if (!image) return [];
-    const values = (keyword) => [].concat(this.attributes[keyword] ?? []);
-    // The image's own windows (the loader's min/max window is no DICOM window: the full range is below).
-    const centres = values("WindowCenter");
-    const widths = values("WindowWidth");
-    const names = values("WindowCenterWidthExplanation");
-    const found = centres.map((c, i) => ({ centre: Number(c), width: Number(widths[i]), name: names[i] || `DICOM window ${i + 1}` }));
-    if (this.voiLut) {
-      const { first, last, name } = this.voiLut;
-      found.push({ centre: (first + last) / 2, width: last - first + 1, name, lut: true });
-    }
-    const min = image.minPixelValue;
-    const max = image.maxPixelValue;
-    if (Number.isFinite(min) && Number.isFinite(max) && max > min) {
-      found.push({ centre: (min + max) / 2, width: max - min + 1, name: "Full range of the image" });
-    }
-    return found.filter((p) => Number.isFinite(p.centre) && Number.isFinite(p.width) && p.width > 0);
-  }
-
-  toggleInvert() {
-    const vp = this.viewport;
-    if (!vp || !this.loaded) return;
-    vp.setProperties({ invert: !vp.getProperties().invert });
-    vp.render();
-    this.updateWindow();
-  }
-
-  // ------------------------------------------------------------ probe and info
-
-  /** The stored value under a canvas point, or null outside the image. */
-  valueAt(cx, cy) {
-    if (!this.loaded) return null;
-    const image = this.csImage;
-    const [x, y] = this.toImage(cx, cy);
-    const col = Math.floor(x);
-    const row = Math.floor(y);
-    if (!image || col < 0 || row < 0 || col >= image.columns || row >= image.rows) return null;
-    let value = image.getPixelData()[row * image.columns + col];
-    const scaling = image.preScale && image.preScale.scaled ? image.preScale.scalingParameters : null;
-    const modality = value;
-    if (scaling && (scaling.rescaleSlope ?? 1) !== 0) {
-      value = Math.round((value - (scaling.rescaleIntercept ?? 0)) / (scaling.rescaleSlope ?? 1));
-    }
-    return { x: col, y: row, stored: value, modality };
-  }
-
-  showProbe(cx, cy) {
-    const hit = this.valueAt(cx, cy);
-    if (!hit) {
-      this.probe.textContent = "";
-      delete this.el.dataset.probe;
-      return;
-    }
-    const extra = hit.modality !== hit.stored ? ` (modality ${Math.round(hit.modality * 100) / 100})` : "";
-    this.probe.textContent = `x ${hit.x} y ${hit.y}: ${hit.stored}${extra}`;
-    this.el.dataset.probe = String(hit.stored);
-  }
-
-  /** Laterality, view, age at exam, date, vendor, kVp/mAs, and the ruler's calibration. */
-  renderInfo() {
-    const text = (keyword) => attributeText(this.attributes || {}, keyword).trim();
-    const facts = this.hooks.studyFacts(this);
-    const age = facts.age ?? (text("PatientAge") || null);
-    const kvp = text("KVP");
-    const mas = text("Exposure") || (text("ExposureInuAs") ? String(Number(text("ExposureInuAs")) / 1000) : "");
-    const pixelSpacing = text("PixelSpacing");
-    const imagerSpacing = text("ImagerPixelSpacing");
-    let calibration = "Calibration unknown: the ruler measures pixels";
-    if (pixelSpacing) calibration = `Pixel spacing ${pixelSpacing.split("\\")[0]} mm`;
-    else if (imagerSpacing) calibration = `Imager pixel spacing ${imagerSpacing.split("\\")[0]} mm (at the detector)`;
-    const lines = [
-      `${SIDE_NAMES[this.image.laterality] || this.image.laterality} ${this.image.view}${this.prior ? " · prior" : ""}`,
-      age !== null && age !== "" ? `Age ${age}` : null,
-      facts.date ? `Date ${facts.date}` : null,
-      this.image.manufacturer || text("Manufacturer") ? `Vendor ${this.image.manufacturer || text("Manufacturer")}` : null,
-      kvp || mas ? [kvp ? `${kvp} kVp` : null, mas ? `${mas} mAs` : null].filter(Boolean).join(" · ") : null,
-      calibration,
-    ].filter(Boolean);
-    this.info.replaceChildren(...lines.map((line) => el("div", { text: line })));
-    this.el.dataset.calibrated = String(Boolean(pixelSpacing || imagerSpacing));
-  }
-
   // ------------------------------------------------------------ marks
 
-  /** Findings, AI regions and the heatmap, drawn in image coordinates through one matrix. */
+  /** Findings, AI regions, the heatmap and the box being drawn, as the cell's annotations (marks.js). */
   drawMarks() {
-    const svgRoot = this.marks;
-    svgRoot.replaceChildren();
-    if (!this.loaded || !this.viewport) return;
-    const [ox, oy] = this.toCanvas(0, 0);
-    const [ax, ay] = this.toCanvas(1, 0);
-    const [bx, by] = this.toCanvas(0, 1);
-    const matrix = `matrix(${ax - ox} ${ay - oy} ${bx - ox} ${by - oy} ${ox} ${oy})`;
-    const group = svg("g", { transform: matrix });
-    const labels = svg("g", { class: "labels" });
-    svgRoot.append(group, labels);
-    const heat = this.hooks.heatmap(this);
-    if (heat) {
-      group.append(
-        svg("image", {
-          href: heat.url,
-          x: 0,
-          y: 0,
-          width: this.image.columns,
-          height: this.image.rows,
-          preserveAspectRatio: "none",
-          opacity: heat.opacity,
-          class: "heatmap",
-        }),
-      );
-    }
-    const label = (x, y, text, cls) => {
-      const [cx, cy] = this.toCanvas(x, y);
-      const node = svg("text", { x: cx + 3, y: Math.max(12, cy - 4), class: cls });
-      node.textContent = text;
-      labels.append(node);
-    };
-    for (const [index, region] of this.hooks.aiRegions(this).entries()) {
-      const rect = svg("rect", {
-        x: region.x,
-        y: region.y,
-        width: region.width,
-        height: region.height,
-        class: "ai-mark",
-        "data-region": index,
-      });
-      rect.addEventListener("click", (event) => {
-        event.stopPropagation();
-        this.hooks.activate(this);
-        this.zoomTo(region);
-      });
-      group.append(rect);
-      const [lx, ly] = [Math.min(region.x, region.x + region.width), region.y];
-      label(this.flip ? lx + region.width : lx, ly, `AI ${Number(region.probability).toFixed(2)}`, "ai-mark-label");
-    }
-    for (const { finding, text, kind } of this.hooks.findings(this)) {
-      if (finding.width > 0 || finding.height > 0) {
-        group.append(
-          svg("rect", { x: finding.x, y: finding.y, width: finding.width, height: finding.height, class: `finding ${kind}` }),
-        );
-        label(this.flip ? finding.x + finding.width : finding.x, finding.y, text, `finding-label ${kind}`);
-      } else {
-        const [cx, cy] = this.toCanvas(finding.x, finding.y);
-        svgRoot.append(svg("circle", { cx, cy, r: 9, class: `finding ${kind}` }));
-        label(finding.x, finding.y, text, `finding-label ${kind}`);
-      }
-    }
-    if (this.drag && this.drag.moved) {
-      const { x0, y0, x1, y1 } = this.drag;
-      svgRoot.append(
-        svg("rect", {
-          x: Math.min(x0, x1),
-          y: Math.min(y0, y1),
-          width: Math.abs(x1 - x0),
-          height: Math.abs(y1 - y0),
-          class: "finding drawing",
-        }),
-      );
-    }
+    drawMarks(this, {
+      heat: this.hooks.heatmap(this),
+      regions: this.hooks.aiRegions(this),
+      findings: this.hooks.findings(this),
+      drawingBox: dragBox(this),
+    });
   }
 
   /** The first paint of the loaded image: `data-painted` says at which quality ("full": every stored pixel,
@@ -542,65 +291,28 @@ export class Cell {
     this.el.addEventListener("dblclick", (event) => {
       if (this.hooks.mode() !== "mark" && event.target !== this.enlarge) this.hooks.toggleEnlarge(this);
     });
+    // An AI mark (an element of Cornerstone's SVG layer that takes the pointer, see viewer.css) zooms to its region.
+    this.el.addEventListener("click", (event) => {
+      const mark = event.target.closest && event.target.closest(".ai-mark");
+      const region = mark ? this.hooks.aiRegions(this)[Number(mark.dataset.region)] : null;
+      if (!region) return;
+      event.stopPropagation();
+      this.hooks.activate(this);
+      this.zoomTo(region);
+    });
     this.element.addEventListener("mousemove", (event) => this.showProbe(...local(event)));
     this.element.addEventListener("mouseleave", () => this.showProbe(-1, -1));
-    for (const name of [Events.CAMERA_MODIFIED, Events.IMAGE_RENDERED]) {
-      this.element.addEventListener(name, () => {
-        if (name === Events.CAMERA_MODIFIED) {
-          this.hooks.cameraChanged(this);
-          if (this.viewport) this.el.dataset.scale = this.viewport.getCamera().parallelScale.toFixed(3);
-        }
-        if (name === Events.IMAGE_RENDERED) this.markPainted();
-        this.drawMarks();
-      });
-    }
+    this.element.addEventListener(Events.CAMERA_MODIFIED, () => {
+      this.showGeometry();
+      this.hooks.cameraChanged(this);
+    });
+    this.element.addEventListener(Events.IMAGE_RENDERED, () => this.markPainted());
     this.element.addEventListener(Events.VOI_MODIFIED, () => {
       this.updateWindow();
       this.hooks.windowChanged(this);
     });
-    // Mark mode: the SVG layer takes the pointer (Cornerstone's tools do not see it).
-    this.marks.addEventListener("pointerdown", (event) => {
-      if (this.hooks.mode() !== "mark" || event.button !== 0 || !this.loaded) return;
-      event.preventDefault();
-      this.marks.setPointerCapture(event.pointerId);
-      const [x, y] = local(event);
-      this.drag = { x0: x, y0: y, x1: x, y1: y, moved: false };
-    });
-    this.marks.addEventListener("pointermove", (event) => {
-      if (!this.drag) return;
-      const [x, y] = local(event);
-      Object.assign(this.drag, { x1: x, y1: y });
-      if (Math.hypot(x - this.drag.x0, y - this.drag.y0) > 4) this.drag.moved = true;
-      this.drawMarks();
-    });
-    const finish = (event) => {
-      const drag = this.drag;
-      if (!drag) return;
-      this.drag = null;
-      if (this.marks.hasPointerCapture(event.pointerId)) this.marks.releasePointerCapture(event.pointerId);
-      if (event.type === "pointerup") this.addFinding(drag);
-      this.drawMarks();
-    };
-    this.marks.addEventListener("pointerup", finish);
-    this.marks.addEventListener("pointercancel", finish);
-  }
-
-  addFinding(drag) {
-    const { columns, rows } = this.image;
-    const inside = ([x, y]) => [Math.min(columns, Math.max(0, x)), Math.min(rows, Math.max(0, y))];
-    const [px, py] = this.toImage(drag.x0, drag.y0);
-    let finding;
-    if (drag.moved) {
-      const [ax, ay] = inside([px, py]);
-      const [bx, by] = inside(this.toImage(drag.x1, drag.y1));
-      finding = { x: Math.min(ax, bx), y: Math.min(ay, by), width: Math.abs(bx - ax), height: Math.abs(by - ay) };
-      if (finding.width < 1 || finding.height < 1) return this.hooks.say("That box lies outside the image: draw it on the breast.");
-    } else {
-      if (px < 0 || py < 0 || px > columns || py > rows) return this.hooks.say("That point lies outside the image.");
-      finding = { x: px, y: py, width: 0, height: 0 };
-    }
-    for (const key of ["x", "y", "width", "height"]) finding[key] = Math.round(finding[key] * 10) / 10;
-    return this.hooks.addFinding(this, finding);
+    bindMarking(this);
   }
 }
 
+Object.assign(Cell.prototype, windowing, overlay);

@@ -1,11 +1,8 @@
-/* Hanging protocols. Current: right breast on the viewer's left, left on the right, chest walls
- * facing; CC above MLO; a missing row is dropped (an MLO-only study fills the stage), a missing
- * cell in a shown row is labelled. Comparison: the current pair, then the prior pair, per view.
- * Views other than CC/MLO go to a strip below. */
+/* Lays out one step of a hanging protocol (protocols.js): right breast on the viewer's left, left on the
+ * right, chest walls facing; a row with no image at all is dropped (an MLO-only study fills the stage), a
+ * missing image in a shown row is labelled. The current study's images no slot took go to a strip below
+ * when the step asks for it. */
 import { SIDE_NAMES, el } from "./util.js";
-
-const VIEWS = ["CC", "MLO"];
-const SIDES = ["R", "L"];
 
 function pick(images, side, view, used) {
   const image = images.find((i) => !used.has(i.id) && i.laterality === side && i.view === view);
@@ -14,49 +11,51 @@ function pick(images, side, view, used) {
 }
 
 function emptyCell(side, view, prior) {
+  const what = view === "OTHER" ? "other view" : view;
   return el(
     "div",
     { class: `vp empty side-${side}${prior ? " prior" : ""}`, "data-slot": `${side}-${view}` },
-    el("span", { text: `No ${prior ? "prior " : ""}${SIDE_NAMES[side]} ${view} image` }),
+    el("span", { text: `No ${prior ? "prior " : ""}${SIDE_NAMES[side]} ${what} image` }),
   );
 }
 
 /**
- * Lay out cells in `grid` (and `strip`); makeCell(image, side, prior) returns a Cell.
+ * Lay out cells in `grid` (and `strip`) for `step`; makeCell(image, side, prior) returns a Cell.
  * Returns the cells created, in reading order.
  */
-export function layOut({ grid, strip, current, prior, comparison, makeCell }) {
+export function layOut({ grid, strip, step, current, prior, makeCell }) {
   grid.replaceChildren();
   strip.replaceChildren();
-  const sets = [{ images: [...current].sort((a, b) => a.id - b.id), prior: null }];
-  if (comparison && prior) sets.push({ images: [...prior.images].sort((a, b) => a.id - b.id), prior });
-  const rows = VIEWS.filter((view) => sets.some((set) => set.images.some((i) => i.view === view && i.laterality !== "U")));
+  const sets = {
+    current: { images: [...current].sort((a, b) => a.id - b.id), prior: null, used: new Set() },
+    prior: { images: prior ? [...prior.images].sort((a, b) => a.id - b.id) : [], prior, used: new Set() },
+  };
+  const has = (slot) => sets[slot.study].images.some((i) => i.laterality === slot.side && i.view === slot.view);
+  const rows = step.rows.filter((row) => row.some(has));
   const cells = [];
-  const used = sets.map(() => new Set());
-  for (const view of rows) {
-    sets.forEach((set, index) => {
-      for (const side of SIDES) {
-        const image = pick(set.images, side, view, used[index]);
-        if (image) {
-          const cell = makeCell(image, side, set.prior);
-          cells.push(cell);
-          grid.append(cell.el);
-        } else grid.append(emptyCell(side, view, set.prior));
-      }
-    });
+  for (const row of rows) {
+    for (const slot of row) {
+      const set = sets[slot.study];
+      const image = pick(set.images, slot.side, slot.view, set.used);
+      if (image) {
+        const cell = makeCell(image, slot.side, set.prior);
+        cells.push(cell);
+        grid.append(cell.el);
+      } else grid.append(emptyCell(slot.side, slot.view, set.prior));
+    }
   }
+  const columns = Math.max(1, ...rows.map((row) => row.length));
   grid.style.setProperty("--rows", String(Math.max(1, rows.length)));
-  grid.style.setProperty("--cols", String(SIDES.length * sets.length));
-  grid.dataset.layout = comparison && prior ? "comparison" : "current";
+  grid.style.setProperty("--cols", String(columns));
+  grid.dataset.layout = sets.prior.used.size ? "comparison" : "current";
   grid.hidden = rows.length === 0;
-  const extras = sets[0].images.filter((i) => !used[0].has(i.id));
+  const extras = step.strip || !rows.length ? sets.current.images.filter((i) => !sets.current.used.has(i.id)) : [];
   strip.hidden = extras.length === 0;
   for (const image of extras) {
-    const cell = makeCell(image, rows.length ? (SIDES.includes(image.laterality) ? image.laterality : "U") : "U", null);
+    const cell = makeCell(image, rows.length ? (["R", "L"].includes(image.laterality) ? image.laterality : "U") : "U", null);
     cells.push(cell);
     strip.append(cell.el);
   }
-  if (!rows.length) strip.classList.add("only");
-  else strip.classList.remove("only");
+  strip.classList.toggle("only", !rows.length);
   return cells;
 }

@@ -11,6 +11,7 @@ import {
 } from "@cornerstonejs/core";
 import { init as dicomLoaderInit, prefetchPart10Instance } from "@cornerstonejs/dicom-image-loader";
 import { init as toolsInit } from "@cornerstonejs/tools";
+import { takeEarly } from "./early.js";
 import { ORIGINAL_DICOM, takePrefetched } from "./prefetch.js";
 
 export const ENGINE_ID = "screening";
@@ -19,7 +20,9 @@ let engine = null;
 export async function initImaging() {
   await coreInit();
   dicomLoaderInit({
-    maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)),
+    // One decoder per core (at most 4): the main thread waits while the case's images decode, so on a
+    // 2-core machine two workers decode two images at once where one worker took them in turn.
+    maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2)),
     // The WADO-RS instance endpoint answers one plain Part 10 file for this Accept (not multipart), the
     // original as stored (transfer-syntax=*): the codecs here decode it, no transcoding on the server.
     beforeSend: () => ({ Accept: ORIGINAL_DICOM }),
@@ -68,16 +71,26 @@ function withVoiFunction(imageId, image) {
   return image;
 }
 
-/** Load (and cache) one image; its bytes arrive with progress events (per image, by URL), or from the
- * next-case prefetch of the previous page (prefetch.js). Resolves with the image and where its bytes came from. */
+/** Where an image's bytes are before the loader asks for them: fetched by the page's early script (from the
+ * network or the next-case store), or, for an image it did not ask for, in the next-case store. */
+async function bytesAtHand(url) {
+  const early = takeEarly(url);
+  if (early) return await early;
+  const stored = await takePrefetched(url);
+  if (stored) performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
+  return { bytes: stored, from: stored ? "prefetch" : "network" };
+}
+
+/** Load (and cache) one image; its bytes come from the early script or the next-case prefetch of the previous
+ * page (prefetch.js), else the loader fetches them (with progress events, per image, by URL). Resolves with
+ * the image and where its bytes came from. */
 export async function loadImage(imageId) {
   const url = imageId.slice("wadouri:".length);
-  const bytes = cache.getImageLoadObject(imageId) ? null : await takePrefetched(url);
+  const { bytes, from } = cache.getImageLoadObject(imageId) ? { bytes: null, from: "network" } : await bytesAtHand(url);
   if (!bytes) return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from: "network" };
-  performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
   // The loader's metadata now holds the instance, so loading the image id fetches nothing.
   await prefetchPart10Instance(imageId, bytes);
-  return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from: "prefetch" };
+  return { image: withVoiFunction(imageId, await loadAndCache(imageId)), from };
 }
 
 /** A loaded DICOM image's attributes by keyword (DICOM JSON naturalised: PhotometricInterpretation,
@@ -98,6 +111,45 @@ export function attributeText(attributes, keyword) {
   if (Array.isArray(value)) return value.join("\\");
   if (typeof value === "object") return String(value.Alphabetic ?? "");
   return String(value);
+}
+
+/** What went wrong with a load, for the cell's message (the portal's JSON error where it sent one). */
+export function describeError(error) {
+  if (!error) return "unknown error";
+  const xhr = error.request || (error.error instanceof XMLHttpRequest ? error.error : null);
+  if (xhr) {
+    let message = `HTTP ${xhr.status}`;
+    try {
+      const body = JSON.parse(new TextDecoder().decode(xhr.response));
+      if (body.error && body.error.message) message += `: ${body.error.message}`;
+    } catch {
+      /* not the portal's JSON error */
+    }
+    return message;
+  }
+  if (typeof error === "string") return error;
+  if (error.message) return error.message;
+  if (error.error) return describeError(error.error);
+  return String(error);
+}
+
+/** Which edge is the chest wall: the tissue-heavy (brighter after the photometric) half. */
+export function chestWallOnLeft(image) {
+  const pixels = image.getPixelData();
+  const { columns, rows } = image;
+  const step = Math.max(1, Math.floor(Math.min(columns, rows) / 64));
+  let left = 0;
+  let right = 0;
+  for (let y = 0; y < rows; y += step) {
+    const row = y * columns;
+    for (let x = 0; x < columns; x += step) {
+      if (x < columns / 2) left += pixels[row + x];
+      else right += pixels[row + x];
+    }
+  }
+  const photometric = attributeText(dicomAttributes(image.imageId), "PhotometricInterpretation");
+  const monochrome1 = (photometric || image.photometricInterpretation) === "MONOCHROME1";
+  return monochrome1 ? left <= right : left >= right;
 }
 
 export const Events = Enums.Events;

@@ -2,15 +2,20 @@
  * AI panel and marks, and the decision form. Data: the study API (polled while the AI works)
  * and the viewer data (pixel sources, AI regions, priors) from the portal. */
 import "./csp.js"; // first: Cornerstone's SVG style attributes go through the CSSOM (allowed by the CSP)
-import { renderAi, heatmapLegend, heatmapOf, regionsOf } from "./ai.js";
+import { renderAi, heatmapLegend, heatmapOf, priorRegionsOf, regionsOf } from "./ai.js";
 import { Cell } from "./cell.js";
+import { MARK_TOOLS } from "./marks.js";
 import { createDecision } from "./decision.js";
+import { renderFacts } from "./facts.js";
 import { layOut } from "./hanging.js";
 import { getEngine, initImaging } from "./imaging.js";
 import { bindKeyboard } from "./keyboard.js";
+import { followMirrored, showAtScale } from "./navigation.js";
 import { prefetch } from "./prefetch.js";
+import { renderPriors, renderThumbnails } from "./priors.js";
+import { PROTOCOLS, protocolById, saveProtocol, savedProtocol, withComparison } from "./protocols.js";
 import { addViewport, setupTools, useMode } from "./tools.js";
-import { $, TYPE_LABELS, el, predictionFlagged, prob, say } from "./util.js";
+import { $, TYPE_LABELS, el, fetchJson, predictionFlagged, prob, say, viewName } from "./util.js";
 import { eventTarget } from "@cornerstonejs/core";
 
 const POLL_MS = 3000;
@@ -22,6 +27,7 @@ const config = {
   dataUrl: root.dataset.viewerDataUrl,
   worklistUrl: root.dataset.worklistUrl || "/",
   corrects: root.dataset.corrects || "", // the version this reader's submission corrects, if any
+  user: root.dataset.user || "",
 }; // the bundle is only linked from the viewer page
 
 const state = {
@@ -35,6 +41,11 @@ const state = {
   marks: true,
   linkWl: false,
   comparison: false,
+  protocol: savedProtocol(root.dataset.user),
+  step: 0, // index in the protocol's sequence
+  prior: 0, // index of the prior compared with
+  syncPanZoom: false,
+  priorAi: true, // the prior's AI regions as a layer on its images
   findings: [],
   voi: new Map(), // image id -> VOI range kept across layout changes
   lut: new Map(), // image id -> whether its VOI LUT table is shown (chosen or left), kept likewise
@@ -66,7 +77,9 @@ const hooks = {
   toggleEnlarge: (cell) => toggleEnlarge(cell),
   addFinding: (cell, box) => decision.addFinding(cell.image, box),
   aiRegions: (cell) =>
-    cell.prior ? [] : regionsOf(cell.image, state.marks, state.study?.thresholds ? state.study.thresholds.region : null),
+    cell.prior
+      ? priorRegionsOf(cell.image, state.priorAi)
+      : regionsOf(cell.image, state.marks, state.study?.thresholds ? state.study.thresholds.region : null),
   heatmap: (cell) => {
     if (!state.heatmap || cell.prior) return null;
     const url = heatmapOf(cell.image, redrawMarks);
@@ -90,6 +103,7 @@ const hooks = {
   },
   cameraChanged: (cell) => {
     if (!cell.fitting) cell.fitted = false;
+    if (state.syncPanZoom) followMirrored(cell, state.cells);
   },
   windowChanged: (cell) => {
     state.voi.set(cell.image.id, cell.viewport.getProperties().voiRange);
@@ -156,21 +170,25 @@ async function build() {
   root.classList.remove("has-maximised");
   root.dataset.ready = "false";
   const sources = (state.data && state.data.images) || {};
-  const prior = state.comparison && state.data && state.data.priors && state.data.priors[0] ? state.data.priors[0] : null;
+  const prior = chosenPrior();
   const priorView = prior ? { ...prior, images: imagesWithSources(prior.images, {}) } : null;
+  const step = withComparison(state.protocol.steps[state.step], state.comparison);
   const cells = layOut({
     grid: $("hanging"),
     strip: $("extra-strip"),
+    step,
     current: imagesWithSources(state.study.images, sources),
     prior: priorView,
-    comparison: state.comparison,
     makeCell: (image, side, priorStudy) => new Cell(image, { side, prior: priorStudy, hooks }),
   });
   state.cells = cells;
   const count = state.study.images.length;
   $("stage-message").hidden = count > 0;
   $("stage-message").textContent = count ? "" : "This study has no images.";
-  root.dataset.layout = priorView ? "comparison" : "current";
+  root.dataset.layout = cells.some((c) => c.prior) ? "comparison" : "current";
+  root.dataset.protocol = state.protocol.id;
+  root.dataset.step = String(state.step);
+  $("hanging-step").textContent = `${state.step + 1}/${state.protocol.steps.length} ${state.protocol.steps[state.step].name}`;
   await new Promise((resolve) => requestAnimationFrame(resolve));
   await Promise.allSettled(cells.map((cell) => cell.mount()));
   const failed = cells.filter((c) => c.failed).length;
@@ -268,6 +286,13 @@ function setMarks(on) {
   redrawMarks();
 }
 
+function setPriorAi(on) {
+  state.priorAi = on;
+  root.dataset.priorAi = on ? "on" : "off";
+  setToggle("prior-ai", on);
+  redrawMarks();
+}
+
 function setLinkWl(on) {
   state.linkWl = on;
   root.dataset.linkWl = String(on);
@@ -281,8 +306,14 @@ function toggleClass(action, name) {
   setToggle(action, on);
 }
 
+function chosenPrior() {
+  const priors = (state.data && state.data.priors) || [];
+  const wanted = state.comparison || state.protocol.needsPrior;
+  return wanted && priors.length ? priors[Math.min(state.prior, priors.length - 1)] : null;
+}
+
 function toggleComparison() {
-  const prior = state.data && state.data.priors && state.data.priors[0];
+  const prior = state.data && state.data.priors && state.data.priors[state.prior];
   if (!prior) {
     say("This woman has no earlier study in the portal.");
     return;
@@ -291,6 +322,61 @@ function toggleComparison() {
   setToggle("compare", state.comparison);
   build();
   say(state.comparison ? `Comparison with the prior study of ${prior.study_date || "unknown date"}.` : "Current study only.");
+}
+
+/** Compare with the index-th prior (newest first). */
+function choosePrior(index) {
+  state.prior = index;
+  state.comparison = false;
+  showPriors();
+  toggleComparison();
+}
+
+function showPriors() {
+  const priors = (state.data && state.data.priors) || [];
+  renderPriors(priors, state.prior, choosePrior);
+  renderThumbnails(state.study || { images: [] }, priors, {
+    showCurrent: (image) => {
+      const cell = state.cells.find((c) => !c.prior && c.image.id === image.id);
+      if (cell) toggleEnlarge(cell);
+      else say(`${viewName(image)} is not hung in this step: step on with ] or choose another protocol.`);
+    },
+    showPrior: choosePrior,
+  });
+}
+
+function setProtocol(id) {
+  state.protocol = protocolById(id);
+  state.step = 0;
+  saveProtocol(config.user, state.protocol.id);
+  $("hanging-protocol").value = state.protocol.id;
+  if (state.protocol.needsPrior && !chosenPrior()) say("This woman has no earlier study in the portal: the current study alone.");
+  if (state.study) build();
+}
+
+/** One step on (or back) through the protocol's sequence. */
+function stepProtocol(delta) {
+  const count = state.protocol.steps.length;
+  if (count < 2) {
+    say(`${state.protocol.name} has one step: choose the screening sequence to step through views.`);
+    return;
+  }
+  state.step = (state.step + delta + count) % count;
+  build();
+  say(`${state.protocol.name}: ${state.protocol.steps[state.step].name} (${state.step + 1} of ${count}).`);
+}
+
+function setSyncPanZoom(on) {
+  state.syncPanZoom = on;
+  root.dataset.syncPanZoom = String(on);
+  setToggle("sync", on);
+}
+
+function showScale(mode) {
+  const refused = showAtScale(state.cells, mode);
+  root.dataset.display = mode;
+  if (mode === "true" && refused) say(`${refused} image(s) have no pixel spacing: true size needs a calibrated image.`);
+  else say(mode === "true" ? "True size: 1 mm on the screen is 1 mm at the detector (at 96 CSS pixels to the inch)." : "1:1: one stored pixel on one screen pixel.");
 }
 
 function zoomActive(factor) {
@@ -304,6 +390,7 @@ function zoomActive(factor) {
 
 function fitAll() {
   for (const cell of state.cells) cell.fit();
+  root.dataset.display = "fit";
 }
 
 function resetAll() {
@@ -321,56 +408,11 @@ function resetAll() {
   showWindow(activeCell());
 }
 
-// ------------------------------------------------------------------ priors panel
-
-function renderPriors() {
-  const priors = (state.data && state.data.priors) || [];
-  const list = $("priors");
-  $("priors-empty").hidden = priors.length > 0;
-  list.replaceChildren(
-    ...priors.map((prior, index) => {
-      const review = prior.decision;
-      return el(
-        "li",
-        { "data-study": prior.id },
-        el("strong", { text: prior.study_date || `Study #${prior.id}` }),
-        // A blinded reader's page has no "decision" key: nothing is said about it.
-        !("decision" in prior) ? null : review ? ` ${review.decision === "abnormal" ? "Abnormal" : "Normal"} · BI-RADS ${review.birads}` : " No decision",
-        "exam_score" in prior ? el("span", { class: "muted", text: ` · AI ${prob(prior.exam_score)}` }) : null,
-        index === 0 ? el("span", { class: "muted", text: " · B compares" }) : null,
-      );
-    }),
-  );
-  const button = document.querySelector('[data-action="compare"]');
-  if (button) button.disabled = priors.length === 0;
-}
-
 // ------------------------------------------------------------------ data
-
-function renderFacts(study) {
-  for (const dd of $("study-facts").querySelectorAll("[data-field]")) {
-    const value = study[dd.dataset.field];
-    dd.textContent = value === null || value === undefined || value === "" ? "—" : String(value).replace("_", " ");
-  }
-}
-
-async function fetchJson(url) {
-  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (!response.ok) {
-    let message = `HTTP ${response.status}`;
-    try {
-      message = (await response.json()).error.message || message;
-    } catch {
-      /* keep the status */
-    }
-    throw new Error(message);
-  }
-  return response.json();
-}
 
 function applyStudy(study) {
   state.study = study;
-  renderFacts(study);
+  renderFacts(study, state.data && state.data.identity);
   decision.renderHistory(study);
   decision.startCorrection(study);
   const pending = renderAi(root, study);
@@ -394,7 +436,8 @@ async function poll() {
   try {
     const [study, data] = await Promise.all([fetchJson(config.studyUrl), fetchJson(config.dataUrl)]);
     state.data = data;
-    renderPriors();
+    state.study = study;
+    showPriors();
     pending = applyStudy(study);
     if (wasPending && !pending) {
       const score = state.study.exam_score;
@@ -427,6 +470,12 @@ function wire() {
     info: () => toggleClass("info", "info-off"),
     annotations: () => toggleClass("annotations", "annotations-off"),
     compare: toggleComparison,
+    sync: () => setSyncPanZoom(!state.syncPanZoom),
+    "prior-ai": () => setPriorAi(!state.priorAi),
+    pixel: () => showScale("pixel"),
+    "true-size": () => showScale("true"),
+    "next-step": () => stepProtocol(1),
+    "previous-step": () => stepProtocol(-1),
     help: () => $("help").showModal(),
   };
   for (const button of document.querySelectorAll("[data-action]")) {
@@ -437,6 +486,10 @@ function wire() {
     state.opacity = Number(event.target.value);
     redrawMarks();
   });
+  const protocols = $("hanging-protocol");
+  protocols.replaceChildren(...PROTOCOLS.map((p) => el("option", { value: p.id, text: p.name, title: p.title })));
+  protocols.value = state.protocol.id;
+  protocols.addEventListener("change", (event) => setProtocol(event.target.value));
   $("finding-type").addEventListener("change", () => state.mode !== "mark" && setMode("mark"));
   bindKeyboard({
     help: $("help"),
@@ -450,6 +503,14 @@ function wire() {
       o: buttonActions.info,
       t: buttonActions.annotations,
       b: toggleComparison,
+      s: buttonActions.sync,
+      j: buttonActions["prior-ai"],
+      x: buttonActions.pixel,
+      z: buttonActions["true-size"],
+      "]": buttonActions["next-step"],
+      arrowright: buttonActions["next-step"],
+      "[": buttonActions["previous-step"],
+      arrowleft: buttonActions["previous-step"],
       w: () => setMode(state.mode === "wl" ? "pan" : "wl"),
       m: () => setMode(state.mode === "mark" ? "pan" : "mark"),
       d: () => setMode(state.mode === "ruler" ? "pan" : "ruler"),
@@ -475,6 +536,10 @@ function wire() {
     const { imageId, percentComplete } = event.detail || {};
     for (const cell of state.cells) if (cell.imageId === imageId && percentComplete !== undefined) cell.progress(percentComplete);
   });
+  root.addEventListener("viewer:pixel-progress", (event) => {
+    const { url, percent } = event.detail; // bytes the early script fetches (early.js)
+    for (const cell of state.cells) if (cell.imageId === `wadouri:${url}`) cell.progress(percent);
+  });
   new ResizeObserver(resizeAll).observe($("stage"));
   const fitToWindow = () => {
     const top = root.getBoundingClientRect().top + window.scrollY;
@@ -494,7 +559,7 @@ async function start() {
   wire();
   try {
     await initImaging();
-    setupTools();
+    setupTools(MARK_TOOLS);
   } catch (error) {
     $("stage-message").hidden = false;
     $("stage-message").textContent = `The image viewer could not start (${error.message}). The decision can still be made.`;
@@ -503,6 +568,8 @@ async function start() {
   setHeatmap(false);
   setMarks(true);
   setLinkWl(false);
+  setSyncPanZoom(false);
+  setPriorAi(true);
   poll();
 }
 

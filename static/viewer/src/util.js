@@ -1,5 +1,7 @@
 /* Small helpers shared by the viewer's modules: DOM building, formatting, the status line. */
 
+import { takeEarlyJson } from "./early.js";
+
 export const $ = (id) => document.getElementById(id);
 
 export function el(tag, attrs = {}, ...children) {
@@ -15,16 +17,6 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-
-export function svg(tag, attrs = {}) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value !== null && value !== undefined) node.setAttribute(key, String(value));
-  }
-  return node;
-}
-
 export const prob = (p) => (p === null || p === undefined ? "—" : Number(p).toFixed(2));
 export const viewName = (image) => `${image.laterality} ${image.view}`;
 export const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
@@ -36,6 +28,22 @@ export const TYPE_LABELS = {
   asymmetry: "Asymmetry",
   other: "Other",
 };
+
+/** GET a portal JSON URL; a failure throws the portal's error message (or the status). */
+export async function fetchJson(url) {
+  // The page's early script may already have asked (early.js): its answer is used once.
+  const response = await (takeEarlyJson(url) || fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
+  if (!response.ok) {
+    let message = `HTTP ${response.status}`;
+    try {
+      message = (await response.json()).error.message || message;
+    } catch {
+      /* keep the status */
+    }
+    throw new Error(message);
+  }
+  return response.json();
+}
 
 export function say(message) {
   $("status-line").textContent = message;
