@@ -1,5 +1,6 @@
 """API latency at scale: seed PostgreSQL with 100k studies / 400k images / predictions / reviews, then time
-every list endpoint (and the study detail) under 1 and 8 concurrent clients on loopback. The image and
+every list endpoint (and the study detail) and the QIDO-RS study searches (PatientID, PatientName wildcard,
+StudyDate range, limit/offset) under 1 and 8 concurrent clients on loopback. The image and
 prediction lists are keyset (cursor) paginated: besides their first page, a page reached through `next`
 cursors is timed (what a client walking the list gets), and the deepest page of the former page-number
 answer (`?page=`, still accepted for the newest 10,000 rows).
@@ -50,6 +51,16 @@ ENDPOINTS = {
     "arbitration worklist": "/api/v1/reading/arbitration/",
     "outcome list": "/api/v1/outcomes/",
     "performance (figures, not a list)": "/api/v1/performance/",
+    # QIDO-RS study search (issue 23), as OHIF's study list and a PACS ask it.
+    "QIDO studies, first page (OHIF's list: limit 101)": "/dicomweb/studies?limit=101&offset=0&includefield=all",
+    "QIDO PatientID": "/dicomweb/studies?PatientID=BENCH0050001",
+    "QIDO PatientID wildcard": "/dicomweb/studies?PatientID=BENCH005000*",
+    "QIDO PatientName wildcard": "/dicomweb/studies?PatientName=Family0012*",
+    "QIDO PatientName fuzzy": "/dicomweb/studies?PatientName=family00123&fuzzymatching=true",
+    "QIDO AccessionNumber": "/dicomweb/studies?AccessionNumber=ACC0050001",
+    "QIDO StudyDate range": "/dicomweb/studies?StudyDate=20250101-20250131&limit=25",
+    "QIDO StudyDate range, offset 500": "/dicomweb/studies?StudyDate=20250101-20250131&limit=25&offset=500",
+    "QIDO limit 25, offset 5000": "/dicomweb/studies?limit=25&offset=5000",
 }
 CURSOR_PAGES = 20
 ADMIN_ONLY = {
@@ -130,12 +141,13 @@ def seed(database_url: str, studies: int) -> None:
         now = "2026-11-01 00:00:00+00"
         with Copier(cur, "patient", "id, patient_id, name, sex, split, created") as copy:
             for i in range(1, studies + 1):
-                copy.write_row((i, f"BENCH{i:07d}", "", "F", "", now))
+                # Names as stored (components joined by spaces): 5 women per family name, for PN searches.
+                copy.write_row((i, f"BENCH{i:07d}", f"Family{i % 20000:05d} Given{i % 97}", "F", "", now))
         with Copier(
             cur,
             "study",
             "id, study_uid, uid_generated, accession_number, study_date, patient_id, status, exam_score, "
-            "exam_flag, score_left, score_right, exam_model_id, site, created, updated",
+            "exam_flag, score_left, score_right, exam_model_id, site, source_kind, created, updated",
         ) as copy:
             for i in range(1, studies + 1):
                 left, right = scores[i - 1, :2].mean(), scores[i - 1, 2:].mean()
@@ -146,7 +158,7 @@ def seed(database_url: str, studies: int) -> None:
                         i,
                         f"2.25.{i}",
                         True,
-                        "",
+                        f"ACC{i:07d}",
                         today - timedelta(days=int(i % 700)),
                         i,
                         status,
@@ -156,6 +168,7 @@ def seed(database_url: str, studies: int) -> None:
                         right,
                         model,
                         "default",
+                        "",
                         now,
                         now,
                     )
@@ -198,7 +211,7 @@ def seed(database_url: str, studies: int) -> None:
             cur,
             "prediction",
             "id, image_id, model_version_id, status, probability, heatmap, error, attempts, preprocess_ms, "
-            "inference_ms, regions, created, updated",
+            "inference_ms, regions, source_kind, created, updated",
         ) as copy:
             for n in range(1, studies * 4 + 1):
                 copy.write_row(
@@ -214,6 +227,7 @@ def seed(database_url: str, studies: int) -> None:
                         50.0,
                         200.0,
                         "[]",
+                        "",
                         now,
                         now,
                     )
@@ -305,7 +319,7 @@ AUDIT_COST = """
 import json, time
 from django.contrib.auth import get_user_model
 from django.test import RequestFactory
-from screening.services.audit import record_read
+from screening.audit.services import record_read
 user = get_user_model().objects.get(username="radiologist")
 times = []
 for n in range(300):

@@ -1,6 +1,7 @@
 """DICOM receive throughput: the portal's C-STORE receiver against Orthanc's, same files, same client.
 
-    python -m bench.dicom_receive [--n 50] [--files DIR] [--database-url postgres://...] [--redis-url redis://...]
+    python -m bench.dicom_receive [--n 50] [--files DIR] [--database-url postgres://...]
+        [--redis-url redis://... [--workers]]
 
 N synthetic 4096x3328 MG files of about 27 MB (`../shared/tools/orthanc_ingest.py gen`;
 --files reuses a folder of them) are sent by ONE dcmtk `storescu` association to
@@ -10,7 +11,8 @@ N synthetic 4096x3328 MG files of about 27 MB (`../shared/tools/orthanc_ingest.p
     in the receiver): this measures receive + ingest (validation, dedup, audit) only. With
     --redis-url (the production shape) the renditions are queued on the broker for the render
     workers (none runs during the run; the queue is purged after); without it (embedded mode)
-    each is made in the receiver's process on a background thread, after the C-STORE answer;
+    each is made in the receiver's process on a background thread, after the C-STORE answer; with
+    --workers one Celery render worker makes them while the receiver receives (the production shape);
   - Orthanc (Debian package, 1.10.1 tested) on an empty temporary store.
 Both runs happen in this one invocation, after os.sync(), with the files already in the page
 cache. Reports images/s, MB/s (1e6 bytes of files sent), the peak RSS (VmHWM) of the receiving
@@ -64,7 +66,20 @@ def send(port: int, called_ae: str, files: list[Path]) -> dict:
     }
 
 
-def portal_run(files: list[Path], tmp: Path, database_url: str, redis_url: str = "") -> dict:
+def start_render_worker(env: dict, tmp: Path) -> subprocess.Popen:
+    """One Celery render worker (the production shape: renditions made beside the receiver while it receives)."""
+    with open(tmp / "worker.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "render", "-c", "1", "--pool", "solo"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def portal_run(files: list[Path], tmp: Path, database_url: str, redis_url: str = "", workers: bool = False) -> dict:
     env = scratch_env(tmp, DATABASE_URL=database_url, PORTAL_DICOM_ALLOWED_AES="BENCH@127.0.0.1,ECHOSCU@127.0.0.1")
     env.pop("REDIS_URL", None)
     env.pop("CELERY_BROKER_URL", None)
@@ -77,6 +92,7 @@ def portal_run(files: list[Path], tmp: Path, database_url: str, redis_url: str =
     count = "from screening.models import Image; print(Image.objects.count())"
     if int(manage(env, "shell", "-c", count).split()[-1]) != 0:
         sys.exit("the portal's database already holds images: give an empty one")
+    worker = start_render_worker(env, tmp) if workers else None
     port = free_port()
     with open(tmp / "receiver.log", "ab") as log:
         proc = subprocess.Popen(
@@ -102,6 +118,9 @@ def portal_run(files: list[Path], tmp: Path, database_url: str, redis_url: str =
     finally:
         proc.terminate()
         proc.wait(60)
+        if worker:
+            worker.terminate()
+            worker.wait(120)
         if redis_url:
             subprocess.run(
                 [sys.executable, "-m", "celery", "-A", "portal", "purge", "-f", "-Q", "render,inference"],
@@ -133,7 +152,10 @@ def main() -> None:
     parser.add_argument("--files", help="a folder of mg_*.dcm from orthanc_ingest.py gen (default: generate)")
     parser.add_argument("--database-url", default="", help="default: embedded SQLite in a scratch folder")
     parser.add_argument("--redis-url", default="", help="queue renditions on this broker (default: embedded mode)")
+    parser.add_argument("--workers", action="store_true", help="with --redis-url: a render worker runs meanwhile")
     args = parser.parse_args()
+    if args.workers and not args.redis_url:
+        sys.exit("--workers needs --redis-url")
     if not (STORESCU and ECHOSCU):
         sys.exit("dcmtk (storescu, echoscu) is not installed")
     with tempfile.TemporaryDirectory(prefix="dicom-receive-") as scratch:
@@ -152,8 +174,14 @@ def main() -> None:
             "database": "PostgreSQL" if args.database_url else "SQLite",
             "predictions": "off (no servable model version)",
             "orthanc": orthanc_run(files, tmp / "orthanc"),
-            "renditions": "queued on the broker" if args.redis_url else "made after each answer (embedded mode)",
-            "portal": portal_run(files, tmp / "portal", args.database_url, args.redis_url),
+            "renditions": (
+                "made by a render worker meanwhile"
+                if args.workers
+                else "queued on the broker"
+                if args.redis_url
+                else "made after each answer (embedded mode)"
+            ),
+            "portal": portal_run(files, tmp / "portal", args.database_url, args.redis_url, args.workers),
         }
     portal, pacs = result["portal"], result["orthanc"]
     result["ratio_images_per_s"] = round(portal["images_per_s"] / pacs["images_per_s"], 2)

@@ -160,29 +160,42 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -60, 60)))
 
 
-def fit_platt(
-    logits: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, fit_bias: bool = True
-) -> tuple[float, float]:
-    """Calibration p = sigmoid(a * logit + b) by Newton's method on the log loss.
+MIN_PLATT_SLOPE = 1e-3
 
-    fit_bias=False is temperature scaling (a = 1 / T, b = 0). A small ridge keeps
-    a separable validation set from sending `a` to infinity.
-    """
-    y, z = _arrays(labels, logits)
-    a, b = 1.0, 0.0
-    ridge = 1e-3
+
+def _newton_platt(y: np.ndarray, z: np.ndarray, a: float, fit_bias: bool, fit_slope: bool) -> tuple[float, float]:
+    b, ridge = 0.0, 1e-3
     for _ in range(100):
         p = sigmoid(a * z + b)
         w = p * (1 - p)
         grad = np.array([np.sum((p - y) * z) + ridge * (a - 1.0), np.sum(p - y) + ridge * b])
         hess = np.array([[np.sum(w * z * z) + ridge, np.sum(w * z)], [np.sum(w * z), np.sum(w) + ridge]])
-        if not fit_bias:
+        if not fit_slope:
+            step = np.array([0.0, grad[1] / hess[1, 1] if fit_bias else 0.0])
+        elif not fit_bias:
             step = np.array([grad[0] / hess[0, 0], 0.0])
         else:
             step = np.linalg.solve(hess, grad)
         a, b = a - step[0], b - step[1]
         if np.abs(step).max() < 1e-10:
             break
+    return float(a), float(b)
+
+
+def fit_platt(
+    logits: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, fit_bias: bool = True
+) -> tuple[float, float]:
+    """Calibration p = sigmoid(a * logit + b) by Newton's method on the log loss.
+
+    fit_bias=False is temperature scaling (a = 1 / T, b = 0). A small ridge keeps
+    a separable validation set from sending `a` to infinity. The slope is kept at or above
+    MIN_PLATT_SLOPE: calibration must never reverse the model's ranking (a fold whose logits happen
+    to run against its labels would otherwise turn the most suspicious cell into the least).
+    """
+    y, z = _arrays(labels, logits)
+    a, b = _newton_platt(y, z, 1.0, fit_bias, fit_slope=True)
+    if a < MIN_PLATT_SLOPE:  # the logits carry no usable order here: keep their order, fit the base rate
+        a, b = _newton_platt(y, z, MIN_PLATT_SLOPE, fit_bias, fit_slope=False)
     return float(a), float(b)
 
 

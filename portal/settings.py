@@ -386,6 +386,8 @@ CELERY_TIMEZONE = TIME_ZONE
 # Origins (scheme://host[:port]) whose pages may call DICOMweb from the browser (CORS): a viewer such as
 # OHIF served from another origin. None by default; "*" is refused (patient data, named origins only).
 PORTAL_DICOMWEB_CORS_ORIGINS = env_origins("PORTAL_DICOMWEB_CORS_ORIGINS")
+# The prebuilt OHIF viewer served at /ohif/ to readers (scripts/build_ohif.sh installs it there).
+PORTAL_OHIF_DIR = Path(env_str("PORTAL_OHIF_DIR", str(BASE_DIR / "vendor" / "ohif")))
 
 # OIDC bearer tokens (screening.api.authentication), off unless PORTAL_OIDC_ISSUER is set: the identity
 # provider's issuer, the audience its access tokens carry for the portal, its JWKS URL (the `jwks_uri` of

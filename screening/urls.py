@@ -10,6 +10,8 @@ urlpatterns = [
     path("", include("screening.intake.urls")),
     path("", include("screening.audit.urls")),
     path("", include("screening.ai.urls")),
+    path("", include("screening.exchange.urls")),
     path("", include("screening.monitoring.urls")),
     path("", include("screening.research_export.urls")),
+    path("", include("screening.reports.urls")),
 ]

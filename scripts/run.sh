@@ -16,6 +16,7 @@ export MALLOC_MMAP_MAX_=${MALLOC_MMAP_MAX_:-0}
 export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-100000000000}
 source scripts/venv.sh requirements.txt
 scripts/build_viewer.sh   # the case viewer's bundle (npm ci + Vite) when missing or stale
+scripts/build_ohif.sh     # the prebuilt OHIF viewer (@ohif/app, pinned) served at /ohif/, when missing
 echo "==> Preparing the database (./var/portal.sqlite3)"
 python manage.py migrate --noinput
 echo "==> Collecting static files into ./var/static"

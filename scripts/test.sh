@@ -24,6 +24,7 @@ fi
 
 source scripts/venv.sh requirements-dev.txt
 scripts/build_viewer.sh   # the case viewer's bundle (npm ci + Vite) when missing or stale
+scripts/build_ohif.sh     # the prebuilt OHIF viewer (@ohif/app, pinned) served at /ohif/, when missing
 
 if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null; then
   if ! pg_isready -q -h localhost -p 5432 && command -v pg_ctlcluster >/dev/null; then

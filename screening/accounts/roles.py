@@ -90,6 +90,8 @@ ADMIN_GROUP_PERMISSIONS = {
         "add_dicomdestination",
         "change_dicomdestination",
         "delete_dicomdestination",
+        "add_notetemplate",  # the readers' note templates (audited; retired, never deleted)
+        "change_notetemplate",
     },
     # Users and API tokens are managed by superusers only (screening/accounts/admin.py): admins look.
     "auth": {"view_user", "view_group"},

@@ -25,6 +25,7 @@ from django.db.models import OuterRef, Subquery
 from screening.errors import PortalError
 from screening.intake.demo_cases import demo_study_uids
 from screening.models import Finding, Image, Outcome, Review, TrainingRun
+from screening.reading.assessment import breasts_of
 from screening.reading.selectors import breast_outcomes
 
 # A finding box covering at least this share of its image marks the breast abnormal
@@ -74,14 +75,20 @@ def _hint(finding: Finding, image: Image) -> tuple[float, float, float] | None:
 def collect_labels() -> list[Label]:
     """Every image of a study with a submitted review, labelled by the study's latest review.
 
-    A normal decision labels every image normal. An abnormal decision labels the
-    breasts that carry a finding abnormal and the other breast normal; with no
+    Each image takes its breast's call (screening.assessment): recalled is abnormal, not recalled normal.
+    A read from before per-breast assessment is mapped: a normal decision labels every image normal; an
+    abnormal decision labels the breasts that carry a finding abnormal and the other breast normal; with no
     finding marked at all, every image of the study is abnormal. A breast's outcome
     overrides all this: malignant is abnormal, benign or no cancer after follow-up
     normal. Images the model could not read (status failed), the synthetic demonstration cases
     (screening.intake.demo_cases) and the studies held for reconciliation (issue 21) are left out.
     """
-    reviews = {r.study_id: r for r in _latest_reviews().only("id", "study_id", "decision")}
+    reviews = {
+        r.study_id: r
+        for r in _latest_reviews().only(
+            "id", "study_id", "decision", "birads", "decision_right", "birads_right", "decision_left", "birads_left"
+        )
+    }
     outcomes = breast_outcomes(list(reviews))
     findings: dict[int, list[Finding]] = {}
     for f in Finding.objects.filter(review_id__in=[r.pk for r in reviews.values()]).order_by("id"):
@@ -101,16 +108,13 @@ def collect_labels() -> list[Label]:
         review = reviews[image.study_id]
         marked = findings.get(review.pk, [])
         # a finding marks its image's side as it is filed now (an admin may have corrected it since)
-        abnormal_sides = {side_now.get(f.image_id, f.laterality) for f in marked}
+        breasts = breasts_of(review, marked_sides={side_now.get(f.image_id, f.laterality) for f in marked})
         outcome = outcomes.get((image.study_id, image.laterality))
         if outcome is not None:
             label = int(outcome == Outcome.Result.MALIGNANT)
-        elif review.decision != Review.Decision.ABNORMAL:
-            label = 0
-        elif not abnormal_sides:
-            label = 1
         else:
-            label = int(image.laterality in abnormal_sides)
+            call = breasts.get(image.laterality)
+            label = int(call.recall) if call is not None else int(review.decision == Review.Decision.ABNORMAL)
         hints = tuple(h for f in marked if f.image_id == image.pk and (h := _hint(f, image)) is not None)
         patient = image.study.patient
         labels.append(

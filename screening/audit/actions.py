@@ -75,6 +75,8 @@ LOCK_TIMEOUT = _register("lock_timeout", "a case lock that expired, taken over o
 READING_POLICY_SET = _register("reading_policy_set", "a site's new reading policy, with its expected workload")
 OUTCOME_RECORD = _register("outcome_record", "an outcome recorded for a breast (result, cancer type, date)")
 OUTCOME_IMPORT = _register("outcome_import", "outcomes imported from a CSV file (how many lines)")
+NOTE_TEMPLATE_ADD = _register("note_template_add", "a note template added for the readers: name, active")
+NOTE_TEMPLATE_CHANGE = _register("note_template_change", "a note template edited or retired: name, active")
 
 # --- exchange: DICOM in and out ----------------------------------------------------------------------------------
 DICOMWEB_RETRIEVE = _register("dicomweb_retrieve", "a WADO-RS retrieve: what, in which transfer syntax")

@@ -40,6 +40,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian
 
 from screening.models import DicomExport, Finding, Image, ModelVersion, Prediction, Review, Study
+from screening.reading.assessment import SIDE_NAMES, breasts_of
 
 MANUFACTURER = "Breast screening portal"
 AI, DECISION = "ai", "decision"  # the kinds of SR (DicomExport.Kind), one series each
@@ -383,9 +384,34 @@ def _predecessor(review: Review) -> Dataset | None:
     return _reference(review.study, DECISION, decision_uid(previous))
 
 
+def _breast_groups(review: Review, sources) -> list:
+    """Each breast's call (screening.assessment: an older read's mapping) as its own group: the breast as
+    finding site, its recall (normality) and BI-RADS category, over that breast's images."""
+    groups = []
+    for side, call in breasts_of(review).items():
+        images = [_source_for_group(header) for image, header in sources if image.laterality == side]
+        if not images:
+            continue
+        groups.append(
+            hsr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hsr.TrackingIdentifier(
+                    _uid(review.study.study_uid, "breast", review.pk, side), f"{SIDE_NAMES[side].capitalize()} breast"
+                ),
+                source_images=images,
+                finding_sites=_sites(side),
+                qualitative_evaluations=[
+                    hsr.QualitativeEvaluation(NORMALITY, DECISION_CODES[call.decision]),
+                    hsr.QualitativeEvaluation(ASSESSMENT, BIRADS_CODES[call.birads]),
+                ],
+            )
+        )
+    return groups
+
+
 def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
-    """A radiologist's decision: normal or abnormal, BI-RADS, density, the marked findings (on DICOM
-    images) and the reader; a correction (version > 1) names the SR of the decision it corrects.
+    """A radiologist's decision: normal or abnormal, BI-RADS, density, each breast's recall and BI-RADS, the
+    marked findings (on DICOM images; the marks of one reported finding share its tracking identifier) and
+    the reader; a correction (version > 1) names the SR of the decision it corrects.
 
     Raises NoSource when the study has no DICOM image.
     """
@@ -405,7 +431,10 @@ def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
             qualitative_evaluations=evaluations,
         )
     ]
-    for number, finding in enumerate(Finding.objects.filter(review=review).order_by("pk"), start=1):
+    groups += _breast_groups(review, sources)
+    for number, finding in enumerate(
+        Finding.objects.filter(review=review).select_related("reported").order_by("pk"), start=1
+    ):
         header = headers.get(finding.image_id)
         if header is None:  # marked on a non-DICOM image: nothing to point at
             continue
@@ -414,11 +443,18 @@ def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
             region = _region("POLYLINE", [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], header)
         else:
             region = _region("POINT", [(finding.x, finding.y)], header)
+        # The marks of one reported finding (CC and MLO) share its tracking identifier: one finding, two regions.
+        reported = finding.reported
+        tracking = (
+            hsr.TrackingIdentifier(
+                _uid(study.study_uid, "reported", reported.pk), f"Finding {reported.number}: {reported.type}"
+            )
+            if reported is not None
+            else hsr.TrackingIdentifier(_uid(study.study_uid, "finding", finding.pk), f"Mark {number}: {finding.type}")
+        )
         groups.append(
             hsr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hsr.TrackingIdentifier(
-                    _uid(study.study_uid, "finding", finding.pk), f"Finding {number}: {finding.type}"
-                ),
+                tracking_identifier=tracking,
                 referenced_region=region,
                 finding_type=FINDING_CODES[finding.type],
                 finding_sites=_sites(finding.laterality),

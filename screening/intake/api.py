@@ -39,8 +39,10 @@ from screening.intake.services import renditions
 from screening.intake.services.ingest import ingest_file
 from screening.intake.services.renditions import full_resolution_png
 from screening.models import Study
+from screening.reading.assessment import SIDE_NAMES
 from screening.reading.selectors import WorklistFilters, next_study_after, reviews_of, worklist_for
 from screening.reading.serializers import ReviewInputSerializer, ReviewSerializer
+from screening.reading.services.findings import ReportedFindingInput
 from screening.reading.services.reviews import FindingInput, review_submit
 
 
@@ -262,8 +264,15 @@ class StudyViewSet(
         review = review_submit(
             study=study,
             radiologist=request.user,
-            decision=data["decision"],
-            birads=data["birads"],
+            decision=data.get("decision"),
+            birads=data.get("birads"),
+            breasts=None
+            if "right" not in data and "left" not in data
+            else {
+                side: (data[name]["decision"], data[name]["birads"])
+                for side, name in SIDE_NAMES.items()
+                if name in data
+            },
             density=data["density"],
             note=data["note"],
             findings=None
@@ -274,6 +283,9 @@ class StudyViewSet(
                 )
                 for f in data["findings"]
             ],
+            reported=None
+            if "reported_findings" not in data
+            else [ReportedFindingInput(**{**f, "marks": tuple(f["marks"])}) for f in data["reported_findings"]],
             ip_address=client_ip(request),
         )
         following = next_study_after(request.user, study)

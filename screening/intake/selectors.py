@@ -113,7 +113,11 @@ def study_detail(user, pk: int) -> Study:
 
 
 def _reviews_shown(study: Study, user, show_reads: bool) -> QuerySet[Review]:
-    reviews = Review.objects.filter(study=study).select_related("radiologist").prefetch_related("findings")
+    reviews = (
+        Review.objects.filter(study=study)
+        .select_related("radiologist")
+        .prefetch_related("findings", "reported_findings__marks")
+    )
     if not show_reads:
         reviews = reviews.filter(radiologist=user)  # nothing before the user's own read: no one else's
     return reviews.order_by("-version")

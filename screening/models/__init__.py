@@ -17,7 +17,7 @@ from screening.monitoring.models import (
     MonitoringAlert,
     MonitoringRun,
 )
-from screening.reading.models import CaseLock, Finding, Outcome, ReadingPolicy, Review
+from screening.reading.models import CaseLock, Finding, NoteTemplate, Outcome, ReadingPolicy, ReportedFinding, Review
 from screening.research_export.models import ResearchExport, ResearchProject
 from screening.sites.models import DEFAULT_SITE, Site
 
@@ -41,11 +41,13 @@ __all__ = [
     "ModelVersion",
     "MonitoringAlert",
     "MonitoringRun",
+    "NoteTemplate",
     "Outcome",
     "Patient",
     "Prediction",
     "ReadingPolicy",
     "Refiling",
+    "ReportedFinding",
     "ResearchExport",
     "ResearchProject",
     "Review",

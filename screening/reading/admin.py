@@ -5,14 +5,16 @@ Registered through screening/admin.py; what the admin may change goes through th
 
 from django.contrib import admin
 
-from screening.core.admin import AIBlindingMixin, ReadOnlyMixin, study_trail_link
+from screening.core.admin import AIBlindingMixin, ReadOnlyMixin, WritesThroughServiceMixin, study_trail_link
 from screening.models import (
     CaseLock,
     Finding,
+    NoteTemplate,
     Outcome,
     ReadingPolicy,
     Review,
 )
+from screening.reading.services import notes
 
 
 class FindingInline(ReadOnlyMixin, admin.TabularInline):
@@ -68,3 +70,16 @@ class OutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Study", ordering="study_id")
     def study_link(self, outcome):
         return study_trail_link(outcome.study_id)
+
+
+@admin.register(NoteTemplate)
+class NoteTemplateAdmin(WritesThroughServiceMixin, admin.ModelAdmin):
+    """Note templates: added, edited and retired by admins (audited, screening.reading.services.notes); never
+    deleted."""
+
+    list_display = ("name", "active", "created")
+    list_filter = ("active",)  # no search: a search goes into the query string (test_admin keeps it to none here)
+    save_service = notes.save_note_template
+
+    def has_delete_permission(self, request, obj=None):
+        return False

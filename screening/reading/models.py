@@ -12,7 +12,32 @@ from django.db.models import Q
 
 from screening.core.models import AppendOnlyModel
 from screening.intake.models import Image, Study
+from screening.reading.lexicon import DEPTHS, MAX_DISTANCE_CM, QUADRANTS, TYPES
 from screening.sites.models import DEFAULT_SITE
+
+
+def _breast_constraints() -> list[models.CheckConstraint]:
+    """Per-breast calls: both breasts or neither (an older read), each coherent with its BI-RADS, and the
+    exam abnormal exactly when one breast is (its BI-RADS order is checked by the service: assessment.SEVERITY)."""
+    unset = Q(decision_right="", birads_right__isnull=True, decision_left="", birads_left__isnull=True)
+    constraints = [
+        models.CheckConstraint(
+            condition=unset | Q(birads_right__isnull=False, birads_left__isnull=False), name="review_breasts_both"
+        ),
+        models.CheckConstraint(
+            condition=unset
+            | Q(decision="abnormal", decision_right="abnormal")
+            | Q(decision="abnormal", decision_left="abnormal")
+            | Q(decision="normal", decision_right="normal", decision_left="normal"),
+            name="review_exam_follows_breasts",
+        ),
+    ]
+    for side in ("right", "left"):
+        coherent = Q(**{f"decision_{side}": "normal", f"birads_{side}__in": [1, 2]}) | Q(
+            **{f"decision_{side}": "abnormal", f"birads_{side}__in": [0, 3, 4, 5, 6]}
+        )
+        constraints.append(models.CheckConstraint(condition=unset | coherent, name=f"review_{side}_matches_birads"))
+    return constraints
 
 
 class Review(AppendOnlyModel):
@@ -35,6 +60,12 @@ class Review(AppendOnlyModel):
     birads = models.PositiveSmallIntegerField("BI-RADS")
     density = models.CharField(max_length=1, choices=Density.choices, blank=True)
     note = models.TextField(blank=True)
+    # Each breast's call (screening.reading.assessment): the exam's decision and BI-RADS follow from them. Empty on
+    # the reads made before per-breast assessment, which assessment.breasts_of maps onto both breasts.
+    decision_right = models.CharField(max_length=8, choices=Decision.choices, blank=True, default="")
+    birads_right = models.PositiveSmallIntegerField("BI-RADS right", null=True, blank=True)
+    decision_left = models.CharField(max_length=8, choices=Decision.choices, blank=True, default="")
+    birads_left = models.PositiveSmallIntegerField("BI-RADS left", null=True, blank=True)
     agrees_with_ai = models.BooleanField(null=True, blank=True)
     # Which read of the case this is (screening/reading/services/reading.py), and whether it is the case's
     # final decision: the one the study status, the decision SR and the training labels follow.
@@ -71,6 +102,7 @@ class Review(AppendOnlyModel):
                 condition=Q(decision="normal", birads__in=[1, 2]) | Q(decision="abnormal", birads__in=[0, 3, 4, 5, 6]),
                 name="review_decision_matches_birads",
             ),
+            *_breast_constraints(),
         ]
         indexes = [
             # The arbitration worklist starts from the second reads: a few rows among every read ever made.
@@ -89,6 +121,10 @@ class Finding(AppendOnlyModel):
 
     review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="findings")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="findings")
+    # The lexicon finding this mark shows (models_findings): one finding, marked on CC and MLO, has two marks.
+    reported = models.ForeignKey(
+        "screening.ReportedFinding", on_delete=models.CASCADE, null=True, blank=True, related_name="marks"
+    )
     laterality = models.CharField(max_length=1, choices=Image.Laterality.choices)
     type = models.CharField(max_length=16, choices=Type.choices)
     # Region in original image pixels: a point when width and height are 0.
@@ -206,3 +242,49 @@ class Outcome(AppendOnlyModel):
             ),
         ]
         indexes = [models.Index(fields=["study", "laterality", "-id"], name="outcome_latest")]
+
+
+class ReportedFinding(AppendOnlyModel):
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="reported_findings")
+    number = models.PositiveSmallIntegerField(help_text="1, 2, ... within its read, as the report numbers them.")
+    laterality = models.CharField(max_length=1, choices=[("R", "Right"), ("L", "Left")])
+    type = models.CharField(max_length=16, choices=list(TYPES.items()))
+    descriptors = models.JSONField(default=dict, blank=True, help_text="Lexicon descriptors: {name: value}.")
+    clock = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Clock-face position, 1 to 12.")
+    quadrant = models.CharField(max_length=16, choices=list(QUADRANTS.items()), blank=True)
+    depth = models.CharField(max_length=10, choices=list(DEPTHS.items()), blank=True)
+    distance_cm = models.FloatField("distance from the nipple (cm)", null=True, blank=True)
+
+    class Meta:
+        ordering = ["review", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["review", "number"], name="reported_finding_number_unique"),
+            models.CheckConstraint(condition=Q(laterality__in=["R", "L"]), name="reported_finding_laterality_valid"),
+            models.CheckConstraint(condition=Q(type__in=list(TYPES)), name="reported_finding_type_valid"),
+            models.CheckConstraint(
+                condition=Q(clock__isnull=True) | Q(clock__gte=1, clock__lte=12), name="reported_finding_clock_1_12"
+            ),
+            models.CheckConstraint(condition=Q(quadrant__in=["", *QUADRANTS]), name="reported_finding_quadrant_valid"),
+            models.CheckConstraint(condition=Q(depth__in=["", *DEPTHS]), name="reported_finding_depth_valid"),
+            models.CheckConstraint(
+                condition=Q(distance_cm__isnull=True) | Q(distance_cm__gte=0, distance_cm__lte=MAX_DISTANCE_CM),
+                name="reported_finding_distance_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Finding {self.number} of review #{self.review_id}"
+
+
+class NoteTemplate(models.Model):
+    name = models.CharField(max_length=80, unique=True, help_text="What readers pick in the form.")
+    text = models.TextField(help_text="Put into the note, where the reader edits it.")
+    active = models.BooleanField(default=True, help_text="Offered in the form (retire one instead of deleting it).")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.CheckConstraint(condition=~Q(name="") & ~Q(text=""), name="note_template_not_empty")]
+
+    def __str__(self) -> str:
+        return self.name

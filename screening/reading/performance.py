@@ -3,7 +3,9 @@
 The formulas live in screening.reading.metrics; this module only decides which reads count:
 each reader's own screening reads (single, first or second; their latest version), the
 programme's final decision per exam, and each model version's flag on the exams it scored.
-Truth is the outcome per exam: cancer if either breast's outcome is malignant.
+Truth is the outcome per exam: cancer if either breast's outcome is malignant. Each figure block has its
+breast-level twin under "breasts": every read counted as two, one per breast (screening.assessment), each
+against its own breast's outcome.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from django.db.models import DateField, Exists, OuterRef, QuerySet
 from django.db.models.functions import Cast, Coalesce
 
 from screening.intake.demo_cases import demo_study_uids
-from screening.models import Review, Study
+from screening.models import Finding, Review, Study
+from screening.reading.assessment import SIDES, BreastCall, breasts_of
 from screening.reading.metrics import Read, cohen_kappa, figures
 from screening.reading.selectors import breast_outcomes
 
@@ -52,6 +55,12 @@ class _Reading:
     reading_seconds: float | None
     radiologist_id: int
     reader: str
+    birads: int
+    decision_right: str
+    birads_right: int | None
+    decision_left: str
+    birads_left: int | None
+    pk: int
 
 
 def _studies(filters: PerformanceFilters) -> tuple[dict[int, _Exam], QuerySet]:
@@ -72,8 +81,20 @@ def _studies(filters: PerformanceFilters) -> tuple[dict[int, _Exam], QuerySet]:
 
 def _readings(study_ids: QuerySet) -> list[_Reading]:
     fields = ("study_id", "version", "slot", "is_final", "decision", "density", "reading_seconds")
-    rows = Review.objects.filter(study__in=study_ids).values_list(*fields, "radiologist_id", "radiologist__username")
+    breasts = ("birads", "decision_right", "birads_right", "decision_left", "birads_left", "pk")
+    rows = Review.objects.filter(study__in=study_ids).values_list(
+        *fields, "radiologist_id", "radiologist__username", *breasts
+    )
     return [_Reading(*row) for row in rows]
+
+
+def _breast_calls(reviews: list[_Reading]) -> dict[int, dict[str, BreastCall]]:
+    """Each review's call per breast (review pk -> {"R", "L"}), older reads mapped by their findings' sides."""
+    older = [r.pk for r in reviews if r.birads_right is None and r.decision == Review.Decision.ABNORMAL]
+    marked: dict[int, set[str]] = {}
+    for review_id, side in Finding.objects.filter(review_id__in=older).values_list("review_id", "laterality"):
+        marked.setdefault(review_id, set()).add(side)
+    return {r.pk: breasts_of(r, marked_sides=marked.get(r.pk, ())) for r in reviews}
 
 
 def _latest_per(reviews: list[_Reading], key) -> dict:
@@ -98,6 +119,22 @@ def performance(filters: PerformanceFilters | None = None) -> dict:
     cancer: dict[int, bool | None] = {}
     for (study_id, _side), result in outcomes.items():
         cancer[study_id] = cancer.get(study_id, False) or result == "malignant"
+    calls = _breast_calls(reviews)
+
+    def breast_reads_of(review: _Reading) -> list[Read]:
+        """The review as two reads, one per breast, each against that breast's own outcome."""
+        return [
+            Read(
+                recall=call.recall,
+                cancer=None
+                if (review.study_id, side) not in outcomes
+                else outcomes[(review.study_id, side)] == "malignant",
+            )
+            for side, call in calls[review.pk].items()
+        ]
+
+    def breast_figures(rows) -> dict:
+        return figures(read for review in rows for read in breast_reads_of(review))
 
     def read_of(review: _Reading) -> Read:
         study = studies[review.study_id]
@@ -129,6 +166,7 @@ def performance(filters: PerformanceFilters | None = None) -> dict:
         {
             "reader": name,
             **figures(read_of(r) for r in rows),
+            "breasts": breast_figures(rows),
             "kappa_with_other_reader": kappa_of([(a, b) for a, b in pairs if name in (a.reader, b.reader)]),
         }
         for name, rows in sorted(by_reader.items())
@@ -139,7 +177,11 @@ def performance(filters: PerformanceFilters | None = None) -> dict:
             by_model.setdefault(study.model_name, []).append(Read(recall=study.exam_flag, cancer=cancer.get(study.pk)))
     models = [{"model": name, **figures(rows)} for name, rows in sorted(by_model.items())]
     programme = figures(read_of(r) for sid, r in finals.items() if sid in studies)
+    programme["breasts"] = breast_figures(r for sid, r in finals.items() if sid in studies)
     programme["reader_kappa"] = kappa_of(pairs)
+    programme["reader_kappa_breasts"] = cohen_kappa(
+        [(calls[a.pk][side].recall, calls[b.pk][side].recall) for a, b in pairs for side in SIDES]
+    )
     programme["arbitrated"] = sum(
         1 for sid, r in finals.items() if sid in studies and r.slot in ("arbitration", "consensus")
     )

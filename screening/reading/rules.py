@@ -5,7 +5,7 @@ A case is read once (single reading, or below the AI-triage score) or twice, bli
 slot; the case's final decision is the single read, the second read when it agrees
 with the first, or else the arbitrator's decision or the two readers' consensus: one
 of the pair proposes it (a consensus review, not final) and it becomes final when the
-other submits the same decision and BI-RADS group.
+other submits the same call on each breast. Reads agree breast by breast (assessment.discordant_sides).
 Which slot a submission fills follows from the reads already made, so the policy in
 force when the first read was made keeps governing that case.
 """
@@ -19,6 +19,7 @@ from django.utils import timezone
 from screening.accounts.roles import is_arbitrator, reads_blind
 from screening.errors import Conflict
 from screening.models import DEFAULT_SITE, CaseLock, ReadingPolicy, Review, Study
+from screening.reading.assessment import BreastCall, breasts_of, discordant_sides
 from screening.sites.selectors import site_codes
 
 # Discordance by BI-RADS category group: negative or benign (1, 2); probably benign, short-interval
@@ -85,9 +86,10 @@ def reads_required(study: Study, policy: ReadingPolicy) -> int:
     return 2
 
 
-def concordant(first: Review, decision: str, birads: int) -> bool:
-    """Two reads agree when both recall or both do not, and their BI-RADS categories share a group."""
-    return first.decision == decision and BIRADS_GROUP[first.birads] == BIRADS_GROUP[int(birads)]
+def discordant_with(first: Review, calls: dict[str, BreastCall]) -> list[str]:
+    """The breasts ("R", "L") on which a read disagrees with `first`: one recalls and the other does not,
+    or their BI-RADS categories fall in different groups. None: the reads are concordant."""
+    return discordant_sides(breasts_of(first), calls, BIRADS_GROUP)
 
 
 @dataclass
@@ -176,10 +178,10 @@ def corrected_read(state: ReadingState, slot: str | None) -> Review | None:
     return None
 
 
-def consensus_reached(state: ReadingState, user, decision: str, birads: int) -> bool:
-    """The other reader of the pair proposed this same decision (and BI-RADS group): the consensus is made."""
+def consensus_reached(state: ReadingState, user, calls: dict[str, BreastCall]) -> bool:
+    """The other reader of the pair proposed the same call on each breast: the consensus is made."""
     proposal = state.proposal
-    return proposal is not None and proposal.radiologist_id != user.pk and concordant(proposal, decision, birads)
+    return proposal is not None and proposal.radiologist_id != user.pk and not discordant_with(proposal, calls)
 
 
 def may_see_reads(user, state: ReadingState) -> bool:

@@ -218,7 +218,11 @@ def arbitration_worklist(user=None) -> QuerySet[Study]:
 def reviews_of(study: Study, user=None) -> QuerySet[Review]:
     """A case's decision history; for a reader still blinded to it (see study_detail), none of it."""
     if user is None:
-        return study.reviews.select_related("radiologist").prefetch_related("findings").order_by("-version")
+        return (
+            study.reviews.select_related("radiologist")
+            .prefetch_related("findings", "reported_findings__marks")
+            .order_by("-version")
+        )
     return _reviews_shown(study, user, case_reading(study, user).show_reads)
 
 

@@ -33,8 +33,11 @@ from screening.api.pagination import CappedPaginator
 from screening.audit.services import client_ip
 from screening.blinding import AIVisibility, ai_visibility
 from screening.errors import PortalError
+from screening.exchange import ohif
 from screening.intake.selectors import current_prediction, priors_of, studies_visible_to, study_by_reference
-from screening.models import Outcome, Prediction, ReadingPolicy, Study
+from screening.models import NoteTemplate, Outcome, Prediction, ReadingPolicy, Study
+from screening.reading import lexicon
+from screening.reading.assessment import SIDE_NAMES, SIDES
 from screening.reading.forms import (
     AssignForm,
     OutcomeForm,
@@ -262,8 +265,11 @@ def performance_page(request):
         percent("Sensitivity", "sensitivity", "cancers recalled, of exams with a cancer outcome"),
         percent("Specificity", "specificity", "exams not recalled, of exams with a no-cancer outcome"),
     ]
+    breast_rows = [(label, f["breasts"]) for label, f in rows if "breasts" in f]  # the AI's flag is per exam
     return render(
-        request, "screening/performance.html", {"form": form, "figures": figures, "rows": rows, "plots": plots}
+        request,
+        "screening/performance.html",
+        {"form": form, "figures": figures, "rows": rows, "breast_rows": breast_rows, "plots": plots},
     )
 
 
@@ -323,9 +329,14 @@ def study_viewer(request, pk: int):
             "viewer_data_url": reverse("study-viewer-data", args=[study.pk]),
             # The case's pixel data, asked for by the page's early script while the viewer bundle boots
             "pixel_urls": [_pixel_source(image)["url"] for image in study.images.select_related("study")],
+            # The same study in OHIF, for readers who prefer it (when installed): DICOMweb blinds what it serves.
+            "ohif_url": ohif.study_url(study),
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
+            "breast_sides": [(side, SIDE_NAMES[side].capitalize()) for side in SIDES],  # the decision form's rows
+            "lexicon": lexicon.as_data(),  # the findings' terms for the form (static/viewer/src/findings.js)
+            "note_templates": list(NoteTemplate.objects.filter(active=True)),
         },
     )
 

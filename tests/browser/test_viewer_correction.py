@@ -19,8 +19,9 @@ def test_a_correction_starts_from_the_findings_it_corrects(live_server, page, ra
     review_submit(study=study, radiologist=radiologist, decision="abnormal", birads=4, findings=findings)
     open_case(page, live_server, study)
     page.wait_for_function("() => document.querySelectorAll('#findings li').length === 2")
-    assert page.locator("input[name=decision][value=abnormal]").is_checked()
-    assert page.locator("input[name=birads][value='4']").is_checked()
+    # the findings mark both breasts: v1 recalled both, BI-RADS 4
+    assert page.locator("input[name=decision_L][value=abnormal]").is_checked()
+    assert page.locator("input[name=birads_R][value='4']").is_checked()
     assert "Correcting v1" in page.locator("#status-line").inner_text()
     # Only the category is corrected: the findings go into v2 as they were.
     page.keyboard.press("5")

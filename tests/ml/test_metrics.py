@@ -58,3 +58,16 @@ def test_bootstrap_ci_by_patient_brackets_the_auc_and_is_reproducible() -> None:
 def test_roc_curve_runs_from_origin_to_one() -> None:
     fpr, tpr, _ = metrics.roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
     assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+
+
+def test_platt_calibration_never_reverses_the_ranking() -> None:
+    # Logits that run against their labels (a fold where the head learnt the wrong way round): the fit keeps
+    # the order (slope at its floor) and learns the base rate, instead of a negative slope.
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 40 + [1] * 20)
+    logits = np.where(labels == 1, -1.0, 1.0) + rng.normal(0, 0.5, labels.size)
+    a, b = metrics.fit_platt(logits, labels)
+    assert a >= metrics.MIN_PLATT_SLOPE
+    probs = metrics.calibrate(logits, a, b)
+    assert np.all(np.diff(probs[np.argsort(logits)]) >= 0)
+    assert abs(probs.mean() - labels.mean()) < 0.05

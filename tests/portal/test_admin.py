@@ -34,6 +34,7 @@ from screening.models import (
     Finding,
     Image,
     ModelVersion,
+    NoteTemplate,
     Patient,
     Prediction,
     Review,
@@ -91,6 +92,7 @@ def one_of_everything(reviewed, superuser, radiologist, admin_user, api_client_u
     TrainingRun.objects.create(status="failed", triggered_by="test", error="test")
     DicomPeer.objects.create(ae_title="PACS", host="10.0.0.5")
     DicomDestination.objects.create(ae_title="PACS", host="10.0.0.5", port=4242)
+    NoteTemplate.objects.create(name="Benign", text="Benign findings.")  # issue 24
     DicomExport.objects.create(
         study=reviewed.study,
         review=reviewed,

@@ -36,6 +36,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "upload": {"GET": ROLES},
     "study-viewer": {"GET": READERS},
     "study-viewer-data": {"GET": READERS},
+    "study-report": {"GET": READERS},
     "study-audit": {"GET": {"admin"}},
     "api-root": {"GET": ROLES},
     "api-token": {"POST": ALL},
@@ -89,6 +90,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "dicomweb-instance-thumbnail": {"GET": ROLES},
     # the reading workflow (issue 15)
     "reading": {"GET": READERS},
+    "ohif": {"GET": READERS},
+    "ohif-file": {"GET": READERS},
     "reading-arbitration": {"GET": {"arbitrator", "admin"}},
     "reading-policy": {"GET": {"admin"}, "POST": {"admin"}},
     "reading-assign": {"GET": {"admin"}, "POST": {"admin"}},
@@ -175,7 +178,14 @@ def world(champion, radiologist, arbitrator, admin_user, api_client_user, outsid
 
 def url_for(name: str, world) -> str:
     kind = re.match(r"api-(image|prediction|patient|study|model|training-run)-", name)
-    if name in ("study-viewer", "study-viewer-data", "study-audit", "reading-release", "api-reading-lock"):
+    if name in (
+        "study-viewer",
+        "study-viewer-data",
+        "study-report",
+        "study-audit",
+        "reading-release",
+        "api-reading-lock",
+    ):
         return reverse(name, args=[world["study"].pk])
     if name == "filing-image":
         return reverse(name, args=[world["image"].pk])
@@ -194,6 +204,8 @@ def url_for(name: str, world) -> str:
         "api-research-export-download",
     ):
         return reverse(name, args=[1])  # no such alert or export: admins get 404, everyone else no access
+    if name == "ohif-file":
+        return reverse(name, args=["app-config.js"])
     if name == "training-run-status":
         return reverse(name, args=[world["training-run"].pk])
     if name == "api-model-rollback":

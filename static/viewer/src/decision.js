@@ -1,11 +1,31 @@
-/* The decision panel: normal/abnormal, BI-RADS, density, findings, note; keyboard first.
- * "Confirm AI" pre-fills from the AI exam flag; when the AI says abnormal it asks for a second
+/* The decision panel: each breast's recall and BI-RADS, density, findings, note; keyboard first.
+ * The keys N, A and 0–6 set the breasts chosen under "Keys set" (both by default); a BI-RADS category
+ * brings its side of recall with it (1, 2 normal; 0, 3–6 recall), and the exam's result follows the
+ * breasts as on the server (screening/reading/assessment.py).
+ * "Confirm AI" pre-fills from the AI flags; when the AI says abnormal it asks for a second
  * press (automation bias). Submitting saves one version (Idempotency-Key) and opens the next case. */
+import { createReported } from "./findings.js";
 import { $, TYPE_LABELS, el, examFlag, say, viewName } from "./util.js";
+
+const SIDES = ["R", "L"];
+const SIDE_NAMES = { R: "right", L: "left" };
+const NORMAL_BIRADS = ["1", "2"];
+const SEVERITY = ["1", "2", "3", "6", "0", "4", "5"]; // ACR order of increasing concern: the exam takes the latest
+
+/** The exam's decision and BI-RADS from its breasts ({R: {decision, birads}, L: ...}), or null if incomplete. */
+export function examResult(breasts) {
+  const calls = SIDES.map((side) => breasts[side]);
+  if (calls.some((c) => !c || !c.decision || c.birads === null || c.birads === undefined)) return null;
+  const decision = calls.some((c) => c.decision === "abnormal") ? "abnormal" : "normal";
+  const birads = calls.map((c) => String(c.birads)).reduce((a, b) => (SEVERITY.indexOf(b) > SEVERITY.indexOf(a) ? b : a));
+  return { decision, birads: Number(birads) };
+}
 
 export function createDecision({ state, config, redraw }) {
   const form = $("decision-form");
   let confirmArmed = false;
+  state.reported = state.reported || []; // the findings in lexicon terms; each mark points at one (findings.js)
+  const reported = createReported({ state, changed: () => changed() });
 
   function csrfToken() {
     const input = form.querySelector("input[name=csrfmiddlewaretoken]");
@@ -31,9 +51,50 @@ export function createDecision({ state, config, redraw }) {
     return input ? input.value : null;
   }
 
+  /** The breasts the keys set: both, or the one chosen under "Keys set". */
+  function keySides() {
+    const side = choice("keys_side");
+    return SIDES.includes(side) ? [side] : SIDES;
+  }
+
+  function breasts() {
+    return Object.fromEntries(SIDES.map((side) => [side, { decision: choice(`decision_${side}`), birads: choice(`birads_${side}`) }]));
+  }
+
+  function clear(name) {
+    for (const input of form.querySelectorAll(`input[name="${name}"]`)) input.checked = false;
+  }
+
+  function showExam() {
+    const exam = examResult(breasts());
+    $("exam-result").textContent = exam
+      ? `Exam: ${exam.decision === "abnormal" ? "recall" : "normal"}, BI-RADS ${exam.birads}`
+      : "Exam: choose each breast's call.";
+    $("exam-result").dataset.decision = exam ? exam.decision : "";
+  }
+
+  /** Normal or recall for one breast; a BI-RADS category of the other side is cleared (normal: 1 if none). */
+  function setDecision(side, value) {
+    setChoice(`decision_${side}`, value);
+    const birads = choice(`birads_${side}`);
+    if (value === "normal" && (birads === null || !NORMAL_BIRADS.includes(birads))) setChoice(`birads_${side}`, "1");
+    if (value === "abnormal" && birads !== null && NORMAL_BIRADS.includes(birads)) clear(`birads_${side}`);
+    showExam();
+  }
+
+  /** A BI-RADS category for one breast, with the recall it implies. */
+  function setBreastBirads(side, value) {
+    setChoice(`birads_${side}`, value);
+    setChoice(`decision_${side}`, NORMAL_BIRADS.includes(String(value)) ? "normal" : "abnormal");
+    showExam();
+  }
+
   function chooseDecision(value) {
-    setChoice("decision", value);
-    if (value === "normal" && choice("birads") === null) setChoice("birads", "1");
+    for (const side of keySides()) setDecision(side, value);
+  }
+
+  function setBirads(value) {
+    for (const side of keySides()) setBreastBirads(side, String(value));
   }
 
   function disarm() {
@@ -56,17 +117,17 @@ export function createDecision({ state, config, redraw }) {
       return;
     }
     disarm();
-    if (flag) {
-      setChoice("decision", "abnormal");
-      setChoice("birads", "0");
-    } else {
-      setChoice("decision", "normal");
-      setChoice("birads", "1");
-    }
+    const study = state.study;
+    const sideFlags = { R: study.flag_right, L: study.flag_left };
+    const known = SIDES.some((side) => typeof sideFlags[side] === "boolean");
+    // the flagged breasts; every breast when the exam's flag names none of them
+    let recalled = SIDES.filter((side) => flag && known && sideFlags[side] === true);
+    if (flag && !recalled.length) recalled = SIDES;
+    for (const side of SIDES) setBreastBirads(side, recalled.includes(side) ? "0" : "1");
     say(
       flag
-        ? "Pre-filled from the AI flag: abnormal, BI-RADS 0 (recall). Mark findings, check and submit."
-        : "Pre-filled from the AI: normal, BI-RADS 1. Check and submit.",
+        ? `Pre-filled from the AI flags: recall the ${recalled.map((s) => SIDE_NAMES[s]).join(" and ")} breast (BI-RADS 0). Mark findings, check and submit.`
+        : "Pre-filled from the AI: both breasts normal, BI-RADS 1. Check and submit.",
     );
   }
 
@@ -81,17 +142,7 @@ export function createDecision({ state, config, redraw }) {
     $("finding-hint").hidden = state.findings.length > 0;
     $("findings").replaceChildren(
       ...state.findings.map((f, i) => {
-        const select = el(
-          "select",
-          {
-            "aria-label": `Type of finding ${i + 1}`,
-            onchange: (event) => {
-              f.type = event.target.value;
-              redraw();
-            },
-          },
-          ...Object.entries(TYPE_LABELS).map(([value, label]) => el("option", { value, selected: value === f.type, text: label })),
-        );
+        const select = reported.markSelect(f, i, renderFindings);
         const shape =
           f.width > 0 || f.height > 0
             ? `box ${Math.round(f.width)}×${Math.round(f.height)} px at ${Math.round(f.x)}, ${Math.round(f.y)}`
@@ -109,25 +160,30 @@ export function createDecision({ state, config, redraw }) {
             text: "Delete",
             onclick: () => {
               state.findings.splice(i, 1);
+              reported.prune();
               renderFindings();
             },
           }),
         );
       }),
     );
+    reported.render(renderFindings);
     redraw();
   }
 
   function addFinding(image, box) {
     const type = $("finding-type").value;
-    state.findings.push({ image: image.id, laterality: image.laterality, view: image.view, type, ...box });
+    const mark = { image: image.id, laterality: image.laterality, view: image.view, type, ...box };
+    state.findings.push(mark);
+    reported.attach(mark);
     renderFindings();
-    say(`Marked ${TYPE_LABELS[type]} on ${viewName(image)}.`);
+    say(`Marked ${TYPE_LABELS[type]} on ${viewName(image)}: finding ${reported.numberOf(mark.reported)}.`);
   }
 
   function deleteLast() {
     if (!state.findings.length) return;
     const gone = state.findings.pop();
+    reported.prune();
     renderFindings();
     say(`Deleted finding ${state.findings.length + 1} (${TYPE_LABELS[gone.type]}, ${gone.laterality} ${gone.view}).`);
   }
@@ -147,18 +203,20 @@ export function createDecision({ state, config, redraw }) {
   async function submit() {
     if (state.submitting || !state.study) return;
     $("form-error").hidden = true;
-    const decision = choice("decision");
-    const birads = choice("birads");
-    if (!decision || birads === null) {
-      showError("Choose normal or abnormal and a BI-RADS category before submitting.");
+    const calls = breasts();
+    const missing = SIDES.filter((side) => !calls[side].decision || calls[side].birads === null);
+    if (missing.length) {
+      const which = missing.map((side) => SIDE_NAMES[side]).join(" and ");
+      showError(`Choose normal or recall and a BI-RADS category for the ${which} breast before submitting.`);
       return;
     }
     const body = {
-      decision,
-      birads: Number(birads),
+      right: { decision: calls.R.decision, birads: Number(calls.R.birads) },
+      left: { decision: calls.L.decision, birads: Number(calls.L.birads) },
       density: choice("density") || "",
       note: $("note").value.trim(),
       findings: state.findings.map(({ image, type, x, y, width, height }) => ({ image, type, x, y, width, height })),
+      reported_findings: reported.payload(),
     };
     state.submitting = true;
     state.attemptKey = state.attemptKey || randomKey();
@@ -232,9 +290,20 @@ export function createDecision({ state, config, redraw }) {
     state.dirty = false;
   }
 
+  /** "Right: recall, BI-RADS 0 · Left: normal, BI-RADS 1" (older reads: their mapping onto the breasts). */
+  function breastSummary(review) {
+    const call = (c) => `${c.decision === "abnormal" ? "recall" : "normal"}, BI-RADS ${c.birads}`;
+    const mapped = review.breasts.right.mapped ? " (mapped from the exam's decision)" : "";
+    return `Right: ${call(review.breasts.right)} · Left: ${call(review.breasts.left)}${mapped}`;
+  }
+
   function copyReview(review, message = null) {
-    setChoice("decision", review.decision);
-    setChoice("birads", String(review.birads));
+    const b = review.breasts || { right: review, left: review };
+    for (const side of SIDES) {
+      setChoice(`decision_${side}`, b[SIDE_NAMES[side]].decision);
+      setChoice(`birads_${side}`, String(b[SIDE_NAMES[side]].birads));
+    }
+    showExam();
     setChoice("density", review.density || "");
     $("note").value = review.note || "";
     const byId = Object.fromEntries(state.study.images.map((i) => [i.id, i]));
@@ -248,6 +317,7 @@ export function createDecision({ state, config, redraw }) {
       width: f.width,
       height: f.height,
     }));
+    reported.copy(review);
     renderFindings();
     say(message || `Form filled from v${review.version}: change what needs correcting, then submit.`);
   }
@@ -273,9 +343,13 @@ export function createDecision({ state, config, redraw }) {
             review.density ? ` · density ${review.density}` : "",
             agreement ? el("span", { class: "muted", text: ` · ${agreement}` }) : null,
           ),
+          review.breasts ? el("p", { class: "breast-summary", text: breastSummary(review) }) : null,
           el("p", { class: "muted", text: `${who(review.radiologist)}, ${when(review.created)}` }),
           review.note ? el("p", { class: "history-note", text: review.note }) : null,
-          findings.length
+          (review.reported_findings || []).length
+            ? el("ol", { class: "history-findings" }, ...review.reported_findings.map((r) => el("li", { text: r.text })))
+            : null,
+          findings.length && !(review.reported_findings || []).length
             ? el(
                 "ul",
                 { class: "history-findings" },
@@ -298,9 +372,26 @@ export function createDecision({ state, config, redraw }) {
       : "Submit and next ";
   }
 
+  /** A note template (admin-managed) goes at the end of the note, where the reader edits it. */
+  const templates = document.getElementById("note-template");
+  templates?.addEventListener("change", () => {
+    const option = templates.selectedOptions[0];
+    if (!option || !option.value) return;
+    const note = $("note");
+    note.value = note.value.trim() ? `${note.value.trimEnd()}\n${option.dataset.text}` : option.dataset.text;
+    templates.value = "";
+    changed();
+    note.focus();
+  });
+
   $("confirm-ai").addEventListener("click", confirmAi);
-  for (const input of form.querySelectorAll('input[name="decision"]')) {
-    input.addEventListener("change", () => chooseDecision(input.value));
+  for (const side of SIDES) {
+    for (const input of form.querySelectorAll(`input[name="decision_${side}"]`)) {
+      input.addEventListener("change", () => setDecision(side, input.value));
+    }
+    for (const input of form.querySelectorAll(`input[name="birads_${side}"]`)) {
+      input.addEventListener("change", () => setBreastBirads(side, input.value));
+    }
   }
   for (const type of ["change", "input"]) form.addEventListener(type, changed);
   form.addEventListener("submit", (event) => {
@@ -311,5 +402,5 @@ export function createDecision({ state, config, redraw }) {
     if (state.dirty) event.preventDefault();
   });
 
-  return { addFinding, chooseDecision, confirmAi, deleteLast, disarm, renderHistory, setChoice, startCorrection, submit, get armed() { return confirmArmed; } };
+  return { addFinding, chooseDecision, confirmAi, deleteLast, disarm, renderHistory, setBirads, setChoice, startCorrection, submit, get armed() { return confirmArmed; } };
 }

@@ -89,11 +89,15 @@ const hooks = {
     if (cell.prior) return [];
     const out = [];
     const latest = state.study && state.study.reviews && state.study.reviews[0];
+    // a mark is labelled with its finding's number: the same number on CC and MLO is one finding
+    const savedNumber = new Map(((latest && latest.reported_findings) || []).flatMap((r) => r.marks.map((id) => [id, r.number])));
     for (const f of (latest && latest.findings) || []) {
-      if (f.image === cell.image.id) out.push({ finding: f, text: `v${latest.version} ${TYPE_LABELS[f.type] || f.type}`, kind: "saved" });
+      const n = savedNumber.has(f.id) ? ` F${savedNumber.get(f.id)}` : "";
+      if (f.image === cell.image.id) out.push({ finding: f, text: `v${latest.version}${n} ${TYPE_LABELS[f.type] || f.type}`, kind: "saved" });
     }
-    state.findings.forEach((f, i) => {
-      if (f.image === cell.image.id) out.push({ finding: f, text: `${i + 1} ${TYPE_LABELS[f.type] || f.type}`, kind: "new" });
+    state.findings.forEach((f) => {
+      const n = f.reported ? state.reported.indexOf(f.reported) + 1 : 0;
+      if (f.image === cell.image.id) out.push({ finding: f, text: `F${n} ${TYPE_LABELS[f.type] || f.type}`, kind: "new" });
     });
     return out;
   },
@@ -527,7 +531,7 @@ function wire() {
       n: () => decision.chooseDecision("normal"),
       a: () => decision.chooseDecision("abnormal"),
       c: decision.confirmAi,
-      digit: (key) => decision.setChoice("birads", key),
+      digit: (key) => decision.setBirads(key),
       "?": buttonActions.help,
       delete: decision.deleteLast,
     },
