@@ -433,6 +433,7 @@ SPECTACULAR_SETTINGS = {
         "StudyStatusEnum": "screening.models.Study.Status",
         "PredictionStatusEnum": "screening.models.Prediction.Status",
         "LateralityEnum": "screening.models.Image.Laterality",
+        "FindingTypeEnum": "screening.models.Finding.Type",  # a mark's type; the lexicon finding's has its own
         "UploadLateralityEnum": [("L", "Left"), ("R", "Right")],
     },
 }
