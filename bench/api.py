@@ -319,7 +319,7 @@ AUDIT_COST = """
 import json, time
 from django.contrib.auth import get_user_model
 from django.test import RequestFactory
-from screening.services.audit import record_read
+from screening.audit.services import record_read
 user = get_user_model().objects.get(username="radiologist")
 times = []
 for n in range(300):

@@ -97,7 +97,7 @@ def _ingest_and_measure(small: str, large: str) -> None:
     import django
 
     django.setup()
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
 
     def ingest(path: str):
         with open(path, "rb") as fh:

@@ -19,7 +19,7 @@ which has seen every woman of the shared sets). The other women then
 arrive in batches; after each batch the portal's own training run fine-tunes a
 candidate from the champion and promotes it only if it is not worse on the
 locked validation women. Every pool assignment, run, evaluation and promotion is
-the portal's code (screening.services: seeding, training, promotion), not a re-implementation.
+the portal's code (screening.ai.services: seeding, training, promotion), not a re-implementation.
 
 Reported per round: the pools, the candidate's and the champion's AUC on the
 current locked set (it grows as new women arrive, 20% of them), the AUC on the
@@ -72,8 +72,8 @@ def _auc_on(scores: list[list], ids: set[str]) -> float:
 
 
 def _round(number: int, women: list[str], data: Path | list[Path], fixed: set[str] | None) -> dict:
+    from screening.ai.services import seeding, training_run
     from screening.models import ModelVersion, TrainingRun
-    from screening.services import seeding, training
 
     started = time.perf_counter()
     for folder in data if isinstance(data, list) else [data]:
@@ -83,10 +83,10 @@ def _round(number: int, women: list[str], data: Path | list[Path], fixed: set[st
     # Round 0 trains from scratch and its model serves: the shipped baseline has seen every woman of
     # the shared sets, the locked ones included, so it must neither seed nor judge the curve.
     settings.PORTAL_TRAINING_FROM_SCRATCH = number == 0
-    run_id = training.run_training(trigger="bench")
+    run_id = training_run.run_training(trigger="bench")
     run = TrainingRun.objects.select_related("candidate").get(pk=run_id)
     if number == 0 and run.status == TrainingRun.Status.SUCCEEDED:
-        from screening.services.models import promote_version
+        from screening.ai.services.registry import promote_version
 
         promote_version(run.candidate)
     row = {

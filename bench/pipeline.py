@@ -79,7 +79,7 @@ def bare_forward(model_path: Path, batch: int, reps: int = 5) -> list[float]:
 
 
 def batch_timing(log_text: str) -> dict[str, float]:
-    """Medians of the worker's per-batch timing lines (screening.services.predictions._log_timing)."""
+    """Medians of the worker's per-batch timing lines (screening.ai.services.predictions._log_timing)."""
     rows = [
         dict((k, float(v)) for k, v in re.findall(r"(\w+)=([\d.]+)", line.split("ms/image:", 1)[1]))
         for line in log_text.splitlines()

@@ -66,7 +66,7 @@ def seed(studies: int) -> None:
 
     from pydicom.uid import generate_uid
 
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
     from tests.dicom_factory import mg_dataset, phantom, to_bytes
 
     base = {view: phantom(ROWS, COLUMNS, bits=16, seed=k) for k, view in enumerate(("CC", "MLO"))}
@@ -112,7 +112,7 @@ def pixel_urls_of(env: dict, base: str) -> set[str]:
         env,
         "shell",
         "-c",
-        "from screening.models import Image; from screening.views import _pixel_source\n"
+        "from screening.models import Image; from screening.reading.views import _pixel_source\n"
         "for i in Image.objects.select_related('study'): print(_pixel_source(i)['url'])",
     )
     return {base + line.strip() for line in out.splitlines() if line.startswith("/")}

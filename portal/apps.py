@@ -8,7 +8,7 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
-        from . import login_guard  # noqa: F401  (connects its receiver)
-        from .logs import install
+        from portal import login_guard  # noqa: F401  (connects its receiver)
+        from portal.logs import install
 
         install()  # request lines in access logs without query values (QIDO searches by patient name and ID)

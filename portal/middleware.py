@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from screening.services.audit import reads_patient_data, record_read
+from screening.audit.services import reads_patient_data, record_read
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ServiceUnavailableMiddleware:
 
 class ReadAuditMiddleware:
     """Every read of patient data is an audit event: each GET (or HEAD) a signed-in user makes and the portal
-    answers with 2xx, on any route but those screening.services.audit lists as holding none.
+    answers with 2xx, on any route but those screening.audit.services lists as holding none.
 
     One place for every face (pages, API, DICOMweb searches, the admin's case records), so a new endpoint is
     audited without asking; one insert per request, whatever the number of rows it lists. The user is the one

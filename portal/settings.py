@@ -17,7 +17,16 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_networks, env_origins, env_secret, env_str, env_training_overrides
+from portal.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_networks,
+    env_origins,
+    env_secret,
+    env_str,
+    env_training_overrides,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -98,7 +107,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "portal.middleware.NoStoreByDefaultMiddleware",
     "portal.middleware.ServiceUnavailableMiddleware",
-    "portal.middleware.ReadAuditMiddleware",  # every read of patient data, audited (screening.services.audit)
+    "portal.middleware.ReadAuditMiddleware",  # every read of patient data, audited (screening.audit.services)
     # Last, as django-axes asks: it turns a lockout flagged during the view into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -116,7 +125,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "screening.context_processors.roles",
+                "screening.accounts.context_processors.roles",
                 "screening.monitoring.context_processors.alerts",
             ],
         },
@@ -182,7 +191,7 @@ STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles" if
 
 # Media: local disk by default; any S3-compatible store with PORTAL_S3_BUCKET set,
 # so several web and worker nodes share one store. Media is never served directly:
-# screening.views streams it after a permission check.
+# screening.reading.views streams it after a permission check.
 MEDIA_ROOT = Path(env_str("PORTAL_MEDIA_ROOT", str(VAR_DIR / "media")))
 _s3_bucket = env_str("PORTAL_S3_BUCKET")
 if _s3_bucket:
@@ -274,8 +283,8 @@ PORTAL_DICOM_EXPORT_STABLE_SECONDS = env_int("PORTAL_DICOM_EXPORT_STABLE_SECONDS
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # Each upload is hashed while it streams in (the dedup key), never read again for it.
 FILE_UPLOAD_HANDLERS = [
-    "screening.uploads.HashingMemoryFileUploadHandler",
-    "screening.uploads.HashingTemporaryFileUploadHandler",
+    "screening.intake.uploads.HashingMemoryFileUploadHandler",
+    "screening.intake.uploads.HashingTemporaryFileUploadHandler",
 ]
 FILE_UPLOAD_PERMISSIONS = 0o640
 
@@ -346,7 +355,7 @@ PORTAL_PREDICTION_MAX_ATTEMPTS = env_int("PORTAL_PREDICTION_MAX_ATTEMPTS", 3, mi
 # (a render worker died, or the broker lost the task); after this many tries it fails with the reason.
 PORTAL_RENDER_STALE_SECONDS = env_int("PORTAL_RENDER_STALE_SECONDS", 300, minimum=1)
 PORTAL_RENDER_MAX_ATTEMPTS = env_int("PORTAL_RENDER_MAX_ATTEMPTS", 3, minimum=1)
-# Retraining (screening.services.training).
+# Retraining (screening.ai.services.training).
 PORTAL_VALIDATION_FRACTION = env_int("PORTAL_VALIDATION_PERCENT", 20, minimum=1) / 100
 PORTAL_PROMOTION_AUC_MARGIN = env_int("PORTAL_PROMOTION_AUC_MARGIN_PERMILLE", 20, minimum=0) / 1000
 PORTAL_TRAINING_FROM_SCRATCH = env_bool("PORTAL_TRAINING_FROM_SCRATCH", False)
@@ -424,6 +433,7 @@ SPECTACULAR_SETTINGS = {
         "StudyStatusEnum": "screening.models.Study.Status",
         "PredictionStatusEnum": "screening.models.Prediction.Status",
         "LateralityEnum": "screening.models.Image.Laterality",
+        "FindingTypeEnum": "screening.models.Finding.Type",  # a mark's type; the lexicon finding's has its own
         "UploadLateralityEnum": [("L", "Left"), ("R", "Right")],
     },
 }

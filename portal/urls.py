@@ -2,9 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from screening.views import PortalLoginView, PortalLogoutView
-
-from . import views
+from portal import views
+from screening.accounts.views import PortalLoginView, PortalLogoutView
 
 urlpatterns = [
     path("accounts/login/", PortalLoginView.as_view(), name="login"),
@@ -20,7 +19,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("favicon.ico", views.favicon, name="favicon"),
-    path("", include("screening.dicom.web")),  # DICOMweb: /dicomweb/...
+    path("", include("screening.exchange.web")),  # DICOMweb: /dicomweb/...
     path("", include("screening.urls")),
 ]
 

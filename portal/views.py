@@ -52,3 +52,13 @@ def server_error(request: HttpRequest) -> HttpResponse:
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico whatever the page links; a temporary redirect follows the static hash."""
     return HttpResponseRedirect(static("favicon.svg"))
+
+
+@require_safe
+def healthz(request):
+    """Liveness for load balancers and compose: the database answers. No data, so no login."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})

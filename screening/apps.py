@@ -12,7 +12,7 @@ class ScreeningConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from .roles import sync_admin_group_permissions
+        from screening.accounts.roles import sync_admin_group_permissions
 
         quiet_file_parsers()
         # Every app's post_migrate: the permissions of apps migrated after this one exist by then.

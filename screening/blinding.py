@@ -2,7 +2,7 @@
 
 The AI result of a study is its exam score and flag, its breast scores, the model that gave them, its
 images' predictions (probability, logit, regions, heatmap) and the AI-result SR. The rule, for one case
-(`services.reading.may_see_ai`): a radiologist or arbitrator sees it, at a site whose reading policy blinds
+(`screening.reading.rules.may_see_ai`): a radiologist or arbitrator sees it, at a site whose reading policy blinds
 the AI, only once the case has its final decision, once they have read the case themselves, or when they
 arbitrate it. Admins who do not read and API clients see it (`roles.reads_blind`).
 
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 
-from .errors import PortalError
-from .models import Review, Study
-from .roles import is_arbitrator, reads_blind
-from .services.reading import current_policies
+from screening.accounts.roles import is_arbitrator, reads_blind
+from screening.errors import PortalError
+from screening.models import Review, Study
+from screening.reading.rules import current_policies
 
 # What a study holds of the AI (the predictions of its images aside).
 AI_STUDY_FIELDS = ("exam_score", "exam_flag", "score_left", "score_right", "exam_model")

@@ -13,12 +13,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from .services import export, predictions, reading, renditions, training
+from screening.ai.services import predicting, predictions, training, training_run
+from screening.exchange.services import export
+from screening.intake.services import renditions
+from screening.reading.services import reading
 
 log = logging.getLogger(__name__)
 
 # Worth retrying: the database or storage hiccuped, or a prediction went back to the queue (TryAgain).
-TRANSIENT = (predictions.TryAgain, OperationalError, InterfaceError, OSError, ConnectionError)
+TRANSIENT = (predicting.TryAgain, OperationalError, InterfaceError, OSError, ConnectionError)
 
 
 @shared_task(
@@ -32,7 +35,7 @@ TRANSIENT = (predictions.TryAgain, OperationalError, InterfaceError, OSError, Co
 def predict_image(self, prediction_id: int) -> int:
     """Predict one image (and whatever else is waiting for the same model, as a batch)."""
     try:
-        return predictions.run_prediction(prediction_id)
+        return predicting.run_prediction(prediction_id)
     except SoftTimeLimitExceeded:
         predictions.fail_prediction(prediction_id, f"timed out after {settings.PORTAL_PREDICTION_SOFT_TIME_LIMIT} s")
         return 0
@@ -74,7 +77,7 @@ def sweep_stuck_predictions() -> dict[str, int]:
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=settings.PORTAL_TRAINING_TIME_LIMIT)
 def retrain(run_id: int | None = None, trigger: str = "schedule") -> int | None:
     """Nightly (beat) or on demand: train a candidate on confirmed labels and promote it if not worse."""
-    return training.run_training(run_id=run_id, trigger=trigger)
+    return training_run.run_training(run_id=run_id, trigger=trigger)
 
 
 @shared_task(
@@ -101,5 +104,5 @@ def release_expired_locks() -> int:
 
 
 # Sub-domain tasks live beside their services; importing them here registers them with the worker.
-from .monitoring import tasks as monitoring_tasks  # noqa: E402, F401
-from .research_export import tasks as research_export_tasks  # noqa: E402, F401
+from screening.monitoring import tasks as monitoring_tasks  # noqa: E402, F401
+from screening.research_export import tasks as research_export_tasks  # noqa: E402, F401

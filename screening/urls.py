@@ -1,20 +1,16 @@
+"""The pages of every sub-domain, each from its own package's `urls.py`."""
+
 from django.urls import include, path
 
-from . import views, views_ohif
+from portal.views import healthz
 
 urlpatterns = [
-    path("", views.worklist, name="worklist"),
-    path("upload/", views.upload, name="upload"),
-    path("studies/<int:pk>/", views.study_viewer, name="study-viewer"),
-    path("studies/<int:pk>/viewer-data/", views.study_viewer_data, name="study-viewer-data"),
-    path("studies/<int:pk>/audit/", views.study_audit, name="study-audit"),
-    path("healthz", views.healthz, name="healthz"),
-    # The OHIF viewer (vendor/ohif, scripts/build_ohif.sh): its page, its routes and its files.
-    path("ohif/", views_ohif.ohif, name="ohif"),
-    path("ohif/<path:path>", views_ohif.ohif, name="ohif-file"),
-    path("", include("screening.urls_models")),
-    path("", include("screening.urls_reading")),
-    path("", include("screening.urls_filing")),
+    path("healthz", healthz, name="healthz"),
+    path("", include("screening.reading.urls")),
+    path("", include("screening.intake.urls")),
+    path("", include("screening.audit.urls")),
+    path("", include("screening.ai.urls")),
+    path("", include("screening.exchange.urls")),
     path("", include("screening.monitoring.urls")),
     path("", include("screening.research_export.urls")),
     path("", include("screening.reports.urls")),

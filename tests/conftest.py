@@ -122,6 +122,6 @@ def test_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def champion(db, test_checkpoint):
-    from screening.services import register_checkpoint
+    from screening.ai.services.checkpoints import register_checkpoint
 
     return register_checkpoint(test_checkpoint, name="test-model", promote=True)

@@ -14,7 +14,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
 MG_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 MG_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
@@ -131,3 +131,19 @@ def corrupt_file_meta_length(content: bytes, keyword: str = "TransferSyntaxUID",
     header = tag.group.to_bytes(2, "little") + tag.element.to_bytes(2, "little") + dictionary_VR(tag).encode()
     at = content.index(header, 132)
     return content[: at + 6] + length.to_bytes(2, "little") + content[at + 8 :]
+
+
+def implicit_vr(ds):
+    """The dataset re-encoded in implicit VR little endian."""
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    return ds
+
+
+def jpeg2000_lossless(ds):
+    ds.compress(JPEG2000Lossless)
+    return ds
+
+
+def rle_lossless(ds):
+    ds.compress(RLELossless)
+    return ds

@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..errors import PortalError
+from screening.errors import PortalError
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import django_filters as filters
 
-from ..blinding import ai_visibility
-from ..errors import PortalError
-from ..models import Image, Prediction, Study
-from ..roles import can_see_identity
+from screening.accounts.roles import can_see_identity
+from screening.blinding import ai_visibility
+from screening.errors import PortalError
+from screening.models import Image, Prediction, Study
 
 PATIENT_NUMBER_HELP = "The portal's number for the patient (`patient_number` of a study, `id` of a patient)."
 FLAG_CHOICES = [("above", "At or above the operating point"), ("below", "Below it"), ("none", "Not scored")]

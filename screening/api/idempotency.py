@@ -13,7 +13,7 @@ import hashlib
 from django.core.cache import cache
 from rest_framework.response import Response
 
-from ..errors import Conflict, PortalError
+from screening.errors import Conflict, PortalError
 
 TTL = 24 * 3600
 HEADER = "HTTP_IDEMPOTENCY_KEY"

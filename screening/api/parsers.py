@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from rest_framework.parsers import BaseParser, DataAndFiles
 
-from ..errors import StorageFull, TooLarge, is_disk_full
-from ..services.ingest_validation import megabytes
+from screening.errors import StorageFull, TooLarge, is_disk_full
+from screening.intake.services.ingest_validation import megabytes
 
 _CHUNK = 1 << 20
 

@@ -1,6 +1,6 @@
 from rest_framework.permissions import BasePermission
 
-from ..roles import can_read_cases, can_upload, is_admin
+from screening.accounts.roles import can_read_cases, can_upload, is_admin
 
 
 class HasPortalRole(BasePermission):

@@ -1,9 +1,11 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from . import reading_api
-from .models_api import ExternalModelViewSet, ModelVersionViewSet, TrainingRunViewSet
-from .views import ImageViewSet, PatientViewSet, PredictionViewSet, StudyViewSet, TokenView, WorklistViewSet
+from screening.accounts.api import TokenView
+from screening.ai.api import ExternalModelViewSet, ModelVersionViewSet, PredictionViewSet, TrainingRunViewSet
+from screening.intake.api import ImageViewSet, PatientViewSet, StudyViewSet
+from screening.reading import api as reading_api
+from screening.reading.api import WorklistViewSet
 
 router = DefaultRouter()
 router.register("images", ImageViewSet, basename="api-image")

@@ -8,11 +8,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..api.permissions import IsPortalAdmin
-from ..models import ModelVersion, MonitoringAlert
-from ..services.audit import client_ip
-from . import selectors, services
-from .report import alert_dict, dashboard, run_dict
+from screening.api.permissions import IsPortalAdmin
+from screening.audit.services import client_ip
+from screening.models import ModelVersion, MonitoringAlert
+from screening.monitoring import selectors, services
+from screening.monitoring.report import alert_dict, dashboard, run_dict
 
 
 class AcknowledgeSerializer(serializers.Serializer):

@@ -1,5 +1,5 @@
-from ..roles import is_admin
-from .selectors import open_alerts
+from screening.accounts.roles import is_admin
+from screening.monitoring.selectors import open_alerts
 
 
 def alerts(request):

@@ -13,11 +13,10 @@ from django.db import IntegrityError
 
 from ml.config import ModelConfig
 from ml.preprocess import breast_mask
-
-from ..errors import PortalError
-from ..models import Image, ImageStats
-from ..services.media import decode_original
-from .selectors import ingest_channel
+from screening.errors import PortalError
+from screening.intake.services.media import decode_original
+from screening.models import Image, ImageStats
+from screening.monitoring.selectors import ingest_channel
 
 
 def _header(image: Image) -> dict:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from ..models import AppendOnlyModel
+from screening.core.models import AppendOnlyModel
 
 
 class ImageStats(models.Model):

@@ -10,7 +10,7 @@ from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
-from ..svg_plots import AXIS, MUTED, TEXT
+from screening.svg_plots import AXIS, MUTED, TEXT
 
 WIDTH, HEIGHT = 560, 220
 LEFT, RIGHT, TOP, BOTTOM = 48, 130, 22, 28

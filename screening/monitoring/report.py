@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from ..models import ModelVersion, MonitoringAlert, MonitoringRun
-from ..svg_plots import interval_plot
-from . import selectors
-from .drift import FEATURES
-from .plots import line_plot, shares_plot
-from .subgroups import DIMENSIONS
+from screening.models import ModelVersion, MonitoringAlert, MonitoringRun
+from screening.monitoring import selectors
+from screening.monitoring.drift import FEATURES
+from screening.monitoring.plots import line_plot, shares_plot
+from screening.monitoring.subgroups import DIMENSIONS
+from screening.svg_plots import interval_plot
 
 
 def _measure(m) -> dict:

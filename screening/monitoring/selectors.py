@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from ..models import (
+from screening.audit import actions
+from screening.models import (
     AuditEvent,
     DriftMeasure,
     Image,
@@ -21,9 +22,9 @@ from ..models import (
     Review,
     Study,
 )
-from ..services.outcomes import breast_outcomes
-from .drift import FEATURES
-from .subgroups import Case, age_band
+from screening.monitoring.drift import FEATURES
+from screening.monitoring.subgroups import Case, age_band
+from screening.reading.selectors import breast_outcomes
 
 STAT_FIELDS = ("manufacturer", "model_name", "pixel_spacing", "bits_stored", "photometric")
 NUMERIC_STATS = ("mean_intensity", "breast_area_cm2")
@@ -106,7 +107,9 @@ def images_without_stats(image_ids) -> list[int]:
 def ingest_channel(image_id: int) -> str:
     """How an image came in (dicom, stow, api, upload, import_images...), from its ingest audit event."""
     event = (
-        AuditEvent.objects.filter(action="ingest", object_type="image", object_id=str(image_id)).order_by("at").first()
+        AuditEvent.objects.filter(action=actions.INGEST, object_type="image", object_id=str(image_id))
+        .order_by("at")
+        .first()
     )
     return str((event.detail or {}).get("via") or "")[:32] if event else ""
 

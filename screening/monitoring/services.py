@@ -16,9 +16,11 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import dispatch
-from ..errors import Conflict, PortalError
-from ..models import (
+from screening import dispatch
+from screening.audit import actions
+from screening.audit.services import record_event
+from screening.errors import Conflict, PortalError
+from screening.models import (
     AlertAcknowledgement,
     DriftMeasure,
     Image,
@@ -26,11 +28,10 @@ from ..models import (
     MonitoringAlert,
     MonitoringRun,
 )
-from ..services.audit import record_event
-from . import selectors
-from .drift import FEATURES, Reference, measure, reference_of
-from .image_stats import compute_stats
-from .subgroups import by_subgroup, sensitivity_below
+from screening.monitoring import selectors
+from screening.monitoring.drift import FEATURES, Reference, measure, reference_of
+from screening.monitoring.image_stats import compute_stats
+from screening.monitoring.subgroups import by_subgroup, sensitivity_below
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def request_run(*, version: ModelVersion, user, ip_address: str | None = None) -
         with transaction.atomic():
             run = MonitoringRun.objects.create(model_version=version, triggered_by="admin", requested_by=user)
             record_event(
-                action="monitoring_run", user=user, obj=run, ip_address=ip_address, detail={"model": version.name}
+                action=actions.MONITORING_RUN, user=user, obj=run, ip_address=ip_address, detail={"model": version.name}
             )
             dispatch.after_commit(RUN_TASK, run.pk)
     except IntegrityError:
@@ -243,7 +244,7 @@ def _raise_alerts(run: MonitoringRun, measures: list[DriftMeasure]) -> list[Moni
             run=run, model_version=version, kind=kind, key=key, message=message[:300], value=value, threshold=threshold
         )
         record_event(
-            action="monitoring_alert",
+            action=actions.MONITORING_ALERT,
             obj=alert,
             detail={"model": version.name, "kind": kind, "key": key, "value": value, "threshold": threshold},
         )
@@ -317,7 +318,7 @@ def acknowledge(*, alert: MonitoringAlert, user, note: str = "", ip_address: str
         with transaction.atomic():
             ack = AlertAcknowledgement.objects.create(alert=alert, user=user, note=note)
             record_event(
-                action="monitoring_alert_ack",
+                action=actions.MONITORING_ALERT_ACK,
                 user=user,
                 obj=alert,
                 ip_address=ip_address,

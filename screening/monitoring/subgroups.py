@@ -3,7 +3,7 @@
 Each exam the version scored is one case: its exam score, its flag at the operating point,
 and its truth (cancer in either breast by the outcomes where any is recorded, else the
 readers' final decision: recall = positive). AUC with a bootstrap CI over women (ml.metrics);
-sensitivity, specificity and recall rate with Wilson intervals (screening.reading_metrics):
+sensitivity, specificity and recall rate with Wilson intervals (screening.reading.metrics):
 one formula, one place.
 """
 
@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ml.metrics import bootstrap_auc_ci, roc_auc
-
-from ..reading_metrics import proportion
+from screening.reading.metrics import proportion
 
 AGE_BANDS = ((0, 50, "under 50"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, "70 and over"))
 DIMENSIONS = ("age_band", "density", "manufacturer", "site", "round")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, views
+from screening.monitoring import api, views
 
 urlpatterns = [
     path("monitoring/", views.monitoring, name="monitoring"),

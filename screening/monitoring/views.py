@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from ..errors import PortalError
-from ..models import ModelVersion, MonitoringAlert
-from ..roles import is_admin
-from ..services.audit import client_ip
-from . import selectors, services
-from .report import dashboard
-from .subgroups import DIMENSIONS
-
-
-def _require_admin(request) -> None:
-    if not is_admin(request.user):
-        raise PermissionDenied
+from screening.accounts.roles import is_admin, require
+from screening.audit.services import client_ip
+from screening.errors import PortalError
+from screening.models import ModelVersion, MonitoringAlert
+from screening.monitoring import selectors, services
+from screening.monitoring.report import dashboard
+from screening.monitoring.subgroups import DIMENSIONS
 
 
 def _version(request) -> ModelVersion | None:
@@ -36,7 +30,7 @@ def _version(request) -> ModelVersion | None:
 @login_required
 @require_safe
 def monitoring(request):
-    _require_admin(request)
+    require(is_admin(request.user))
     version = _version(request)
     data = dashboard(version) if version else None
     return render(
@@ -55,7 +49,7 @@ def monitoring(request):
 @login_required
 @require_POST
 def run_now(request, pk: int):
-    _require_admin(request)
+    require(is_admin(request.user))
     version = get_object_or_404(ModelVersion, pk=pk)
     try:
         run = services.request_run(version=version, user=request.user, ip_address=client_ip(request))
@@ -69,7 +63,7 @@ def run_now(request, pk: int):
 @login_required
 @require_POST
 def acknowledge(request, pk: int):
-    _require_admin(request)
+    require(is_admin(request.user))
     alert = get_object_or_404(MonitoringAlert, pk=pk)
     try:
         services.acknowledge(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import lexicon
-from ..assessment import SIDE_NAMES, BreastCall, breasts_of
-from ..models import Review, Study
-from ..services import reading
+from screening.models import Review, Study
+from screening.reading import lexicon
+from screening.reading.assessment import SIDE_NAMES, BreastCall, breasts_of
+from screening.reading.rules import may_see_reads, reading_state
 
 
 @dataclass
@@ -21,14 +21,14 @@ class Report:
 
 
 def report_of(study: Study, user) -> Report:
-    """The exam's report as `user` may see it (blinding: screening.services.reading.may_see_reads)."""
+    """The exam's report as `user` may see it (blinding: screening.reading.rules.may_see_reads)."""
     reviews = list(
         Review.objects.filter(study=study)
         .select_related("radiologist")
         .prefetch_related("findings__image", "reported_findings")
     )
-    state = reading.reading_state(study, reviews)
-    if not reading.may_see_reads(user, state):
+    state = reading_state(study, reviews)
+    if not may_see_reads(user, state):
         return Report(study, "hidden")
     final = state.final
     if final is None:

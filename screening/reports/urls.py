@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from screening.reports import views
 
 urlpatterns = [
     path("studies/<int:pk>/report/", views.study_report, name="study-report"),

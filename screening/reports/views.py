@@ -7,9 +7,9 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
-from ..models import Study
-from ..roles import can_read_cases
-from .selectors import report_of
+from screening.accounts.roles import can_read_cases
+from screening.models import Study
+from screening.reports.selectors import report_of
 
 
 @require_safe

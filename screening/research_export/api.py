@@ -8,11 +8,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..api.permissions import IsPortalAdmin
-from ..models import ResearchExport, ResearchProject
-from ..services.audit import client_ip
-from . import selectors, services
-from .responses import export_json, peek, stream_once
+from screening.api.permissions import IsPortalAdmin
+from screening.audit.services import client_ip
+from screening.models import ResearchExport, ResearchProject
+from screening.research_export import selectors, services
+from screening.research_export.responses import export_json, peek, stream_once
 
 
 class ProjectSerializer(serializers.Serializer):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse
 
-from ..models import ResearchExport
-from ..services.audit import client_ip
-from . import services
+from screening.audit.services import client_ip
+from screening.models import ResearchExport
+from screening.research_export import services
 
 
 def export_json(export: ResearchExport) -> dict:

@@ -8,9 +8,9 @@ from datetime import date
 from django.db.models import DateField, Exists, OuterRef, QuerySet
 from django.db.models.functions import Cast, Coalesce
 
-from ..models import Image, Outcome, Review, Study
-from ..services.outcomes import breast_outcomes
-from .models import ResearchExport, ResearchProject
+from screening.models import Image, Outcome, Review, Study
+from screening.reading.selectors import breast_outcomes
+from screening.research_export.models import ResearchExport, ResearchProject
 
 OUTCOMES = ("malignant", "benign", "no_cancer", "none")
 READINGS = ("normal", "abnormal", "unread")

@@ -24,14 +24,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
-from .. import dispatch
-from ..errors import Conflict, PortalError
-from ..models import Image, ResearchExport, ResearchProject, Study
-from ..services.audit import record_event
-from ..services.outcomes import breast_outcomes
-from . import selectors
-from .deidentify import Options, burned_in_reason, deidentify, source_identifiers
-from .selectors import OUTCOMES, READINGS, Selection
+from screening import dispatch
+from screening.audit import actions
+from screening.audit.services import record_event
+from screening.errors import Conflict, PortalError
+from screening.models import Image, ResearchExport, ResearchProject, Study
+from screening.reading.selectors import breast_outcomes
+from screening.research_export import selectors
+from screening.research_export.deidentify import Options, burned_in_reason, deidentify, source_identifiers
+from screening.research_export.selectors import OUTCOMES, READINGS, Selection
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,11 @@ def create_project(*, name: str, user, ip_address: str | None = None) -> Researc
         with transaction.atomic():
             project = ResearchProject.objects.create(name=name, key=secrets.token_hex(32), created_by=user)
             record_event(
-                action="research_project_create", user=user, obj=project, ip_address=ip_address, detail={"name": name}
+                action=actions.RESEARCH_PROJECT_CREATE,
+                user=user,
+                obj=project,
+                ip_address=ip_address,
+                detail={"name": name},
             )
     except IntegrityError:
         raise Conflict(f"a project named {name!r} exists already", field="name") from None
@@ -149,7 +154,7 @@ def request_export(
             project=project, requested_by=user, reason=reason[:2000], filters=selection.to_dict(), options=chosen
         )
         record_event(
-            action="research_export_request",
+            action=actions.RESEARCH_EXPORT_REQUEST,
             user=user,
             obj=export,
             ip_address=ip_address,
@@ -248,7 +253,7 @@ def build_export(export_id: int) -> str:
     except PortalError as exc:
         fail_export(export_id, exc.message)
         return "failed"
-    record_event(action="research_export_done", obj=export, detail=export.summary)
+    record_event(action=actions.RESEARCH_EXPORT_DONE, obj=export, detail=export.summary)
     return name
 
 
@@ -383,7 +388,9 @@ def fail_export(export_id: int, reason: str) -> None:
         .update(status=ResearchExport.Status.FAILED, error=reason[:1000], finished=timezone.now())
     )
     if updated:
-        record_event(action="research_export_failed", obj=ResearchExport(pk=export_id), detail={"reason": reason[:300]})
+        record_event(
+            action=actions.RESEARCH_EXPORT_FAILED, obj=ResearchExport(pk=export_id), detail={"reason": reason[:300]}
+        )
 
 
 # --- the one download --------------------------------------------------------------------------------
@@ -408,7 +415,7 @@ def take_download(*, export: ResearchExport, user, ip_address: str | None = None
         if not taken:
             raise Conflict("this export is not ready, or was downloaded already (each export downloads once)")
         record_event(
-            action="research_export_download",
+            action=actions.RESEARCH_EXPORT_DOWNLOAD,
             user=user,
             obj=export,
             ip_address=ip_address,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, views
+from screening.research_export import api, views
 
 urlpatterns = [
     path("research-exports/", views.exports, name="research-exports"),

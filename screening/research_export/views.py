@@ -4,32 +4,26 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from ..errors import PortalError
-from ..models import ResearchExport, ResearchProject
-from ..roles import is_admin
-from ..services.audit import client_ip
-from . import selectors, services
-from .responses import export_json, peek, stream_once
-from .selectors import OUTCOMES, READINGS
+from screening.accounts.roles import is_admin, require
+from screening.audit.services import client_ip
+from screening.errors import PortalError
+from screening.models import ResearchExport, ResearchProject
+from screening.research_export import selectors, services
+from screening.research_export.responses import export_json, peek, stream_once
+from screening.research_export.selectors import OUTCOMES, READINGS
 
 FILTER_FIELDS = ("site", "date_from", "date_to", "outcome", "score_min", "score_max", "reading")
 OPTION_FIELDS = ("retain_dates", "retain_patient_characteristics", "retain_device_identity", "include_burned_in")
 
 
-def _require_admin(request) -> None:
-    if not is_admin(request.user):
-        raise PermissionDenied
-
-
 @login_required
 @require_safe
 def exports(request):
-    _require_admin(request)
+    require(is_admin(request.user))
     services.release_stale_exports()
     return render(
         request,
@@ -46,7 +40,7 @@ def exports(request):
 @login_required
 @require_POST
 def new_project(request):
-    _require_admin(request)
+    require(is_admin(request.user))
     try:
         project = services.create_project(
             name=request.POST.get("name", ""), user=request.user, ip_address=client_ip(request)
@@ -61,7 +55,7 @@ def new_project(request):
 @login_required
 @require_POST
 def new_export(request):
-    _require_admin(request)
+    require(is_admin(request.user))
     try:
         project_id = int(request.POST.get("project", ""))
     except ValueError:
@@ -87,7 +81,7 @@ def new_export(request):
 @login_required
 @require_safe
 def status(request, pk: int):
-    _require_admin(request)
+    require(is_admin(request.user))
     export = get_object_or_404(selectors.exports_of(request.user), pk=pk)
     return JsonResponse(export_json(export))
 
@@ -95,7 +89,7 @@ def status(request, pk: int):
 @login_required
 @require_safe
 def download(request, pk: int):
-    _require_admin(request)
+    require(is_admin(request.user))
     export = get_object_or_404(ResearchExport.objects.select_related("project"), pk=pk)
     try:
         return peek(export, request) if request.method == "HEAD" else stream_once(export, request)

@@ -1,4 +1,4 @@
-{% autoescape off %}// OHIF's configuration, written by the portal (screening/views_ohif.py): its DICOMweb, same origin, with the
+{% autoescape off %}// OHIF's configuration, written by the portal (screening/exchange/ohif.py): its DICOMweb, same origin, with the
 // session cookie. What the stock index.html set inline is set here, so the page needs no inline script.
 window.PUBLIC_URL = "{{ base|escapejs }}";
 window.browserImportFunction = (name) => import(name);

@@ -164,8 +164,9 @@ def make_study(
     """
     from pydicom.uid import generate_uid
 
+    from screening.ai.services import predicting
+    from screening.intake.services.ingest import ingest_file
     from screening.models import Prediction, Study
-    from screening.services import ingest_file, predictions
 
     study_uid = generate_uid()
     with mock.patch("screening.dispatch.send"):
@@ -176,7 +177,7 @@ def make_study(
     study = Study.objects.get(study_uid=study_uid)
     if predict:
         while queued := Prediction.objects.filter(image__study=study, status="queued").first():
-            predictions.run_prediction(queued.pk)
+            predicting.run_prediction(queued.pk)
     study.refresh_from_db()
     return study
 

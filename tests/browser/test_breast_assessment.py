@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from screening.models import NoteTemplate, Prediction, Review
-from screening.services.findings import FindingInput, ReportedFindingInput
-from screening.services.reviews import review_submit
+from screening.reading.services.findings import FindingInput, ReportedFindingInput
+from screening.reading.services.reviews import review_submit
 from tests.browser.conftest import log_in, make_study, screenshot
 from tests.browser.test_viewer import _no_console_errors, cell, centre_of, open_case  # noqa: F401 - the fixture
 

@@ -34,10 +34,12 @@ def test_a_demonstration_case_opens_with_its_four_views_and_its_prior(live_serve
 # each image's VOI LUT function itself (static/viewer/src/imaging.js), so the window holds.
 @pytest.mark.parametrize("function", ["LINEAR", "SIGMOID"])
 def test_an_mg_image_naming_its_voi_lut_function_keeps_its_window(live_server, page, radiologist, champion, function):
-    from screening.services import demo, ingest_file
+    from screening.intake import demo_cases
+    from screening.intake.services import demo
+    from screening.intake.services.ingest import ingest_file
 
     with mock.patch("screening.dispatch.send"):
-        ds = demo.demo_dataset(demo.CASES[2], "L", "CC")
+        ds = demo.demo_dataset(demo_cases.CASES[2], "L", "CC")
         ds.VOILUTFunction = function
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)

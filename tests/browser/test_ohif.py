@@ -15,10 +15,11 @@ from unittest import mock
 import pytest
 from django.conf import settings
 
-from screening.dicom import sr
+from screening.exchange import sr
+from screening.exchange.services import export as export_service
 from screening.models import DicomExport, Study
-from screening.services import export as export_service
-from screening.services import reading, review_submit
+from screening.reading.services import reading
+from screening.reading.services.reviews import review_submit
 from tests.browser.conftest import log_in, make_study, screenshot
 from tests.browser.test_csp import REPORT_VIOLATIONS
 

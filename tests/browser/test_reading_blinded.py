@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from screening.models import Review, Study
-from screening.services import reading, review_submit
+from screening.reading.services.reading import set_policy
+from screening.reading.services.reviews import review_submit
 from tests.browser.conftest import log_in, make_study
 from tests.conftest import _user
 
@@ -54,7 +55,7 @@ def open_case_recording(page, base_url: str, username: str, study: Study) -> lis
 def test_the_second_readers_page_carries_no_trace_of_the_first_decision(
     live_server, page, admin_user, radiologist, readers, champion
 ):
-    reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    set_policy(user=admin_user, mode="double", blind_ai=True)
     study = make_study(patient_id="P-BLIND", views=(("L", "CC"), ("R", "CC")))
     assert study.exam_score is not None  # the AI did score it: the page must not show it
     review_submit(study=study, radiologist=radiologist, decision="abnormal", birads=5, density="C", note=NOTE)
@@ -82,7 +83,7 @@ def test_the_second_readers_page_carries_no_trace_of_the_first_decision(
 def test_a_discordant_pair_lands_in_arbitration_and_the_arbitrator_decides(
     live_server, page, browser, admin_user, radiologist, readers, champion
 ):
-    reading.set_policy(user=admin_user, mode="double")
+    set_policy(user=admin_user, mode="double")
     study = make_study(patient_id="P-ARB", views=(("L", "CC"),), predict=False)
     url = f"/api/v1/studies/{study.pk}/reviews/"
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, seria
 
 def ingest(datasets, patient_id: str) -> Study:
     """Ingest DICOM datasets as one study (no predictions run)."""
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
 
     study_uid = generate_uid()
     with mock.patch("screening.dispatch.send"):

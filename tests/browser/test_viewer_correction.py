@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from screening.models import Review
-from screening.services import review_submit
-from screening.services.reviews import FindingInput
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.browser.conftest import make_study
 from tests.browser.test_viewer import _no_console_errors, open_case  # noqa: F401 - the fixture
 

@@ -46,7 +46,7 @@ def picture_bytes(pixels: np.ndarray, fmt: str) -> bytes:
 
 def ingest_pictures(files: list[tuple[bytes, str]], patient_id: str) -> Study:
     """Upload picture files (bytes, extension) as one woman's study, one view each."""
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
 
     with mock.patch("screening.dispatch.send"):
         for (content, ext), (side, view) in zip(files, VIEWS, strict=False):

@@ -10,9 +10,9 @@ from unittest import mock
 import pytest
 from pydicom.uid import generate_uid
 
-from screening import selectors
 from screening.models import Study
-from screening.views import _pixel_source
+from screening.reading.selectors import next_study_after
+from screening.reading.views import _pixel_source
 from tests.browser.conftest import FOUR_VIEWS, log_in
 from tests.dicom_factory import mg_dataset, to_bytes
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, seria
 
 def four_views(patient_id: str, seed: int) -> Study:
     """One study of four small synthetic MG DICOMs, through the ingest service (no predictions run)."""
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
 
     study_uid = generate_uid()
     with mock.patch("screening.dispatch.send"):
@@ -66,7 +66,7 @@ def test_the_next_case_is_prefetched_while_this_one_is_open_and_opens_without_fe
     live_server, page, radiologist
 ):
     first, second = four_views("P-FIRST", 1), four_views("P-SECOND", 2)
-    assert selectors.next_study_after(radiologist, first) == second
+    assert next_study_after(radiologist, first) == second
     first_urls, second_urls = pixel_urls(first, live_server.url), pixel_urls(second, live_server.url)
     requests = record_requests(page)
 
@@ -102,7 +102,7 @@ def test_the_next_case_is_prefetched_while_this_one_is_open_and_opens_without_fe
 
 def test_the_last_case_prefetches_nothing_and_empties_the_store(live_server, page, radiologist):
     only = four_views("P-ONLY", 3)
-    assert selectors.next_study_after(radiologist, only) is None
+    assert next_study_after(radiologist, only) is None
     requests = record_requests(page)
 
     log_in(page, live_server.url, "rad", "/")

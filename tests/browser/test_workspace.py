@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from screening.ai.services import predicting
 from screening.models import Prediction, Review
-from screening.services import predictions
 from tests.browser.conftest import FOUR_VIEWS, log_in, make_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -26,7 +26,7 @@ def test_missing_views_are_labelled_and_predictions_arrive_without_reloading(liv
     assert page.locator("#ai-images li[data-status=queued]").count() == 2
     assert "2 queued" in page.locator("#ai-exam").inner_text()
 
-    predictions.run_prediction(queued[0].pk)
+    predicting.run_prediction(queued[0].pk)
     page.wait_for_selector("#viewer[data-ai-pending='0']", timeout=20_000)
     study.refresh_from_db()
     assert page.locator("#ai-images li[data-status=done]").count() == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from screening.reading.services.reading import set_policy
 from tests.conftest import _user
 
 
@@ -19,6 +20,4 @@ def arbitrator(db, django_user_model):
 
 @pytest.fixture
 def double_reading(admin_user):
-    from screening.services import reading
-
-    return reading.set_policy(user=admin_user, mode="double")
+    return set_policy(user=admin_user, mode="double")

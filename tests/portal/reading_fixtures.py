@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
+from screening.intake.services.ingest import ingest_file
 from screening.models import Study
-from screening.services import ingest_file
 from tests.dicom_factory import mg_dataset, to_bytes
 
 

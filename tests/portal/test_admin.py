@@ -24,6 +24,8 @@ from django_celery_beat.models import (
 )
 from rest_framework.authtoken.models import Token
 
+from screening.intake.services.ingest import ingest_file
+from screening.intake.services.studies import delete_study
 from screening.models import (
     AuditEvent,
     DicomDestination,
@@ -39,9 +41,9 @@ from screening.models import (
     Study,
     TrainingRun,
 )
-from screening.services import FindingInput, ingest_file, reading, review_submit
-from screening.services.outcomes import OutcomeInput, record_outcome
-from screening.services.studies import delete_study
+from screening.reading.services.outcomes import OutcomeInput, record_outcome
+from screening.reading.services.reading import acquire_lock, set_policy
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.conftest import _user, stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 
@@ -108,8 +110,8 @@ def one_of_everything(reviewed, superuser, radiologist, admin_user, api_client_u
     SolarSchedule.objects.create(event="sunrise", latitude=0, longitude=0)
     ClockedSchedule.objects.create(clocked_time=timezone.now() + dt.timedelta(days=1))
     PeriodicTask.objects.create(name="sweep", task="screening.tasks.sweep", interval=every)
-    reading.set_policy(user=admin_user, mode="double")  # reading workflow (issue 15)
-    reading.acquire_lock(study=reviewed.study, user=radiologist)
+    set_policy(user=admin_user, mode="double")  # reading workflow (issue 15)
+    acquire_lock(study=reviewed.study, user=radiologist)
     record_outcome(item=OutcomeInput(study=reviewed.study, laterality="L", result="benign"), user=admin_user)
     if apps.is_installed("axes"):  # the login guard's records
         failed = {

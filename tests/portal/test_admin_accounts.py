@@ -15,8 +15,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from screening.accounts.roles import sync_admin_group_permissions
 from screening.models import AuditEvent, Image, Study
-from screening.roles import sync_admin_group_permissions
 from tests.portal.reading_fixtures import make_study
 
 pytestmark = pytest.mark.django_db
@@ -118,7 +118,7 @@ def test_the_migration_takes_back_account_powers_and_unsticks_unread_studies(adm
     Image.objects.filter(study=looked_at).update(status="predicted")
     waiting = make_study("P-WAITING", None, None, seed=2)  # its image still queued for the AI
     read = make_study("P-READ", 0.2, False, seed=1)
-    from screening.services import review_submit
+    from screening.reading.services.reviews import review_submit
 
     review_submit(study=read, radiologist=radiologist, decision="normal", birads=1)
     Study.objects.filter(pk__in=[looked_at.pk, waiting.pk, read.pk]).update(status="in_review")

@@ -11,9 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
+from screening.ai.services.predicting import run_prediction
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Prediction, Review
-from screening.services import ingest_file, review_submit
-from screening.services.predictions import run_prediction
+from screening.reading.services.reviews import review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db

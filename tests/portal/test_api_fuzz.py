@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 
+from screening.ai.services.predicting import run_prediction
+from screening.intake.services.ingest import ingest_file
 from screening.models import Prediction
-from screening.services import ingest_file
-from screening.services.predictions import run_prediction
 from tests.dicom_factory import mg_dataset, to_bytes
 
 

@@ -12,9 +12,11 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
+from screening.ai.services.predicting import run_prediction
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image, Patient, Prediction, Study
-from screening.services import ingest_file, renditions, review_submit
-from screening.services.predictions import run_prediction
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client, _user, stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.uploads import upload

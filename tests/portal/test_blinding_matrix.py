@@ -24,9 +24,10 @@ from django.test import Client
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from screening.dicom import sr
+from screening.exchange import sr
 from screening.models import DicomExport, Image, ModelVersion, Prediction, Study
-from screening.services import reading, review_submit
+from screening.reading.services.reading import set_policy
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client, _user
 from tests.portal.reading_fixtures import make_study
 
@@ -64,7 +65,7 @@ class Case:
         Study.objects.filter(pk=later.pk).update(study_date=dt.date(2026, 6, 5))
         self.later = later
         # The policy hides the AI from readers only now: the SR above was made before.
-        reading.set_policy(user=self.admin, mode="double", blind_ai=True)
+        set_policy(user=self.admin, mode="double", blind_ai=True)
         self.role = role
         self.user = self._user(role, django_user_model)
         self.api = _token_client(self.user)

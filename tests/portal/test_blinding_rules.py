@@ -9,8 +9,9 @@ import pytest
 from django.urls import reverse
 
 from screening.models import CaseLock, Study
-from screening.services import reading, review_submit
-from screening.services.reading import case_reading
+from screening.reading.rules import case_reading
+from screening.reading.services.reading import set_policy
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client
 from tests.portal.reading_fixtures import make_study
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db
 def test_under_ai_triage_with_the_ai_hidden_the_case_page_does_not_say_single_or_first_read(
     admin_user, radiologist, client
 ):
-    reading.set_policy(user=admin_user, mode="ai_triaged", triage_threshold=0.2, blind_ai=True)
+    set_policy(user=admin_user, mode="ai_triaged", triage_threshold=0.2, blind_ai=True)
     low, high = make_study("LOW", 0.05, False), make_study("HIGH", 0.6, True, seed=1)
     client.force_login(radiologist)
     pages = [client.get(reverse("study-viewer", args=[s.pk])).content.decode() for s in (low, high)]
@@ -33,7 +34,7 @@ def test_under_ai_triage_with_the_ai_hidden_the_case_page_does_not_say_single_or
 
 
 def test_under_ai_triage_with_the_ai_shown_the_page_names_the_read(admin_user, radiologist, client):
-    reading.set_policy(user=admin_user, mode="ai_triaged", triage_threshold=0.2)
+    set_policy(user=admin_user, mode="ai_triaged", triage_threshold=0.2)
     low = make_study("LOW", 0.05, False)
     client.force_login(radiologist)
     assert "single read" in client.get(reverse("study-viewer", args=[low.pk])).content.decode()
@@ -47,7 +48,7 @@ def test_a_blinded_readers_lists_are_in_date_order_by_default_never_by_score(adm
     reader = _token_client(radiologist)
     ids = [r["id"] for r in reader.get("/api/v1/worklist/").json()["results"]]
     assert ids == [older_high.pk, newer_low.pk]  # by score while nothing is hidden
-    reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    set_policy(user=admin_user, mode="double", blind_ai=True)
     ids = [r["id"] for r in reader.get("/api/v1/worklist/").json()["results"]]
     assert ids == [newer_low.pk, older_high.pk]  # newest first
     # "Status" order breaks its ties by date for them, not by score.
@@ -62,7 +63,7 @@ def test_a_later_study_does_not_carry_the_score_of_a_prior_the_reader_has_not_re
     prior = make_study("W", 0.93, True)
     later = make_study("W", 0.1, False, seed=1)
     Study.objects.filter(pk=prior.pk).update(study_date=dt.date(2025, 1, 1))
-    reading.set_policy(user=admin_user, mode="single", blind_ai=True)
+    set_policy(user=admin_user, mode="single", blind_ai=True)
     review_submit(study=later, radiologist=radiologist, decision="normal", birads=1)
     client.force_login(radiologist)
     [entry] = client.get(reverse("study-viewer-data", args=[later.pk])).json()["priors"]
@@ -78,7 +79,7 @@ def test_the_query_condition_and_the_case_rule_agree_at_every_stage(
 ):
     from screening.blinding import ai_visibility  # here: the other tests also run against code without it
 
-    reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    set_policy(user=admin_user, mode="double", blind_ai=True)
     study = make_study("S", 0.7, True)
     users = [radiologist, second_radiologist, arbitrator, admin_user]
 
@@ -103,7 +104,7 @@ def test_an_admin_who_sees_the_ai_may_not_read_a_case_the_policy_blinds(admin_us
     from screening.errors import Conflict
 
     study = make_study("ADM", 0.7, True)
-    reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    set_policy(user=admin_user, mode="double", blind_ai=True)
     with pytest.raises(Conflict, match="needs the radiologist role"):
         review_submit(study=study, radiologist=admin_user, decision="normal", birads=1)
     client.force_login(admin_user)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from screening.assessment import BreastCall, exam_result, mapped_breasts
+from screening.ai.labels import collect_labels
 from screening.models import AuditEvent, Finding, Image, Outcome, Review, Study
-from screening.services import review_submit
-from screening.services.labels import collect_labels
-from screening.services.performance import performance
-from screening.services.reviews import FindingInput
+from screening.reading.assessment import BreastCall, exam_result, mapped_breasts
+from screening.reading.performance import performance
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.portal.reading_fixtures import make_study
 
 pytestmark = pytest.mark.django_db

@@ -10,11 +10,11 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from screening.dicom import sr
+from screening.exchange import sr
+from screening.intake.services.ingest import ingest_file
 from screening.models import Study
-from screening.services import ingest_file
-from screening.services.findings import FindingInput, ReportedFindingInput
-from screening.services.reviews import review_submit
+from screening.reading.services.findings import FindingInput, ReportedFindingInput
+from screening.reading.services.reviews import review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.portal.test_dicom_sr_conformance import arrive, dciodvfy, saved
 

@@ -11,10 +11,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from screening.dicom.web import series_uid
+from screening.exchange.web import series_uid
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Outcome, Study
-from screening.services import ingest_file
-from screening.services.outcomes import OutcomeInput, record_outcome
+from screening.reading.services.outcomes import OutcomeInput, record_outcome
 from tests.conftest import _token_client
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.uploads import upload

@@ -11,8 +11,7 @@ import pytest
 from django.urls import reverse
 
 from screening.models import AuditEvent, Review, Study
-from screening.services import review_submit
-from screening.services.reviews import FindingInput
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.portal.reading_fixtures import make_study
 
 pytestmark = pytest.mark.django_db

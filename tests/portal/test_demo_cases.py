@@ -12,9 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from screening.ai.labels import collect_labels
+from screening.intake import demo_cases
+from screening.intake.services import demo
 from screening.models import AuditEvent, Image, Prediction, Study
-from screening.services import demo, review_submit
-from screening.services.labels import collect_labels
+from screening.reading.services.reviews import review_submit
 from tests.conftest import stored_files
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +38,7 @@ def test_a_fresh_install_gets_four_synthetic_cases_rendered_predicted_and_on_the
         output = setup_demo()
     assert re.search(r"case 4/4 \(DEMO3A, 2026-02-12, calcifications in the right breast\): 4 images in", output)
     assert "4 case(s) added" in output
-    studies = Study.objects.filter(study_uid__in=demo.demo_study_uids())
+    studies = Study.objects.filter(study_uid__in=demo_cases.demo_study_uids())
     assert studies.count() == 4 and Image.objects.filter(study__in=studies).count() == 16
     assert {(i.laterality, i.view) for i in Image.objects.all()} == set(demo.VIEWS)
     assert not Image.objects.exclude(rendition="").filter(status="failed").exists()
@@ -51,10 +53,10 @@ def test_a_fresh_install_gets_four_synthetic_cases_rendered_predicted_and_on_the
 
 
 def test_the_cases_are_synthetic_mg_that_pass_the_dicom_iod_check(tmp_path):
-    ds = demo.demo_dataset(demo.CASES[1], "L", "MLO")
+    ds = demo.demo_dataset(demo_cases.CASES[1], "L", "MLO")
     assert (ds.Modality, ds.PatientID, str(ds.PatientName)) == ("MG", "DEMO-0001", "SYNTHETIC^DEMO ONE")
     assert "Synthetic" in ds.StudyDescription and ds.BurnedInAnnotation == "NO"
-    again = demo.demo_dataset(demo.CASES[1], "L", "MLO")  # the same case every time
+    again = demo.demo_dataset(demo_cases.CASES[1], "L", "MLO")  # the same case every time
     assert again.PixelData == ds.PixelData and again.SOPInstanceUID == ds.SOPInstanceUID
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (Debian dicom3tools) is not installed")
@@ -67,7 +69,7 @@ def test_the_cases_are_synthetic_mg_that_pass_the_dicom_iod_check(tmp_path):
 
 @pytest.mark.parametrize(("laterality", "view"), demo.VIEWS)
 def test_the_chest_wall_and_the_finding_are_where_a_reader_expects_them(laterality, view):
-    case = demo.CASES[1]  # a mass in the left breast, on both views
+    case = demo_cases.CASES[1]  # a mass in the left breast, on both views
     pixels = demo.synthetic_mammogram(case, laterality, view).astype(float)
     columns = pixels.shape[1]
     left, right = pixels[:, : columns // 2].mean(), pixels[:, columns // 2 :].mean()
@@ -101,11 +103,11 @@ def test_on_a_portal_that_holds_studies_auto_adds_no_demonstration_case():
     make_study("REAL-1", 0.3)
     output = setup_demo()
     assert "none added (the portal holds studies" in output
-    assert not Study.objects.filter(study_uid__in=demo.demo_study_uids()).exists()
+    assert not Study.objects.filter(study_uid__in=demo_cases.demo_study_uids()).exists()
 
 
 def test_a_read_demonstration_case_is_neither_a_training_label_nor_a_screening_figure(radiologist):
-    from screening.services.performance import performance
+    from screening.reading.performance import performance
     from tests.portal.reading_fixtures import make_study
 
     setup_demo("--cases", "yes")

@@ -135,7 +135,7 @@ def test_the_web_process_does_not_import_torch():
     code = (
         "import django; django.setup();"
         "from django.urls import get_resolver; get_resolver().url_patterns;"
-        "import portal.wsgi, screening.views, screening.views_models, screening.api.views, screening.admin, sys;"
+        "import portal.wsgi, screening.reading.views, screening.ai.views, screening.intake.api, screening.admin, sys;"
         "print('torch' in sys.modules)"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"}

@@ -16,7 +16,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import DigitalMammographyXRayImageStorageForPresentation as MG_FOR_PRESENTATION
 
 from screening import dispatch
-from screening.dicom import receiver
+from screening.exchange import receiver
 from screening.models import Image, Prediction
 from tests.conftest import stored_files
 from tests.dicom_factory import MG_PROCESSING, mg_dataset, phantom
@@ -136,7 +136,7 @@ def _rows_and_files_agree(media_root: Path) -> None:
 def test_the_pydicom_corpus_sent_by_storescu_never_crashes_the_receiver_nor_leaves_partial_rows(
     receiver_port, tmp_path, media_root, monkeypatch
 ):
-    monkeypatch.setattr("screening.services.ingest.enqueue_images", lambda image_ids: [])
+    monkeypatch.setattr("screening.intake.services.ingest.enqueue_images", lambda image_ids: [])
     copies = tmp_path / "relabelled"
     copies.mkdir()
     outcomes: Counter[str] = Counter()

@@ -22,12 +22,12 @@ from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
 from screening import dispatch
-from screening.dicom import qr_model, receiver, sr
+from screening.exchange import qr_model, receiver, sr
+from screening.exchange.services import export as export_service
+from screening.intake.selectors import pseudonym
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, DicomDestination, DicomExport, DicomPeer, Image, Study
-from screening.selectors import pseudonym
-from screening.services import export as export_service
-from screening.services import ingest_file
-from screening.services.reviews import review_submit
+from screening.reading.services.reviews import review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.dicom_peers import ORTHANC, orthanc
 
@@ -60,7 +60,7 @@ def port(settings, media_root):
 def archive(monkeypatch, settings, radiologist, api_client_user):
     """Two studies: one received from a modality (a J2K-compressed left CC and a right CC, and the SR of a
     decision), one uploaded by the API client. Returns (received study, uploaded study)."""
-    monkeypatch.setattr("screening.services.ingest.enqueue_images", lambda image_ids: [])
+    monkeypatch.setattr("screening.intake.services.ingest.enqueue_images", lambda image_ids: [])
     monkeypatch.setattr(dispatch, "after_commit", lambda *args, **kwargs: None)
     monkeypatch.setattr(export_service, "c_store", lambda label, content: None)
     settings.PORTAL_DICOM_DESTINATIONS = [("ARCHIVE", "127.0.0.1", 104)]
@@ -321,7 +321,7 @@ def test_c_move_sends_a_series_to_a_registered_destination(port, archive, destin
     received, _ = archive
     ae_title, folder = destination
     left = Image.objects.get(study=received, laterality="L")
-    from screening.dicom.web import series_uid
+    from screening.exchange.web import series_uid
 
     log = run(
         MOVESCU,

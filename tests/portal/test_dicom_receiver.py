@@ -19,12 +19,20 @@ import yaml
 from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError, call_command
 from django.urls import reverse
-from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
-from screening.dicom import receiver
+from screening.exchange import receiver
 from screening.models import AuditEvent, DicomPeer, Image
 from tests.conftest import stored_files
-from tests.dicom_factory import MG_PROCESSING, dcmtk_compress, mg_dataset, phantom, to_bytes
+from tests.dicom_factory import (
+    MG_PROCESSING,
+    dcmtk_compress,
+    implicit_vr,
+    jpeg2000_lossless,
+    mg_dataset,
+    phantom,
+    rle_lossless,
+    to_bytes,
+)
 
 # How storescu names the receiver's failure statuses 0xA900, 0xC000 and 0xA700.
 A900, C000, A700 = "Error: DataSetDoesNotMatchSOPClass", "Error: CannotUnderstand", "Refused: OutOfResources"
@@ -104,27 +112,12 @@ def test_the_same_instance_sent_twice_is_stored_once(port, tmp_path):
     assert Image.objects.count() == 1
 
 
-def _implicit(ds):
-    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    return ds
-
-
-def _j2k(ds):
-    ds.compress(JPEG2000Lossless)
-    return ds
-
-
-def _rle(ds):
-    ds.compress(RLELossless)
-    return ds
-
-
 @pytest.mark.parametrize(
     "encode, options",
     [
-        pytest.param(_implicit, ("-xi",), id="implicit-vr"),
-        pytest.param(_j2k, ("-xv",), id="jpeg2000-lossless"),
-        pytest.param(_rle, ("-xr",), id="rle"),
+        pytest.param(implicit_vr, ("-xi",), id="implicit-vr"),
+        pytest.param(jpeg2000_lossless, ("-xv",), id="jpeg2000-lossless"),
+        pytest.param(rle_lossless, ("-xr",), id="rle"),
         pytest.param(lambda ds: dcmtk_compress(ds, "dcmcjpls"), ("-xt",), id="jpeg-ls-lossless"),
         pytest.param(lambda ds: dcmtk_compress(ds, "dcmcjpeg"), ("-xs",), id="jpeg-lossless-sv1"),
     ],
@@ -164,7 +157,7 @@ def test_a_damaged_instance_gets_c000_leaves_nothing_and_logs_no_patient_data(po
     log = storescu(port, damaged(tmp_path))
     assert statuses(log) == [C000], log
     assert not Image.objects.exists() and stored_files(media_root) == []
-    refusals = [r.getMessage() for r in caplog.records if r.name == "screening.dicom.receiver"]
+    refusals = [r.getMessage() for r in caplog.records if r.name == "screening.exchange.receiver"]
     assert any("0xC000" in message and "invalid_pixel_data" in message for message in refusals), refusals
     assert "PAT-0001" not in caplog.text and "Test^Patient" not in caplog.text
 
@@ -181,7 +174,7 @@ def test_a_full_disk_answers_a700_and_leaves_nothing(port, tmp_path, media_root,
 
 def test_one_association_sending_100_instances_with_one_bad_one_stores_99(port, tmp_path, monkeypatch):
     # Not 99 predictions: without a broker (SQLite runs) each would run in the receiver's thread.
-    monkeypatch.setattr("screening.services.ingest.enqueue_images", lambda image_ids: [])
+    monkeypatch.setattr("screening.intake.services.ingest.enqueue_images", lambda image_ids: [])
     pixels = phantom(rows=64, columns=48)
     files = [write(tmp_path, f"mg{i}.dcm", mg_dataset(pixels, patient_id=f"PAT-{i % 10}")) for i in range(99)]
     files.insert(50, damaged(tmp_path))

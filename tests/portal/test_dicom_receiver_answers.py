@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from screening import dispatch
-from screening.dicom import receiver
+from screening.exchange import receiver
 from screening.models import Image
 from tests.dicom_factory import mg_dataset
 from tests.eager import tasks_in_process
@@ -42,7 +42,7 @@ def answers(log: str) -> list[tuple[str, str]]:
 
 
 def test_embedded_mode_answers_c_store_before_the_image_is_rendered(port, tmp_path, monkeypatch):
-    from screening.services import renditions
+    from screening.intake.services import renditions
 
     release = threading.Event()
     released_before_render: list[bool] = []

@@ -21,16 +21,18 @@ from django.utils import timezone
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from screening import inference
-from screening.admin import DicomExportAdmin
-from screening.dicom import sr
+from screening.ai import inference
+from screening.ai.services import predicting
+from screening.exchange import sr
+from screening.exchange.admin import DicomExportAdmin
+from screening.exchange.services import export as export_service
+from screening.intake.services.ingest import ingest_file
+from screening.intake.services.studies import delete_study
 from screening.models import AuditEvent, DicomDestination, DicomExport, Image, Prediction, Study
-from screening.services import export as export_service
-from screening.services import ingest_file, predictions
-from screening.services.reviews import FindingInput, review_submit
-from screening.services.studies import delete_study
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
+from tests.predictors import OneByOne
 from tests.uploads import png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +43,7 @@ ROWS, COLUMNS = 256, 200
 PEAK_ROW, PEAK_COLUMN = 64, 150  # where the fake model's heatmap peaks, in original pixels
 
 
-class PeakPredictor:
+class PeakPredictor(OneByOne):
     """A model whose heatmap is 0 except at one pixel, with a probability per laterality."""
 
     def predict(self, items, batch_size=8):
@@ -54,19 +56,6 @@ class PeakPredictor:
             probability = 0.8 if laterality == "L" else 0.2
             results.append(PredictionResult(probability, heat, 0.0, 1.0, 1.0))
         return results
-
-    def stream_batches(self, loaders, batch_size=8, heatmap_max_side=None, more=None):
-        """The worker's entry point: each loader's image, or its exception, in order (a batch per call of
-        `more`)."""
-        while loaders:
-            out = []
-            for load in loaders:
-                try:
-                    out.append(self.predict([load()])[0])
-                except Exception as exc:
-                    out.append(exc)
-            yield out
-            loaders = more() if more is not None else []
 
 
 @pytest.fixture
@@ -373,7 +362,7 @@ def test_images_predicted_one_by_one_make_one_ai_sr_of_the_whole_exam(model, set
     def arrive(laterality):  # C-STORE sends one image at a time; each is predicted as it comes
         ds = mg_dataset(laterality=laterality, study_uid=study_uid)
         image = ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm").image
-        predictions.run_prediction(image.predictions.get().pk)
+        predicting.run_prediction(image.predictions.get().pk)
 
     arrive("L")
     arrive("R")

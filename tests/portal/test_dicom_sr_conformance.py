@@ -14,12 +14,13 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from screening.dicom import sr
+from screening.ai.services import predicting
+from screening.exchange import sr
+from screening.exchange.services import export as export_service
+from screening.intake.selectors import pseudonym
+from screening.intake.services.ingest import ingest_file
 from screening.models import DicomExport, Study
-from screening.selectors import pseudonym
-from screening.services import export as export_service
-from screening.services import ingest_file, predictions
-from screening.services.reviews import review_submit
+from screening.reading.services.reviews import review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.portal import test_dicom_sr
 from tests.portal.test_dicom_sr import content_items
@@ -49,7 +50,7 @@ def source(laterality: str, study_uid: str):
 def arrive(laterality: str, study_uid: str, *, predict: bool = True):
     image = ingest_file(file=io.BytesIO(to_bytes(source(laterality, study_uid))), filename="x.dcm").image
     if predict:
-        predictions.run_prediction(image.predictions.get().pk)
+        predicting.run_prediction(image.predictions.get().pk)
     return image
 
 
@@ -168,7 +169,7 @@ def test_a_pseudonymised_copy_of_an_sr_declares_its_deidentification_and_dciodvf
     for laterality in ("L", "R"):
         ds = source(laterality, study_uid)
         image = ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm", user=api_client_user).image
-        predictions.run_prediction(image.predictions.get().pk)
+        predicting.run_prediction(image.predictions.get().pk)
     [export] = DicomExport.objects.filter(kind="ai")
     assert export_service.send_export(export.pk) == "sent"
     study = export.study

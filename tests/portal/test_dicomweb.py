@@ -1,4 +1,4 @@
-"""DICOMweb (screening.dicom.web): STOW-RS, QIDO-RS and WADO-RS, driven by dicomweb-client against a
+"""DICOMweb (screening.exchange.web): STOW-RS, QIDO-RS and WADO-RS, driven by dicomweb-client against a
 live server, and malformed STOW bodies through Django's test client."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from dicomweb_client.api import DICOMwebClient
 from django.core.files.storage import default_storage
 from rest_framework.authtoken.models import Token
 
-from screening.dicom.web import series_uid
+from screening.exchange.web import series_uid
+from screening.intake.selectors import pseudonym
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image, Study
-from screening.selectors import pseudonym
-from screening.services import ingest_file, renditions
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 
@@ -183,7 +184,7 @@ def test_a_qido_search_by_bad_date_or_paging_is_400(rad_api):
 
 
 def test_the_stow_parser_finds_boundaries_that_straddle_read_chunks(api, monkeypatch, media_root):
-    monkeypatch.setattr("screening.dicom.web.multipart._CHUNK", 7)  # every delimiter falls across reads
+    monkeypatch.setattr("screening.exchange.web.multipart._CHUNK", 7)  # every delimiter falls across reads
     files = [to_bytes(mg_dataset(seed=seed)) for seed in (1, 2)]
     body = b"preamble\r\n" + b"".join(b"--XYZ\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n" for f in files)
     response = _stow(api, body + b"--XYZ--\r\nepilogue")

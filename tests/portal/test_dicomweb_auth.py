@@ -21,8 +21,8 @@ from django.conf import settings as django_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image
-from screening.services import ingest_file
 from tests.dicom_factory import mg_dataset, phantom, to_bytes
 
 PASSWORD = "a-long-test-password"

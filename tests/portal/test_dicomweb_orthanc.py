@@ -10,8 +10,8 @@ import json
 import pydicom
 import pytest
 
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image
-from screening.services import ingest_file
 from tests.dicom_factory import mg_dataset, phantom, to_bytes
 from tests.dicom_peers import DICOMWEB_PLUGIN, ORTHANC, orthanc
 

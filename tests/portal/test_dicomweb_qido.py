@@ -9,9 +9,9 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from screening.dicom.web import series_uid
-from screening.selectors import pseudonym
-from screening.services import ingest_file
+from screening.exchange.web import series_uid
+from screening.intake.selectors import pseudonym
+from screening.intake.services.ingest import ingest_file
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db

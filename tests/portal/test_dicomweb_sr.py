@@ -11,13 +11,13 @@ from django.core.files.storage import default_storage
 from pydicom import dcmread
 from pydicom.uid import Comprehensive3DSRStorage
 
-from screening import inference
-from screening.dicom import sr
-from screening.dicom.web import series_uid
+from screening.ai import inference
+from screening.exchange import sr
+from screening.exchange.services import export as export_service
+from screening.exchange.web import series_uid
+from screening.intake.selectors import pseudonym
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, DicomExport, Image, Study
-from screening.selectors import pseudonym
-from screening.services import export as export_service
-from screening.services import ingest_file
 from tests.conftest import _token_client, _user
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process

@@ -20,10 +20,11 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from screening.dicom.web import series_uid
-from screening.dicom.web.negotiation import dicom_choice, media_ranges
-from screening.selectors import pseudonym
-from screening.services import ingest_file, renditions
+from screening.exchange.web import series_uid
+from screening.exchange.web.negotiation import dicom_choice, media_ranges
+from screening.intake.selectors import pseudonym
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db

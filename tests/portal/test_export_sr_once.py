@@ -9,10 +9,11 @@ import threading
 import pytest
 from pydicom.uid import generate_uid
 
-from screening import inference
+from screening.ai import inference
+from screening.ai.services import predicting
+from screening.exchange.services import export as export_service
+from screening.intake.services.ingest import ingest_file
 from screening.models import DicomExport
-from screening.services import export as export_service
-from screening.services import ingest_file, predictions
 from tests.celery_worker import wait_until
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
@@ -35,7 +36,7 @@ def test_an_ai_sr_waits_until_the_study_has_had_no_new_image_for_the_settling_ti
     for laterality in ("L", "R"):  # image by image, each predicted as it comes
         ds = mg_dataset(laterality=laterality, study_uid=study_uid)
         image = ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm").image
-        predictions.run_prediction(image.predictions.get().pk)
+        predicting.run_prediction(image.predictions.get().pk)
     [export] = DicomExport.objects.all()  # one SR for the study and model version, not one per image
     with pytest.raises(export_service.NotStable):
         export_service.send_export(export.pk)

@@ -9,8 +9,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from ml.external import export_onnx
+from screening.ai.services import training_run
 from screening.models import AuditEvent, ModelVersion, TrainingRun
-from screening.services import training
 from tests.conftest import _token_client
 from tests.portal import test_training
 from tests.portal.test_training import add_woman
@@ -45,7 +45,7 @@ def test_the_champion_exported_to_onnx_is_registered_and_challenged_through_the_
     export_onnx(test_checkpoint, tmp_path, name="model")
     response = admin_api.post(URL, {**_files(tmp_path), "name": "onnx-copy"}, format="multipart")
     assert response.status_code == 202, response.content
-    assert training.run_training(response.json()["id"], trigger="external")  # the training worker's task body
+    assert training_run.run_training(response.json()["id"], trigger="external")  # the training worker's task body
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.triggered_by == "external" and run.status == "succeeded", run.error
     candidate = ModelVersion.objects.get(name="onnx-copy")
@@ -91,7 +91,7 @@ def test_a_file_that_is_not_a_model_fails_its_run_with_the_reason_and_registers_
     }
     before = set(ModelVersion.objects.values_list("pk", flat=True))
     response = admin_api.post(URL, files, format="multipart")
-    training.run_training(response.json()["id"], trigger="external")  # the training worker's task body
+    training_run.run_training(response.json()["id"], trigger="external")  # the training worker's task body
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.status == "failed" and "not a loadable onnx model" in run.error
     assert set(ModelVersion.objects.values_list("pk", flat=True)) == before  # no version registered

@@ -13,8 +13,10 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Prediction
-from screening.services import ingest_file
+from screening.reading.rules import case_reading
+from screening.reading.services.reading import acquire_lock, open_case, release_lock
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
 
@@ -79,7 +81,7 @@ def _dcmread_sizes(monkeypatch) -> list[int]:
     """The size of every stream ingest's validation hands pydicom (its forced read costs time per byte)."""
     import pydicom
 
-    from screening.services import ingest_validation
+    from screening.intake.services import ingest_validation
 
     sizes, real = [], pydicom.dcmread
 
@@ -310,10 +312,10 @@ def test_a_chunked_upload_is_cut_off_as_soon_as_it_passes_the_limit(settings, wr
     from django.core.files.uploadhandler import load_handler
     from django.test import RequestFactory
 
-    from screening.uploads import MULTIPART_OVERHEAD, UploadTooLarge
+    from screening.intake.uploads import MULTIPART_OVERHEAD, UploadTooLarge
 
     settings.PORTAL_MAX_UPLOAD_BYTES = 1_000_000
-    handler = load_handler("screening.uploads.HashingTemporaryFileUploadHandler", RequestFactory().post("/"))
+    handler = load_handler("screening.intake.uploads.HashingTemporaryFileUploadHandler", RequestFactory().post("/"))
     handler.handle_raw_input(None, {}, None, b"XYZ")
     handler.new_file("file", "big.dcm", "application/dicom", None)
     chunk = b"\0" * 65536
@@ -373,7 +375,7 @@ def test_a_full_temporary_disk_while_an_upload_streams_in_answers_503(api, media
 
 
 def _read(study, user, decision="normal", birads=1):
-    from screening.services import review_submit
+    from screening.reading.services.reviews import review_submit
 
     return review_submit(study=study, radiologist=user, decision=decision, birads=birads)
 
@@ -385,31 +387,29 @@ def test_a_reader_with_nothing_to_read_cannot_lock_the_case_and_block_the_reader
 
     from screening.errors import Conflict
     from screening.models import CaseLock
-    from screening.services import reading
     from tests.conftest import _token_client
     from tests.portal.reading_fixtures import make_study
 
     study = make_study("LOCK-1", 0.5)
     _read(study, radiologist)  # the first read: the case now waits for another reader
-    opened = reading.open_case(study=study, user=radiologist)
+    opened = open_case(study=study, user=radiologist)
     assert not opened.lock.held and not CaseLock.objects.exists()
     with pytest.raises(Conflict, match="waits for its second reader"):
-        reading.acquire_lock(study=study, user=radiologist)
+        acquire_lock(study=study, user=radiologist)
     response = _token_client(radiologist).post(reverse("api-reading-lock", args=[study.pk]))
     assert response.status_code == 409 and "second reader" in response.json()["error"]["message"]
-    assert reading.open_case(study=study, user=second_radiologist).lock.held  # the reader who can read gets it
+    assert open_case(study=study, user=second_radiologist).lock.held  # the reader who can read gets it
     _read(study, second_radiologist)  # concordant: final
     # Once final, a reader who may not correct it cannot lock it either.
     with pytest.raises(Conflict, match="final decision"):
-        reading.acquire_lock(study=study, user=second_radiologist)
+        acquire_lock(study=study, user=second_radiologist)
 
 
 def test_a_case_reopened_by_a_new_image_after_its_final_decision_is_read_again(
     double_reading, radiologist, second_radiologist, arbitrator
 ):
     from screening.models import Review, Study
-    from screening.selectors import arbitration_worklist, reading_worklist_for
-    from screening.services import reading
+    from screening.reading.selectors import arbitration_worklist, reading_worklist_for
     from tests.portal.reading_fixtures import make_study
 
     study = make_study("REOPEN-1", 0.5)
@@ -423,11 +423,11 @@ def test_a_case_reopened_by_a_new_image_after_its_final_decision_is_read_again(
     assert study.status == "new" and study.reads_from is not None
     # Readable again, from the first read, by both readers (it left everyone's worklist before)
     assert study in reading_worklist_for(radiologist) and study in reading_worklist_for(second_radiologist)
-    assert reading.case_reading(study, radiologist).slot == "first"
-    assert reading.open_case(study=study, user=second_radiologist).lock.held
+    assert case_reading(study, radiologist).slot == "first"
+    assert open_case(study=study, user=second_radiologist).lock.held
     _read(study, second_radiologist, "abnormal", 4)  # first read of the new round
-    reading.release_lock(study=study, user=second_radiologist, reason="leave")
-    assert reading.case_reading(study, radiologist).slot == "second"
+    release_lock(study=study, user=second_radiologist, reason="leave")
+    assert case_reading(study, radiologist).slot == "second"
     _read(study, radiologist)  # discordant: to arbitration
     assert study in arbitration_worklist()
     final = _read(study, arbitrator, "abnormal", 4)

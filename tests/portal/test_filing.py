@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
+from screening.intake.services import filing
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, DemographicsConflict, Image, Patient, Prediction, Refiling, Study
-from screening.services import filing, ingest_file
-from screening.views import viewer_data
+from screening.reading.views import viewer_data
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.uploads import png_bytes, upload
@@ -159,14 +160,14 @@ def test_the_admin_queue_lists_held_studies_and_refiles_one_to_another_woman(cli
 
 
 def _predicted_study(champion, patient_id="P-R", views=(("L", "CC"), ("R", "CC"))) -> Study:
-    from screening.services import predictions
+    from screening.ai.services import predicting
 
     study_uid = generate_uid()
     for i, (side, view) in enumerate(views):
         ds = mg_dataset(laterality=side, view=view, study_uid=study_uid, patient_id=patient_id, seed=10 + i)
         ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm")
     while queued := Prediction.objects.filter(status="queued").first():
-        predictions.run_prediction(queued.pk)
+        predicting.run_prediction(queued.pk)
     return Study.objects.get(study_uid=study_uid)
 
 
@@ -183,9 +184,9 @@ def test_refiling_an_images_side_is_a_version_rescored_audited_and_readable(admi
     assert list(image.predictions.values_list("status", flat=True)) == ["queued"]
     study.refresh_from_db()
     assert study.exam_score is None
-    from screening.services import predictions
+    from screening.ai.services import predicting
 
-    predictions.run_prediction(image.predictions.get().pk)
+    predicting.run_prediction(image.predictions.get().pk)
     study.refresh_from_db()
     assert study.score_left is None and study.score_right is not None  # both images are right breasts now
     history = filing.filing_history(image)
@@ -228,7 +229,7 @@ def test_a_refiled_image_leaves_over_dicomweb_under_its_corrected_filing(admin_u
     """The stored header still names the woman it was corrected from: WADO-RS writes the current filing in."""
     import pydicom
 
-    from screening.dicom.web import series_uid
+    from screening.exchange.web import series_uid
 
     study = _predicted_study(champion, patient_id="WRONG-2")
     image = study.images.get(laterality="L")
@@ -244,8 +245,8 @@ def test_a_refiled_image_leaves_over_dicomweb_under_its_corrected_filing(admin_u
 
 
 def test_a_held_study_gives_no_training_label_and_a_refiled_side_moves_its_label(admin_user, radiologist, champion):
-    from screening.services import FindingInput, review_submit
-    from screening.services.labels import collect_labels
+    from screening.ai.labels import collect_labels
+    from screening.reading.services.reviews import FindingInput, review_submit
 
     _study("SHARED-9", name="Smith^Anna", birth="19600102", date="20240101", seed=1)
     held = _study("SHARED-9", name="Jones^Beth", birth="19711111", date="20260101", seed=2)

@@ -8,9 +8,10 @@ import io
 import pytest
 from django.urls import reverse
 
+from screening.ai.services import predictions
+from screening.ai.services.promotion import set_operating_point
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, ModelVersion, Prediction, Study
-from screening.services import ingest_file, predictions
-from screening.services.promotion import set_operating_point
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db

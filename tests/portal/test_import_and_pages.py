@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from PIL import Image as PILImage
 
+from screening.intake.services import renditions
 from screening.models import Image
-from screening.services import renditions
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 

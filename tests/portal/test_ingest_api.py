@@ -183,7 +183,7 @@ def test_a_request_without_a_file_names_the_missing_field(api):
 
 
 def test_a_database_failure_leaves_no_orphan_file(api, media_root, monkeypatch):
-    from screening.services import ingest
+    from screening.intake.services import ingest
 
     def explode(*args, **kwargs):
         raise RuntimeError("database went away")

@@ -11,12 +11,21 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
-from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
+from screening.intake.services import renditions
 from screening.models import Image
-from screening.services import renditions
 from tests.conftest import stored_files
-from tests.dicom_factory import MG_PRESENTATION, MG_PROCESSING, dcmtk_compress, mg_dataset, phantom, to_bytes
+from tests.dicom_factory import (
+    MG_PRESENTATION,
+    MG_PROCESSING,
+    dcmtk_compress,
+    implicit_vr,
+    jpeg2000_lossless,
+    mg_dataset,
+    phantom,
+    rle_lossless,
+    to_bytes,
+)
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/images/"
@@ -40,27 +49,12 @@ def test_explicit_vr_reference_rendition_spans_the_display_range(api):
     assert pixels.min() == 0 and pixels.max() == 255
 
 
-def _implicit(ds):
-    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    return ds
-
-
-def _rle(ds):
-    ds.compress(RLELossless)
-    return ds
-
-
-def _j2k(ds):
-    ds.compress(JPEG2000Lossless)
-    return ds
-
-
 @pytest.mark.parametrize(
     "encode",
     [
-        pytest.param(_implicit, id="implicit-vr"),
-        pytest.param(_rle, id="rle"),
-        pytest.param(_j2k, id="jpeg2000-lossless"),
+        pytest.param(implicit_vr, id="implicit-vr"),
+        pytest.param(rle_lossless, id="rle"),
+        pytest.param(jpeg2000_lossless, id="jpeg2000-lossless"),
         pytest.param(lambda ds: dcmtk_compress(ds, "dcmcjpls", "--encode-lossless"), id="jpeg-ls-lossless"),
         pytest.param(lambda ds: dcmtk_compress(ds, "dcmcjpeg", "--encode-lossless-sv1"), id="jpeg-lossless-sv1"),
     ],

@@ -17,8 +17,9 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEG2000Lossless
 
 from screening.errors import PortalError
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Patient, Study
-from screening.services import ingest_file, renditions
 from tests.conftest import stored_files
 from tests.dicom_factory import corrupt_file_meta_length, mg_dataset, phantom, set_raw, to_bytes
 from tests.uploads import png_bytes, upload
@@ -185,7 +186,7 @@ def test_a_truncated_uncompressed_file_says_how_much_pixel_data_is_missing_once(
 
 
 def test_a_stored_original_damaged_after_ingest_fails_decoding_with_one_clear_message(api):
-    from screening.services.media import decode_original
+    from screening.intake.services.media import decode_original
 
     assert upload(api, to_bytes(mg_dataset())).status_code == 201
     image = Image.objects.get()

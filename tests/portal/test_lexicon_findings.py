@@ -7,8 +7,8 @@ import io
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from screening.intake.services.ingest import ingest_file
 from screening.models import Finding, Image, ReportedFinding, Review, Study
-from screening.services import ingest_file
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The OHIF viewer's pages and files at /ohif/ (screening/views_ohif.py), on a stand-in of OHIF's build: readers
+"""The OHIF viewer's pages and files at /ohif/ (screening/exchange/ohif.py), on a stand-in of OHIF's build: readers
 only, the stock page without its inline scripts, the portal's own app-config, its files, nothing outside its
 folder, and the case page's link to it only where it is installed. In a real Chromium: tests/browser/test_ohif.py."""
 
@@ -120,7 +120,7 @@ def test_without_ohif_installed_its_page_says_so_with_a_404(settings, tmp_path, 
 def _case(radiologist) -> Study:
     import io
 
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
     from tests.dicom_factory import mg_dataset, to_bytes
 
     return ingest_file(file=io.BytesIO(to_bytes(mg_dataset(seed=4))), user=radiologist).image.study

@@ -8,10 +8,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from screening.ai.labels import collect_labels
 from screening.models import AuditEvent, Outcome
-from screening.services import review_submit
-from screening.services.labels import collect_labels
-from screening.services.outcomes import OutcomeInput, record_outcome
+from screening.reading.services.outcomes import OutcomeInput, record_outcome
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client
 from tests.portal.reading_fixtures import make_study
 
@@ -175,7 +175,7 @@ def test_the_outcomes_form_refuses_an_unknown_reference_or_an_internal_number(ad
 
 def test_a_user_who_may_not_see_identity_cannot_probe_accessions_or_patient_ids_through_the_form(api_client_user):
     from screening.errors import PortalError
-    from screening.selectors import study_by_reference
+    from screening.intake.selectors import study_by_reference
 
     api_client_user.user_permissions.add(
         Permission.objects.get(codename="add_outcome"), Permission.objects.get(codename="view_all_studies")

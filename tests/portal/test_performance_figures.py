@@ -8,9 +8,10 @@ import pytest
 from django.urls import reverse
 
 from screening.models import ModelVersion, Review, Study
-from screening.services import reading, review_submit
-from screening.services.outcomes import OutcomeInput, record_outcome
-from screening.services.performance import PerformanceFilters, performance
+from screening.reading.performance import PerformanceFilters, performance
+from screening.reading.services.outcomes import OutcomeInput, record_outcome
+from screening.reading.services.reading import open_case, set_policy
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client
 from tests.portal.reading_fixtures import make_study
 
@@ -27,7 +28,7 @@ def programme(admin_user, radiologist, second_radiologist, arbitrator):
     C     recall 0   normal 2   normal (arb)     benign     True     C
     D     normal 1   normal 2   normal (2nd)     -          False    B
     """
-    reading.set_policy(user=admin_user, mode="double")
+    set_policy(user=admin_user, mode="double")
     model = ModelVersion.objects.create(name="m-1", checkpoint="x", threshold=0.5)
     plan = {
         "A": (("abnormal", 4), ("abnormal", 4), None, "malignant", True, "C"),
@@ -110,7 +111,7 @@ def test_the_performance_page_draws_svg_plots_and_the_api_serves_the_same_figure
 
 def test_reading_time_is_the_median_from_opening_to_submitting(admin_user, radiologist):
     study = make_study("S", 0.4)
-    reading.open_case(study=study, user=radiologist)
+    open_case(study=study, user=radiologist)
     review_submit(study=study, radiologist=radiologist, decision="normal", birads=1)
     seconds = Review.objects.get().reading_seconds
     assert performance()["readers"][0]["median_reading_seconds"] == pytest.approx(seconds)

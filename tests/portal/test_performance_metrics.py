@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from screening.reading_metrics import Read, cohen_kappa, figures, wilson
+from screening.reading.metrics import Read, cohen_kappa, figures, wilson
 
 # recall, cancer (None: no outcome), seconds, AI flag
 HAND_BUILT = [

@@ -14,10 +14,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from screening.dicom.web import series_uid
+from screening.ai.services.predicting import run_prediction
+from screening.exchange.web import series_uid
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
 from screening.models import Prediction, TrainingRun
-from screening.services import ingest_file, renditions
-from screening.services.predictions import run_prediction
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,12 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from ml.exam import ExamModel
+from screening.ai.services import predicting, predictions
+from screening.ai.services.checkpoints import register_checkpoint
+from screening.ai.services.predictions import sweep
+from screening.ai.services.registry import promote_version
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, ModelVersion, Prediction, Study
-from screening.services import ingest_file, predictions, promote_version, register_checkpoint, sweep
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +46,7 @@ def test_images_no_model_could_serve_are_queued_by_the_sweeper_once_the_champion
 def test_a_prediction_records_probability_heatmap_and_timings(champion):
     image = ingest(mg_dataset(laterality="L", view="CC"))
     prediction = Prediction.objects.get(image=image)
-    assert predictions.run_prediction(prediction.pk) == 1
+    assert predicting.run_prediction(prediction.pk) == 1
     prediction.refresh_from_db()
     assert prediction.status == "done" and 0 <= prediction.probability <= 1
     assert prediction.preprocess_ms > 0 and prediction.inference_ms > 0
@@ -89,7 +93,7 @@ def test_breast_and_exam_scores_come_from_the_versions_exam_model(champion):
 
 def test_the_api_gives_each_prediction_its_top_regions(champion, rad_api):
     image = ingest(mg_dataset(laterality="L", view="CC"))
-    predictions.run_prediction(Prediction.objects.get(image=image).pk)
+    predicting.run_prediction(Prediction.objects.get(image=image).pk)
     prediction = Prediction.objects.get(image=image)
     body = rad_api.get(f"/api/v1/predictions/{prediction.pk}/").json()
     assert body["regions"] == prediction.regions and body["logit"] == pytest.approx(prediction.logit)
@@ -101,8 +105,8 @@ def test_the_api_gives_each_prediction_its_top_regions(champion, rad_api):
 def test_the_same_task_delivered_twice_gives_one_prediction(champion):
     image = ingest(mg_dataset())
     prediction = Prediction.objects.get(image=image)
-    assert predictions.run_prediction(prediction.pk) == 1
-    assert predictions.run_prediction(prediction.pk) == 0
+    assert predicting.run_prediction(prediction.pk) == 1
+    assert predicting.run_prediction(prediction.pk) == 0
     assert Prediction.objects.filter(image=image).count() == 1
     assert Prediction.objects.get(pk=prediction.pk).attempts == 1
 
@@ -110,14 +114,14 @@ def test_the_same_task_delivered_twice_gives_one_prediction(champion):
 def test_waiting_images_are_predicted_together_as_a_batch(champion):
     images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(3)]
     first = Prediction.objects.get(image=images[0])
-    assert predictions.run_prediction(first.pk) == 3
+    assert predicting.run_prediction(first.pk) == 3
     assert set(Prediction.objects.values_list("status", flat=True)) == {"done"}
 
 
 def test_a_task_claims_batch_by_batch_up_to_its_limit(champion, settings, monkeypatch):
     """Two batches of two per task: the first batch is claimed when the task starts, the second when the loader
     is due to decode it (a row claimed then is not another worker's any more); four of five predicted."""
-    from screening import inference
+    from screening.ai import inference
 
     settings.PORTAL_INFERENCE_BATCH, settings.PORTAL_INFERENCE_BATCHES_PER_TASK = 2, 2
     images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(5)]
@@ -144,7 +148,7 @@ def test_a_task_claims_batch_by_batch_up_to_its_limit(champion, settings, monkey
 
     monkeypatch.setattr(inference, "predictor_for", spying)
     first = Prediction.objects.get(image=images[0])
-    assert predictions.run_prediction(first.pk) == 4
+    assert predicting.run_prediction(first.pk) == 4
     assert seen == [(2, 2)]  # one batch claimed up front
     assert running_when_forward_started == [2, 2]  # the second batch was claimed after the first forward pass
     assert Prediction.objects.filter(status="queued").count() == 1
@@ -155,10 +159,10 @@ def test_a_corrupt_image_fails_with_its_reason_and_is_not_retried(champion):
     with default_storage.open(image.original.name, "wb") as fh:
         fh.write(b"garbage")
     prediction = Prediction.objects.get(image=image)
-    assert predictions.run_prediction(prediction.pk) == 0
+    assert predicting.run_prediction(prediction.pk) == 0
     prediction.refresh_from_db()
     assert prediction.status == "failed" and prediction.error  # the decoder's reason (ml.io words it)
-    assert predictions.run_prediction(prediction.pk) == 0  # redelivery: nothing to do
+    assert predicting.run_prediction(prediction.pk) == 0  # redelivery: nothing to do
     assert Prediction.objects.get(pk=prediction.pk).attempts == 1
     assert Image.objects.get(pk=image.pk).status == "failed"
     assert Study.objects.get(pk=image.study_id).status == "predicted"
@@ -186,7 +190,7 @@ def test_exam_score_is_the_highest_breast_mean(champion):
 
 def test_a_rerun_with_a_new_champion_keeps_the_old_prediction(champion, test_checkpoint, tmp_path):
     image = ingest(mg_dataset())
-    predictions.run_prediction(Prediction.objects.get(image=image).pk)
+    predicting.run_prediction(Prediction.objects.get(image=image).pk)
     copy = tmp_path / "second.pt"
     copy.write_bytes(test_checkpoint.read_bytes())
     second = register_checkpoint(copy, name="second-model")
@@ -194,7 +198,7 @@ def test_a_rerun_with_a_new_champion_keeps_the_old_prediction(champion, test_che
     assert ModelVersion.objects.get(pk=champion.pk).status == "retired"
     queued = predictions.rerun_studies([image.study])
     assert len(queued) == 1
-    predictions.run_prediction(queued[0])
+    predicting.run_prediction(queued[0])
     versions = set(Prediction.objects.filter(image=image, status="done").values_list("model_version__name", flat=True))
     assert versions == {"test-model", "second-model"}
     assert Study.objects.get(pk=image.study_id).exam_model == second
@@ -233,7 +237,7 @@ def test_embedded_mode_predicts_an_upload_in_process(champion, api, settings, dj
 def test_an_image_of_blank_pixels_is_still_answered(champion):
     image = ingest(mg_dataset(pixels=np.zeros((64, 64), np.uint16)))
     prediction = Prediction.objects.get(image=image)
-    predictions.run_prediction(prediction.pk)
+    predicting.run_prediction(prediction.pk)
     prediction.refresh_from_db()
     assert prediction.status in ("done", "failed")
     assert prediction.status == "done" or prediction.error
@@ -244,7 +248,7 @@ def test_clients_see_prediction_status_per_image_and_scores_per_study(champion, 
     image = ingest_file(file=io.BytesIO(to_bytes(ds)), filename="x.dcm", user=api_client_user).image
     queued = rad_api.get(f"/api/v1/images/{image.pk}/").json()
     assert queued["prediction"]["status"] == "queued" and queued["prediction"]["model_version"] == "test-model"
-    predictions.run_prediction(Prediction.objects.get(image=image).pk)
+    predicting.run_prediction(Prediction.objects.get(image=image).pk)
     body = rad_api.get(f"/api/v1/studies/{image.study_id}/").json()
     assert body["status"] == "predicted" and body["exam_model"] == "test-model"
     assert body["patient"] == "P-secret"
@@ -258,7 +262,7 @@ def test_clients_see_prediction_status_per_image_and_scores_per_study(champion, 
 
 def test_re_running_a_study_through_the_api(champion, rad_api, api):
     image = ingest(mg_dataset())
-    predictions.run_prediction(Prediction.objects.get(image=image).pk)
+    predicting.run_prediction(Prediction.objects.get(image=image).pk)
     assert api.post(f"/api/v1/studies/{image.study_id}/predict/").status_code == 403
     response = rad_api.post(f"/api/v1/studies/{image.study_id}/predict/")
     assert response.status_code == 202 and response.json() == {"queued": []}  # already done by the champion
@@ -279,7 +283,7 @@ def test_each_batch_is_stored_before_the_next_runs_and_a_failed_batch_goes_image
 ):
     """One transaction per batch, while the loader decodes the next (not all at the end of the task); when
     the model fails on a whole batch, its images are predicted one at a time and still recorded."""
-    from screening import inference
+    from screening.ai import inference
 
     settings.PORTAL_INFERENCE_BATCH, settings.PORTAL_INFERENCE_BATCHES_PER_TASK = 2, 2
     images = [ingest(mg_dataset(seed=i, patient_id=f"P{i}")) for i in range(4)]
@@ -300,7 +304,7 @@ def test_each_batch_is_stored_before_the_next_runs_and_a_failed_batch_goes_image
         return predictor
 
     monkeypatch.setattr(inference, "predictor_for", spying)
-    assert predictions.run_prediction(Prediction.objects.get(image=images[0]).pk) == 4
+    assert predicting.run_prediction(Prediction.objects.get(image=images[0]).pk) == 4
     assert done_before_each_forward == [0, 2, 2, 3]  # batch 1 stored; batch 2 failed, then its images alone
     assert Prediction.objects.filter(status="done").count() == 4
 
@@ -311,8 +315,8 @@ def test_each_stored_batch_logs_where_its_time_went_without_patient_data(champio
     import re
 
     image = ingest(mg_dataset(patient_id="SECRET-PATIENT-7"))
-    with caplog.at_level(logging.INFO, logger="screening.services.predictions"):
-        assert predictions.run_prediction(Prediction.objects.get(image=image).pk) == 1
+    with caplog.at_level(logging.INFO, logger="screening.ai.services.predicting"):
+        assert predicting.run_prediction(Prediction.objects.get(image=image).pk) == 1
     [line] = [r.getMessage() for r in caplog.records if "batch timing" in r.getMessage()]
     values = dict(re.findall(r"(\w+)=([\d.]+)", line))
     assert set(values) == {"decode", "preprocess", "forward", "heatmap", "store", "images"}

@@ -100,7 +100,7 @@ def test_pages_without_patient_data_and_refused_requests_add_no_read(study, admi
 
 def test_a_dicomweb_retrieve_keeps_its_own_event_and_gets_no_second(study, radiologist):
     image = study.images.get()
-    from screening.dicom.web import series_uid
+    from screening.exchange.web import series_uid
 
     url = f"/dicomweb/studies/{study.study_uid}/series/{series_uid(image)}/instances/{image.sop_uid}/metadata"
     assert _token_client(radiologist).get(url).status_code == 200

@@ -9,8 +9,10 @@ from django.urls import reverse
 from screening.blinding import ai_visibility
 from screening.errors import PortalError
 from screening.models import AuditEvent, Image, ReadingPolicy, Site, Study
-from screening.selectors import reading_worklist_for
-from screening.services import reading, review_submit
+from screening.reading.rules import policy_for, policy_of
+from screening.reading.selectors import reading_worklist_for
+from screening.reading.services.reading import set_policy
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client, stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.portal.reading_fixtures import make_study
@@ -30,10 +32,10 @@ def at_site(study: Study, code: str) -> Study:
 
 
 def test_each_site_reads_under_its_own_policy(admin_user, radiologist, second_radiologist, north):
-    reading.set_policy(user=admin_user, mode="double", site="north")
+    set_policy(user=admin_user, mode="double", site="north")
     here = make_study("S1", 0.4, False)
     there = at_site(make_study("S2", 0.4, False, seed=1), "north")
-    assert reading.policy_of(here).mode == "single" and reading.policy_of(there).mode == "double"
+    assert policy_of(here).mode == "single" and policy_of(there).mode == "double"
     single = review_submit(study=here, radiologist=radiologist, decision="normal", birads=1)
     first = review_submit(study=there, radiologist=radiologist, decision="normal", birads=1)
     assert (single.slot, single.is_final) == ("single", True)
@@ -43,14 +45,14 @@ def test_each_site_reads_under_its_own_policy(admin_user, radiologist, second_ra
 
 
 def test_a_readers_worklist_is_per_site_in_that_sites_order(admin_user, radiologist, north):
-    reading.set_policy(user=admin_user, mode="single", site="north", order="date", blind_ai=True)
+    set_policy(user=admin_user, mode="single", site="north", order="date", blind_ai=True)
     here = make_study("S1", 0.9, True)
     older = at_site(make_study("S2", 0.1, False, seed=1), "north")
     newer = at_site(make_study("S3", 0.9, True, seed=2), "north")
     Study.objects.filter(pk=older.pk).update(study_date="2024-01-01")
     Study.objects.filter(pk=newer.pk).update(study_date="2025-01-01")
-    assert list(reading_worklist_for(radiologist, reading.policy_for())) == [here]
-    assert list(reading_worklist_for(radiologist, reading.policy_for("north"))) == [older, newer]
+    assert list(reading_worklist_for(radiologist, policy_for())) == [here]
+    assert list(reading_worklist_for(radiologist, policy_for("north"))) == [older, newer]
     api = _token_client(radiologist)
     answer = api.get("/api/v1/reading/worklist/", {"site": "north"}).json()
     assert [row["id"] for row in answer["results"]] == [older.pk, newer.pk]
@@ -77,10 +79,10 @@ def test_a_policy_is_set_per_site_and_an_unknown_site_is_refused(client, admin_u
         {"site": "north", "mode": "double", "resolution": "arbitrator", "order": "date", "lock_minutes": 15},
     )
     assert response.status_code == 302 and response["Location"].endswith("?site=north")
-    assert reading.policy_for("north").mode == "double" and reading.policy_for().mode == "single"
+    assert policy_for("north").mode == "double" and policy_for().mode == "single"
     assert AuditEvent.objects.get(action="reading_policy_set").detail["site"] == "north"
     with pytest.raises(PortalError, match="unknown site 'south'"):
-        reading.set_policy(user=admin_user, mode="double", site="south")
+        set_policy(user=admin_user, mode="double", site="south")
     api = _token_client(admin_user)
     refused = api.post("/api/v1/reading/policy/", {"mode": "double", "site": "south"}, format="json")
     assert refused.status_code == 400 and refused.json()["error"]["fields"].keys() == {"site"}
@@ -91,15 +93,15 @@ def test_a_policy_is_set_per_site_and_an_unknown_site_is_refused(client, admin_u
 
 def test_a_worklist_in_ai_score_order_is_refused_when_the_ai_is_hidden(admin_user):
     with pytest.raises(PortalError, match="order it by date or age") as refused:
-        reading.set_policy(user=admin_user, mode="double", blind_ai=True, order="score")
+        set_policy(user=admin_user, mode="double", blind_ai=True, order="score")
     assert refused.value.field == "order" and not ReadingPolicy.objects.exists()
-    policy = reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    policy = set_policy(user=admin_user, mode="double", blind_ai=True)
     assert policy.order == "date"
 
 
 def test_a_site_hiding_the_ai_hides_it_from_its_readers_not_from_an_admin(admin_user, radiologist, north):
     assert not ai_visibility(radiologist).hides_any
-    reading.set_policy(user=admin_user, mode="double", site="north", blind_ai=True)
+    set_policy(user=admin_user, mode="double", site="north", blind_ai=True)
     assert ai_visibility(radiologist).blinded_sites == {"north"} and not ai_visibility(admin_user).hides_any
 
 

@@ -9,11 +9,14 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from screening.ai.labels import collect_labels
 from screening.errors import Conflict, PortalError
+from screening.intake.selectors import study_detail
 from screening.models import AuditEvent, CaseLock, ReadingPolicy, Review, Study
-from screening.selectors import arbitration_worklist, reading_worklist_for, study_detail
-from screening.services import reading, review_submit
-from screening.services.labels import collect_labels
+from screening.reading.rules import policy_for
+from screening.reading.selectors import arbitration_worklist, reading_worklist_for
+from screening.reading.services.reading import acquire_lock, assign, open_case, set_policy
+from screening.reading.services.reviews import review_submit
 from tests.conftest import _token_client
 from tests.portal.reading_fixtures import make_study
 
@@ -34,10 +37,10 @@ def test_without_a_policy_a_site_reads_once_and_the_read_is_final(radiologist):
 def test_a_policy_change_is_versioned_and_audited(admin_user):
     make_study("S1", 0.03)
     make_study("S2", 0.5, seed=1)
-    reading.set_policy(user=admin_user, mode="double")
-    reading.set_policy(user=admin_user, mode="ai_triaged", triage_threshold=0.1, blind_ai=True)
+    set_policy(user=admin_user, mode="double")
+    set_policy(user=admin_user, mode="ai_triaged", triage_threshold=0.1, blind_ai=True)
     assert ReadingPolicy.objects.count() == 2
-    assert reading.policy_for().mode == "ai_triaged"
+    assert policy_for().mode == "ai_triaged"
     event = AuditEvent.objects.filter(action="reading_policy_set").order_by("-id").first()
     assert event.detail["triage_threshold"] == 0.1
     # one of two exams below 0.1: 1 + 2 reads instead of 4
@@ -53,12 +56,12 @@ def test_a_policy_change_is_versioned_and_audited(admin_user):
 
 def test_an_ai_triaged_policy_without_a_score_is_refused(admin_user):
     with pytest.raises(PortalError, match="AI exam score"):
-        reading.set_policy(user=admin_user, mode="ai_triaged")
+        set_policy(user=admin_user, mode="ai_triaged")
     assert not ReadingPolicy.objects.exists()
 
 
 def test_the_ai_triaged_policy_sends_exams_to_one_or_two_readers_by_score(admin_user, radiologist):
-    reading.set_policy(user=admin_user, mode="ai_triaged", triage_threshold=0.2)
+    set_policy(user=admin_user, mode="ai_triaged", triage_threshold=0.2)
     low, high, unscored = make_study("LOW", 0.05), make_study("HIGH", 0.6, seed=1), make_study("NONE", None, seed=2)
     assert (read(low, radiologist).slot, Study.objects.get(pk=low.pk).status) == ("single", "reported")
     first = read(high, radiologist)
@@ -94,7 +97,7 @@ def test_a_different_birads_group_is_discordant_even_when_both_recall(double_rea
 
 
 def test_consensus_of_the_two_readers_resolves_a_discordant_pair(admin_user, radiologist, second_radiologist):
-    reading.set_policy(user=admin_user, mode="double", resolution="consensus")
+    set_policy(user=admin_user, mode="double", resolution="consensus")
     study = make_study("S", 0.5)
     read(study, radiologist, "normal", 2)
     read(study, second_radiologist, "abnormal", 0)
@@ -141,7 +144,7 @@ def test_the_final_decision_is_the_training_label_not_the_individual_reads(
 def test_blinding_the_second_reader_sees_no_trace_of_the_first_decision_in_the_api(
     admin_user, radiologist, second_radiologist
 ):
-    reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    set_policy(user=admin_user, mode="double", blind_ai=True)
     study = make_study("S", 0.8, True)
     read(study, radiologist, "abnormal", 5, note="FIRST-READER-NOTE")
     client = _token_client(second_radiologist)
@@ -169,8 +172,8 @@ def test_a_reader_who_has_read_still_sees_only_their_own_read_until_the_other_ha
 
 def test_two_readers_opening_the_same_case_one_gets_the_lock(radiologist, second_radiologist):
     study = make_study("S", 0.5)
-    first = reading.open_case(study=study, user=radiologist)
-    second = reading.open_case(study=study, user=second_radiologist)
+    first = open_case(study=study, user=radiologist)
+    second = open_case(study=study, user=second_radiologist)
     assert first.lock.held and not second.lock.held and second.lock.holder == "rad"
     with pytest.raises(Conflict, match="being read by rad"):
         read(study, second_radiologist)
@@ -180,7 +183,7 @@ def test_two_readers_opening_the_same_case_one_gets_the_lock(radiologist, second
 
 def test_the_lock_is_released_on_submit_and_records_the_reading_time(radiologist, second_radiologist):
     study = make_study("S", 0.5)
-    reading.open_case(study=study, user=radiologist)
+    open_case(study=study, user=radiologist)
     CaseLock.objects.filter(study=study).update(
         acquired=CaseLock.objects.get(study=study).acquired - timedelta(seconds=42)
     )
@@ -191,9 +194,9 @@ def test_the_lock_is_released_on_submit_and_records_the_reading_time(radiologist
 
 def test_an_expired_lock_is_taken_over_and_its_time_out_audited(radiologist, second_radiologist):
     study = make_study("S", 0.5)
-    reading.acquire_lock(study=study, user=radiologist)
+    acquire_lock(study=study, user=radiologist)
     CaseLock.objects.update(expires=CaseLock.objects.get().expires - timedelta(hours=1))
-    assert reading.acquire_lock(study=study, user=second_radiologist).held
+    assert acquire_lock(study=study, user=second_radiologist).held
     assert AuditEvent.objects.filter(action="lock_timeout", detail__held_by="rad").exists()
 
 
@@ -216,13 +219,13 @@ def test_the_lock_api_answers_409_with_who_holds_it(radiologist, second_radiolog
 
 
 def test_the_reader_worklist_follows_the_policy_order_and_assignment(admin_user, radiologist, second_radiologist):
-    reading.set_policy(user=admin_user, mode="double", order="score")
+    set_policy(user=admin_user, mode="double", order="score")
     low, high = make_study("LOW", 0.1), make_study("HIGH", 0.9, seed=1)
     mine = make_study("MINE", 0.5, seed=2)
-    reading.assign(studies=[mine], reader=second_radiologist, user=admin_user)
+    assign(studies=[mine], reader=second_radiologist, user=admin_user)
     assert list(reading_worklist_for(radiologist)) == [high, low]  # not the case assigned to rad2
     assert list(reading_worklist_for(second_radiologist)) == [high, mine, low]
-    reading.set_policy(user=admin_user, mode="double", order="date")
+    set_policy(user=admin_user, mode="double", order="date")
     Study.objects.filter(pk=low.pk).update(study_date="2020-01-01")
     assert list(reading_worklist_for(radiologist))[0] == low
     assert AuditEvent.objects.filter(action="study_assign", study_id=mine.pk).exists()
@@ -232,11 +235,11 @@ def test_a_reader_who_read_the_exam_cannot_be_assigned_it_again(double_reading, 
     study = make_study("S", 0.5)
     read(study, radiologist)
     with pytest.raises(Conflict, match="never reads an exam twice"):
-        reading.assign(studies=[study], reader=radiologist, user=admin_user)
+        assign(studies=[study], reader=radiologist, user=admin_user)
 
 
 def test_the_reading_worklist_api_hides_the_ai_score_when_the_policy_blinds_it(admin_user, radiologist):
-    reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    set_policy(user=admin_user, mode="double", blind_ai=True)
     make_study("S", 0.9, True)
     rows = _token_client(radiologist).get("/api/v1/reading/worklist/").json()["results"]
     assert len(rows) == 1 and rows[0]["exam_score"] is None and rows[0]["read"] == "first"
@@ -268,7 +271,7 @@ def test_the_assign_api_refuses_an_unknown_reader_with_a_clear_error(admin_user)
 
 def test_only_the_final_decision_is_exported_as_an_sr(double_reading, radiologist, second_radiologist, monkeypatch):
     sent = []
-    monkeypatch.setattr("screening.services.export.queue_decision", lambda review: sent.append(review.pk))
+    monkeypatch.setattr("screening.exchange.services.export.queue_decision", lambda review: sent.append(review.pk))
     study = make_study("S", 0.5)
     read(study, radiologist, "abnormal", 4)
     assert sent == []  # a first read sent to the PACS would unblind the second reader there
@@ -288,7 +291,7 @@ def test_the_policy_pages_render_for_an_admin(admin_user, client):
             "lock_minutes": 10,
         },
     )
-    assert response.status_code == 302 and reading.policy_for().triage_threshold == 0.2
+    assert response.status_code == 302 and policy_for().triage_threshold == 0.2
     page = client.get(reverse("reading-policy")).content.decode()
     assert "Expected workload" in page and "AI-triaged" in page
     assert APIClient().get(reverse("reading-policy")).status_code == 302
@@ -298,8 +301,8 @@ def test_expired_locks_are_swept_and_each_time_out_is_audited(radiologist):
     from screening import tasks
 
     study, other = make_study("S", 0.5), make_study("T", 0.5, seed=1)
-    reading.acquire_lock(study=study, user=radiologist)
-    reading.acquire_lock(study=other, user=radiologist)
+    acquire_lock(study=study, user=radiologist)
+    acquire_lock(study=other, user=radiologist)
     CaseLock.objects.filter(study=study).update(expires=CaseLock.objects.get(study=study).expires - timedelta(hours=1))
     assert tasks.release_expired_locks() == 1
     assert list(CaseLock.objects.values_list("study_id", flat=True)) == [other.pk]
@@ -310,7 +313,7 @@ def test_the_case_page_tells_a_second_reader_who_holds_the_lock_and_takes_none(
     double_reading, radiologist, second_radiologist, client
 ):
     study = make_study("S", 0.5)
-    reading.open_case(study=study, user=radiologist)
+    open_case(study=study, user=radiologist)
     client.force_login(second_radiologist)
     page = client.get(reverse("study-viewer", args=[study.pk])).content.decode()
     assert "Being read by rad" in page and "first read" in page and "data-lock-url" not in page
@@ -330,5 +333,5 @@ def test_a_blinded_readers_viewer_data_carries_no_ai_result(admin_user, radiolog
     client.force_login(radiologist)
     url = reverse("study-viewer-data", args=[study.pk])
     assert [image.get("regions") for image in client.get(url).json()["images"].values()] == [[region]]
-    reading.set_policy(user=admin_user, mode="double", blind_ai=True)
+    set_policy(user=admin_user, mode="double", blind_ai=True)
     assert all("regions" not in image for image in client.get(url).json()["images"].values())

@@ -11,9 +11,12 @@ from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 
 from screening.errors import PortalError
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
+from screening.intake.services.renditions import full_resolution_png
+from screening.intake.services.studies import delete_study
 from screening.models import AppendOnlyError, AuditEvent, Finding, Image, ModelVersion, Prediction, Review, Study
-from screening.services import FindingInput, full_resolution_png, ingest_file, renditions, review_submit
-from screening.services.studies import delete_study
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 

@@ -16,8 +16,9 @@ from PIL import Image as PILImage
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Study
-from screening.services import ingest_file, renditions
 from tests.celery_worker import WorkerProcess, needs_worker_services, purge, wait_until
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, phantom, to_bytes

@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from screening.services.findings import FindingInput, ReportedFindingInput
-from screening.services.reviews import review_submit
+from screening.reading.services.findings import FindingInput, ReportedFindingInput
+from screening.reading.services.reviews import review_submit
 from tests.portal.test_breast_assessment import older_read, two_sided_study
 
 pytestmark = pytest.mark.django_db

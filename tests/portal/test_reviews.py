@@ -8,8 +8,10 @@ import pytest
 from django.urls import reverse
 
 from screening.errors import PortalError
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Review, Study
-from screening.services import ingest_file, renditions, review_submit
+from screening.reading.services.reviews import review_submit
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db

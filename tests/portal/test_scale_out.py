@@ -11,8 +11,8 @@ import re
 
 import pytest
 
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Prediction
-from screening.services import ingest_file
 from tests.celery_worker import WorkerProcess, needs_worker_services, purge, wait_until
 from tests.dicom_factory import mg_dataset, to_bytes
 

@@ -19,8 +19,9 @@ from django.contrib.staticfiles import finders
 from django.test import Client, RequestFactory
 from django.urls import get_resolver, reverse
 
-from screening import services
-from screening.services import ingest_file, renditions
+from screening.audit.services import client_ip
+from screening.intake.services import renditions
+from screening.intake.services.ingest import ingest_file
 from tests.dicom_factory import mg_dataset, to_bytes
 
 PASSWORD = "a-long-test-password"
@@ -132,9 +133,9 @@ def test_the_client_address_is_the_right_most_forwarded_entry_that_is_not_a_trus
 def test_the_audit_trail_records_the_address_the_login_guard_counts(settings):
     settings.PORTAL_TRUSTED_PROXIES = ["10.0.0.0/8"]
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.5")
-    assert services.client_ip(request) == "203.0.113.5"
+    assert client_ip(request) == "203.0.113.5"
     spoofed = RequestFactory().get("/", REMOTE_ADDR="198.51.100.1", HTTP_X_FORWARDED_FOR="203.0.113.5")
-    assert services.client_ip(spoofed) == "198.51.100.1"
+    assert client_ip(spoofed) == "198.51.100.1"
 
 
 def test_a_bad_trusted_proxy_setting_stops_start_up(monkeypatch):
@@ -244,7 +245,7 @@ def test_a_server_error_is_a_styled_page_with_the_navigation(radiologist):
     assert get_resolver().resolve_error_handler(500) is portal_views.server_error
     client = Client(raise_request_exception=False)
     client.force_login(radiologist)
-    with mock.patch("screening.views.selectors.worklist_for", side_effect=RuntimeError("boom")):
+    with mock.patch("screening.reading.views.worklist_for", side_effect=RuntimeError("boom")):
         response = client.get("/")
     assert response.status_code == 500
     page = response.content.decode()
@@ -257,7 +258,7 @@ def test_the_server_error_page_renders_even_when_the_navigation_cannot(radiologi
 
     request = RequestFactory().get("/")
     request.user = radiologist
-    with mock.patch("screening.context_processors.is_admin", side_effect=RuntimeError("database down")):
+    with mock.patch("screening.accounts.context_processors.is_admin", side_effect=RuntimeError("database down")):
         response = portal_views.server_error(request)
     assert response.status_code == 500 and b"Something went wrong on the server" in response.content
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from screening import inference
+from screening.ai import inference
 from screening.models import DicomDestination, DicomExport, Image
 from tests.dicom_peers import ORTHANC, orthanc
 from tests.eager import tasks_in_process

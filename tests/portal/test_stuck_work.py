@@ -17,14 +17,17 @@ import pytest
 import yaml
 from django.utils import timezone
 
-from screening import inference
+from screening.ai import inference
+from screening.ai.services import predicting, predictions, registry
+from screening.ai.services.checkpoints import describe_checkpoint, register_checkpoint
+from screening.ai.services.predictions import sweep
+from screening.ai.services.registry import baseline_fields, promote_version
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image, ModelVersion, Prediction, Study
-from screening.services import ingest_file, predictions, promote_version, register_checkpoint, sweep
-from screening.services import models as registry
-from screening.services.models import baseline_fields, describe_checkpoint
 from tests.conftest import stored_files
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.eager import tasks_in_process
+from tests.predictors import OneByOne
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
@@ -41,7 +44,7 @@ def eager():
         yield runs
 
 
-class FakePredictor:
+class FakePredictor(OneByOne):
     """Stands in for a model that answers with the given probability, heatmap value and timing."""
 
     def __init__(self, probability=0.4, heat=0.5, inference_ms=1.0):
@@ -60,19 +63,6 @@ class FakePredictor:
             )
             for image, *_ in items  # the loader gives (pixels, laterality, source kind)
         ]
-
-    def stream_batches(self, loaders, batch_size=8, heatmap_max_side=None, more=None):
-        """The worker's entry point: each loader's image, or its exception, in order (a batch per call of
-        `more`)."""
-        while loaders:
-            out = []
-            for load in loaders:
-                try:
-                    out.append(self.predict([load()])[0])
-                except Exception as exc:
-                    out.append(exc)
-            yield out
-            loaders = more() if more is not None else []
 
 
 @pytest.fixture
@@ -130,8 +120,9 @@ def test_tasks_import_services_at_module_top_not_inside_functions():
 def test_importing_every_service_leaves_the_tasks_unimported():
     code = (
         "import django, pkgutil, importlib, sys; django.setup();"
-        "import screening.services as s;"
-        "[importlib.import_module(f'screening.services.{m.name}') for m in pkgutil.iter_modules(s.__path__)];"
+        "import screening;"
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(screening.__path__, 'screening.')"
+        " if '.services' in m.name];"
         "print('screening.tasks' in sys.modules, 'torch' in sys.modules)"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"}
@@ -147,7 +138,7 @@ def test_a_nan_probability_fails_the_prediction_with_its_reason_and_leaves_no_he
     model_answers(probability=float("nan"))
     image = ingest(mg_dataset())
     prediction = Prediction.objects.get(image=image)
-    assert predictions.run_prediction(prediction.pk) == 0
+    assert predicting.run_prediction(prediction.pk) == 0
     prediction.refresh_from_db()
     assert prediction.status == "failed" and "invalid probability (nan)" in prediction.error
     assert Image.objects.get(pk=image.pk).status == "failed"
@@ -159,7 +150,7 @@ def test_a_nan_probability_fails_the_prediction_with_its_reason_and_leaves_no_he
 def test_an_out_of_range_probability_fails_the_prediction(model_answers, probability):
     model_answers(probability=probability)
     prediction = Prediction.objects.get(image=ingest(mg_dataset()))
-    predictions.run_prediction(prediction.pk)
+    predicting.run_prediction(prediction.pk)
     prediction.refresh_from_db()
     assert prediction.status == "failed" and "invalid probability" in prediction.error
 
@@ -167,7 +158,7 @@ def test_an_out_of_range_probability_fails_the_prediction(model_answers, probabi
 def test_a_heatmap_with_non_finite_values_fails_the_prediction_and_is_not_stored(model_answers, media_root):
     model_answers(heat=float("inf"))
     prediction = Prediction.objects.get(image=ingest(mg_dataset()))
-    predictions.run_prediction(prediction.pk)
+    predicting.run_prediction(prediction.pk)
     prediction.refresh_from_db()
     assert prediction.status == "failed" and "heatmap" in prediction.error
     assert heatmaps(media_root) == []
@@ -190,12 +181,12 @@ def test_a_result_the_database_refuses_leaves_no_heatmap_and_fails_at_the_attemp
     model_answers(inference_ms="not a number")  # the heatmap file is saved before the row is refused
     prediction = Prediction.objects.get(image=ingest(mg_dataset()))
     for attempt in range(1, settings.PORTAL_PREDICTION_MAX_ATTEMPTS):
-        with pytest.raises(predictions.TryAgain):
-            predictions.run_prediction(prediction.pk)
+        with pytest.raises(predicting.TryAgain):
+            predicting.run_prediction(prediction.pk)
         prediction.refresh_from_db()
         assert (prediction.status, prediction.attempts) == ("queued", attempt)
         assert heatmaps(media_root) == []
-    assert predictions.run_prediction(prediction.pk) == 0
+    assert predicting.run_prediction(prediction.pk) == 0
     prediction.refresh_from_db()
     limit = settings.PORTAL_PREDICTION_MAX_ATTEMPTS
     assert prediction.status == "failed" and prediction.error.startswith(f"gave up after {limit} attempts")
@@ -341,12 +332,12 @@ def test_an_image_added_to_a_study_read_by_an_older_model_has_the_whole_study_pr
     right = [
         ingest(mg_dataset(laterality="R", view=v, study_uid=study_uid, seed=i)) for i, v in enumerate("CC MLO".split())
     ]
-    predictions.run_prediction(Prediction.objects.get(image=right[0]).pk)  # a batch: both right views
+    predicting.run_prediction(Prediction.objects.get(image=right[0]).pk)  # a batch: both right views
     second = promote_version(_second_version(test_checkpoint, tmp_path))
     left = ingest(mg_dataset(laterality="L", view="CC", study_uid=study_uid, seed=5))
     queued = Prediction.objects.filter(model_version=second, status="queued")
     assert set(queued.values_list("image_id", flat=True)) == {left.pk, right[0].pk, right[1].pk}
-    predictions.run_prediction(queued.first().pk)
+    predicting.run_prediction(queued.first().pk)
     study = Study.objects.get(study_uid=study_uid)
     assert study.exam_model == second
     assert study.score_left is not None and study.score_right is not None

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
+from screening.intake.services.ingest import ingest_file
 from screening.models import ModelVersion, Prediction
-from screening.services import ingest_file
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +58,7 @@ def test_every_study_unread_first_is_read_from_an_index_not_sorted(ordering, ind
     from django.db import connection
 
     from screening.models import Study
-    from screening.selectors import WorklistFilters, worklist_for
+    from screening.reading.selectors import WorklistFilters, worklist_for
     from tests.conftest import _user
 
     if connection.vendor != "postgresql":
@@ -85,7 +85,7 @@ def test_the_arbitration_worklist_starts_from_the_second_reads_not_from_every_un
     from django.db import connection
 
     from screening.models import Review, Study
-    from screening.selectors import arbitration_worklist
+    from screening.reading.selectors import arbitration_worklist
     from tests.conftest import _user
 
     if connection.vendor != "postgresql":
@@ -133,7 +133,7 @@ def test_the_arbitration_worklist_starts_from_the_second_reads_not_from_every_un
 def test_an_image_list_builds_the_prediction_fields_once_not_once_per_image(rad_api, images, monkeypatch):
     """Building a serializer's fields deep-copies them: doing it for each of a page's 50 images was half of
     the image list's time (36 ms -> 16 ms a request at 100k studies)."""
-    from screening.api.serializers import PredictionSerializer
+    from screening.ai.serializers import PredictionSerializer
 
     built = []
     original = PredictionSerializer.get_fields
@@ -160,8 +160,8 @@ def test_the_former_page_numbers_reach_only_the_newest_rows_and_point_to_the_cur
 
 def test_an_arbitration_backlog_too_long_to_name_in_one_query_is_still_listed(django_user_model, monkeypatch):
     """Past ARBITRATION_IDS_INLINE studies (SQLite takes at most 32,766 parameters) the list filters by subquery."""
-    from screening import selectors
     from screening.models import Review, Study
+    from screening.reading import selectors
     from tests.conftest import _user
 
     patient = ingest_file(file=io.BytesIO(to_bytes(mg_dataset(patient_id="P0"))), filename="0.dcm").image.study.patient

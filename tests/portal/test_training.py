@@ -18,17 +18,13 @@ from django.db.models import Count
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from screening.ai import labels
+from screening.ai.services import evaluation, promotion, splits, training, training_run
+from screening.ai.services.checkpoints import register_checkpoint
 from screening.errors import Conflict, PortalError
+from screening.intake.services.ingest import ingest_file
 from screening.models import AuditEvent, Image, ModelVersion, Patient, Prediction, Review, Study, TrainingRun
-from screening.services import (
-    FindingInput,
-    ingest_file,
-    labels,
-    promotion,
-    register_checkpoint,
-    review_submit,
-    training,
-)
+from screening.reading.services.reviews import FindingInput, review_submit
 from tests.ml.phantoms import phantom
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +176,7 @@ def test_unread_studies_and_unreadable_images_are_not_labels(radiologist):
 def test_women_are_assigned_to_a_pool_once_stratified_by_label(radiologist, settings):
     settings.PORTAL_VALIDATION_FRACTION = 0.25
     studies = [add_woman(n, abnormal=n < 8, radiologist=radiologist) for n in range(16)]
-    labels.assign_splits()
+    splits.assign_splits()
     pools = dict(Patient.objects.values_list("patient_id", "split"))
     abnormal_in_validation = sum(pools[f"W{n:03d}"] == "validation" for n in range(8))
     normal_in_validation = sum(pools[f"W{n:03d}"] == "validation" for n in range(8, 16))
@@ -188,19 +184,19 @@ def test_women_are_assigned_to_a_pool_once_stratified_by_label(radiologist, sett
     # Relabelling a validation woman never moves her, and assigning again changes nothing.
     moved = next(s for s in studies if s.patient.split == "" and pools[s.patient.patient_id] == "validation")
     read(moved, radiologist, abnormal=False)
-    labels.assign_splits()
+    splits.assign_splits()
     assert dict(Patient.objects.values_list("patient_id", "split")) == pools
 
 
 def test_the_snapshot_hash_changes_with_a_label_and_not_otherwise(radiologist):
     study = add_woman(1, abnormal=True, radiologist=radiologist)
     add_woman(2, abnormal=False, radiologist=radiologist)
-    first, summary, _ = labels.current_snapshot()
-    assert labels.current_snapshot()[0] == first
+    first, summary, _ = splits.current_snapshot()
+    assert splits.current_snapshot()[0] == first
     assert summary["train"]["images"] + summary["validation"]["images"] == 4
     assert sorted(item[0] for item in summary["images"]) == sorted(Image.objects.values_list("pk", flat=True))
     read(study, radiologist, abnormal=False)
-    assert labels.current_snapshot()[0] != first
+    assert splits.current_snapshot()[0] != first
 
 
 # --- a run, the promotion rule, rollback ------------------------------------------------------------
@@ -211,7 +207,7 @@ def test_a_run_trains_on_the_training_pool_scores_the_locked_women_and_promotes(
 ):
     # The fixture's champion has an untrained head: with a high threshold it misses abnormal images.
     ModelVersion.objects.filter(pk=champion.pk).update(threshold=0.99)
-    run_id = training.run_training(trigger="manual")
+    run_id = training_run.run_training(trigger="manual")
     run = TrainingRun.objects.select_related("candidate").get(pk=run_id)
     assert run.status == "succeeded", run.error
     candidate = run.candidate
@@ -231,20 +227,20 @@ def test_a_run_trains_on_the_training_pool_scores_the_locked_women_and_promotes(
     assert [h["epoch"] for h in run.progress["history"]] == list(range(1, 7))
     assert AuditEvent.objects.filter(action="model_promote", object_id=str(candidate.pk)).exists()
     # Nothing new since: the nightly trigger does not start another run; a new label does.
-    assert training.run_training(trigger="schedule") is None
+    assert training_run.run_training(trigger="schedule") is None
     add_woman(40, abnormal=False, radiologist=radiologist)
-    assert labels.has_new_labels(labels.current_snapshot()[0])
+    assert labels.has_new_labels(splits.current_snapshot()[0])
 
 
 def test_a_degraded_candidate_is_rejected_with_its_reason(
     trained_checkpoint, degraded_checkpoint, cohort, fast_training
 ):
     good = register_checkpoint(trained_checkpoint, name="good", promote=True)
-    labels.assign_splits()
+    splits.assign_splits()
     locked = [lab for lab in labels.collect_labels() if lab.split == "validation"]
     worse = register_checkpoint(degraded_checkpoint, name="degraded")
-    decision = promotion.challenge(worse, examples=labels.to_examples(locked))
-    promotion.apply_decision(worse, decision, run_id=None)
+    decision = evaluation.challenge(worse, examples=labels.to_examples(locked))
+    evaluation.apply_decision(worse, decision, run_id=None)
     worse.refresh_from_db()
     assert worse.status == "rejected" and ModelVersion.objects.get(pk=good.pk).status == "champion"
     assert "validation AUC" in worse.note and "lower than the champion's" in worse.note
@@ -255,14 +251,14 @@ def test_a_degraded_candidate_is_rejected_with_its_reason(
 
 def test_a_candidate_with_lower_sensitivity_is_rejected_even_with_the_same_auc():
     champion_metrics = {"auc": 0.80, "sensitivity": 0.90}
-    assert promotion.decide({"auc": 0.80, "sensitivity": 0.90}, champion_metrics)["outcome"] == "promoted"
-    assert promotion.decide({"auc": 0.79, "sensitivity": 0.95}, champion_metrics)["outcome"] == "promoted"  # margin
-    lower_sensitivity = promotion.decide({"auc": 0.85, "sensitivity": 0.85}, champion_metrics)
+    assert evaluation.decide({"auc": 0.80, "sensitivity": 0.90}, champion_metrics)["outcome"] == "promoted"
+    assert evaluation.decide({"auc": 0.79, "sensitivity": 0.95}, champion_metrics)["outcome"] == "promoted"  # margin
+    lower_sensitivity = evaluation.decide({"auc": 0.85, "sensitivity": 0.85}, champion_metrics)
     assert lower_sensitivity["outcome"] == "rejected"
     assert lower_sensitivity["reasons"] == [
         "sensitivity at the operating point 0.850 is lower than the champion's 0.900"
     ]
-    assert promotion.decide({"auc": 0.70, "sensitivity": 0.95}, champion_metrics)["outcome"] == "rejected"
+    assert evaluation.decide({"auc": 0.70, "sensitivity": 0.95}, champion_metrics)["outcome"] == "rejected"
 
 
 def test_rollback_restores_the_previous_champion_and_retires_the_current(champion, test_checkpoint, admin_user):
@@ -301,7 +297,7 @@ def test_a_training_crash_fails_the_run_with_its_reason_and_the_champion_keeps_s
 
     monkeypatch.setattr(ml.train, "fit", out_of_memory)
     versions = ModelVersion.objects.count()
-    run = TrainingRun.objects.get(pk=training.run_training(trigger="manual"))
+    run = TrainingRun.objects.get(pk=training_run.run_training(trigger="manual"))
     assert run.status == "failed" and run.error.startswith("out of memory while training")
     assert ModelVersion.objects.get(status="champion") == champion
     assert ModelVersion.objects.count() == versions  # no candidate left behind
@@ -309,14 +305,14 @@ def test_a_training_crash_fails_the_run_with_its_reason_and_the_champion_keeps_s
 
 def test_a_run_past_its_time_limit_fails_and_leaves_the_champion(champion, cohort, fast_training):
     fast_training.PORTAL_TRAINING_SOFT_TIME_LIMIT = 0
-    run = TrainingRun.objects.get(pk=training.run_training(trigger="manual"))
+    run = TrainingRun.objects.get(pk=training_run.run_training(trigger="manual"))
     assert run.status == "failed" and run.error.startswith("timed out")
     assert ModelVersion.objects.get(status="champion") == champion
 
 
 def test_too_few_labels_fail_the_run_with_an_explanation(champion, radiologist, fast_training):
     add_woman(1, abnormal=False, radiologist=radiologist)
-    run = TrainingRun.objects.get(pk=training.run_training(trigger="manual"))
+    run = TrainingRun.objects.get(pk=training_run.run_training(trigger="manual"))
     assert run.status == "failed" and "needs normal and abnormal images" in run.error
 
 
@@ -363,10 +359,10 @@ def test_a_stuck_run_is_released_and_a_new_run_can_start(settings):
 
 def test_a_run_is_claimed_once(champion):
     run = training.trigger_run(trigger="api", enqueue=False)
-    assert training._claim(run.pk) is True
-    assert training.run_training(run_id=run.pk) is None  # a redelivered task finds it taken
+    assert training_run._claim(run.pk) is True
+    assert training_run.run_training(run_id=run.pk) is None  # a redelivered task finds it taken
     other = TrainingRun.objects.create()
-    assert training._claim(other.pk) is False  # the database allows one running run
+    assert training_run._claim(other.pk) is False  # the database allows one running run
     other.refresh_from_db()
     assert other.status == "failed" and "was running" in other.error
 
@@ -437,9 +433,9 @@ def test_the_registry_page_shows_versions_metrics_plots_and_the_running_run(
 ):
     good = register_checkpoint(trained_checkpoint, name="good", promote=True)
     worse = register_checkpoint(degraded_checkpoint, name="degraded")
-    labels.assign_splits()
+    splits.assign_splits()
     locked = [lab for lab in labels.collect_labels() if lab.split == "validation"]
-    promotion.apply_decision(worse, promotion.challenge(worse, examples=labels.to_examples(locked)))
+    evaluation.apply_decision(worse, evaluation.challenge(worse, examples=labels.to_examples(locked)))
     running = TrainingRun.objects.create(
         status="running", started=timezone.now(), progress={"stage": "train", "epoch": 2, "epochs": 6, "loss": 0.5}
     )

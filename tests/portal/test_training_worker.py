@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from screening.ai.services import promotion, training
+from screening.intake.services.ingest import ingest_file
 from screening.models import ModelVersion, Prediction, TrainingRun
-from screening.services import ingest_file, promotion, training
 from tests.celery_worker import WorkerProcess, needs_worker_services, purge, wait_until
 from tests.ml.phantoms import phantom
 from tests.portal.test_training import LESION, add_woman, png

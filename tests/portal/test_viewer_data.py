@@ -97,5 +97,5 @@ def test_the_viewer_data_name_the_woman_to_a_reader_allowed_to_see_identity(clie
     data = client.get(reverse("study-viewer-data", args=[study.pk])).json()
     assert data["identity"] == {"name": "DOE JANE", "birth_date": "1960-05-17", "age": 65}
     # The same rule as the API's patient fields: without it, no identity key at all.
-    with mock.patch("screening.views.can_see_identity", return_value=False):
+    with mock.patch("screening.reading.views.can_see_identity", return_value=False):
         assert "identity" not in client.get(reverse("study-viewer-data", args=[study.pk])).json()

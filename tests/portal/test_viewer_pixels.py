@@ -16,8 +16,8 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 from PIL import Image as PILImage
 
+from screening.intake.services import renditions
 from screening.models import Image
-from screening.services import renditions
 from tests.dicom_factory import mg_dataset, to_bytes
 from tests.uploads import png_bytes, upload
 
@@ -95,7 +95,7 @@ def test_a_damaged_or_missing_picture_answers_a_clear_error(api, rad_api):
 
 
 def test_another_accounts_picture_is_not_found(api, anon_api, rad_api, radiologist):
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
 
     theirs = ingest_file(
         file=io.BytesIO(png_bytes(np.full((32, 32), 50, np.uint8))),

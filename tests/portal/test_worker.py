@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from portal.celery import app
+from screening.ai.services.predictions import sweep
+from screening.intake.services.ingest import ingest_file
 from screening.models import Image, Prediction
-from screening.services import ingest_file, sweep
 from tests.celery_worker import WorkerProcess, needs_worker_services, purge, wait_until
 from tests.dicom_factory import mg_dataset, to_bytes
 

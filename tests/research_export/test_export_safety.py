@@ -15,7 +15,7 @@ from tests.research_export.sources import identified_mammogram
 
 
 def _ingest():
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
 
     return ingest_file(file=io.BytesIO(to_bytes(identified_mammogram())), filename="l.dcm").image
 
@@ -87,9 +87,9 @@ def test_an_export_left_running_by_a_dead_worker_is_failed_when_exports_are_list
 
 def test_a_name_inside_a_kept_word_does_not_stop_the_export(db, admin_user):
     """A woman called Hol imaged on a Hologic unit: the manufacturer stays, her name does not, the export runs."""
+    from screening.intake.services.ingest import ingest_file
     from screening.models import ResearchExport
     from screening.research_export import services
-    from screening.services import ingest_file
 
     ds = identified_mammogram()
     ds.PatientName, ds.Manufacturer = "Hol^Ann", "Hologic"

@@ -37,7 +37,7 @@ needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="ne
 @pytest.fixture
 def study(db):
     """Two views (L, R) of one woman through the real ingest, plus a burned-in secondary image."""
-    from screening.services import ingest_file
+    from screening.intake.services.ingest import ingest_file
 
     first = identified_mammogram(laterality="L")
     images = [ingest_file(file=io.BytesIO(to_bytes(first)), filename="l.dcm").image]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from screening.dicom import receiver
+from screening.exchange import receiver
 
 
 class Command(BaseCommand):

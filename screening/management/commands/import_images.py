@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from screening.errors import PortalError
-from screening.services import ingest_file
+from screening.intake.services.ingest import ingest_file
 
 
 class Command(BaseCommand):

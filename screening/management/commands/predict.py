@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from screening.ai.services.predictions import enqueue_images, rerun_studies, wait_for
+from screening.ai.services.registry import serving_champion
 from screening.errors import PortalError
 from screening.models import Image, Prediction, Study
-from screening.services import enqueue_images, rerun_studies
-from screening.services.models import serving_champion
-from screening.services.predictions import wait_for
 
 
 class Command(BaseCommand):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from screening.services.models import describe_checkpoint, ensure_champion, register_checkpoint
+from screening.ai.services.checkpoints import describe_checkpoint, register_checkpoint
+from screening.ai.services.registry import ensure_champion
 
 
 class Command(BaseCommand):

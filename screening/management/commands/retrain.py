@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from screening.ai.services import training, training_run
 from screening.errors import PortalError
 from screening.models import TrainingRun
-from screening.services import training
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         except PortalError as exc:
             raise CommandError(exc.message) from None
         if here:
-            training.run_training(run_id=run.pk, trigger="command")
+            training_run.run_training(run_id=run.pk, trigger="command")
         run = TrainingRun.objects.select_related("candidate").get(pk=run.pk)
         if run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
             self.stdout.write(f"training run #{run.pk} queued for the training worker")

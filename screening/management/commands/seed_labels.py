@@ -6,9 +6,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from screening.ai.services import seeding
+from screening.ai.services.splits import assign_splits
 from screening.errors import PortalError
-from screening.services import seeding
-from screening.services.labels import assign_splits
 
 
 class Command(BaseCommand):

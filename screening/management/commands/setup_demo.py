@@ -11,9 +11,10 @@ from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
 from screening.errors import PortalError
+from screening.intake.demo_cases import CASES
+from screening.intake.services import demo
 from screening.models import Role, Study
-from screening.services import demo
-from screening.services.sites import clean_site
+from screening.sites.selectors import clean_site
 
 DEMO_USERS = (
     ("admin", Role.ADMIN, True),
@@ -55,7 +56,7 @@ class Command(BaseCommand):
                 self.stdout.write("Demonstration cases: none added (the portal holds studies; --cases yes adds them).")
             return
         self.stdout.write(
-            f"Adding {len(demo.CASES)} synthetic demonstration cases ({4 * len(demo.CASES)} MG images drawn by the "
+            f"Adding {len(CASES)} synthetic demonstration cases ({4 * len(CASES)} MG images drawn by the "
             "portal, no patient's); rendering and, without a worker, the AI prediction run here:"
         )
         start = time.monotonic()

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.utils import timezone
 
-from screening.services import predictions
+from screening.ai.services import predictions
 from screening.tasks import release_expired_locks, sweep_stuck_predictions
 
 log = logging.getLogger(__name__)

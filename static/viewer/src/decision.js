@@ -1,7 +1,7 @@
 /* The decision panel: each breast's recall and BI-RADS, density, findings, note; keyboard first.
  * The keys N, A and 0–6 set the breasts chosen under "Keys set" (both by default); a BI-RADS category
  * brings its side of recall with it (1, 2 normal; 0, 3–6 recall), and the exam's result follows the
- * breasts as on the server (screening/assessment.py).
+ * breasts as on the server (screening/reading/assessment.py).
  * "Confirm AI" pre-fills from the AI flags; when the AI says abnormal it asks for a second
  * press (automation bias). Submitting saves one version (Idempotency-Key) and opens the next case. */
 import { createReported } from "./findings.js";

@@ -1,7 +1,7 @@
 /* Findings in ACR BI-RADS lexicon terms (issue 24): each mark on an image shows one reported finding; one
  * finding seen on CC and MLO is one finding with two marks. A new mark joins the latest finding of the same
  * breast and kind that has no mark on that view yet (the same lesion on the other view), else starts a new
- * one; its "Finding" select moves it. The lexicon comes from the server (screening/lexicon.py). */
+ * one; its "Finding" select moves it. The lexicon comes from the server (screening/reading/lexicon.py). */
 import { $, el } from "./util.js";
 
 const LEXICON_TYPE = { mass: "mass", calcification: "calcifications", distortion: "distortion", asymmetry: "asymmetry", other: "associated" };

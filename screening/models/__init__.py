@@ -1,0 +1,59 @@
+"""Every model of the `screening` app, gathered so Django registers them under the one app label.
+
+Each model lives in its sub-domain package (`screening/<domain>/models.py`); the tables, app label
+and migrations are those of the single `screening` app. Code imports a model from its own package;
+this module only makes Django see them all.
+"""
+
+from screening.ai.models import ModelVersion, Prediction, TrainingRun
+from screening.audit.models import AuditEvent
+from screening.core.models import AppendOnlyError, AppendOnlyModel, AppendOnlyQuerySet, Role
+from screening.exchange.models import AE_TITLE_VALIDATOR, DicomDestination, DicomExport, DicomPeer
+from screening.intake.models import DemographicsConflict, Image, Patient, Refiling, Study, unread_rank
+from screening.monitoring.models import (
+    AlertAcknowledgement,
+    DriftMeasure,
+    ImageStats,
+    MonitoringAlert,
+    MonitoringRun,
+)
+from screening.reading.models import CaseLock, Finding, NoteTemplate, Outcome, ReadingPolicy, ReportedFinding, Review
+from screening.research_export.models import ResearchExport, ResearchProject
+from screening.sites.models import DEFAULT_SITE, Site
+
+__all__ = [
+    "AE_TITLE_VALIDATOR",
+    "DEFAULT_SITE",
+    "AlertAcknowledgement",
+    "AppendOnlyError",
+    "AppendOnlyModel",
+    "AppendOnlyQuerySet",
+    "AuditEvent",
+    "CaseLock",
+    "DemographicsConflict",
+    "DicomDestination",
+    "DicomExport",
+    "DicomPeer",
+    "DriftMeasure",
+    "Finding",
+    "Image",
+    "ImageStats",
+    "ModelVersion",
+    "MonitoringAlert",
+    "MonitoringRun",
+    "NoteTemplate",
+    "Outcome",
+    "Patient",
+    "Prediction",
+    "ReadingPolicy",
+    "Refiling",
+    "ReportedFinding",
+    "ResearchExport",
+    "ResearchProject",
+    "Review",
+    "Role",
+    "Site",
+    "Study",
+    "TrainingRun",
+    "unread_rank",
+]
