@@ -24,7 +24,7 @@ from django.db.models import OuterRef, Subquery
 
 from screening.errors import PortalError
 from screening.intake.demo_cases import demo_study_uids
-from screening.models import Finding, Image, Outcome, Review, TrainingRun
+from screening.models import Finding, Image, Outcome, Refiling, Review, TrainingRun
 from screening.reading.assessment import breasts_of
 from screening.reading.selectors import breast_outcomes
 
@@ -72,6 +72,20 @@ def _hint(finding: Finding, image: Image) -> tuple[float, float, float] | None:
     return (finding.x + finding.width / 2, finding.y + finding.height / 2, max(finding.width, finding.height) / 2)
 
 
+def _sides_when_read(images: list[Image], reviews: dict[int, Review]) -> dict[int, str]:
+    """Each image's laterality when its study's latest review was made: the `from_` side of its first refiling
+    after the review, else its side now."""
+    sides = {image.pk: image.laterality for image in images}
+    study_of = {image.pk: image.study_id for image in images}
+    seen: set[int] = set()
+    for refiling in Refiling.objects.filter(image_id__in=list(sides)).order_by("image_id", "version"):
+        review = reviews.get(study_of[refiling.image_id])
+        if refiling.image_id not in seen and review is not None and refiling.created > review.created:
+            sides[refiling.image_id] = refiling.from_laterality
+            seen.add(refiling.image_id)
+    return sides
+
+
 def collect_labels() -> list[Label]:
     """Every image of a study with a submitted review, labelled by the study's latest review.
 
@@ -86,7 +100,15 @@ def collect_labels() -> list[Label]:
     reviews = {
         r.study_id: r
         for r in _latest_reviews().only(
-            "id", "study_id", "decision", "birads", "decision_right", "birads_right", "decision_left", "birads_left"
+            "id",
+            "study_id",
+            "created",
+            "decision",
+            "birads",
+            "decision_right",
+            "birads_right",
+            "decision_left",
+            "birads_left",
         )
     }
     outcomes = breast_outcomes(list(reviews))
@@ -102,18 +124,19 @@ def collect_labels() -> list[Label]:
         .select_related("study__patient")
         .order_by("id")
     )
-    side_now = {image.pk: image.laterality for image in images}
+    side_read = _sides_when_read(images, reviews)
     labels = []
     for image in images:
         review = reviews[image.study_id]
         marked = findings.get(review.pk, [])
-        # a finding marks its image's side as it is filed now (an admin may have corrected it since)
-        breasts = breasts_of(review, marked_sides={side_now.get(f.image_id, f.laterality) for f in marked})
+        # The reader's calls name the breasts as the images were filed when they read them: an image an admin
+        # has moved to the other side since keeps the call made about it (issue 21's refiling).
+        breasts = breasts_of(review, marked_sides={side_read.get(f.image_id, f.laterality) for f in marked})
         outcome = outcomes.get((image.study_id, image.laterality))
         if outcome is not None:
             label = int(outcome == Outcome.Result.MALIGNANT)
         else:
-            call = breasts.get(image.laterality)
+            call = breasts.get(side_read[image.pk])
             label = int(call.recall) if call is not None else int(review.decision == Review.Decision.ABNORMAL)
         hints = tuple(h for f in marked if f.image_id == image.pk and (h := _hint(f, image)) is not None)
         patient = image.study.patient
