@@ -190,6 +190,19 @@ def log_in(page, base_url: str, username: str, next_path: str = "/") -> None:
     page.wait_for_load_state()
 
 
+def grey_at(page, target: str, x: float, y: float) -> int:
+    """The grey level the canvas of the cell `target` shows at page point (x, y): what the reader sees there."""
+    return page.eval_on_selector(
+        f"{target} canvas",
+        """(c, [x, y]) => {
+             const r = c.getBoundingClientRect();
+             const cx = Math.floor((x - r.left) * c.width / r.width);
+             const cy = Math.floor((y - r.top) * c.height / r.height);
+             return c.getContext('2d').getImageData(cx, cy, 1, 1).data[0]; }""",
+        [x, y],
+    )
+
+
 def screenshot(page, name: str) -> None:
     """README screenshots, only when PORTAL_SCREENSHOTS names a folder (see bench/screenshots.py)."""
     folder = os.environ.get("PORTAL_SCREENSHOTS")

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image as PILImage
 
 from screening.models import Image, Study
+from tests.browser.conftest import grey_at
 from tests.browser.test_viewer import _no_console_errors, cell, ingest, open_case  # noqa: F401 - the fixture
 from tests.browser.test_viewer_voi_lut import inverting_lut, through_lut
 from tests.dicom_factory import mg_dataset
@@ -72,15 +73,7 @@ def samples(page, image: Image, *, ramp: bool = True) -> list[tuple[int, int]]:
         probe = page.locator(target).get_attribute("data-probe")
         if probe is None:
             continue
-        grey = page.eval_on_selector(
-            f"{target} canvas",
-            """(c, [x, y]) => {
-                 const r = c.getBoundingClientRect();
-                 const cx = Math.floor((x - r.left) * c.width / r.width);
-                 const cy = Math.floor((y - r.top) * c.height / r.height);
-                 return c.getContext('2d').getImageData(cx, cy, 1, 1).data[0]; }""",
-            [x, y],
-        )
+        grey = grey_at(page, target, x, y)
         out.append((int(probe), grey))
     # The probe follows the pointer over the image: distinct points of the ramp give distinct values.
     assert len(out) >= 8 and (not ramp or len({s for s, _ in out}) >= len(out) - 2), out

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from screening.models import Image
+from tests.browser.conftest import grey_at
 from tests.browser.test_viewer import _no_console_errors, cell, ingest, open_case  # noqa: F401 - the fixture
 from tests.dicom_factory import mg_dataset
 
@@ -49,15 +50,7 @@ def samples(page, image: Image) -> list[tuple[int, int]]:
         page.mouse.move(x, y)
         page.wait_for_function("s => document.querySelector(s).dataset.probe !== undefined", arg=target)
         stored = int(page.locator(target).get_attribute("data-probe"))
-        grey = page.eval_on_selector(
-            f"{target} canvas",
-            """(c, [x, y]) => {
-                 const r = c.getBoundingClientRect();
-                 const cx = Math.floor((x - r.left) * c.width / r.width);
-                 const cy = Math.floor((y - r.top) * c.height / r.height);
-                 return c.getContext('2d').getImageData(cx, cy, 1, 1).data[0]; }""",
-            [x, y],
-        )
+        grey = grey_at(page, target, x, y)
         out.append((stored, grey))
     assert len({s for s, _ in out}) == len(out), out  # distinct points of the ramp
     return out
