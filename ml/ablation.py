@@ -6,10 +6,14 @@ block(s) when everything before them runs once per image and is cached:
     python -m ml.ablation cache --data ../shared/data/mias --data ../shared/data/rsna \
         --mid-dir /tmp/mammo-mid --feature-cache /tmp/mammo-features --threads 1
     python -m ml.ablation finetune --data ... --mid-dir /tmp/mammo-mid --json out.json
+    python -m ml.ablation tta --data ../shared/data/mias --feature-cache /tmp/mammo-features --json out.json
 
 `cache` stores, per image, the input of trunk block `split` (192 channels at stride 32)
 and also writes the frozen trunk's final features in `ml.train`'s cache format, so that
 `python -m ml.train --cache-dir /tmp/mammo-features` (the shipped procedure) reuses them.
+`tta` measures test-time augmentation: the shipped head procedure (ml.cv.cross_validate) trained on the
+original view, each fold's head also scoring the vertically flipped image, the two logits averaged;
+`--seeds N` adds a seed ensemble (N heads per fold, same folds, logits averaged).
 `finetune` trains blocks `split..` plus the 1x1 head conv and the patch head on the cache,
 in the same patient-level folds as `ml.train`, and prints out-of-fold AUCs per source with
 95% bootstrap intervals by woman.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -242,16 +247,63 @@ def finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_aucs(examples: list[Example], scores: np.ndarray) -> dict:
+    out = {}
+    for source in sorted({ex.source for ex in examples}):
+        sel = [i for i, ex in enumerate(examples) if ex.source == source]
+        labels = np.array([examples[i].label for i in sel])
+        groups = [examples[i].patient_id for i in sel]
+        lo, hi = metrics.bootstrap_auc_ci(labels, scores[sel], groups=groups)
+        out[source] = {"image_auc": metrics.roc_auc(labels, scores[sel]), "ci": [lo, hi], "n": len(sel)}
+    return out
+
+
+def tta(args: argparse.Namespace) -> int:
+    """Out-of-fold image AUCs per source: original view, flipped view, and their mean logit."""
+    from ml.cv import cross_validate  # noqa: PLC0415 (only this command needs the training stack)
+    from ml.features import extract_features  # noqa: PLC0415
+
+    torch.set_num_threads(args.threads)
+    config = ModelConfig.from_dict(json.loads(args.config))
+    examples = load_examples(args.data)
+    model = build_model(config, seed=args.seed)
+    both = extract_features(model, examples, config, views=("orig", "vflip"), cache_dir=args.feature_cache)
+    orig = [dataclasses.replace(f, views=f.views[:1], valid=f.valid[:1], targets=f.targets[:1]) for f in both]
+    flip = [dataclasses.replace(f, views=f.views[1:], valid=f.valid[1:], targets=f.targets[1:]) for f in both]
+    cv = cross_validate(examples, orig, config, args.cv, args.seed, model, extra_views=[flip])
+    runs = {"orig": cv["oof_logits"], "vflip": cv["extra_oof"][0]}
+    runs["mean"] = (runs["orig"] + runs["vflip"]) / 2
+    members = [cv]
+    for s in range(1, args.seeds):  # the same folds, other head seeds
+        members.append(cross_validate(examples, orig, config, args.cv, args.seed, model, [flip], args.seed + 1000 * s))
+    if args.seeds > 1:
+        runs["seeds"] = np.mean([m["oof_logits"] for m in members], axis=0)
+        runs["seeds+vflip"] = np.mean([(m["oof_logits"] + m["extra_oof"][0]) / 2 for m in members], axis=0)
+    result = {"cv": args.cv, "seed": args.seed, "config": json.loads(args.config)}
+    result["sources"] = {name: _source_aucs(examples, scores) for name, scores in runs.items()}
+    result["oof"] = {name: scores.tolist() for name, scores in runs.items()}
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["sources"], indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml.ablation", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("cache", "finetune"):
+    for name in ("cache", "finetune", "tta"):
         p = sub.add_parser(name)
         p.add_argument("--data", action="append", default=[], required=True)
-        p.add_argument("--mid-dir", required=True)
+        p.add_argument("--mid-dir", required=name != "tta")
         p.add_argument("--split", type=int, default=DEFAULT_SPLIT)
         p.add_argument("--threads", type=int, default=1)
     sub.choices["cache"].add_argument("--feature-cache", required=True)
+    tt = sub.choices["tta"]
+    tt.add_argument("--feature-cache", required=True)
+    tt.add_argument("--cv", type=int, default=5)
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--config", default="{}", help="ModelConfig fields as JSON")
+    tt.add_argument("--seeds", type=int, default=1, help="a seed ensemble of this many heads on the same folds")
+    tt.add_argument("--json", required=True)
     ft = sub.choices["finetune"]
     ft.add_argument("--cv", type=int, default=5)
     ft.add_argument("--seed", type=int, default=0)
@@ -262,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     ft.add_argument("--json", required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    return cache(args) if args.command == "cache" else finetune(args)
+    return {"cache": cache, "finetune": finetune, "tta": tta}[args.command](args)
 
 
 if __name__ == "__main__":

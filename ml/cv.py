@@ -36,16 +36,22 @@ def cross_validate(
     n_folds: int = 5,
     seed: int = 0,
     model: MammoNet | None = None,
+    extra_views: Sequence[Sequence[Features]] = (),
+    head_seed: int | None = None,
 ) -> dict[str, Any]:
     """Patient-level k-fold CV on cached features: out-of-fold logits and each fold's best epoch.
 
     Inside each training part a further patient split picks the epoch, so the
-    held-out fold never influences its own model.
+    held-out fold never influences its own model. `extra_views`: other pictures of the same examples (a
+    flipped view, for test-time augmentation): each fold's head scores them too (`extra_oof`, one array each).
+    `head_seed`: seeds the heads' initialisation and batches apart from the folds (a seed ensemble on the same folds).
     """
     model = model or build_model(config, seed=seed)
     projection = fit_projection(features, config.feature_projection, seed=seed)
     small_features = project(features, projection)
     small = head_for(config, small_features[0].views[0].shape[0])
+    extra = [project(items, projection) for items in extra_views]
+    extra_oof = [np.zeros(len(examples)) for _ in extra]
     folds = patient_folds(examples, n_folds, seed)
     oof = np.zeros(len(examples))
     oof_patches: list[np.ndarray | None] = [None] * len(examples)
@@ -56,7 +62,8 @@ def cross_validate(
         inner = patient_folds([examples[i] for i in rest], max(2, n_folds - 1), seed + 1 + k)[0]
         inner_val = rest[inner]
         inner_train = np.setdiff1d(rest, inner_val)
-        torch.manual_seed(seed + k)
+        head_base = seed if head_seed is None else head_seed
+        torch.manual_seed(head_base + k)
         for m in small.head.modules():
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
@@ -65,17 +72,20 @@ def cross_validate(
             [small_features[i] for i in inner_train],
             [small_features[i] for i in inner_val],
             config,
-            seed=seed + k,
+            seed=head_base + k,
             desc=f"fold {k + 1}/{n_folds}",
         )
         epochs.append(result["best_epoch"])
         oof[held] = head_logits(small, [small_features[i] for i in held])
+        for items, scores in zip(extra, extra_oof, strict=True):
+            scores[held] = head_logits(small, [items[i] for i in held])
         for i in held:
             hits[i] = pointing_hit(small, small_features[i])
             with torch.inference_mode():
                 oof_patches[i] = small.head(small_features[i].views[0].float().unsqueeze(0))[0, 0].numpy()
     return {
         "oof_logits": oof,
+        "extra_oof": extra_oof,
         "best_epochs": epochs,
         "folds": [f.tolist() for f in folds],
         "pointing": hits,
