@@ -125,14 +125,33 @@ class Tail(torch.nn.Module):
         self.blocks = torch.nn.ModuleList(model.backbone._blocks[self.train_from :])
         self.conv_head, self.bn1 = model.backbone._conv_head, model.backbone._bn1
         self.head = model.head
+        # Auxiliary targets (density, recalled-or-biopsied) from the breast's mean feature: they share the trained
+        # trunk blocks with the cancer head, which is the only way they can help it.
+        self.aux = torch.nn.Linear(self.conv_head.out_channels, len(AUX_TARGETS))
 
-    def forward(self, mid: torch.Tensor) -> torch.Tensor:
+    def trunk(self, mid: torch.Tensor) -> torch.Tensor:
         if self.train_from > self.split:
             with torch.no_grad():
                 for block in self.frozen:
                     block.eval()
                     mid = block(mid)
-        return self.head(trunk_tail(self.model, mid, self.train_from))
+        return trunk_tail(self.model, mid, self.train_from)
+
+    def forward(self, mid: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(mid))
+
+
+AUX_TARGETS = ("density", "recall")
+# Breast composition on one scale: BI-RADS A-D (RSNA) and mini-MIAS's fatty / glandular / dense.
+DENSITY_VALUES = {"A": 0.0, "B": 1.0, "C": 2.0, "D": 3.0, "F": 0.0, "G": 1.5}
+
+
+def aux_values(ex: Example) -> tuple[float, float]:
+    """(density 0-3 or NaN, recalled-or-biopsied 1/0 or NaN) of one image; NaN = unknown (not trained on).
+    mini-MIAS's 'D' is dense (3); the recall target is known only where the source records it (RSNA)."""
+    density = DENSITY_VALUES.get(ex.tissue.strip().upper(), float("nan")) if ex.tissue else float("nan")
+    recall = float(ex.hard_negative or ex.label) if ex.source == "rsna" else float("nan")
+    return density, recall
 
 
 def _load_mid(ex: Example, config: ModelConfig, mid_dir: Path, split: int):
@@ -143,7 +162,16 @@ def _load_mid(ex: Example, config: ModelConfig, mid_dir: Path, split: int):
 
 
 def _fold_fit(
-    model: MammoNet, split: int, items, train_idx, epochs: int, lr: float, seed: int, config, train_from=None
+    model: MammoNet,
+    split: int,
+    items,
+    train_idx,
+    epochs: int,
+    lr: float,
+    seed: int,
+    config,
+    train_from=None,
+    aux_weight: float = 0.0,
 ):
     torch.manual_seed(seed)
     tail = Tail(model, split, train_from)
@@ -155,7 +183,7 @@ def _fold_fit(
     opt = torch.optim.AdamW(
         [
             {"params": [p for m in (tail.blocks, tail.conv_head, tail.bn1) for p in m.parameters()], "lr": lr * 0.1},
-            {"params": list(tail.head.parameters()), "lr": lr},
+            {"params": list(tail.head.parameters()) + list(tail.aux.parameters()), "lr": lr},
         ],
         weight_decay=1e-2,
     )
@@ -171,17 +199,37 @@ def _fold_fit(
             valid = torch.stack([b[1] for b in batch]).unsqueeze(1)
             target = torch.stack([b[2] for b in batch]).unsqueeze(1)
             y = torch.tensor([b[3] for b in batch], dtype=torch.float32)
-            patch = tail(mid)
+            feats = tail.trunk(mid)
+            patch = tail.head(feats)
             logit = pool_top_k(patch, valid, config.pool_top_k)
             w = torch.where(y > 0, torch.full_like(y, pos_w), torch.ones_like(y))
             loss = F.binary_cross_entropy_with_logits(logit, y, weight=w)
             known = target >= 0
             if known.any():
                 loss = loss + config.patch_loss_weight * F.binary_cross_entropy_with_logits(patch[known], target[known])
+            if aux_weight:
+                loss = loss + aux_weight * _aux_loss(tail, feats, valid, torch.stack([b[4] for b in batch]))
             opt.zero_grad()
             loss.backward()
             opt.step()
     return tail.eval()
+
+
+def _aux_loss(tail: Tail, feats: torch.Tensor, valid: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+    """Density (squared error on the 0-3 scale) and recall (cross-entropy) from the mean feature of the breast's
+    cells; unknown values (NaN) are left out."""
+    mask = valid.float()
+    pooled = (feats * mask).sum((2, 3)) / mask.sum((2, 3)).clamp(min=1)
+    out = tail.aux(pooled)
+    loss = out.new_zeros(())
+    density, recall = aux[:, 0], aux[:, 1]
+    if (~density.isnan()).any():
+        known = ~density.isnan()
+        loss = loss + F.mse_loss(out[known, 0], density[known])
+    if (~recall.isnan()).any():
+        known = ~recall.isnan()
+        loss = loss + F.binary_cross_entropy_with_logits(out[known, 1], recall[known])
+    return loss
 
 
 def _score(tail: Tail, items, idx, batch_size: int, k: int) -> np.ndarray:
@@ -203,7 +251,7 @@ def finetune(args: argparse.Namespace) -> int:
     items = []
     for ex in examples:
         mid, valid, target = _load_mid(ex, config, mid_dir, args.split)
-        items.append((mid, valid, target, int(ex.label)))
+        items.append((mid, valid, target, int(ex.label), torch.tensor(aux_values(ex))))
     base = build_model(config)
     if args.init:
         state = torch.load(args.init, weights_only=False)["state_dict"]
@@ -223,6 +271,7 @@ def finetune(args: argparse.Namespace) -> int:
             args.seed + f,
             config,
             args.train_from,
+            args.aux_weight,
         )
         oof[val_idx] = _score(tail, items, val_idx, 32, config.pool_top_k)
         print(f"fold {f + 1}/{args.cv}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
@@ -231,6 +280,7 @@ def finetune(args: argparse.Namespace) -> int:
         "train_from": args.train_from,
         "epochs": args.epochs,
         "lr": args.lr,
+        "aux_weight": args.aux_weight,
         "cv": args.cv,
         "sources": {},
     }
@@ -311,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ft.add_argument("--lr", type=float, default=1e-3)
     ft.add_argument("--init", help="a checkpoint whose patch head starts the fine-tune")
     ft.add_argument("--train-from", type=int, help="first trunk block trained (default: --split); 16 = head conv only")
+    ft.add_argument("--aux-weight", type=float, default=0.0, help="weight of the density and recall targets")
     ft.add_argument("--json", required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -57,3 +57,29 @@ def test_the_tta_command_reports_each_variant_per_source(phantom_folder, tmp_pat
     figures = result["sources"]["mean"][images.parent.name]
     assert figures["n"] == 16 and 0.0 <= figures["image_auc"] <= 1.0 and figures["ci"][0] <= figures["ci"][1]
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 32  # the original and the flipped view of each image
+
+
+def test_auxiliary_targets_read_density_and_recall_where_the_source_records_them() -> None:
+    from ml.data import Example
+
+    rsna = Example("x.png", "p1", "L", 0, tissue="C", source="rsna", hard_negative=True)
+    assert ablation.aux_values(rsna) == (2.0, 1.0)
+    mias = ablation.aux_values(Example("y.png", "p2", "R", 1, tissue="G", source="mias"))
+    assert mias[0] == 1.5 and np.isnan(mias[1])  # mini-MIAS records no recall
+    assert all(np.isnan(ablation.aux_values(Example("z.png", "p3", "R", 0))))
+
+
+def test_the_finetune_command_trains_the_last_block_with_auxiliary_targets(phantom_folder, tmp_path) -> None:
+    images, _, _ = phantom_folder
+    data = ["--data", str(images.parent)]
+    assert (
+        ablation.main(["cache", *data, "--mid-dir", str(tmp_path / "mid"), "--feature-cache", str(tmp_path / "f")]) == 0
+    )
+    out = tmp_path / "ft.json"
+    args = ["finetune", *data, "--mid-dir", str(tmp_path / "mid"), "--cv", "2", "--epochs", "1", "--json", str(out)]
+    assert ablation.main([*args, "--aux-weight", "0.5"]) == 0
+    result = json.loads(out.read_text())
+    assert result["aux_weight"] == 0.5 and result["split"] == ablation.DEFAULT_SPLIT
+    figures = result["sources"][images.parent.name]
+    assert figures["n"] == 16 and 0.0 <= figures["image_auc"] <= 1.0
+    assert len(result["oof"]) == 16 and all(np.isfinite(list(result["oof"].values())))
