@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 START, END = b"\x0b", b"\x1c\x0d"
 
@@ -28,7 +29,8 @@ def control_id_of(message: bytes) -> str:
 class Ris:
     """`answer`: "AA", "AE", "AR", "silent" (keeps the connection open, says nothing), "close" (closes once
     the message is in), "garbage" (bytes that are no MLLP block, then closes), "framed-garbage" (an MLLP
-    block that is no HL7 message), "other" (an AA for another message)."""
+    block that is no HL7 message), "other" (an AA for another message), "trickle" (a byte of no block every
+    0.1 s, for up to 20 s), "flood" (2 MB with no block), "prefixed" (bytes before an AA's block)."""
 
     def __init__(self, answer: str = "AA"):
         self.answer = answer
@@ -88,6 +90,23 @@ class Ris:
             return
         if self.answer == "framed-garbage":
             conn.sendall(START + b"\x00\xffthis is no HL7" + END)
+            return
+        if self.answer == "trickle":
+            for _ in range(200):
+                try:
+                    conn.sendall(b".")
+                except OSError:
+                    return  # the client gave up
+                time.sleep(0.1)
+            return
+        if self.answer == "flood":
+            try:
+                conn.sendall(b"x" * 2_000_000)
+            except OSError:
+                pass
+            return
+        if self.answer == "prefixed":
+            conn.sendall(b"\r\n\x00noise" + START + ack(control_id) + END)
             return
         if self.answer == "other":
             conn.sendall(START + ack("SOMEONEELSE") + END)

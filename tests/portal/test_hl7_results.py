@@ -217,6 +217,8 @@ def test_a_disabled_destination_gets_nothing(ris, eager, radiologist, django_cap
         ("garbage", "closed the connection after no MLLP block"),
         ("framed-garbage", "not an HL7 message"),
         ("other", "names another message"),
+        ("trickle", "no acknowledgement within 1 s"),  # the wait is one deadline, not one per byte
+        ("flood", "without an MLLP block"),
     ],
 )
 def test_a_send_the_ris_does_not_acknowledge_stays_pending_then_fails_audited(
@@ -356,3 +358,45 @@ def test_the_case_shows_what_went_to_the_ris_and_an_admin_registers_a_destinatio
     client.force_login(radiologist)
     page = client.get(f"/studies/{study.pk}/").content.decode()
     assert "Sent to the RIS" in page and "Final result to Hospital RIS" in page and "<strong>Sent</strong>" in page
+
+
+def test_bytes_before_the_acknowledgements_block_are_skipped(radiologist, django_capture_on_commit_callbacks):
+    ris = Ris("prefixed")
+    try:
+        destination(ris)
+        with django_capture_on_commit_callbacks(execute=False):
+            review = decide(a_study(), radiologist)
+        assert hl7_export.send_result(Hl7Export.objects.get(review=review).pk) == "sent"
+    finally:
+        ris.stop()
+
+
+def test_a_removed_destination_fails_its_pending_export_at_once(ris, radiologist, django_capture_on_commit_callbacks):
+    dest = destination(ris)
+    with django_capture_on_commit_callbacks(execute=False):
+        review = decide(a_study(), radiologist)
+    export = Hl7Export.objects.get(review=review)
+    dest.delete()
+    assert hl7_export.send_result(export.pk) == "failed"
+    export.refresh_from_db()
+    assert export.destination is None and "removed" in export.error and export.destination_label.startswith("RIS")
+    assert ris.received == []
+
+
+def test_embedded_mode_retries_in_a_timer_never_in_the_request(
+    monkeypatch, settings, eager, radiologist, django_capture_on_commit_callbacks
+):
+    """A refusing RIS: the task's first attempt runs after the commit; the retry is handed to a timer."""
+    settings.PORTAL_HL7_ACK_TIMEOUT = 1
+    timers = []
+    monkeypatch.setattr(hl7_export, "retry_in_background", lambda pk, countdown: timers.append((pk, countdown)))
+    ris = Ris("AE")
+    try:
+        destination(ris)
+        with django_capture_on_commit_callbacks(execute=True):
+            review = decide(a_study(), radiologist)
+        export = Hl7Export.objects.get(review=review)
+        assert (export.status, export.attempts, export.ack_code) == ("pending", 1, "AE")
+        assert timers == [(export.pk, 5)]
+    finally:
+        ris.stop()
