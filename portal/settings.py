@@ -280,6 +280,9 @@ PORTAL_DICOM_EXPORT_MAX_ATTEMPTS = env_int("PORTAL_DICOM_EXPORT_MAX_ATTEMPTS", 5
 # The AI-result SR of a study goes out once no image has arrived for this long (as Orthanc's StableAge):
 # a modality sends a study image by image, and the PACS should get one SR of the whole exam.
 PORTAL_DICOM_EXPORT_STABLE_SECONDS = env_int("PORTAL_DICOM_EXPORT_STABLE_SECONDS", 30, minimum=0)
+# How long the portal waits for a RIS's HL7 acknowledgement (AA) of a result it sent over MLLP (HL7
+# destinations are added in the admin; sends are tried PORTAL_DICOM_EXPORT_MAX_ATTEMPTS times, as the SRs).
+PORTAL_HL7_ACK_TIMEOUT = env_int("PORTAL_HL7_ACK_TIMEOUT", 30, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # Each upload is hashed while it streams in (the dedup key), never read again for it.
 FILE_UPLOAD_HANDLERS = [
@@ -313,6 +316,7 @@ CELERY_TASK_ROUTES = {
     "screening.tasks.sweep_stuck_predictions": {"queue": "inference"},
     "screening.tasks.retrain": {"queue": "training"},
     "screening.tasks.export_study_sr": {"queue": "export"},
+    "screening.tasks.send_hl7_result": {"queue": "export"},
     "screening.tasks.render_image": {"queue": "render"},
     "screening.tasks.release_expired_locks": {"queue": "inference"},  # beside the other sweeper
     "screening.monitoring.tasks.*": {"queue": "export"},  # reads originals, no GPU: beside the SR sender

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from screening.ai.services import predicting, predictions, training, training_run
-from screening.exchange.services import export
+from screening.exchange.services import export, hl7_export
 from screening.intake.services import renditions
 from screening.reading.services import reading
 
@@ -70,6 +70,7 @@ def sweep_stuck_predictions() -> dict[str, int]:
     """Periodic (beat): re-queue what a dead worker or a down broker left behind; release stuck training runs."""
     training.release_stuck_runs()
     export.sweep()  # SRs whose send task was lost
+    hl7_export.sweep()  # HL7 results likewise
     renditions.sweep()  # images a dead render worker left without a rendition
     return predictions.sweep()
 
@@ -93,6 +94,24 @@ def export_study_sr(self, export_id: int) -> str:
     except export.TryAgain as exc:
         if self.request.is_eager:  # embedded mode: the retry waits in a timer thread, not in the request
             export.retry_in_background(export_id, export.backoff(export_id))
+            return "pending"
+        raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, 600)) from exc
+
+
+@shared_task(
+    bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None, time_limit=300, soft_time_limit=240
+)
+def send_hl7_result(self, export_id: int) -> str:
+    """Send one final decision to one HL7 destination (ORU^R01 over MLLP); retried with backoff, bounded by
+    the service."""
+    try:
+        return hl7_export.send_result(export_id)
+    except SoftTimeLimitExceeded:
+        hl7_export.fail_export(export_id, "timed out while sending")
+        return "failed"
+    except hl7_export.TryAgain as exc:
+        if self.request.is_eager:  # embedded mode: the retry waits in a timer thread, not in the request
+            hl7_export.retry_in_background(export_id, hl7_export.backoff(export_id))
             return "pending"
         raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, 600)) from exc
 

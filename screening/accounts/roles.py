@@ -90,6 +90,9 @@ ADMIN_GROUP_PERMISSIONS = {
         "add_dicomdestination",
         "change_dicomdestination",
         "delete_dicomdestination",
+        "add_hl7destination",  # HL7 destinations: the RISs the results go to (audited)
+        "change_hl7destination",
+        "delete_hl7destination",
         "add_notetemplate",  # the readers' note templates (audited; retired, never deleted)
         "change_notetemplate",
     },

@@ -91,6 +91,12 @@ DICOM_PEER_DELETE = _register("dicom_peer_delete", "a DICOM peer removed: what i
 DICOM_DESTINATION_ADD = _register("dicom_destination_add", "a DICOM destination added")
 DICOM_DESTINATION_CHANGE = _register("dicom_destination_change", "a DICOM destination changed")
 DICOM_DESTINATION_DELETE = _register("dicom_destination_delete", "a DICOM destination removed")
+HL7_DESTINATION_ADD = _register("hl7_destination_add", "an HL7 destination added: name, host, port, MSH names")
+HL7_DESTINATION_CHANGE = _register("hl7_destination_change", "an HL7 destination changed: its new values")
+HL7_DESTINATION_DELETE = _register("hl7_destination_delete", "an HL7 destination removed: what it was")
+HL7_RESULT_SENT = _register("hl7_result_sent", "an ORU^R01 acknowledged (AA): destination, control ID, F or C")
+HL7_RESULT_FAILED = _register("hl7_result_failed", "an ORU^R01 given up on: destination, control ID, attempts, why")
+HL7_EXPORT_RESEND = _register("hl7_export_resend", "HL7 results queued again by an admin")
 
 # --- sites and accounts --------------------------------------------------------------------------------------------
 SITE_ADD = _register("site_add", "a screening site added: code and name")

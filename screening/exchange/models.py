@@ -117,3 +117,84 @@ class DicomExport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} SR of study #{self.study_id} to {self.destination}"
+
+
+HL7_NAME_VALIDATOR = RegexValidator(
+    r"^[!-%'-\[\]_-{}]([ -%'-\[\]_-{}]{0,225}[!-%'-\[\]_-{}])?$",
+    "printable ASCII without the HL7 delimiters | ^ ~ \\ & and no leading or trailing space",
+)
+
+
+class Hl7Destination(models.Model):
+    """A RIS that receives each final decision (and each correction) as an HL7 v2.5.1 ORU^R01 over MLLP."""
+
+    name = models.CharField(max_length=64, unique=True, help_text="What the admin and the case call it.")
+    host = models.CharField(max_length=255, help_text="Host name or IP address of the RIS's MLLP listener.")
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    sending_application = models.CharField(
+        max_length=227, default="SCREENING", validators=[HL7_NAME_VALIDATOR], help_text="MSH-3."
+    )
+    sending_facility = models.CharField(max_length=227, blank=True, validators=[HL7_NAME_VALIDATOR], help_text="MSH-4.")
+    receiving_application = models.CharField(
+        max_length=227, blank=True, validators=[HL7_NAME_VALIDATOR], help_text="MSH-5."
+    )
+    receiving_facility = models.CharField(
+        max_length=227, blank=True, validators=[HL7_NAME_VALIDATOR], help_text="MSH-6."
+    )
+    send_identity = models.BooleanField(
+        default=True,
+        help_text="PID carries the woman's patient ID, name, birth date and sex (as the SRs sent to the PACS do). "
+        "Off: a pseudonym of this destination's own as the patient ID, and no name or birth date.",
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(port__gte=1, port__lte=65535), name="hl7_destination_port"),
+        ]
+        ordering = ["name"]
+        verbose_name = "HL7 destination"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.port})"
+
+
+class Hl7Export(models.Model):
+    """One decision sent to one HL7 destination as an ORU^R01, with its sending status and the RIS's answer."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    class ResultStatus(models.TextChoices):
+        FINAL = "F", "Final"
+        CORRECTED = "C", "Corrected"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="hl7_exports")
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="hl7_exports")
+    destination = models.ForeignKey(Hl7Destination, null=True, on_delete=models.SET_NULL, related_name="exports")
+    destination_label = models.CharField(max_length=400, help_text="The destination as it was when queued.")
+    control_id = models.CharField("message control ID (MSH-10)", max_length=20, unique=True)
+    result_status = models.CharField("result status (OBR-25)", max_length=1, choices=ResultStatus.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    ack_code = models.CharField("acknowledgment code (MSA-1)", max_length=2, blank=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["review", "destination"], name="hl7_export_once"),
+            models.CheckConstraint(condition=Q(result_status__in=["F", "C"]), name="hl7_export_result_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "sent", "failed"]), name="hl7_export_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "updated"], name="hl7_export_status")]
+        ordering = ["-created", "-id"]
+        verbose_name = "HL7 export"
+
+    def __str__(self) -> str:
+        return f"{self.get_result_status_display()} result of study #{self.study_id} to {self.destination_label}"

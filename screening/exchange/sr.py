@@ -18,7 +18,11 @@ flag (exam at or above the operating point) is the Mammography CAD SR's Renderin
 (presentation required / optional), a region's heatmap peak its Certainty of Finding (%),
 and the model's top regions are imaging findings. (They were private 99SCREEN codes, which
 dciodvfy warns of even when declared in the Coding Scheme Identification Sequence: it
-knows a fixed list of private designators.)
+knows a fixed list of private designators.) A reported finding carries its ACR BI-RADS lexicon words
+as TID 4206 says them (breast_codes: finding type, shape, margins, lesion density, calcification type
+and distribution, clockface or region, quadrant, depth, distance from the nipple), on each of its marks;
+only the global and the developing asymmetry, which no standard code names, use the portal's declared
+scheme (and make dciodvfy warn that it does not know it).
 
 Each kind of SR has its own series (the AI results, the decisions). An AI-result SR covers
 the study's images as they were when it was built: its UID derives from them too, so an
@@ -39,7 +43,9 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian
 
-from screening.models import DicomExport, Finding, Image, ModelVersion, Prediction, Review, Study
+from screening.exchange import breast_codes
+from screening.models import DicomExport, Finding, Image, ModelVersion, Prediction, ReportedFinding, Review, Study
+from screening.reading import lexicon
 from screening.reading.assessment import SIDE_NAMES, breasts_of
 
 MANUFACTURER = "Breast screening portal"
@@ -432,34 +438,7 @@ def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
         )
     ]
     groups += _breast_groups(review, sources)
-    for number, finding in enumerate(
-        Finding.objects.filter(review=review).select_related("reported").order_by("pk"), start=1
-    ):
-        header = headers.get(finding.image_id)
-        if header is None:  # marked on a non-DICOM image: nothing to point at
-            continue
-        if finding.width > 0 and finding.height > 0:
-            x0, y0, x1, y1 = finding.x, finding.y, finding.x + finding.width, finding.y + finding.height
-            region = _region("POLYLINE", [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], header)
-        else:
-            region = _region("POINT", [(finding.x, finding.y)], header)
-        # The marks of one reported finding (CC and MLO) share its tracking identifier: one finding, two regions.
-        reported = finding.reported
-        tracking = (
-            hsr.TrackingIdentifier(
-                _uid(study.study_uid, "reported", reported.pk), f"Finding {reported.number}: {reported.type}"
-            )
-            if reported is not None
-            else hsr.TrackingIdentifier(_uid(study.study_uid, "finding", finding.pk), f"Mark {number}: {finding.type}")
-        )
-        groups.append(
-            hsr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=tracking,
-                referenced_region=region,
-                finding_type=FINDING_CODES[finding.type],
-                finding_sites=_sites(finding.laterality),
-            )
-        )
+    groups += _finding_groups(review, sources, headers)
     reader = review.radiologist
     context = hsr.ObservationContext(
         observer_person_context=hsr.ObserverContext(
@@ -473,7 +452,7 @@ def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
         observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=groups
     )
     predecessor = _predecessor(review)
-    return _document(
+    document = _document(
         study=study,
         evidence=[header for _, header in sources],
         report=report,
@@ -482,3 +461,95 @@ def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
         instance_number=review.version,
         previous=[predecessor] if predecessor is not None else None,
     )
+    if any(breast_codes.uses_private_scheme(f) for f in review.reported_findings.all()):
+        document.CodingSchemeIdentificationSequence = [_private_scheme()]
+    return document
+
+
+def _private_scheme() -> Dataset:
+    """The declaration of the portal's scheme for the lexicon terms no standard code says (breast_codes)."""
+    item = Dataset()
+    item.CodingSchemeDesignator = breast_codes.PRIVATE_SCHEME
+    item.CodingSchemeName = breast_codes.PRIVATE_SCHEME_NAME
+    item.CodingSchemeResponsibleOrganization = MANUFACTURER
+    return item
+
+
+def _code(term: breast_codes.Term) -> Code:
+    return Code(*term)
+
+
+def _lexicon_content(reported: ReportedFinding) -> dict:
+    """A reported finding's lexicon words as TID 4206 says them (breast_codes): its type (the finding type),
+    shape, margin, density, calcification type and distribution, clockface or region, quadrant, depth (coded
+    qualitative evaluations) and the distance from the nipple (a measurement, in cm)."""
+    measurements = []
+    if reported.distance_cm is not None:
+        measurements.append(
+            hsr.Measurement(
+                _code(breast_codes.DISTANCE_FROM_NIPPLE), float(reported.distance_cm), _code(breast_codes.CENTIMETRE)
+            )
+        )
+    return {
+        "finding_type": _code(breast_codes.finding_code(reported)),
+        "qualitative_evaluations": [
+            hsr.QualitativeEvaluation(_code(name), _code(value)) for name, value in breast_codes.properties(reported)
+        ]
+        or None,
+        "measurements": measurements or None,
+    }
+
+
+def _finding_groups(review: Review, sources, headers: dict[int, Dataset]) -> list:
+    """Each mark on a DICOM image as a planar ROI group; the marks of one reported finding (CC and MLO) share
+    its tracking identifier and carry its lexicon words. A reported finding with no mark on a DICOM image
+    is a group of its own over its breast's images."""
+    study = review.study
+    groups: list = []
+    drawn: set[int] = set()
+    marks = Finding.objects.filter(review=review).select_related("reported").order_by("pk")
+    for number, finding in enumerate(marks, start=1):
+        header = headers.get(finding.image_id)
+        if header is None:  # marked on a non-DICOM image: nothing to point at
+            continue
+        if finding.width > 0 and finding.height > 0:
+            x0, y0, x1, y1 = finding.x, finding.y, finding.x + finding.width, finding.y + finding.height
+            region = _region("POLYLINE", [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], header)
+        else:
+            region = _region("POINT", [(finding.x, finding.y)], header)
+        reported = finding.reported
+        if reported is None:  # a mark from before the lexicon
+            tracking = hsr.TrackingIdentifier(
+                _uid(study.study_uid, "finding", finding.pk), f"Mark {number}: {finding.type}"
+            )
+            content = {"finding_type": FINDING_CODES[finding.type]}
+        else:
+            drawn.add(reported.pk)
+            tracking = _reported_tracking(study, reported)
+            content = _lexicon_content(reported)
+        groups.append(
+            hsr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                referenced_region=region,
+                finding_sites=_sites(finding.laterality),
+                **content,
+            )
+        )
+    for reported in review.reported_findings.all().order_by("number"):
+        breast = [_source_for_group(h) for image, h in sources if image.laterality == reported.laterality]
+        if reported.pk in drawn or not breast:
+            continue
+        groups.append(
+            hsr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=_reported_tracking(study, reported),
+                source_images=breast,
+                finding_sites=_sites(reported.laterality),
+                **_lexicon_content(reported),
+            )
+        )
+    return groups
+
+
+def _reported_tracking(study: Study, reported: ReportedFinding) -> hsr.TrackingIdentifier:
+    label = f"Finding {reported.number}: {lexicon.TYPES[reported.type].lower()}"
+    return hsr.TrackingIdentifier(_uid(study.study_uid, "reported", reported.pk), label[:64])

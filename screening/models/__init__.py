@@ -8,7 +8,14 @@ this module only makes Django see them all.
 from screening.ai.models import ModelVersion, Prediction, TrainingRun
 from screening.audit.models import AuditEvent
 from screening.core.models import AppendOnlyError, AppendOnlyModel, AppendOnlyQuerySet, Role
-from screening.exchange.models import AE_TITLE_VALIDATOR, DicomDestination, DicomExport, DicomPeer
+from screening.exchange.models import (
+    AE_TITLE_VALIDATOR,
+    DicomDestination,
+    DicomExport,
+    DicomPeer,
+    Hl7Destination,
+    Hl7Export,
+)
 from screening.intake.models import DemographicsConflict, Image, Patient, Refiling, Study, unread_rank
 from screening.monitoring.models import (
     AlertAcknowledgement,
@@ -33,6 +40,8 @@ __all__ = [
     "DemographicsConflict",
     "DicomDestination",
     "DicomExport",
+    "Hl7Destination",
+    "Hl7Export",
     "DicomPeer",
     "DriftMeasure",
     "Finding",

@@ -333,6 +333,8 @@ def study_viewer(request, pk: int):
             "ohif_url": ohif.study_url(study),
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
             "exports": list(study.exports.all()[:20]) if case_reading.show_reads else [],
+            # and the final decisions sent to a RIS as HL7 results (screening.exchange.services.hl7_export)
+            "hl7_exports": list(study.hl7_exports.all()[:20]) if case_reading.show_reads else [],
             "reading": case_reading,  # slot, lock, blinding: templates/screening/_reading_status.html
             "breast_sides": [(side, SIDE_NAMES[side].capitalize()) for side in SIDES],  # the decision form's rows
             "lexicon": lexicon.as_data(),  # the findings' terms for the form (static/viewer/src/findings.js)

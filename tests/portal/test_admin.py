@@ -32,6 +32,8 @@ from screening.models import (
     DicomExport,
     DicomPeer,
     Finding,
+    Hl7Destination,
+    Hl7Export,
     Image,
     ModelVersion,
     NoteTemplate,
@@ -102,6 +104,19 @@ def one_of_everything(reviewed, superuser, radiologist, admin_user, api_client_u
         attempts=5,
         error="could not connect to PACS@10.0.0.5:4242",
         sop_instance_uid="2.25.1",
+    )
+    ris = Hl7Destination.objects.create(name="RIS", host="10.0.0.6", port=2575)  # issue 24
+    Hl7Export.objects.create(
+        study=reviewed.study,
+        review=reviewed,
+        destination=ris,
+        destination_label=str(ris),
+        control_id="0123456789abcdef0123",
+        result_status="F",
+        status="failed",
+        attempts=5,
+        error="gave up after 5 attempts: AE: Unknown order",
+        ack_code="AE",
     )
     Group.objects.get_or_create(name="radiologist")
     Token.objects.create(user=api_client_user)
@@ -336,6 +351,7 @@ RECORDS_NOBODY_CHANGES = {
     ModelVersion,
     TrainingRun,
     DicomExport,
+    Hl7Export,
 }
 
 

@@ -1,4 +1,5 @@
-"""DICOM nodes the admin manages: peers (who may send and query) and destinations (where SRs go).
+"""Nodes the admin manages: DICOM peers (who may send and query), DICOM destinations (where SRs go) and HL7
+destinations (where the results go to a RIS).
 
 Every add, change and deletion is written here, in one transaction with its audit event; the admin calls
 these and has no write of its own.
@@ -10,9 +11,9 @@ from django.db import transaction
 
 from screening.audit import actions
 from screening.audit.services import record_event
-from screening.models import DicomDestination, DicomPeer
+from screening.models import DicomDestination, DicomPeer, Hl7Destination
 
-DicomNode = DicomPeer | DicomDestination
+DicomNode = DicomPeer | DicomDestination | Hl7Destination
 
 
 def _detail(node: DicomNode) -> dict:
@@ -23,6 +24,20 @@ def _detail(node: DicomNode) -> dict:
             "enabled": node.enabled,
             "site": node.site,
             "query_user": node.query_user.get_username() if node.query_user else "",
+        }
+    if isinstance(node, Hl7Destination):
+        return {
+            "name": node.name,
+            "host": node.host,
+            "port": node.port,
+            "msh": [
+                node.sending_application,
+                node.sending_facility,
+                node.receiving_application,
+                node.receiving_facility,
+            ],
+            "send_identity": node.send_identity,
+            "enabled": node.enabled,
         }
     return {"destination": str(node), "enabled": node.enabled}
 
@@ -35,6 +50,7 @@ _ACTIONS = {
         actions.DICOM_DESTINATION_CHANGE,
         actions.DICOM_DESTINATION_DELETE,
     ),
+    Hl7Destination: (actions.HL7_DESTINATION_ADD, actions.HL7_DESTINATION_CHANGE, actions.HL7_DESTINATION_DELETE),
 }
 
 

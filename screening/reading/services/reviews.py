@@ -13,7 +13,7 @@ from django.utils import timezone
 from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import Conflict, PortalError
-from screening.exchange.services import export
+from screening.exchange.services import export, hl7_export
 from screening.models import CaseLock, Image, Review, Study
 from screening.reading.assessment import SIDE_NAMES, SIDES, BreastCall, exam_result, incoherent, mapped_breasts
 from screening.reading.rules import (
@@ -153,6 +153,7 @@ def review_submit(
         release_lock(study=study, user=radiologist, reason="submit", ip_address=ip_address)
     if is_final:
         export.queue_decision(review)  # the final decision's SR goes to the PACS once this commits
+        hl7_export.queue_result(review)  # and its ORU^R01 to the RIS (F, or C for a later final decision)
         export.queue_ai_result(study)  # held back until now when the policy blinds readers to the AI
     return review
 
