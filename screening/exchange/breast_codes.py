@@ -6,9 +6,12 @@ Code Meaning. The values come from PS3.16's breast imaging context groups, in th
 6015 and 6017 findings, 6019 clockface or region, 6021 quadrant, 6025 depth, 6056 associated findings),
 and the concept names from the Mammography CAD and Breast Imaging Report templates (TID 4006, TID 4206).
 
-Where the lexicon says something no standard code says, the portal's own scheme (PRIVATE_SCHEME,
-declared in the SR's Coding Scheme Identification Sequence) carries it: today only the global and the
-developing asymmetry (CID 6017 has "asymmetric breast tissue" and "focal asymmetric breast tissue").
+Every term has a standard code. The 5th edition's global asymmetry is the 4th's "asymmetric breast tissue"
+(CID 6017), and a developing asymmetry is a focal one that is new or larger than on the prior ("focal
+asymmetric breast tissue"): the SR's tracking label and the HL7 text keep the lexicon word ("global
+asymmetry", "developing asymmetry"). A private scheme (PRIVATE_SCHEME, declared in the SR's Coding Scheme
+Identification Sequence when used) was tried for those two, but dciodvfy warns on any designator it does not
+know, and a PACS administrator reads such a warning as a defect.
 Rim calcifications are the 5th edition's name for the 4th's eggshell (or lucent-centred) ones: the
 eggshell code; its "fine linear or fine-linear branching" is CID 6011's fine linear, branching (casting).
 """
@@ -45,8 +48,8 @@ TYPES: dict[str, Term] = {
 ASYMMETRY_KINDS: dict[str, Term] = {
     "asymmetry": ("129790003", "SCT", "Asymmetric breast tissue"),
     "focal": ("129789007", "SCT", "Focal asymmetric breast tissue"),
-    "global": ("GLOBALASYM", PRIVATE_SCHEME, "Global asymmetry"),
-    "developing": ("DEVELOPASYM", PRIVATE_SCHEME, "Developing asymmetry"),
+    "global": ("129790003", "SCT", "Asymmetric breast tissue"),
+    "developing": ("129789007", "SCT", "Focal asymmetric breast tissue"),
 }
 
 # Each descriptor (lexicon type, descriptor name) -> (concept name, {value: code}); the asymmetry's kind

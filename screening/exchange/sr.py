@@ -551,5 +551,7 @@ def _finding_groups(review: Review, sources, headers: dict[int, Dataset]) -> lis
 
 
 def _reported_tracking(study: Study, reported: ReportedFinding) -> hsr.TrackingIdentifier:
-    label = f"Finding {reported.number}: {lexicon.TYPES[reported.type].lower()}"
+    kind = reported.descriptors.get("kind") if reported.type == "asymmetry" else None
+    words = f"{kind} asymmetry" if kind in ("global", "developing", "focal") else lexicon.TYPES[reported.type].lower()
+    label = f"Finding {reported.number}: {words}"
     return hsr.TrackingIdentifier(_uid(study.study_uid, "reported", reported.pk), label[:64])
