@@ -326,6 +326,8 @@ def tta(args: argparse.Namespace) -> int:
     members = [cv]
     for s in range(1, args.seeds):  # the same folds, other head seeds
         members.append(cross_validate(examples, orig, config, args.cv, args.seed, model, [flip], args.seed + 1000 * s))
+    for s, member in enumerate(members[1:], start=1):
+        runs[f"seed{s}"] = member["oof_logits"]  # each member alone: the spread a single seed has
     if args.seeds > 1:
         runs["seeds"] = np.mean([m["oof_logits"] for m in members], axis=0)
         runs["seeds+vflip"] = np.mean([(m["oof_logits"] + m["extra_oof"][0]) / 2 for m in members], axis=0)

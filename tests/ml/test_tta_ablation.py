@@ -53,7 +53,7 @@ def test_the_tta_command_reports_each_variant_per_source(phantom_folder, tmp_pat
     )
     assert code == 0
     result = json.loads(out.read_text())
-    assert set(result["sources"]) == {"orig", "vflip", "mean", "seeds", "seeds+vflip"}
+    assert set(result["sources"]) == {"orig", "vflip", "mean", "seed1", "seeds", "seeds+vflip"}
     figures = result["sources"]["mean"][images.parent.name]
     assert figures["n"] == 16 and 0.0 <= figures["image_auc"] <= 1.0 and figures["ci"][0] <= figures["ci"][1]
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 32  # the original and the flipped view of each image
