@@ -307,11 +307,12 @@ class StudiesView(StowThrottled):
         with their images' fingerprints, their SRs, and the images of the studies whose summary is not cached."""
         query = Query(request, STUDY_KEYS)
         visibility = ai_visibility(request.user)
-        studies = visibility.annotate(studies_visible_to(request.user))
-        studies = studies.select_related("patient").order_by("-id")
-        studies = _filter_studies(studies, query, request.user, visibility)
+        studies = _filter_studies(studies_visible_to(request.user).order_by("-id"), query, request.user, visibility)
         limit, offset = paging(request)
-        page = list(with_fingerprint(studies)[offset : offset + limit])
+        # The page's keys first, its rows then: the annotations (blinding, the images' fingerprint) are computed
+        # for the page's rows only, not for the rows an offset skips.
+        page = Study.objects.filter(pk__in=studies.values("pk")[offset : offset + limit])
+        page = list(with_fingerprint(visibility.annotate(page)).select_related("patient").order_by("-id"))
         found = summaries(page)
         srs = reports(page, viewer=request.user, visibility=visibility)
         url = retrieve_urls(request)
