@@ -7,7 +7,17 @@ window.config = {
   routerBasename: "{{ base|escapejs }}".replace(/\/$/, ""),
   extensions: [],
   modes: [],
-  customizationService: {},
+  customizationService: {
+    // OHIF 3.13 reads every measurement group of a TID 1500 report as a measurement and then takes the image
+    // reference of its first coordinate (cornerstone-dicom-sr's _checkIfCanAddMeasurementsToDisplaySet:
+    // `measurement.coords[0].ReferencedSOPSequence`). The portal's SRs hold groups with no image region (the
+    // exam's, each breast's and each image's probability; the decision and each breast's call): for those the
+    // viewer stopped on a TypeError and showed "Something went wrong" instead of the report. Such a group is
+    // passed on with one empty coordinate, which OHIF skips as "not on an image", as it does any measurement
+    // without an image reference; groups with a region are shown on their image, as before.
+    onBeforeSRAddMeasurement: ({ measurement }) =>
+      measurement.coords && measurement.coords.length ? measurement : { ...measurement, coords: [{}] },
+  },
   showStudyList: true,
   maxNumberOfWebWorkers: 2,
   showWarningMessageForCrossOrigin: false,

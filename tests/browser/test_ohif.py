@@ -140,3 +140,43 @@ def test_a_blinded_readers_ohif_shows_the_images_but_no_ai_sr(
     )
     assert listed == 200 and study.images.first().sop_uid in listing and ai_sr.sop_instance_uid not in listing
     assert fetched == 404
+
+
+def test_ohif_opens_the_portals_srs_in_its_sr_viewport_without_error_but_shows_no_content(
+    live_server, page, settings, champion, admin_user, radiologist
+):
+    """What OHIF 3.13 (cornerstone-dicom-sr, vendor/ohif 7248 and 9068 bundles) does with the portal's SRs, opened by
+    double-clicking their thumbnails as a reader would. Both are TID 1500 measurement reports (root concept 126000),
+    so OHIF takes its measurement viewport, not its text viewport (which shows the content tree of other SRs).
+
+    - It reads every measurement group as a measurement. A group with no image region (the exam's, each breast's
+      and each image's probability; the decision and each breast's call) stopped the load on a TypeError
+      (`measurement.coords[0].ReferencedSOPSequence`) caught by the route's error boundary. The portal's
+      app-config.js passes such a group on with one empty coordinate (OHIF's onBeforeSRAddMeasurement
+      customization): the SR loads, its groups are read, nothing fails.
+    - The measurement viewport then shows the image of the report's first measurement with the report's regions on
+      it. The portal's reports begin with the exam's group, which lies on no image: the viewport stays empty. OHIF
+      shows none of these SRs' content (scores, BI-RADS, density); the portal's own viewer and case page do.
+    """
+    study = with_srs(settings, radiologist)
+    watch = Watch(page, live_server.url)
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    log_in(page, live_server.url, admin_user.username, f"/ohif/viewer?StudyInstanceUIDs={study.study_uid}")
+    viewport = page.locator("[data-cy=viewport-pane]")
+    viewport.locator("canvas").first.wait_for(state="attached", timeout=60_000)  # the first MG view
+    page.wait_for_load_state("networkidle")
+    skip_tour(page)
+    for kind, first_group in ((sr.DECISION, "Decision"), (sr.AI, "Exam")):
+        page.get_by_text(sr.SERIES_DESCRIPTIONS[kind]).first.dblclick()
+        page.wait_for_function(
+            "() => !document.querySelector('[data-cy=viewport-pane] canvas')", timeout=30_000
+        )  # the MG view gave way to the SR viewport
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(2_000)  # OHIF reads the SR's groups after its metadata has arrived
+        shot(page, f"ohif-sr-{kind}")
+        read = [m for m in console if "not rehydratable" in m and first_group in m]
+        assert read, f"OHIF did not read the {kind} SR's measurement groups"
+        assert viewport.locator("canvas").count() == 0  # nothing shown: the first group lies on no image
+    assert [m for m in console if "Error Boundary" in m or "Something went wrong" in m] == []
+    assert watch.problems == []

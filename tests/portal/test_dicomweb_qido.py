@@ -8,10 +8,15 @@ import io
 from urllib.parse import parse_qsl
 
 import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from screening.exchange.web import series_uid
 from screening.intake.selectors import pseudonym
+from screening.intake.services import filing
 from screening.intake.services.ingest import ingest_file
+from screening.models import Image
 from tests.dicom_factory import mg_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -144,3 +149,51 @@ def test_runs_of_wildcards_collapse_and_an_overlong_value_is_400(rad_api, study)
     assert len(rad_api.get("/dicomweb/studies", {"PatientName": "D" + "*" * 500 + "e^*"}).json()) == 1
     refused = rad_api.get("/dicomweb/studies", {"PatientID": "P" * 2000})
     assert refused.status_code == 400 and "at most" in refused.json()["error"]["message"]
+
+
+def _studies(client, query: str = "") -> dict[str, dict]:
+    response = client.get(f"/dicomweb/studies?includefield=all{query}")
+    assert response.status_code == 200
+    return {value(found, "0020000D"): found for found in response.json()}
+
+
+def test_a_study_search_asks_the_database_the_same_few_times_whatever_the_page_holds(
+    rad_api, radiologist, django_assert_max_num_queries
+):
+    """A study's answer comes from a summary of its images (screening/exchange/web/summary.py), cached under a
+    fingerprint the study query computes: a page of seven studies of two images costs what one study of one
+    image does. Cold, the page's images in one query (8 in all: the token, roles, sites and reading policies,
+    the studies, their images, their SRs, the read audit); warm, not even that one (7)."""
+    ingest_file(file=io.BytesIO(to_bytes(mg_dataset(seed=0))), user=radiologist)
+    cache.clear()
+    with CaptureQueriesContext(connection) as one:
+        assert len(_studies(rad_api)) == 1
+    assert len(one) <= 8
+    for number in range(1, 7):
+        for side in "LR":
+            ds = mg_dataset(study_uid=f"{STUDY}.{number}", laterality=side, patient_id=f"P-{number}", seed=number)
+            ingest_file(file=io.BytesIO(to_bytes(ds)), user=radiologist)
+    cache.clear()
+    with django_assert_max_num_queries(len(one)):
+        cold = _studies(rad_api)
+    with django_assert_max_num_queries(len(one) - 1):
+        warm = _studies(rad_api)
+    assert warm == cold and len(cold) == 7
+    assert value(cold[f"{STUDY}.3"], "00201208") == 2 and value(cold[f"{STUDY}.3"], "00080061") == "MG"
+
+
+def test_a_study_answer_follows_its_images_when_they_arrive_or_are_refiled(rad_api, admin_user, radiologist, study):
+    """The cached summary is keyed by what the study's images are: an image that arrives or leaves changes the
+    key, so the next search answers the study as it is now."""
+    found = _studies(rad_api, f"&StudyInstanceUID={STUDY}")[STUDY]
+    assert (value(found, "00201206"), value(found, "00201208")) == (2, 2)
+    ds = mg_dataset(study_uid=STUDY, laterality="L", view="MLO", patient_id="PAT-0023", seed=5)
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.99.23.9"
+    ingest_file(file=io.BytesIO(to_bytes(ds)), user=radiologist)
+    found = _studies(rad_api, f"&StudyInstanceUID={STUDY}")[STUDY]
+    assert (value(found, "00201206"), value(found, "00201208")) == (3, 3)
+    filing.refile_image(image=study[1], user=admin_user, reason="another woman's image", patient_id="PAT-0024")
+    found = _studies(rad_api)
+    assert (value(found[STUDY], "00201206"), value(found[STUDY], "00201208")) == (2, 2)
+    moved = Image.objects.get(pk=study[1].pk).study.study_uid
+    assert value(found[moved], "00201208") == 1 and name(found[moved]) == "Doe^Jane^^Dr"

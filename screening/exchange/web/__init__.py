@@ -1,8 +1,9 @@
 """DICOMweb under /dicomweb/: STOW-RS, QIDO-RS and WADO-RS, enough for OHIF and dicomweb-client.
 
 One module per resource: `stow` (store), `qido` (search), `wado` (retrieve: instances, metadata,
-frames, rendered), `multipart` (the streaming multipart/related parser and writer), `common`
-(DICOM JSON, identity, series UIDs, lookups, audit) and `urls` (the routes, included from here).
+frames, rendered), `summary` (what a study search takes of a study's images, cached), `multipart` (the
+streaming multipart/related parser and writer), `common` (DICOM JSON, identity, series UIDs, lookups,
+audit) and `urls` (the routes, included from here).
 
 The same roles, visibility and pseudonyms as the REST API (screening.intake.selectors): an API client
 sees its own uploads only; another's study is 404. Patient identity (PatientID, PatientName)

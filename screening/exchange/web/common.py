@@ -8,6 +8,7 @@ are served beside the images, in their own series, to whoever may see the study.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pydicom
@@ -23,7 +24,7 @@ from rest_framework.views import APIView
 from screening.accounts.roles import can_read_cases, can_see_identity
 from screening.audit import actions
 from screening.audit.services import client_ip, record_event
-from screening.blinding import ai_visibility
+from screening.blinding import AIVisibility, ai_visibility
 from screening.errors import PortalError
 from screening.exchange import deid, sr
 from screening.intake.selectors import pseudonym, studies_visible_to
@@ -36,15 +37,20 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 # --- DICOM JSON ---------------------------------------------------------------------------------
 
 
-def _element(keyword: str, value) -> tuple[str, dict]:
+@functools.cache
+def _tag_and_vr(keyword: str) -> tuple[str, str]:
     tag = tag_for_keyword(keyword)
-    vr = dictionary_VR(tag)
+    return f"{tag:08X}", dictionary_VR(tag)
+
+
+def _element(keyword: str, value) -> tuple[str, dict]:
+    key, vr = _tag_and_vr(keyword)
     item: dict = {"vr": vr}
     values = value if isinstance(value, list) else [value]
     values = [v for v in values if v not in (None, "")]
     if values:
         item["Value"] = [{"Alphabetic": str(v)} for v in values] if vr == "PN" else values
-    return f"{tag:08X}", item
+    return key, item
 
 
 def dataset(**attributes) -> dict:
@@ -233,14 +239,14 @@ class Report:
         return sr.SERIES_NUMBERS[self.kind]
 
 
-def reports(studies: list[Study], *, viewer) -> dict[int, list[Report]]:
+def reports(studies: list[Study], *, viewer, visibility: AIVisibility | None = None) -> dict[int, list[Report]]:
     """The stored SRs of these studies that this viewer may see, by study id: one per SOP Instance UID (an SR
     sent to several destinations has one export row per destination and one file). No AI-result SR of a study
     whose AI the reading policy hides from the viewer (screening.blinding), even one sent before it did; no
-    decision SR for a viewer who does not read cases."""
+    decision SR for a viewer who does not read cases. `visibility`: the viewer's, when the caller has it."""
     by_pk = {study.pk: study for study in studies}
     found: dict[int, dict[str, Report]] = {pk: {} for pk in by_pk}
-    visibility = ai_visibility(viewer)
+    visibility = visibility or ai_visibility(viewer)
     blinded = [study.pk for study in studies if not visibility.shows(study)]
     rows = (
         DicomExport.objects.filter(study__in=studies)

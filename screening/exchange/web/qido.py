@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from urllib.parse import quote
 
 from django.db.models import Q
 from django.urls import reverse
+from django.utils.http import RFC3986_SUBDELIMS
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from screening.accounts.roles import can_see_identity
-from screening.blinding import ai_visibility
+from screening.blinding import AIVisibility, ai_visibility
 from screening.errors import PortalError
 from screening.exchange import sr
 from screening.exchange.web.common import (
@@ -41,6 +43,7 @@ from screening.exchange.web.common import (
     study_or_404,
 )
 from screening.exchange.web.stow import stow
+from screening.exchange.web.summary import Summary, summaries, summarise, with_fingerprint
 from screening.intake.selectors import studies_visible_to
 from screening.models import DicomExport, Image, Study
 
@@ -139,7 +142,7 @@ def _uids(value: str) -> list[str]:
     return [u for u in re.split(r"[,\\]", value) if u]
 
 
-def _filter_studies(studies, query: Query, user):
+def _filter_studies(studies, query: Query, user, visibility: AIVisibility):
     keys = query.keys
     identifying = {"PatientID", "PatientName", "AccessionNumber", "PatientBirthDate"} & set(keys)
     if identifying and not can_see_identity(user):
@@ -180,12 +183,49 @@ def _filter_studies(studies, query: Query, user):
             formats.extend(f for f in Image.Format.values if f != Image.Format.DICOM)
         having = Q(images__file_format__in=formats)
         if "SR" in wanted:  # an SR the portal wrote and stored, and the viewer may see (screening.blinding)
-            stored, visibility = Q(exports__sr_file__gt=""), ai_visibility(user)
+            stored = Q(exports__sr_file__gt="")
             if visibility.hides_any:
                 stored &= Q(exports__kind=DicomExport.Kind.DECISION) | visibility.condition()
             having |= stored
         studies = studies.filter(having).distinct()
     return studies
+
+
+def retrieve_urls(request):
+    """The RetrieveURL of a study by its UID: what reverse("dicomweb-study") gives, with one reverse a page."""
+    prefix = request.build_absolute_uri(reverse("dicomweb-studies")) + "/"
+    return lambda uid: prefix + quote(uid, safe=RFC3986_SUBDELIMS + "/~:@")
+
+
+def study_attributes(request, study: Study, summary: Summary, srs: list[Report], retrieve_url=None) -> dict:
+    """A study's QIDO attributes, from its images' summary and the SRs this viewer may see."""
+    retrieve_url = retrieve_url or retrieve_urls(request)
+    header = summary.header
+    patient_id, patient_name = patient(study, request.user)
+    identity = can_see_identity(request.user)
+    birth_date = study.patient.birth_date if identity else None
+    if identity and header.get("PatientName"):
+        patient_name = header["PatientName"]  # as stored, with its ^ separators
+    return dataset(
+        StudyInstanceUID=study.study_uid,
+        StudyDate=study.study_date.strftime("%Y%m%d") if study.study_date else "",
+        StudyTime=header.get("StudyTime", ""),
+        # StudyID, StudyDescription, the accession and the referring physician can name the woman or say
+        # where her exam was asked for: only for viewers who may see identity.
+        StudyID=header.get("StudyID", "") if identity else "",
+        StudyDescription=header.get("StudyDescription", "") if identity else "",
+        AccessionNumber=accession(study, request.user),
+        ReferringPhysicianName=header.get("ReferringPhysicianName", "") if identity else "",
+        InstanceAvailability="ONLINE",
+        PatientID=patient_id,
+        PatientName=patient_name,
+        PatientBirthDate=birth_date.strftime("%Y%m%d") if birth_date else "",
+        PatientSex=study.patient.sex,
+        ModalitiesInStudy=sorted(summary.modalities | ({"SR"} if srs else set())),
+        NumberOfStudyRelatedSeries=len(summary.series | {report.series for report in srs}),
+        NumberOfStudyRelatedInstances=summary.images + len(srs),
+        RetrieveURL=retrieve_url(study.study_uid),
+    )
 
 
 class _Study:
@@ -200,40 +240,8 @@ class _Study:
     def instances(self) -> list[Instance]:
         return [*self.images, *self.srs]
 
-    def first_header(self) -> dict[str, str]:
-        for image in self.images:
-            if image.file_format == Image.Format.DICOM:
-                return self.facts[image.pk]
-        return {}
-
     def attributes(self, request) -> dict:
-        study, header = self.study, self.first_header()
-        patient_id, patient_name = patient(study, request.user)
-        identity = can_see_identity(request.user)
-        birth_date = study.patient.birth_date if identity else None
-        if identity and header.get("PatientName"):
-            patient_name = header["PatientName"]  # as stored, with its ^ separators
-        modalities = {modality(i) for i in self.images} | ({"SR"} if self.srs else set())
-        return dataset(
-            StudyInstanceUID=study.study_uid,
-            StudyDate=study.study_date.strftime("%Y%m%d") if study.study_date else "",
-            StudyTime=header.get("StudyTime", ""),
-            # StudyID, StudyDescription, the accession and the referring physician can name the woman or say
-            # where her exam was asked for: only for viewers who may see identity.
-            StudyID=header.get("StudyID", "") if identity else "",
-            StudyDescription=header.get("StudyDescription", "") if identity else "",
-            AccessionNumber=accession(study, request.user),
-            ReferringPhysicianName=header.get("ReferringPhysicianName", "") if identity else "",
-            InstanceAvailability="ONLINE",
-            PatientID=patient_id,
-            PatientName=patient_name,
-            PatientBirthDate=birth_date.strftime("%Y%m%d") if birth_date else "",
-            PatientSex=study.patient.sex,
-            ModalitiesInStudy=sorted(modalities),
-            NumberOfStudyRelatedSeries=len({self.series_of(i) for i in self.instances()}),
-            NumberOfStudyRelatedInstances=len(self.images) + len(self.srs),
-            RetrieveURL=request.build_absolute_uri(reverse("dicomweb-study", args=[study.study_uid])),
-        )
+        return study_attributes(request, self.study, summarise(self.images, self.facts), self.srs)
 
     def series(self) -> dict[str, list[Instance]]:
         found: dict[str, list[Instance]] = {}
@@ -295,13 +303,20 @@ class StudiesView(StowThrottled):
     """GET: QIDO-RS search for studies. POST: STOW-RS."""
 
     def get(self, request):
+        """A constant number of queries whatever the page holds (tests/portal/test_dicomweb_qido.py): the studies
+        with their images' fingerprints, their SRs, and the images of the studies whose summary is not cached."""
         query = Query(request, STUDY_KEYS)
-        studies = ai_visibility(request.user).annotate(studies_visible_to(request.user))
-        studies = studies.select_related("patient").order_by("-id")
-        studies = _filter_studies(studies, query, request.user)
+        visibility = ai_visibility(request.user)
+        studies = _filter_studies(studies_visible_to(request.user).order_by("-id"), query, request.user, visibility)
         limit, offset = paging(request)
-        page = list(studies[offset : offset + limit])
-        return query.answer([found.attributes(request) for found in _load(page, request.user)])
+        # The page's keys first, its rows then: the annotations (blinding, the images' fingerprint) are computed
+        # for the page's rows only, not for the rows an offset skips.
+        page = Study.objects.filter(pk__in=studies.values("pk")[offset : offset + limit])
+        page = list(with_fingerprint(visibility.annotate(page)).select_related("patient").order_by("-id"))
+        found = summaries(page)
+        srs = reports(page, viewer=request.user, visibility=visibility)
+        url = retrieve_urls(request)
+        return query.answer([study_attributes(request, s, found[s.pk], srs[s.pk], url) for s in page])
 
     def post(self, request, study=None):
         return stow(request, study)
