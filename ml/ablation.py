@@ -317,19 +317,24 @@ def tta(args: argparse.Namespace) -> int:
     config = ModelConfig.from_dict(json.loads(args.config))
     examples = load_examples(args.data)
     model = build_model(config, seed=args.seed)
-    both = extract_features(model, examples, config, views=("orig", "vflip"), cache_dir=args.feature_cache)
+    views = ("orig", "vflip") if args.flip else ("orig",)
+    both = extract_features(model, examples, config, views=views, cache_dir=args.feature_cache)
     orig = [dataclasses.replace(f, views=f.views[:1], valid=f.valid[:1], targets=f.targets[:1]) for f in both]
-    flip = [dataclasses.replace(f, views=f.views[1:], valid=f.valid[1:], targets=f.targets[1:]) for f in both]
-    cv = cross_validate(examples, orig, config, args.cv, args.seed, model, extra_views=[flip])
-    runs = {"orig": cv["oof_logits"], "vflip": cv["extra_oof"][0]}
-    runs["mean"] = (runs["orig"] + runs["vflip"]) / 2
-    members = [cv]
-    for s in range(1, args.seeds):  # the same folds, other head seeds
-        members.append(cross_validate(examples, orig, config, args.cv, args.seed, model, [flip], args.seed + 1000 * s))
+    flips = [[dataclasses.replace(f, views=f.views[1:], valid=f.valid[1:], targets=f.targets[1:]) for f in both]]
+    flips = flips if args.flip else []
+    members = [
+        cross_validate(examples, orig, config, args.cv, args.seed, model, flips, args.seed + 1000 * s if s else None)
+        for s in range(args.seeds)  # the same folds, other head seeds
+    ]
+    runs = {"orig": members[0]["oof_logits"]}
+    if args.flip:
+        runs["vflip"] = members[0]["extra_oof"][0]
+        runs["mean"] = (runs["orig"] + runs["vflip"]) / 2
     for s, member in enumerate(members[1:], start=1):
         runs[f"seed{s}"] = member["oof_logits"]  # each member alone: the spread a single seed has
     if args.seeds > 1:
         runs["seeds"] = np.mean([m["oof_logits"] for m in members], axis=0)
+    if args.seeds > 1 and args.flip:
         runs["seeds+vflip"] = np.mean([(m["oof_logits"] + m["extra_oof"][0]) / 2 for m in members], axis=0)
     result = {"cv": args.cv, "seed": args.seed, "config": json.loads(args.config)}
     result["sources"] = {name: _source_aucs(examples, scores) for name, scores in runs.items()}
@@ -355,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     tt.add_argument("--seed", type=int, default=0)
     tt.add_argument("--config", default="{}", help="ModelConfig fields as JSON")
     tt.add_argument("--seeds", type=int, default=1, help="a seed ensemble of this many heads on the same folds")
+    tt.add_argument("--no-flip", dest="flip", action="store_false", help="no flipped view (seeds only)")
     tt.add_argument("--json", required=True)
     ft = sub.choices["finetune"]
     ft.add_argument("--cv", type=int, default=5)
