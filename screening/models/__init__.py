@@ -17,7 +17,16 @@ from screening.monitoring.models import (
     MonitoringAlert,
     MonitoringRun,
 )
-from screening.reading.models import CaseLock, Finding, NoteTemplate, Outcome, ReadingPolicy, ReportedFinding, Review
+from screening.reading.models import (
+    CaseLock,
+    Finding,
+    NoteTemplate,
+    Outcome,
+    ReaderPreference,
+    ReadingPolicy,
+    ReportedFinding,
+    Review,
+)
 from screening.research_export.models import ResearchExport, ResearchProject
 from screening.sites.models import DEFAULT_SITE, Site
 
@@ -45,6 +54,7 @@ __all__ = [
     "Outcome",
     "Patient",
     "Prediction",
+    "ReaderPreference",
     "ReadingPolicy",
     "Refiling",
     "ReportedFinding",

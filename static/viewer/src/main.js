@@ -27,7 +27,6 @@ const config = {
   dataUrl: root.dataset.viewerDataUrl,
   worklistUrl: root.dataset.worklistUrl || "/",
   corrects: root.dataset.corrects || "", // the version this reader's submission corrects, if any
-  user: root.dataset.user || "",
 }; // the bundle is only linked from the viewer page
 
 const state = {
@@ -41,7 +40,7 @@ const state = {
   marks: true,
   linkWl: false,
   comparison: false,
-  protocol: savedProtocol(root.dataset.user),
+  protocol: savedProtocol(root),
   step: 0, // index in the protocol's sequence
   prior: 0, // index of the prior compared with
   syncPanZoom: false,
@@ -352,7 +351,7 @@ function showPriors() {
 function setProtocol(id) {
   state.protocol = protocolById(id);
   state.step = 0;
-  saveProtocol(config.user, state.protocol.id);
+  saveProtocol(root, state.protocol.id, say);
   $("hanging-protocol").value = state.protocol.id;
   if (state.protocol.needsPrior && !chosenPrior()) say("This woman has no earlier study in the portal: the current study alone.");
   if (state.study) build();
