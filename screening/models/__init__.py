@@ -9,7 +9,16 @@ from screening.ai.models import ModelVersion, Prediction, TrainingRun
 from screening.audit.models import AuditEvent
 from screening.core.models import AppendOnlyError, AppendOnlyModel, AppendOnlyQuerySet, Role
 from screening.exchange.models import AE_TITLE_VALIDATOR, DicomDestination, DicomExport, DicomPeer
-from screening.intake.models import DemographicsConflict, Image, Patient, Refiling, Study, unread_rank
+from screening.intake.models import (
+    CadMark,
+    CadReport,
+    DemographicsConflict,
+    Image,
+    Patient,
+    Refiling,
+    Study,
+    unread_rank,
+)
 from screening.monitoring.models import (
     AlertAcknowledgement,
     DriftMeasure,
@@ -38,6 +47,8 @@ __all__ = [
     "AppendOnlyModel",
     "AppendOnlyQuerySet",
     "AuditEvent",
+    "CadMark",
+    "CadReport",
     "CaseLock",
     "DemographicsConflict",
     "DicomDestination",

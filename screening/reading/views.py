@@ -36,7 +36,13 @@ from screening.audit.services import client_ip
 from screening.blinding import AIVisibility, ai_visibility
 from screening.errors import PortalError
 from screening.exchange import ohif
-from screening.intake.selectors import current_prediction, priors_of, studies_visible_to, study_by_reference
+from screening.intake.selectors import (
+    cad_marks_shown,
+    current_prediction,
+    priors_of,
+    studies_visible_to,
+    study_by_reference,
+)
 from screening.models import NoteTemplate, Outcome, Prediction, ReadingPolicy, Study
 from screening.reading import lexicon
 from screening.reading.assessment import SIDE_NAMES, SIDES
@@ -379,17 +385,21 @@ def _shown_regions(image) -> dict:
 
 
 def viewer_data(study: Study, *, visibility: AIVisibility | None = None, show_reads: bool = True) -> dict:
-    """What the viewer needs beyond the study API: pixel sources, the AI's top regions, and the
+    """What the viewer needs beyond the study API: pixel sources, the AI's top regions, the vendor's CAD marks
+    (`cad`, from the study's Mammography CAD SRs), and the
     woman's earlier studies with their decision, AI score and AI regions (a layer on the prior's images).
     A blinded reader gets no AI or decision keys: no regions and no score of a study whose AI the reading
     policy hides from them (screening.blinding, study by study), and no decision when show_reads is False."""
     visibility = visibility or ai_visibility(None)
     show_ai = visibility.shows(study)
+    cad = cad_marks_shown(study, visibility)  # the vendor's CAD marks: AI, under the same blinding
     images = {}
     for image in study.images.prefetch_related(_NEWEST_FIRST):  # as current_prediction expects
         entry = {"source": _pixel_source(image)}
         if show_ai:
             entry.update(_shown_regions(image))
+        if image.sop_uid in cad:
+            entry["cad"] = cad[image.sop_uid]
         images[str(image.pk)] = entry
     priors = []
     earlier = priors_of(study)  # never a study held for reconciliation

@@ -2,7 +2,7 @@
  * AI panel and marks, and the decision form. Data: the study API (polled while the AI works)
  * and the viewer data (pixel sources, AI regions, priors) from the portal. */
 import "./csp.js"; // first: Cornerstone's SVG style attributes go through the CSSOM (allowed by the CSP)
-import { renderAi, heatmapLegend, heatmapOf, priorRegionsOf, regionsOf } from "./ai.js";
+import { cadMarksOf, renderAi, heatmapLegend, heatmapOf, priorRegionsOf, regionsOf } from "./ai.js";
 import { Cell } from "./cell.js";
 import { MARK_TOOLS } from "./marks.js";
 import { createDecision } from "./decision.js";
@@ -45,6 +45,7 @@ const state = {
   prior: 0, // index of the prior compared with
   syncPanZoom: false,
   priorAi: true, // the prior's AI regions as a layer on its images
+  cad: true, // the vendor's CAD marks (Mammography CAD SR) as a layer on the current images
   findings: [],
   voi: new Map(), // image id -> VOI range kept across layout changes
   lut: new Map(), // image id -> whether its VOI LUT table is shown (chosen or left), kept likewise
@@ -79,6 +80,7 @@ const hooks = {
     cell.prior
       ? priorRegionsOf(cell.image, state.priorAi)
       : regionsOf(cell.image, state.marks, state.study?.thresholds ? state.study.thresholds.region : null),
+  cadMarks: (cell) => (cell.prior ? [] : cadMarksOf(cell.image, state.cad)),
   heatmap: (cell) => {
     if (!state.heatmap || cell.prior) return null;
     const url = heatmapOf(cell.image, redrawMarks);
@@ -282,17 +284,11 @@ function setHeatmap(on) {
   redrawMarks();
 }
 
-function setMarks(on) {
-  state.marks = on;
-  root.dataset.aiMarks = on ? "on" : "off";
-  setToggle("marks", on);
-  redrawMarks();
-}
-
-function setPriorAi(on) {
-  state.priorAi = on;
-  root.dataset.priorAi = on ? "on" : "off";
-  setToggle("prior-ai", on);
+/** A layer of marks on or off: the AI's (K), the prior's AI (J), the vendor's CAD (V). */
+function setLayer(key, action, on) {
+  state[key] = on;
+  root.dataset[key === "marks" ? "aiMarks" : key] = on ? "on" : "off";
+  setToggle(action, on);
   redrawMarks();
 }
 
@@ -468,13 +464,14 @@ function wire() {
     invert: () => activeCell() && activeCell().toggleInvert(),
     reset: resetAll,
     heatmap: () => setHeatmap(!state.heatmap),
-    marks: () => setMarks(!state.marks),
+    marks: () => setLayer("marks", "marks", !state.marks),
     "link-wl": () => setLinkWl(!state.linkWl),
     info: () => toggleClass("info", "info-off"),
     annotations: () => toggleClass("annotations", "annotations-off"),
     compare: toggleComparison,
     sync: () => setSyncPanZoom(!state.syncPanZoom),
-    "prior-ai": () => setPriorAi(!state.priorAi),
+    "prior-ai": () => setLayer("priorAi", "prior-ai", !state.priorAi),
+    cad: () => setLayer("cad", "cad", !state.cad),
     pixel: () => showScale("pixel"),
     "true-size": () => showScale("true"),
     "next-step": () => stepProtocol(1),
@@ -508,6 +505,7 @@ function wire() {
       b: toggleComparison,
       s: buttonActions.sync,
       j: buttonActions["prior-ai"],
+      v: buttonActions.cad,
       x: buttonActions.pixel,
       z: buttonActions["true-size"],
       "]": buttonActions["next-step"],
@@ -569,10 +567,11 @@ async function start() {
   }
   setMode("pan");
   setHeatmap(false);
-  setMarks(true);
+  setLayer("marks", "marks", true);
   setLinkWl(false);
   setSyncPanZoom(false);
-  setPriorAi(true);
+  setLayer("priorAi", "prior-ai", true);
+  setLayer("cad", "cad", true);
   poll();
 }
 
