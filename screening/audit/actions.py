@@ -40,6 +40,10 @@ def check(name: str) -> str:
 
 # --- intake: images, studies, filing -------------------------------------------------------------------------
 INGEST = _register("ingest", "an image stored: how it came (via), its sender (AE title or client), file and study")
+CAD_SR_INGEST = _register(
+    "cad_sr_ingest",
+    "a vendor CAD SR stored: how it came (via), its study, how many marks were read or why none could be",
+)
 INGEST_CONFLICT = _register("ingest_conflict", "a resend refused: it differs from the image already held")
 STUDY_REOPEN = _register("study_reopen", "a reported study reopened by an image arriving for it")
 STUDY_ASSIGN = _register("study_assign", "a study assigned to a reader, or unassigned")

@@ -42,6 +42,7 @@ from screening.audit import actions
 from screening.audit.services import record_event
 from screening.errors import PortalError, StorageFull, UnsupportedMedia
 from screening.exchange import qr
+from screening.intake.cad_sr import MAMMOGRAPHY_CAD_SR
 from screening.intake.services.filing import RESEND_CONFLICT
 from screening.intake.services.ingest import ingest_file
 from screening.intake.services.ingest_validation import MG_SOP_CLASSES
@@ -280,8 +281,9 @@ def handle_store(event) -> Dataset | int:
     finally:
         close_old_connections()
     log.info(
-        "received DICOM image %s (%s) from AE %r at %s",
-        result.image.pk,
+        "received DICOM %s %s (%s) from AE %r at %s",
+        "image" if result.image is not None else "CAD SR",
+        result.image.pk if result.image is not None else result.cad_report.pk,
         "new" if result.created else "already held",
         ae_title,
         host,
@@ -308,6 +310,8 @@ def make_ae(ae_title: str) -> AE:
     for sop_class in MG_SOP_CLASSES:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     ae.add_supported_context(Comprehensive3DSRStorage, SR_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+    # A vendor's Mammography CAD SR: kept with its study, its marks a layer of the viewer (ingest_file).
+    ae.add_supported_context(MAMMOGRAPHY_CAD_SR, SR_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     qr.add_contexts(ae)
     return ae

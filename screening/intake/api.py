@@ -28,6 +28,7 @@ from screening.api.permissions import CanReadCases
 from screening.audit.services import client_ip
 from screening.intake.selectors import images_visible_to, patients_visible_to, study_detail
 from screening.intake.serializers import (
+    CadReportSerializer,
     ImageSerializer,
     ImageUploadSerializer,
     PatientSerializer,
@@ -101,7 +102,7 @@ class ImageViewSet(
 
     @extend_schema(
         request=ImageUploadSerializer,
-        responses={200: ImageSerializer, 201: ImageSerializer},
+        responses={200: ImageSerializer, 201: ImageSerializer},  # a CAD SR: CadReportSerializer
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
     )
     @idempotent
@@ -130,10 +131,10 @@ class ImageViewSet(
             # close it here (its temporary file is gone once stored; anything left is removed now).
             if upload is not None:
                 upload.close()
-        return Response(
-            ImageSerializer(result.image, context={"request": request}).data,
-            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
-        )
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        if result.image is None:  # a vendor's Mammography CAD SR, kept with its study
+            return Response(CadReportSerializer(result.cad_report).data, status=code)
+        return Response(ImageSerializer(result.image, context={"request": request}).data, status=code)
 
     @extend_schema(responses=PNG)
     @action(detail=True, methods=["get"])

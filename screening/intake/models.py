@@ -309,3 +309,54 @@ class Refiling(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"Refiling v{self.version} of image #{self.image_id}"
+
+
+class CadReport(models.Model):
+    """A vendor's Mammography CAD SR (TID 4000) as it arrived, by any face, kept byte for byte, and whether its
+    findings could be read. Its marks are the vendor's AI: shown under the same blinding as the portal's own
+    (screening.blinding). An SR whose findings cannot be read is kept all the same, with the reason."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="cad_reports")
+    sop_uid = models.CharField("SOPInstanceUID", max_length=64, unique=True)
+    original = models.FileField(max_length=255)
+    sha256 = models.CharField(max_length=64, unique=True)
+    size_bytes = models.BigIntegerField()
+    manufacturer = models.CharField(max_length=64, blank=True)
+    parse_error = models.CharField(
+        max_length=200, blank=True, help_text="Why its findings could not be read (empty: read, marks stored)."
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"CAD SR #{self.pk} of study #{self.study_id}"
+
+
+class CadMark(models.Model):
+    """One mark of a CAD SR's single-image finding, on the image it references (by SOPInstanceUID: the SR may
+    arrive before its images). The box is in the image's stored pixels; a point has no width or height."""
+
+    report = models.ForeignKey(CadReport, on_delete=models.CASCADE, related_name="marks")
+    image_sop_uid = models.CharField(max_length=64, db_index=True)
+    finding = models.CharField(max_length=64, help_text="The finding type as the vendor names it.")
+    graphic_type = models.CharField(max_length=16)
+    x = models.FloatField()
+    y = models.FloatField()
+    width = models.FloatField(default=0)
+    height = models.FloatField(default=0)
+    certainty = models.FloatField(null=True, blank=True)
+    probability = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(width__gte=0, height__gte=0), name="cad_mark_box_valid"),
+            models.CheckConstraint(
+                condition=Q(certainty__isnull=True) | Q(certainty__gte=0, certainty__lte=1), name="cad_mark_certainty"
+            ),
+            models.CheckConstraint(
+                condition=Q(probability__isnull=True) | Q(probability__gte=0, probability__lte=1),
+                name="cad_mark_probability",
+            ),
+        ]

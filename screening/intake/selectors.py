@@ -20,6 +20,7 @@ from screening.accounts.roles import can_read_cases, can_see_identity, roles_of,
 from screening.blinding import AIVisibility, ai_visibility
 from screening.errors import PortalError
 from screening.models import (
+    CadMark,
     DemographicsConflict,
     Image,
     Patient,
@@ -195,3 +196,18 @@ def priors_of(study: Study) -> QuerySet[Study]:
     if study.study_date is not None:
         return earlier.filter(study_date__lt=study.study_date)
     return earlier.filter(created__lt=study.created)
+
+
+def cad_marks_shown(study: Study, visibility: AIVisibility) -> dict[str, list[dict]]:
+    """The vendor CAD marks (from the CAD SRs the study holds) by the SOPInstanceUID of the image each is drawn
+    on. A vendor's CAD is AI: nothing at all for a user from whom the reading policy hides this study's AI
+    (screening.blinding), the same rule as the portal's own AI result."""
+    if not visibility.shows(study):
+        return {}
+    marks: dict[str, list[dict]] = {}
+    rows = CadMark.objects.filter(report__study=study).order_by("report_id", "id")
+    for mark in rows.values(
+        "image_sop_uid", "finding", "graphic_type", "x", "y", "width", "height", "probability", "certainty"
+    ):
+        marks.setdefault(mark.pop("image_sop_uid"), []).append(mark)
+    return marks

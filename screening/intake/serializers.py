@@ -13,7 +13,7 @@ from screening.api.fields import _viewer, url_with_id, visibility_of
 from screening.exchange.serializers import DicomExportSerializer
 from screening.intake.selectors import current_prediction, pseudonym
 from screening.intake.services.renditions import FAILED, PENDING, READY, rendition_state
-from screening.models import DicomExport, Image, Patient, Study
+from screening.models import CadReport, DicomExport, Image, Patient, Study
 from screening.reading.serializers import ReviewSerializer
 
 
@@ -31,6 +31,25 @@ class ImageUploadSerializer(serializers.Serializer):
         max_length=64,
         help_text="Site code of a new study (default: the default site); also `?site=` for a DICOM body.",
     )
+
+
+class CadReportSerializer(serializers.ModelSerializer):
+    """The answer to an uploaded vendor CAD SR: where it was filed and whether its findings could be read. Its
+    marks are the vendor's AI: they leave only through the viewer's data, under the reader's blinding."""
+
+    kind = serializers.SerializerMethodField()
+    marks_read = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CadReport
+        fields = ["id", "kind", "study", "sop_uid", "size_bytes", "marks_read", "parse_error", "created"]
+        read_only_fields = fields
+
+    def get_kind(self, report) -> str:
+        return "cad_sr"
+
+    def get_marks_read(self, report) -> bool:
+        return not report.parse_error
 
 
 class ImageSerializer(serializers.ModelSerializer):

@@ -16,7 +16,16 @@ from screening.exchange.models import (
     Hl7Destination,
     Hl7Export,
 )
-from screening.intake.models import DemographicsConflict, Image, Patient, Refiling, Study, unread_rank
+from screening.intake.models import (
+    CadMark,
+    CadReport,
+    DemographicsConflict,
+    Image,
+    Patient,
+    Refiling,
+    Study,
+    unread_rank,
+)
 from screening.monitoring.models import (
     AlertAcknowledgement,
     DriftMeasure,
@@ -24,7 +33,16 @@ from screening.monitoring.models import (
     MonitoringAlert,
     MonitoringRun,
 )
-from screening.reading.models import CaseLock, Finding, NoteTemplate, Outcome, ReadingPolicy, ReportedFinding, Review
+from screening.reading.models import (
+    CaseLock,
+    Finding,
+    NoteTemplate,
+    Outcome,
+    ReaderPreference,
+    ReadingPolicy,
+    ReportedFinding,
+    Review,
+)
 from screening.research_export.models import ResearchExport, ResearchProject
 from screening.sites.models import DEFAULT_SITE, Site
 
@@ -36,6 +54,8 @@ __all__ = [
     "AppendOnlyModel",
     "AppendOnlyQuerySet",
     "AuditEvent",
+    "CadMark",
+    "CadReport",
     "CaseLock",
     "DemographicsConflict",
     "DicomDestination",
@@ -54,6 +74,7 @@ __all__ = [
     "Outcome",
     "Patient",
     "Prediction",
+    "ReaderPreference",
     "ReadingPolicy",
     "Refiling",
     "ReportedFinding",

@@ -288,3 +288,32 @@ class NoteTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class HangingProtocol(models.TextChoices):
+    """The hanging protocols of the viewer: the ids of static/viewer/src/protocols.js
+    (tests/portal/test_reader_preferences.py holds the two lists equal)."""
+
+    FOUR_UP = "four-up", "Current 4-up"
+    SEQUENCE = "sequence", "Screening sequence"
+    PRIOR = "prior", "Current vs prior"
+    EXTRA = "extra", "Magnification and spot views"
+
+
+class ReaderPreference(models.Model):
+    """A reader's own settings of the reading station, kept on the server so they follow the reader from one
+    browser to the next. One row per user, changed in place: a preference, not a record of the reading."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reader_preference")
+    hanging_protocol = models.CharField(max_length=16, choices=HangingProtocol.choices, default=HangingProtocol.FOUR_UP)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(hanging_protocol__in=HangingProtocol.values), name="reader_preference_known_protocol"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Reading preferences of user #{self.user_id}"

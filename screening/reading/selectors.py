@@ -24,11 +24,13 @@ from screening.models import (
     CaseLock,
     Image,
     Outcome,
+    ReaderPreference,
     ReadingPolicy,
     Review,
     Study,
     unread_rank,
 )
+from screening.reading.models import HangingProtocol
 from screening.reading.rules import case_reading, policy_for, policy_of
 
 UNREAD = [Study.Status.NEW, Study.Status.PREDICTED, Study.Status.IN_REVIEW]
@@ -236,3 +238,11 @@ def breast_outcomes(study_ids=None) -> dict[tuple[int, str], str]:
     for study_id, laterality, result in rows.values_list("study_id", "laterality", "result"):
         latest.setdefault((study_id, laterality), result)
     return latest
+
+
+def hanging_protocol_of(user) -> str:
+    """The hanging protocol the viewer opens with for this reader (the 4-up until they choose another)."""
+    chosen = ReaderPreference.objects.filter(user_id=getattr(user, "pk", None)).values_list(
+        "hanging_protocol", flat=True
+    )
+    return chosen.first() or HangingProtocol.FOUR_UP.value

@@ -10,6 +10,7 @@ urlpatterns = [
     path("reading/arbitration/", views.arbitration, name="reading-arbitration"),
     path("reading/policy/", views.policy, name="reading-policy"),
     path("reading/assign/", views.assign, name="reading-assign"),
+    path("reading/preferences/", views.reader_preferences, name="reading-preferences"),
     path("reading/studies/<int:pk>/release/", views.release_lock, name="reading-release"),
     path("outcomes/", views.outcome_list, name="outcomes"),
     path("performance/", views.performance_page, name="performance"),

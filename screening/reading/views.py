@@ -7,6 +7,7 @@ becomes a message on the page.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from django.contrib import messages
@@ -29,12 +30,19 @@ from screening.accounts.roles import (
     is_admin,
     require,
 )
+from screening.api.errors import error_body
 from screening.api.pagination import CappedPaginator
 from screening.audit.services import client_ip
 from screening.blinding import AIVisibility, ai_visibility
 from screening.errors import PortalError
 from screening.exchange import ohif
-from screening.intake.selectors import current_prediction, priors_of, studies_visible_to, study_by_reference
+from screening.intake.selectors import (
+    cad_marks_shown,
+    current_prediction,
+    priors_of,
+    studies_visible_to,
+    study_by_reference,
+)
 from screening.models import NoteTemplate, Outcome, Prediction, ReadingPolicy, Study
 from screening.reading import lexicon
 from screening.reading.assessment import SIDE_NAMES, SIDES
@@ -46,16 +54,18 @@ from screening.reading.forms import (
     PolicyForm,
     WorklistForm,
 )
+from screening.reading.models import HangingProtocol
 from screening.reading.performance import performance
 from screening.reading.rules import current_policies, expected_workload, policy_for, policy_of
 from screening.reading.selectors import (
     arbitration_worklist,
+    hanging_protocol_of,
     next_study_after,
     reading_worklist_for,
     worklist_counts,
     worklist_for,
 )
-from screening.reading.services import outcomes, reading
+from screening.reading.services import outcomes, preferences, reading
 from screening.sites.models import DEFAULT_SITE
 from screening.sites.selectors import clean_site, site_names
 from screening.svg_plots import interval_plot
@@ -339,6 +349,7 @@ def study_viewer(request, pk: int):
             "breast_sides": [(side, SIDE_NAMES[side].capitalize()) for side in SIDES],  # the decision form's rows
             "lexicon": lexicon.as_data(),  # the findings' terms for the form (static/viewer/src/findings.js)
             "note_templates": list(NoteTemplate.objects.filter(active=True)),
+            "hanging_protocol": hanging_protocol_of(request.user),  # chosen in any browser (reading-preferences)
         },
     )
 
@@ -376,17 +387,21 @@ def _shown_regions(image) -> dict:
 
 
 def viewer_data(study: Study, *, visibility: AIVisibility | None = None, show_reads: bool = True) -> dict:
-    """What the viewer needs beyond the study API: pixel sources, the AI's top regions, and the
+    """What the viewer needs beyond the study API: pixel sources, the AI's top regions, the vendor's CAD marks
+    (`cad`, from the study's Mammography CAD SRs), and the
     woman's earlier studies with their decision, AI score and AI regions (a layer on the prior's images).
     A blinded reader gets no AI or decision keys: no regions and no score of a study whose AI the reading
     policy hides from them (screening.blinding, study by study), and no decision when show_reads is False."""
     visibility = visibility or ai_visibility(None)
     show_ai = visibility.shows(study)
+    cad = cad_marks_shown(study, visibility)  # the vendor's CAD marks: AI, under the same blinding
     images = {}
     for image in study.images.prefetch_related(_NEWEST_FIRST):  # as current_prediction expects
         entry = {"source": _pixel_source(image)}
         if show_ai:
             entry.update(_shown_regions(image))
+        if image.sop_uid in cad:
+            entry["cad"] = cad[image.sop_uid]
         images[str(image.pk)] = entry
     priors = []
     earlier = priors_of(study)  # never a study held for reconciliation
@@ -438,3 +453,26 @@ def study_viewer_data(request, pk: int):
         else None
     )
     return JsonResponse(data)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@login_required
+def reader_preferences(request):
+    """The reader's reading-station preferences as JSON, under their session (a POST needs the CSRF token):
+    GET answers them, POST {"hanging_protocol": id} changes them. Bad input: 400 with the JSON error shape."""
+    require(can_read_cases(request.user))
+    if request.method == "POST":
+        try:
+            body = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return JsonResponse(error_body("invalid", "the body is not JSON"), status=400)
+        if not isinstance(body, dict) or "hanging_protocol" not in body:
+            message = 'expected a JSON object such as {"hanging_protocol": "four-up"}'
+            return JsonResponse(error_body("invalid", message, {"hanging_protocol": [message]}), status=400)
+        try:
+            preferences.set_hanging_protocol(user=request.user, protocol=body["hanging_protocol"])
+        except PortalError as exc:
+            return JsonResponse(error_body(exc.code, exc.message, {exc.field: [exc.message]}), status=400)
+    return JsonResponse(
+        {"hanging_protocol": hanging_protocol_of(request.user), "hanging_protocols": HangingProtocol.values}
+    )

@@ -9,7 +9,7 @@ import datetime
 import pytest
 
 from screening.models import Patient, Prediction, Study
-from tests.browser.conftest import FOUR_VIEWS, make_study, screenshot
+from tests.browser.conftest import FOUR_VIEWS, log_in, make_study, screenshot
 from tests.browser.test_viewer import _no_console_errors, cell, ingest, open_case, ramp_14bit  # noqa: F401
 from tests.dicom_factory import mg_dataset
 
@@ -50,6 +50,31 @@ def test_a_hanging_protocol_steps_through_its_sequence_and_is_remembered(live_se
     wait_ready(page)
     assert page.locator("#viewer").get_attribute("data-protocol") == "sequence"
     assert page.locator("#hanging-protocol").input_value() == "sequence"
+
+
+def test_the_chosen_protocol_follows_the_reader_to_another_browser_and_no_one_else(
+    live_server, browser, page, radiologist, champion, django_user_model
+):
+    from tests.conftest import _user
+
+    _user(django_user_model, "rad2", "radiologist")
+    study = make_study(patient_id="P-PREF", predict=False)
+    open_case(page, live_server, study)
+    assert page.locator("#viewer").get_attribute("data-protocol") == "four-up"
+    with page.expect_response(lambda r: r.url.endswith("/reading/preferences/") and r.request.method == "POST") as sent:
+        page.select_option("#hanging-protocol", "sequence")
+    assert sent.value.status == 200
+    for username, expected in (("rad", "sequence"), ("rad2", "four-up")):
+        context = browser.new_context(viewport={"width": 1920, "height": 1080})  # no cookie, no local storage
+        try:
+            other = context.new_page()
+            log_in(other, live_server.url, username, f"/studies/{study.pk}/")
+            other.wait_for_selector("#viewer[data-ready=true]", timeout=90_000)
+            assert other.locator("#viewer").get_attribute("data-protocol") == expected, username
+            assert other.locator("#hanging-protocol").input_value() == expected
+            other.goto("about:blank")
+        finally:
+            context.close()
 
 
 def test_true_size_and_one_to_one_follow_the_pixel_spacing(live_server, page, radiologist, champion):

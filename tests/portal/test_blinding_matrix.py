@@ -1,8 +1,8 @@
 """Blinding as a matrix: every face that can carry the AI result, against every role.
 
 The case: double reading with the AI hidden from readers (`blind_ai`), a study scored 0.91 (above the
-operating point) with its prediction, regions, heatmap and an AI-result SR stored before the policy hid the
-AI, and a later study of the same woman (whose viewer shows the first as her prior).
+operating point) with its prediction, regions, heatmap, an AI-result SR and a vendor's CAD SR stored before the
+policy hid the AI, and a later study of the same woman (whose viewer shows the first as her prior).
 
 A radiologist who has not read the case, and an arbitrator with nothing to arbitrate, must learn nothing of
 the AI from any face: no value, no filter or order that answers questions about it, no count; guessing an id
@@ -25,10 +25,13 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import Comprehensive3DSRStorage, ExplicitVRLittleEndian, generate_uid
 
 from screening.exchange import sr
+from screening.intake.services.ingest import ingest_file
 from screening.models import DicomExport, Image, ModelVersion, Prediction, Study
 from screening.reading.services.reading import set_policy
 from screening.reading.services.reviews import review_submit
+from tests.cad_sr_factory import MASS, CadFinding, cad_sr_dataset
 from tests.conftest import _token_client, _user
+from tests.dicom_factory import to_bytes
 from tests.portal.reading_fixtures import make_study
 
 pytestmark = pytest.mark.django_db
@@ -61,6 +64,10 @@ class Case:
         )
         Image.objects.filter(pk=self.image.pk).update(status="predicted")
         self.sr_uid = self._ai_sr()
+        with self.image.original.open("rb") as stored:  # a vendor's CAD SR of the image: its marks are AI too
+            header = pydicom.dcmread(stored, stop_before_pixels=True)
+        cad = cad_sr_dataset([header], [CadFinding(header, MASS, ((20.0, 20.0),), certainty=80)])
+        ingest_file(file=io.BytesIO(to_bytes(cad)), filename="cad.dcm")
         later = make_study("BLIND-1", None, None, seed=2)
         Study.objects.filter(pk=later.pk).update(study_date=dt.date(2026, 6, 5))
         self.later = later
@@ -239,6 +246,12 @@ def viewer_data(case: Case) -> bool:
     return any("regions" in entry for entry in data["images"].values())
 
 
+def viewer_data_vendor_cad(case: Case) -> bool:
+    _readers_only(case)
+    data = case.page.get(f"/studies/{case.study.pk}/viewer-data/").json()
+    return any("cad" in entry for entry in data["images"].values())
+
+
 def viewer_data_of_the_later_study(case: Case) -> bool:
     _readers_only(case)
     data = case.page.get(f"/studies/{case.later.pk}/viewer-data/").json()
@@ -309,6 +322,7 @@ FACES = [
     worklist_page,
     worklist_page_score_order,
     viewer_data,
+    viewer_data_vendor_cad,
     viewer_data_of_the_later_study,
     dicomweb_series,
     dicomweb_studies,

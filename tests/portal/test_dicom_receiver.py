@@ -318,3 +318,22 @@ def test_a_resend_with_other_pixels_gets_a_failure_with_an_error_comment_and_is_
     assert Image.objects.count() == 1 and len(stored_files(media_root)) == 1
     events = AuditEvent.objects.filter(action="ingest_conflict")
     assert events.count() == 2 and {e.detail["via"] for e in events} == {"dicom"}
+
+
+def test_a_vendor_cad_sr_sent_by_storescu_is_kept_with_its_marks_even_when_they_cannot_be_read(port, tmp_path):
+    from screening.models import CadReport
+    from tests.cad_sr_factory import MASS, CadFinding, cad_sr_dataset
+
+    cc = mg_dataset(laterality="R", view="CC")
+    assert statuses(storescu(port, write(tmp_path, "cc.dcm", cc))) == ["Success"]
+    good = cad_sr_dataset([cc], [CadFinding(cc, MASS, ((5.0, 6.0), (40.0, 6.0), (40.0, 30.0)), certainty=75)])
+    broken = cad_sr_dataset([cc], [CadFinding(cc, MASS, ((5.0, 6.0),))])
+    broken.ContentSequence[1].ContentSequence[0].ContentSequence[1].GraphicData = [1.0, 2.0, 3.0]  # odd
+    log = storescu(port, write(tmp_path, "good.dcm", good), write(tmp_path, "broken.dcm", broken))
+    assert statuses(log) == ["Success", "Success"], log
+    kept = CadReport.objects.get(sop_uid=good.SOPInstanceUID)
+    assert kept.study.study_uid == cc.StudyInstanceUID and kept.parse_error == ""
+    assert [(m.finding, m.image_sop_uid) for m in kept.marks.all()] == [("Mass", cc.SOPInstanceUID)]
+    failed = CadReport.objects.get(sop_uid=broken.SOPInstanceUID)
+    assert "GraphicData" in failed.parse_error and not failed.marks.exists()
+    assert AuditEvent.objects.filter(action="cad_sr_ingest", detail__via="dicom").count() == 2

@@ -97,6 +97,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "reading-policy": {"GET": {"admin"}, "POST": {"admin"}},
     "reading-assign": {"GET": {"admin"}, "POST": {"admin"}},
     "reading-release": {"POST": READERS},
+    "reading-preferences": {"GET": READERS, "POST": READERS},
     "outcomes": {"GET": {"admin"}, "POST": {"admin"}},
     "performance": {"GET": {"admin"}},
     "api-reading-worklist": {"GET": READERS},

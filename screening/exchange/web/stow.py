@@ -11,6 +11,7 @@ from screening.audit.services import client_ip
 from screening.errors import PortalError, StorageFull, TooLarge, UnsupportedMedia
 from screening.exchange.web import multipart
 from screening.exchange.web.common import dataset, dicom_json, series_uid, sop_class
+from screening.intake.cad_sr import MAMMOGRAPHY_CAD_SR
 from screening.intake.services.filing import RESEND_CONFLICT
 from screening.intake.services.ingest import ingest_file
 
@@ -71,11 +72,17 @@ def stow(request, study_uid: str | None):
             reason = DUPLICATE_SOP_INSTANCE if exc.code == RESEND_CONFLICT else CANNOT_UNDERSTAND
             failed.append(_failure(reason, part_class, sop_uid))
             continue
+        study = result.study
+        if study.study_uid not in studies:
+            studies.append(study.study_uid)
+        if result.image is None:  # a vendor's CAD SR: kept with its study (not served back over WADO)
+            stored.append(
+                dataset(ReferencedSOPClassUID=MAMMOGRAPHY_CAD_SR, ReferencedSOPInstanceUID=result.cad_report.sop_uid)
+            )
+            continue
         image = result.image
-        if image.study.study_uid not in studies:
-            studies.append(image.study.study_uid)
         url = request.build_absolute_uri(
-            reverse("dicomweb-instance", args=[image.study.study_uid, series_uid(image), image.sop_uid])
+            reverse("dicomweb-instance", args=[study.study_uid, series_uid(image), image.sop_uid])
         )
         stored.append(
             dataset(ReferencedSOPClassUID=sop_class(image), ReferencedSOPInstanceUID=image.sop_uid, RetrieveURL=url)

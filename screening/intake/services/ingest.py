@@ -32,9 +32,9 @@ from screening.core.storage import delete_stored
 from screening.errors import PortalError, StorageFull, TooLarge, is_disk_full
 from screening.intake.selectors import studies_visible_to
 from screening.intake.services import filing
-from screening.intake.services.ingest_validation import Parsed, megabytes, parse
+from screening.intake.services.ingest_validation import Parsed, ParsedCadSr, megabytes, parse
 from screening.intake.services.renditions import queue_render
-from screening.models import Image, Patient, Study
+from screening.models import CadMark, CadReport, Image, Patient, Study
 from screening.sites.selectors import clean_site
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IngestResult:
-    image: Image
+    image: Image | None  # None for a vendor's CAD SR (cad_report holds it)
     created: bool
+    cad_report: CadReport | None = None
+
+    @property
+    def study(self) -> Study:
+        return self.image.study if self.image is not None else self.cad_report.study
 
 
 def ingest_file(
@@ -84,6 +89,9 @@ def ingest_file(
     if existing is not None:
         given = {"patient_id": patient_id.strip(), "laterality": laterality, "view": view}
         return _existing_for(existing, audit, same_bytes_filed=given)
+    held_report = CadReport.objects.filter(sha256=sha256).select_related("study").first()
+    if held_report is not None:
+        return _existing_report(held_report, audit, same_bytes=True)
 
     parsed = parse(
         django_file,
@@ -94,6 +102,8 @@ def ingest_file(
         accession_number=accession_number.strip(),
         sha256=sha256,
     )
+    if isinstance(parsed, ParsedCadSr):
+        return _store_cad_sr(django_file, parsed, sha256=sha256, size=size, site=site, audit=audit)
     existing = Image.objects.filter(sop_uid=parsed.sop_uid).first()
     if existing is not None:
         return _existing_for(existing, audit, other_bytes=(parsed, django_file))
@@ -194,15 +204,21 @@ def _store(django_file: File, parsed: Parsed, *, sha256: str, size: int, site: s
     return IngestResult(image, created=True)
 
 
-def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, site: str, audit: dict) -> Image:
-    user = audit["user"]
+def _filed_study(parsed: Parsed | ParsedCadSr, *, site: str, audit: dict) -> Study:
+    """The woman and the study an incoming object joins (both made when new)."""
     patient, created = Patient.objects.get_or_create(
         patient_id=parsed.patient_id,
         defaults={"name": parsed.patient_name, "birth_date": parsed.birth_date, "sex": parsed.sex},
     )
-    study = _study_for(parsed, patient, user, site)
+    study = _study_for(parsed, patient, audit["user"], site)
     if not created:  # another name or birth date under her PatientID: held for an admin, not merged silently
         filing.hold_if_conflicting(study=study, patient=patient, parsed=parsed, audit=audit)
+    return study
+
+
+def _write_rows(parsed: Parsed, *, original: str, sha256: str, size: int, site: str, audit: dict) -> Image:
+    user = audit["user"]
+    study = _filed_study(parsed, site=site, audit=audit)
     rows, columns = parsed.rows, parsed.columns
     return Image.objects.create(
         sop_uid=parsed.sop_uid,
@@ -284,3 +300,78 @@ def _reopen_if_reported(image: Image, audit: dict) -> None:
             ip_address=audit["ip_address"],
             detail={**audit["detail"], "why": "a new image arrived after the study was reported", "image": image.pk},
         )
+
+
+def _existing_report(report: CadReport, audit: dict, *, same_bytes: bool) -> IngestResult:
+    """A CAD SR sent again: the one held, if its sender may see it and it is the same file."""
+    if not _may_add_to(report.study_id, audit["user"]):
+        raise _refused()
+    if not same_bytes:
+        raise PortalError(filing.OTHER_CONTENT, code=filing.RESEND_CONFLICT, status=409)
+    return IngestResult(None, created=False, cad_report=report)
+
+
+def _store_cad_sr(
+    django_file: File, parsed: ParsedCadSr, *, sha256: str, size: int, site: str, audit: dict
+) -> IngestResult:
+    """Keep a vendor's Mammography CAD SR as it arrived, file it with its study, and store its marks; findings
+    that could not be read are recorded (on the report and in the audit event), never a refusal."""
+    held = CadReport.objects.filter(sop_uid=parsed.sop_uid).select_related("study").first()
+    if held is not None:
+        return _existing_report(held, audit, same_bytes=False)
+    key = uuid.uuid4().hex
+    target = f"originals/{key[:2]}/{key}.dcm"
+    saved: list[str] = []
+    try:
+        django_file.seek(0)
+        try:
+            saved.append(default_storage.save(target, django_file))
+        except OSError as exc:
+            delete_stored([target])
+            if is_disk_full(exc):
+                raise StorageFull() from exc
+            raise
+        with transaction.atomic():
+            user = audit["user"]
+            report = CadReport.objects.create(
+                study=_filed_study(parsed, site=site, audit=audit),
+                sop_uid=parsed.sop_uid,
+                original=saved[0],
+                sha256=sha256,
+                size_bytes=size,
+                manufacturer=parsed.manufacturer,
+                parse_error=parsed.parse_error,
+                uploaded_by=user if user is not None and user.is_authenticated else None,
+            )
+            CadMark.objects.bulk_create(
+                CadMark(
+                    report=report,
+                    image_sop_uid=m.image_sop_uid,
+                    finding=m.finding,
+                    graphic_type=m.graphic_type,
+                    x=m.x,
+                    y=m.y,
+                    width=m.width,
+                    height=m.height,
+                    certainty=m.certainty,
+                    probability=m.probability,
+                )
+                for m in parsed.marks
+            )
+            detail = {**audit["detail"], "marks": len(parsed.marks)}
+            if parsed.parse_error:
+                detail["parse_error"] = parsed.parse_error
+            record_event(action=actions.CAD_SR_INGEST, study=report.study, obj=report, **{**audit, "detail": detail})
+    except IntegrityError:
+        delete_stored(saved)
+        raced = CadReport.objects.filter(sop_uid=parsed.sop_uid).select_related("study").first()
+        if raced is None:
+            raise
+        return _existing_report(raced, audit, same_bytes=raced.sha256 == sha256)
+    except BaseException:
+        delete_stored(saved)
+        raise
+    if parsed.parse_error:
+        log.warning("CAD SR %s of study %s kept without marks: %s", report.pk, report.study_id, parsed.parse_error)
+    log.info("ingested CAD SR %s into study %s (%d marks)", report.pk, report.study_id, len(parsed.marks))
+    return IngestResult(None, created=True, cad_report=report)

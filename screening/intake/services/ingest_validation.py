@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 import pydicom
@@ -22,6 +22,7 @@ from pydicom.uid import UID, generate_uid
 
 from ml.io import DecodeError, check_presentation, image_to_uint8
 from screening.errors import PortalError, UnsupportedMedia
+from screening.intake.cad_sr import MAMMOGRAPHY_CAD_SR, CadMarkData, CadSrError, read_cad_marks
 from screening.intake.services.pixel_checks import check_dicom_pixel_data, check_image_file_ends
 from screening.intake.services.renditions import decode_slot
 from screening.models import Image
@@ -65,6 +66,24 @@ class Parsed:
     presentation_intent: str = ""
 
 
+@dataclass
+class ParsedCadSr:
+    """A vendor's Mammography CAD SR, validated: where it is filed and its marks (or why they cannot be read)."""
+
+    sop_uid: str
+    study_uid: str
+    patient_id: str
+    patient_name: str = ""
+    birth_date: dt.date | None = None
+    sex: str = ""
+    accession_number: str = ""
+    study_date: dt.date | None = None
+    manufacturer: str = ""
+    marks: list[CadMarkData] = field(default_factory=list)
+    parse_error: str = ""
+    uid_generated: bool = False
+
+
 _PREFIX = 1 << 20  # the most of a preamble-less file read to find its header
 
 
@@ -87,7 +106,7 @@ def _looks_like_dicom(fobj: IO[bytes]) -> bool:
 
 def parse(
     django_file: File, *, size: int, patient_id: str, laterality: str, view: str, accession_number: str, sha256: str
-) -> Parsed:
+) -> Parsed | ParsedCadSr:
     """Validate an upload from its header, lengths and markers; raises PortalError (UnsupportedMedia for
     what is no mammogram). Image files take patient_id, laterality and view from the uploader."""
     fobj = django_file.file if hasattr(django_file, "file") and django_file.file else django_file
@@ -231,10 +250,14 @@ def _read_dicom(fobj: IO[bytes], *, force: bool, header_only: bool = False, quie
         ) from exc
 
 
-def _parse_dicom(fobj: IO[bytes], *, size: int, force: bool, patient_id: str, laterality: str, view: str) -> Parsed:
+def _parse_dicom(
+    fobj: IO[bytes], *, size: int, force: bool, patient_id: str, laterality: str, view: str
+) -> Parsed | ParsedCadSr:
     """Validate the header, then the pixel data by its lengths and markers, without decoding it;
-    damage becomes a PortalError, not a crash."""
+    damage becomes a PortalError, not a crash. A vendor's Mammography CAD SR is read for its marks."""
     header = _read_dicom(fobj, force=force, header_only=True)
+    if _text(header, "SOPClassUID", 64) == MAMMOGRAPHY_CAD_SR:
+        return _parse_cad_sr(header, patient_id)
     position = fobj.tell()  # the header-only read stops at the Pixel Data element
     try:
         parsed = _validate_dicom(header, patient_id, laterality, view)
@@ -399,6 +422,36 @@ def _validate_dicom(ds, patient_id: str, laterality: str, view: str) -> Parsed:
         photometric=photometric,
         manufacturer=_text(ds, "Manufacturer", 64),
         presentation_intent=_text(ds, "PresentationIntentType", 16),
+    )
+
+
+def _parse_cad_sr(ds, patient_id: str) -> ParsedCadSr:
+    """A CAD SR is kept whenever it can be filed (its SOPInstanceUID, its study and its woman); findings that
+    cannot be read leave it without marks, with the reason, and never refuse it."""
+    sop_uid = _uid(ds, "SOPInstanceUID", required=True)
+    study_uid = _uid(ds, "StudyInstanceUID")
+    if not study_uid:
+        raise PortalError("the CAD SR has no StudyInstanceUID: it cannot be filed with its study", code="invalid_dicom")
+    source_patient = _identifier(ds, "PatientID", 64) or patient_id
+    if not source_patient:
+        raise PortalError("the DICOM has no PatientID; give patient_id", field="patient_id")
+    try:
+        marks, error = read_cad_marks(ds), ""
+    except CadSrError as exc:
+        marks, error = [], str(exc)[:200]
+    sex = _text(ds, "PatientSex", 1).upper()
+    return ParsedCadSr(
+        sop_uid=sop_uid,
+        study_uid=study_uid,
+        patient_id=source_patient,
+        patient_name=_text(ds, "PatientName", 200).replace("^", " ").strip(),
+        birth_date=_dicom_date(ds.get("PatientBirthDate")),
+        sex=sex if sex in ("F", "M", "O") else "",
+        accession_number=_identifier(ds, "AccessionNumber", 16),
+        study_date=_dicom_date(ds.get("StudyDate")),
+        manufacturer=_text(ds, "Manufacturer", 64),
+        marks=marks,
+        parse_error=error,
     )
 
 

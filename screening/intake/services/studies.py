@@ -12,7 +12,7 @@ from screening.audit.services import record_event
 from screening.core.storage import delete_stored_after_commit
 from screening.errors import PortalError
 from screening.intake.services.renditions import full_resolution_name
-from screening.models import DicomExport, Image, Prediction, Study
+from screening.models import CadReport, DicomExport, Image, Prediction, Study
 from screening.sites.selectors import clean_site
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ def stored_files_of(study: Study) -> list[str]:
         names += [original, rendition, full_resolution_name(sha256)]  # made on first view: may not exist
     names += Prediction.objects.filter(image__study=study).exclude(heatmap="").values_list("heatmap", flat=True)
     names += DicomExport.objects.filter(study=study).exclude(sr_file="").values_list("sr_file", flat=True)
+    names += CadReport.objects.filter(study=study).values_list("original", flat=True)  # vendors' CAD SRs
     return list(dict.fromkeys(name for name in names if name))
 
 

@@ -108,6 +108,18 @@ export function priorRegionsOf(image, layerOn) {
   return layerOn ? drawable(image.regions, null) : [];
 }
 
+/** The vendor's CAD marks on an image (the viewer data's `cad`, from the study's Mammography CAD SR), while the
+ * layer is on: the server sends none to a reader from whom the study's AI is hidden. */
+export function cadMarksOf(image, layerOn) {
+  if (!layerOn) return [];
+  return (image.cad || [])
+    .filter((m) => m && [m.x, m.y, m.width, m.height].every(Number.isFinite))
+    .map((m) => {
+      const score = m.probability ?? m.certainty;
+      return { ...m, text: `CAD ${m.finding}${score === null || score === undefined ? "" : ` ${prob(score)}`}` };
+    });
+}
+
 function drawable(regions, regionThreshold) {
   return (regions || []).filter(
     (r) =>

@@ -262,6 +262,7 @@ export class Cell {
     drawMarks(this, {
       heat: this.hooks.heatmap(this),
       regions: this.hooks.aiRegions(this),
+      cad: this.hooks.cadMarks(this),
       findings: this.hooks.findings(this),
       drawingBox: dragBox(this),
     });

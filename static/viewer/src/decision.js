@@ -5,7 +5,7 @@
  * "Confirm AI" pre-fills from the AI flags; when the AI says abnormal it asks for a second
  * press (automation bias). Submitting saves one version (Idempotency-Key) and opens the next case. */
 import { createReported } from "./findings.js";
-import { $, TYPE_LABELS, el, examFlag, say, viewName } from "./util.js";
+import { $, TYPE_LABELS, csrfToken, el, examFlag, say, viewName } from "./util.js";
 
 const SIDES = ["R", "L"];
 const SIDE_NAMES = { R: "right", L: "left" };
@@ -26,13 +26,6 @@ export function createDecision({ state, config, redraw }) {
   let confirmArmed = false;
   state.reported = state.reported || []; // the findings in lexicon terms; each mark points at one (findings.js)
   const reported = createReported({ state, changed: () => changed() });
-
-  function csrfToken() {
-    const input = form.querySelector("input[name=csrfmiddlewaretoken]");
-    if (input) return input.value;
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
 
   /** The decision changed: unsaved, and a new submit is a new request. */
   function changed() {

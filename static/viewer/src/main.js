@@ -2,7 +2,7 @@
  * AI panel and marks, and the decision form. Data: the study API (polled while the AI works)
  * and the viewer data (pixel sources, AI regions, priors) from the portal. */
 import "./csp.js"; // first: Cornerstone's SVG style attributes go through the CSSOM (allowed by the CSP)
-import { renderAi, heatmapLegend, heatmapOf, priorRegionsOf, regionsOf } from "./ai.js";
+import { cadMarksOf, renderAi, heatmapLegend, heatmapOf, priorRegionsOf, regionsOf } from "./ai.js";
 import { Cell } from "./cell.js";
 import { MARK_TOOLS } from "./marks.js";
 import { createDecision } from "./decision.js";
@@ -27,7 +27,6 @@ const config = {
   dataUrl: root.dataset.viewerDataUrl,
   worklistUrl: root.dataset.worklistUrl || "/",
   corrects: root.dataset.corrects || "", // the version this reader's submission corrects, if any
-  user: root.dataset.user || "",
 }; // the bundle is only linked from the viewer page
 
 const state = {
@@ -41,11 +40,12 @@ const state = {
   marks: true,
   linkWl: false,
   comparison: false,
-  protocol: savedProtocol(root.dataset.user),
+  protocol: savedProtocol(root),
   step: 0, // index in the protocol's sequence
   prior: 0, // index of the prior compared with
   syncPanZoom: false,
   priorAi: true, // the prior's AI regions as a layer on its images
+  cad: true, // the vendor's CAD marks (Mammography CAD SR) as a layer on the current images
   findings: [],
   voi: new Map(), // image id -> VOI range kept across layout changes
   lut: new Map(), // image id -> whether its VOI LUT table is shown (chosen or left), kept likewise
@@ -80,6 +80,7 @@ const hooks = {
     cell.prior
       ? priorRegionsOf(cell.image, state.priorAi)
       : regionsOf(cell.image, state.marks, state.study?.thresholds ? state.study.thresholds.region : null),
+  cadMarks: (cell) => (cell.prior ? [] : cadMarksOf(cell.image, state.cad)),
   heatmap: (cell) => {
     if (!state.heatmap || cell.prior) return null;
     const url = heatmapOf(cell.image, redrawMarks);
@@ -283,17 +284,11 @@ function setHeatmap(on) {
   redrawMarks();
 }
 
-function setMarks(on) {
-  state.marks = on;
-  root.dataset.aiMarks = on ? "on" : "off";
-  setToggle("marks", on);
-  redrawMarks();
-}
-
-function setPriorAi(on) {
-  state.priorAi = on;
-  root.dataset.priorAi = on ? "on" : "off";
-  setToggle("prior-ai", on);
+/** A layer of marks on or off: the AI's (K), the prior's AI (J), the vendor's CAD (V). */
+function setLayer(key, action, on) {
+  state[key] = on;
+  root.dataset[key === "marks" ? "aiMarks" : key] = on ? "on" : "off";
+  setToggle(action, on);
   redrawMarks();
 }
 
@@ -352,7 +347,7 @@ function showPriors() {
 function setProtocol(id) {
   state.protocol = protocolById(id);
   state.step = 0;
-  saveProtocol(config.user, state.protocol.id);
+  saveProtocol(root, state.protocol.id, say);
   $("hanging-protocol").value = state.protocol.id;
   if (state.protocol.needsPrior && !chosenPrior()) say("This woman has no earlier study in the portal: the current study alone.");
   if (state.study) build();
@@ -469,13 +464,14 @@ function wire() {
     invert: () => activeCell() && activeCell().toggleInvert(),
     reset: resetAll,
     heatmap: () => setHeatmap(!state.heatmap),
-    marks: () => setMarks(!state.marks),
+    marks: () => setLayer("marks", "marks", !state.marks),
     "link-wl": () => setLinkWl(!state.linkWl),
     info: () => toggleClass("info", "info-off"),
     annotations: () => toggleClass("annotations", "annotations-off"),
     compare: toggleComparison,
     sync: () => setSyncPanZoom(!state.syncPanZoom),
-    "prior-ai": () => setPriorAi(!state.priorAi),
+    "prior-ai": () => setLayer("priorAi", "prior-ai", !state.priorAi),
+    cad: () => setLayer("cad", "cad", !state.cad),
     pixel: () => showScale("pixel"),
     "true-size": () => showScale("true"),
     "next-step": () => stepProtocol(1),
@@ -509,6 +505,7 @@ function wire() {
       b: toggleComparison,
       s: buttonActions.sync,
       j: buttonActions["prior-ai"],
+      v: buttonActions.cad,
       x: buttonActions.pixel,
       z: buttonActions["true-size"],
       "]": buttonActions["next-step"],
@@ -570,10 +567,11 @@ async function start() {
   }
   setMode("pan");
   setHeatmap(false);
-  setMarks(true);
+  setLayer("marks", "marks", true);
   setLinkWl(false);
   setSyncPanZoom(false);
-  setPriorAi(true);
+  setLayer("priorAi", "prior-ai", true);
+  setLayer("cad", "cad", true);
   poll();
 }
 

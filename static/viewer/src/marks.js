@@ -3,7 +3,7 @@
  * state, referenced to the cell's image in world coordinates, and are drawn by Cornerstone's SVG layer
  * whenever the viewport renders (pan, zoom, flip, resize need nothing from us). The tools are only
  * enabled (drawn, never edited by the mouse): the portal's data is the truth, and a cell's annotations
- * are replaced when it changes (drawMarks). The elements carry the portal's classes (.ai-mark,
+ * are replaced when it changes (drawMarks). The elements carry the portal's classes (.ai-mark, .cad-mark,
  * .finding.new, .finding.saved, .heatmap) for the style sheet and the AI mark's click-to-zoom. */
 import { ProbeTool, RectangleROITool, annotation, drawing } from "@cornerstonejs/tools";
 import { csUtils } from "./imaging.js";
@@ -53,17 +53,19 @@ function drawBox(viewport, helper, a) {
   const { kind, text, region } = a.data;
   const box = screenBox(viewport, a.data.handles.points);
   drawing.drawRect(helper, a.annotationUID, "box", [box.x0, box.y0], [box.x1, box.y1], { lineWidth: 2 });
-  const attributes = { class: kind === "ai" ? "ai-mark" : `finding ${kind}` };
+  const attributes = { class: kind === "ai" || kind === "cad" ? `${kind}-mark` : `finding ${kind}` };
   if (region !== undefined) attributes["data-region"] = region;
   tag(helper, `${a.annotationUID}::rect::box`, attributes);
-  if (text) label(helper, a, [text], [box.x0 + 3, Math.max(0, box.y0 - 18)], kind === "ai" ? "ai-mark-label" : `finding-label ${kind}`);
+  const labelClass = kind === "ai" || kind === "cad" ? `${kind}-mark-label` : `finding-label ${kind}`;
+  if (text) label(helper, a, [text], [box.x0 + 3, Math.max(0, box.y0 - 18)], labelClass);
 }
 
 function drawPoint(viewport, helper, a) {
   const [cx, cy] = viewport.worldToCanvas(a.data.handles.points[0]);
   drawing.drawCircle(helper, a.annotationUID, "point", [cx, cy], 9, { lineWidth: 2 });
-  tag(helper, `${a.annotationUID}::circle::point`, { class: `finding ${a.data.kind}` });
-  label(helper, a, [a.data.text], [cx + 3, Math.max(0, cy - 18)], `finding-label ${a.data.kind}`);
+  const cad = a.data.kind === "cad";
+  tag(helper, `${a.annotationUID}::circle::point`, { class: cad ? "cad-mark" : `finding ${a.data.kind}` });
+  label(helper, a, [a.data.text], [cx + 3, Math.max(0, cy - 18)], cad ? "cad-mark-label" : `finding-label ${a.data.kind}`);
 }
 
 /** The colourised heatmap stretched over the image (an SVG image through the image-to-canvas matrix),
@@ -96,12 +98,14 @@ export const AiMarkTool = displayTool(RectangleROITool, "AiMark", drawBox);
 export const FindingBoxTool = displayTool(RectangleROITool, "FindingBox", drawBox);
 export const FindingPointTool = displayTool(ProbeTool, "FindingPoint", drawPoint);
 export const HeatmapTool = displayTool(RectangleROITool, "Heatmap", drawHeatmap);
+export const CadBoxTool = displayTool(RectangleROITool, "CadBox", drawBox);
+export const CadPointTool = displayTool(ProbeTool, "CadPoint", drawPoint);
 /** In drawing order: the heatmap beneath, the marks above. */
-export const MARK_TOOLS = [HeatmapTool, AiMarkTool, FindingBoxTool, FindingPointTool];
+export const MARK_TOOLS = [HeatmapTool, CadBoxTool, CadPointTool, AiMarkTool, FindingBoxTool, FindingPointTool];
 
-/** Replace the cell's annotations by `marks` and draw them: the heatmap ({url, opacity} or null), the AI regions,
- * the findings ({finding, text, kind}) and the box being drawn (image coordinates, or null). */
-export function drawMarks(cell, { heat, regions, findings, drawingBox }) {
+/** Replace the cell's annotations by `marks` and draw them: the heatmap ({url, opacity} or null), the vendor's CAD
+ * marks ({x, y, width, height, text}: a point when it has no size), the AI regions, the findings ({finding, text, kind}) and the box being drawn (image coordinates, or null). */
+export function drawMarks(cell, { heat, cad = [], regions, findings, drawingBox }) {
   const viewport = cell.viewport;
   clearMarks(cell);
   if (!cell.loaded || !viewport) return;
@@ -119,6 +123,11 @@ export function drawMarks(cell, { heat, regions, findings, drawingBox }) {
   };
   const { columns, rows } = cell.image;
   if (heat) add(HeatmapTool, [world(0, 0), world(columns, 0), world(0, rows)], { ...heat, columns, rows });
+  cad.forEach((mark, index) => {
+    const data = { kind: "cad", region: index, text: mark.text };
+    if (mark.width > 0 || mark.height > 0) add(CadBoxTool, corners(mark), data);
+    else add(CadPointTool, [world(mark.x, mark.y)], data);
+  });
   regions.forEach((region, index) =>
     add(AiMarkTool, corners(region), { kind: "ai", region: index, text: `AI ${Number(region.probability).toFixed(2)}` }),
   );

@@ -3,7 +3,9 @@
  * right, chest walls facing) and the view. hanging.js fills a step with the images that match; rows with no
  * image at all are dropped, a missing image in a shown row is labelled. `strip` puts the current study's
  * images no slot took (magnification, spot and other views) in a strip below. The reader steps through a
- * protocol's sequence with ] and [ (or the arrow keys); the chosen protocol is remembered per user. */
+ * protocol's sequence with ] and [ (or the arrow keys); the chosen protocol is remembered per user, on the
+ * server (the reader's preferences), so it follows the reader from browser to browser. */
+import { csrfToken } from "./util.js";
 
 const pair = (view, study = "current") => [
   { study, side: "R", view },
@@ -51,22 +53,25 @@ export const PROTOCOLS = [
 
 export const protocolById = (id) => PROTOCOLS.find((p) => p.id === id) || PROTOCOLS[0];
 
-const storageKey = (user) => `portal.hanging.${user || "anonymous"}`;
-
-/** The reader's protocol, as last chosen on this browser (localStorage, keyed by the user). */
-export function savedProtocol(user) {
-  try {
-    return protocolById(localStorage.getItem(storageKey(user)));
-  } catch {
-    return PROTOCOLS[0];
-  }
+/** The reader's protocol, as chosen last in any browser: the page carries the server's preference. */
+export function savedProtocol(root) {
+  return protocolById(root.dataset.hangingProtocol);
 }
 
-export function saveProtocol(user, id) {
+/** Keep the reader's choice on the server (reading-preferences): the next case, in this browser or another,
+ * opens with it. A failure leaves the choice for this page and says so. */
+export async function saveProtocol(root, id, say) {
   try {
-    localStorage.setItem(storageKey(user), id);
-  } catch {
-    /* private mode: the choice lasts for the page */
+    const response = await fetch(root.dataset.preferencesUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify({ hanging_protocol: id }),
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    root.dataset.hangingProtocol = id;
+  } catch (error) {
+    say(`The hanging protocol could not be kept for your next cases (${error.message}); it stays for this page.`);
   }
 }
 

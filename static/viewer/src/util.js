@@ -29,6 +29,14 @@ export const TYPE_LABELS = {
   other: "Other",
 };
 
+/** The CSRF token for a POST under the reader's session: the page's form token, else Django's cookie. */
+export function csrfToken() {
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  if (input) return input.value;
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
 /** GET a portal JSON URL; a failure throws the portal's error message (or the status). */
 export async function fetchJson(url) {
   // The page's early script may already have asked (early.js): its answer is used once.
