@@ -28,6 +28,10 @@ Each kind of SR has its own series (the AI results, the decisions). An AI-result
 the study's images as they were when it was built: its UID derives from them too, so an
 exam that changes (more images arrive) gets a new SR instance that names the one it
 supersedes. Written in explicit VR little endian, which every peer accepts.
+
+The measurement groups with an image region come first (the AI's top regions, view by view, the most
+suspicious view first; the reader's marks), then the others: a viewer opens a report at its first group
+(OHIF's SR viewport shows the image under it, README "OHIF").
 """
 
 from __future__ import annotations

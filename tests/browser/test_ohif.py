@@ -1,9 +1,10 @@
 """OHIF as a client of the portal, in a real Chromium: the prebuilt @ohif/app (scripts/build_ohif.sh) served at
 /ohif/ behind the login, reading the portal's DICOMweb with the session cookie.
 
-It lists the studies, opens an MG study with its two SRs (the AI result and the decision), and under
-blinding a reader's OHIF lists no AI SR: DICOMweb decides, whichever viewer asks. Every request OHIF makes
-must succeed (no 4xx/5xx, no request leaving the origin) and the page's policy must refuse nothing.
+It lists the studies, opens an MG study with its two SRs (the AI result and the decision), shows an SR's
+regions on their image in its SR viewport, and under blinding a reader's OHIF lists no AI SR: DICOMweb
+decides, whichever viewer asks. Every request OHIF makes must succeed (no 4xx/5xx, no request leaving the
+origin) and the page's policy must refuse nothing.
 """
 
 from __future__ import annotations
