@@ -28,6 +28,10 @@ Each kind of SR has its own series (the AI results, the decisions). An AI-result
 the study's images as they were when it was built: its UID derives from them too, so an
 exam that changes (more images arrive) gets a new SR instance that names the one it
 supersedes. Written in explicit VR little endian, which every peer accepts.
+
+The measurement groups with an image region come first (the AI's top regions, view by view, the most
+suspicious view first; the reader's marks), then the others: a viewer opens a report at its first group
+(OHIF's SR viewport shows the image under it, README "OHIF").
 """
 
 from __future__ import annotations
@@ -242,6 +246,17 @@ def _document(
     return document
 
 
+def _image_regions_first(groups: list) -> list:
+    """The measurement groups with an image region (the AI's top regions, most suspicious view first; the
+    reader's marks) first, in their order, then those without one (exam, breasts, images' probabilities, the
+    decision, unmarked findings).
+
+    The order of a TID 1500 report's groups means nothing to the standard, but viewers open a report at its
+    first group: OHIF's SR viewport shows the image under the first measurement with the report's regions on
+    it, and nothing when that measurement lies on no image."""
+    return sorted(groups, key=lambda group: not isinstance(group, hsr.PlanarROIMeasurementsAndQualitativeEvaluations))
+
+
 def _reference(study: Study, kind: str, sop_instance_uid: str) -> Dataset:
     """A reference to an earlier SR of the portal (for the Predecessor Documents Sequence)."""
     reference = Dataset()
@@ -306,10 +321,10 @@ def ai_result_sr(study: Study) -> hsr.Comprehensive3DSR:
                 measurements=[probability(score, _sites(laterality))],
             )
         )
-    for image, header in sources:
-        prediction = predictions.get(image.pk)
-        if prediction is None:  # this image failed: the exam was scored without it
-            continue
+    # the most suspicious view first (its image probability), so that its top region opens the report
+    scored_sources = [(image, header) for image, header in sources if image.pk in predictions]
+    for image, header in sorted(scored_sources, key=lambda pair: -(predictions[pair[0].pk].probability or 0.0)):
+        prediction = predictions[image.pk]  # an image that failed is not there: the exam was scored without it
         label = f"{image.laterality} {image.view} image {header.SOPInstanceUID}"
         groups.append(
             hsr.MeasurementsAndQualitativeEvaluations(
@@ -346,7 +361,7 @@ def ai_result_sr(study: Study) -> hsr.Comprehensive3DSR:
         )
     )
     report = hsr.MeasurementReport(
-        observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=groups
+        observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=_image_regions_first(groups)
     )
     uid = ai_result_uid(study, version, [image.pk for image, _ in sources])
     earlier = _sent_ai_results(study, uid)
@@ -449,7 +464,7 @@ def decision_sr(review: Review) -> hsr.Comprehensive3DSR:
         )
     )
     report = hsr.MeasurementReport(
-        observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=groups
+        observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=_image_regions_first(groups)
     )
     predecessor = _predecessor(review)
     document = _document(

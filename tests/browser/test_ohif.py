@@ -1,24 +1,29 @@
 """OHIF as a client of the portal, in a real Chromium: the prebuilt @ohif/app (scripts/build_ohif.sh) served at
 /ohif/ behind the login, reading the portal's DICOMweb with the session cookie.
 
-It lists the studies, opens an MG study with its two SRs (the AI result and the decision), and under
-blinding a reader's OHIF lists no AI SR: DICOMweb decides, whichever viewer asks. Every request OHIF makes
-must succeed (no 4xx/5xx, no request leaving the origin) and the page's policy must refuse nothing.
+It lists the studies, opens an MG study with its two SRs (the AI result and the decision), shows an SR's
+regions on their image in its SR viewport, and under blinding a reader's OHIF lists no AI SR: DICOMweb
+decides, whichever viewer asks. Every request OHIF makes must succeed (no 4xx/5xx, no request leaving the
+origin) and the page's policy must refuse nothing.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from django.conf import settings
+from django.core.files.storage import default_storage
+from pydicom import dcmread
 
 from screening.exchange import sr
 from screening.exchange.services import export as export_service
-from screening.models import DicomExport, Study
+from screening.models import DicomExport, Prediction, Study
 from screening.reading.services import reading
+from screening.reading.services.findings import FindingInput, ReportedFindingInput
 from screening.reading.services.reviews import review_submit
 from tests.browser.conftest import log_in, make_study, screenshot
 from tests.browser.test_csp import REPORT_VIOLATIONS
@@ -34,15 +39,23 @@ pytestmark = [
 SHOTS = os.environ.get("PORTAL_OHIF_SHOTS", "")  # a folder: keep the screenshots to look at
 
 
-def with_srs(settings, radiologist=None) -> Study:
-    """Four synthetic MG views scored by the test model, decided by `radiologist` if given; the SRs written
-    and 'sent' to a PACS (the network replaced), so DICOMweb serves them beside the images."""
+def with_srs(settings, radiologist=None, *, marked: bool = False) -> Study:
+    """Four synthetic MG views scored by the test model, decided by `radiologist` if given (`marked`: with a
+    mass marked on the left CC, 4.5 cm from the nipple; else with no mark); the SRs written and 'sent' to a
+    PACS (the network replaced), so DICOMweb serves them beside the images."""
     settings.PORTAL_DICOM_DESTINATIONS = [("PACS", "127.0.0.1", 104)]
     study = make_study(patient_id="P-OHIF", seed=3, lesion_on=("L",))
+    marks = {}
+    if marked:
+        left_cc = study.images.get(laterality="L", view="CC")
+        marks = {
+            "findings": [FindingInput(left_cc.pk, "mass", 60, 80, 90, 70)],
+            "reported": [ReportedFindingInput(type="mass", marks=(0,), descriptors={"shape": "oval"}, distance_cm=4.5)],
+        }
     with mock.patch("screening.dispatch.send"), mock.patch.object(export_service, "c_store"):
         export_service.queue_ai_result(study)
         if radiologist:
-            review_submit(study=study, radiologist=radiologist, decision="abnormal", birads=4, density="B")
+            review_submit(study=study, radiologist=radiologist, decision="abnormal", birads=4, density="B", **marks)
         for export in DicomExport.objects.filter(study=study):
             export_service.send_export(export.pk)
     kinds = set(DicomExport.objects.filter(study=study, status="sent").values_list("kind", flat=True))
@@ -142,41 +155,139 @@ def test_a_blinded_readers_ohif_shows_the_images_but_no_ai_sr(
     assert fetched == 404
 
 
-def test_ohif_opens_the_portals_srs_in_its_sr_viewport_without_error_but_shows_no_content(
-    live_server, page, settings, champion, admin_user, radiologist
-):
-    """What OHIF 3.13 (cornerstone-dicom-sr, vendor/ohif 7248 and 9068 bundles) does with the portal's SRs, opened by
-    double-clicking their thumbnails as a reader would. Both are TID 1500 measurement reports (root concept 126000),
-    so OHIF takes its measurement viewport, not its text viewport (which shows the content tree of other SRs).
+IMAGING_MEASUREMENTS, TRACKING_UID = "126010", "112040"
+ACTIVE = "rgb(0, 255, 0)"  # OHIF draws the measurement it opened the report at in green, the others in yellow
 
-    - It reads every measurement group as a measurement. A group with no image region (the exam's, each breast's
-      and each image's probability; the decision and each breast's call) stopped the load on a TypeError
-      (`measurement.coords[0].ReferencedSOPSequence`) caught by the route's error boundary. The portal's
-      app-config.js passes such a group on with one empty coordinate (OHIF's onBeforeSRAddMeasurement
-      customization): the SR loads, its groups are read, nothing fails.
-    - The measurement viewport then shows the image of the report's first measurement with the report's regions on
-      it. The portal's reports begin with the exam's group, which lies on no image: the viewport stays empty. OHIF
-      shows none of these SRs' content (scores, BI-RADS, density); the portal's own viewer and case page do.
-    """
-    study = with_srs(settings, radiologist)
+
+def region_groups(export: DicomExport) -> list[dict]:
+    """The SR's measurement groups with an image region, in order, as it was sent (and DICOMweb serves it): the
+    group's tracking UID (OHIF's annotation UID), the image the region lies on and the group's numbers."""
+    with default_storage.open(export.sr_file.name, "rb") as handle:
+        ds = dcmread(handle)
+    container = next(i for i in ds.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == IMAGING_MEASUREMENTS)
+    out = []
+    for group in container.ContentSequence:
+        items = group.ContentSequence
+        region = next((i for i in items if i.ValueType == "SCOORD"), None)
+        out.append(
+            {
+                "uid": next(i.UID for i in items if i.ConceptNameCodeSequence[0].CodeValue == TRACKING_UID),
+                "image": region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                if region
+                else None,
+                "numbers": [
+                    (i.ConceptNameCodeSequence[0].CodeMeaning, float(i.MeasuredValueSequence[0].NumericValue))
+                    for i in items
+                    if i.ValueType == "NUM"
+                ],
+            }
+        )
+    return [group for group in out if group["image"]]
+
+
+DRAWN = """() => [...document.querySelectorAll('[data-cy=viewport-pane] svg g[data-annotation-uid]')].map(g => [
+    g.getAttribute('data-annotation-uid'),
+    [...g.querySelectorAll('tspan')].map(t => t.textContent),
+    g.querySelector('text').getAttribute('fill'),
+])"""
+
+
+def open_sr(page, kind: str) -> None:
+    """Double-click the SR's thumbnail, as a reader would: the SR viewport replaces the MG view."""
+    page.get_by_text(sr.SERIES_DESCRIPTIONS[kind]).first.dblclick()
+
+
+def opened_viewer(page, live_server, user, study):
+    """OHIF open on the study (its first MG view shown), with what went wrong watched and the console kept."""
     watch = Watch(page, live_server.url)
     console: list[str] = []
     page.on("console", lambda m: console.append(m.text))
-    log_in(page, live_server.url, admin_user.username, f"/ohif/viewer?StudyInstanceUIDs={study.study_uid}")
-    viewport = page.locator("[data-cy=viewport-pane]")
-    viewport.locator("canvas").first.wait_for(state="attached", timeout=60_000)  # the first MG view
+    log_in(page, live_server.url, user.username, f"/ohif/viewer?StudyInstanceUIDs={study.study_uid}")
+    page.locator("[data-cy=viewport-pane] canvas").first.wait_for(state="attached", timeout=60_000)
     page.wait_for_load_state("networkidle")
     skip_tour(page)
-    for kind, first_group in ((sr.DECISION, "Decision"), (sr.AI, "Exam")):
-        page.get_by_text(sr.SERIES_DESCRIPTIONS[kind]).first.dblclick()
-        page.wait_for_function(
-            "() => !document.querySelector('[data-cy=viewport-pane] canvas')", timeout=30_000
-        )  # the MG view gave way to the SR viewport
-        page.wait_for_load_state("networkidle")
-        page.wait_for_timeout(2_000)  # OHIF reads the SR's groups after its metadata has arrived
-        shot(page, f"ohif-sr-{kind}")
-        read = [m for m in console if "not rehydratable" in m and first_group in m]
-        assert read, f"OHIF did not read the {kind} SR's measurement groups"
-        assert viewport.locator("canvas").count() == 0  # nothing shown: the first group lies on no image
+    return watch, console
+
+
+def assert_drawn_on_their_image(page, groups: list[dict]) -> None:
+    """OHIF's SR viewport shows the image under the report's first group with every region of the report on
+    that image drawn and labelled with its numbers, the first one active: the regions' annotation UIDs are the
+    groups' tracking UIDs."""
+    first = groups[0]
+    page.locator(f'[data-cy=viewport-pane] svg g[data-annotation-uid="{first["uid"]}"]').wait_for(timeout=60_000)
+    assert page.locator("[data-cy=viewport-pane] canvas").count() >= 1  # an image is shown
+    drawn = {uid: (lines, color) for uid, lines, color in page.evaluate(DRAWN)}
+    assert set(drawn) == {group["uid"] for group in groups if group["image"] == first["image"]}
+    assert drawn[first["uid"]][1] == ACTIVE
+    assert all(color != ACTIVE for uid, (_, color) in drawn.items() if uid != first["uid"])
+    for group in groups:
+        if group["uid"] in drawn:
+            lines = drawn[group["uid"]][0]
+            for meaning, value in group["numbers"]:  # "Certainty of Finding: 65.56 %", "Distance from nipple: 4.5 cm"
+                shown = [re.match(rf"{re.escape(meaning)}: ([-0-9.e]+) ", line) for line in lines]
+                assert [float(m.group(1)) for m in shown if m] == [pytest.approx(value)], (meaning, lines)
+
+
+def test_ohif_shows_the_ai_results_regions_on_their_image_and_no_image_for_a_decision_without_marks(
+    live_server, page, settings, champion, admin_user, radiologist
+):
+    """What OHIF 3.13 (cornerstone-dicom-sr, vendor/ohif 7248 and 9068 bundles) does with the portal's SRs, opened
+    by double-clicking their thumbnails. Both are TID 1500 measurement reports (root concept 126000), so OHIF takes
+    its measurement viewport, not its text viewport (which shows the content tree of other SRs), and shows there the
+    image of the report's first measurement with the report's regions on it.
+
+    - The AI result begins with the model's top regions, the most suspicious view's first (sr._image_regions_first):
+      OHIF shows that MG view with its three boxes and their Certainty of Finding. Before, the report began with
+      the exam's group, on no image, and the viewport stayed empty.
+    - A decision with no marked finding has no region at all: the viewport stays empty (its groups are read, as the
+      console says, nothing fails). A group with no region (the exam's, the decision, the breasts') is passed on
+      with one empty coordinate by app-config.js's onBeforeSRAddMeasurement: OHIF 3.13 stopped the whole report
+      on it with a TypeError (`measurement.coords[0].ReferencedSOPSequence`). Scores, BI-RADS and density are
+      shown by the portal's own viewer and case page, not by OHIF.
+    """
+    study = with_srs(settings, radiologist)
+    watch, console = opened_viewer(page, live_server, admin_user, study)
+    viewport = page.locator("[data-cy=viewport-pane]")
+
+    open_sr(page, sr.DECISION)
+    page.wait_for_function("() => !document.querySelector('[data-cy=viewport-pane] canvas')", timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(2_000)  # OHIF reads the SR's groups after its metadata has arrived
+    shot(page, "ohif-sr-decision")
+    assert [m for m in console if "not rehydratable" in m and "Decision" in m], "OHIF did not read the decision SR"
+    assert viewport.locator("canvas").count() == 0  # nothing shown: no group of this report lies on an image
+
+    open_sr(page, sr.AI)
+    groups = region_groups(DicomExport.objects.get(study=study, kind="ai"))
+    assert len(groups) == 4 * 3  # the three top regions of each view, the most suspicious view's first
+    most_suspicious = Prediction.objects.filter(image__study=study).order_by("-probability").first()
+    assert groups[0]["image"] == most_suspicious.image.sop_uid
+    assert_drawn_on_their_image(page, groups)
+    page.wait_for_load_state("networkidle")
+    shot(page, "ohif-sr-ai")
+
+    # "Do you want to continue tracking measurements for this study?": yes loads none of them into OHIF's
+    # measurements (its Cornerstone3D adapters read TID 300 measurements, not TID 1410 region groups); the
+    # viewport keeps the regions and nothing fails
+    with page.expect_console_message(lambda m: "find any tracked measurements" in m.text, timeout=30_000):
+        page.get_by_role("button", name="Yes").click()
+    assert [m for m in console if "No spatial coordinates group found" in m]
+    assert_drawn_on_their_image(page, groups)
     assert [m for m in console if "Error Boundary" in m or "Something went wrong" in m] == []
+    assert watch.problems == []
+
+
+def test_ohif_shows_the_readers_marked_finding_of_a_decision_on_its_image(
+    live_server, page, settings, champion, admin_user, radiologist
+):
+    """The decision SR begins with the reader's marks: OHIF shows the left CC with the marked mass and its distance
+    from the nipple (the finding's other lexicon words are coded evaluations, which OHIF does not label)."""
+    study = with_srs(settings, radiologist, marked=True)
+    watch, _ = opened_viewer(page, live_server, admin_user, study)
+    open_sr(page, sr.DECISION)
+    groups = region_groups(DicomExport.objects.get(study=study, kind="decision"))
+    assert len(groups) == 1 and groups[0]["image"] == study.images.get(laterality="L", view="CC").sop_uid
+    assert groups[0]["numbers"] == [("Distance from nipple", 4.5)]
+    assert_drawn_on_their_image(page, groups)
+    shot(page, "ohif-sr-decision-marked")
     assert watch.problems == []
