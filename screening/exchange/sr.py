@@ -20,9 +20,8 @@ and the model's top regions are imaging findings. (They were private 99SCREEN co
 dciodvfy warns of even when declared in the Coding Scheme Identification Sequence: it
 knows a fixed list of private designators.) A reported finding carries its ACR BI-RADS lexicon words
 as TID 4206 says them (breast_codes: finding type, shape, margins, lesion density, calcification type
-and distribution, clockface or region, quadrant, depth, distance from the nipple), on each of its marks;
-only the global and the developing asymmetry, which no standard code names, use the portal's declared
-scheme (and make dciodvfy warn that it does not know it).
+and distribution, clockface or region, quadrant, depth, distance from the nipple), on each of its marks,
+in standard codes only (the global and developing asymmetry: see breast_codes).
 
 Each kind of SR has its own series (the AI results, the decisions). An AI-result SR covers
 the study's images as they were when it was built: its UID derives from them too, so an
