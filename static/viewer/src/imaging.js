@@ -4,11 +4,9 @@ import {
   Enums,
   RenderingEngine,
   cache,
-  getRenderingCapabilities,
   imageLoader,
   init as coreInit,
   metaData,
-  setUseCPURendering,
   utilities as csUtils,
 } from "@cornerstonejs/core";
 import { init as dicomLoaderInit, prefetchPart10Instance } from "@cornerstonejs/dicom-image-loader";
@@ -20,19 +18,8 @@ import { ORIGINAL_DICOM, takePrefetched } from "./prefetch.js";
 export const ENGINE_ID = "screening";
 let engine = null;
 
-/** How Cornerstone draws: "gpu" (WebGL) or "cpu" (its canvas 2D path), chosen once by `initImaging`. */
-export let renderPath = "gpu";
-
 export async function initImaging() {
   await coreInit();
-  // A software rasterizer (SwiftShader, llvmpipe: no GPU, or a headless browser) runs WebGL on the CPU:
-  // uploading a 4096x3328 texture as Float32, rendering into the shared offscreen WebGL canvas and reading
-  // it back to each cell's canvas cost more than Cornerstone's own CPU path, which windows the stored
-  // values through a LUT into the cell's 2D canvas. A real GPU keeps the WebGL path.
-  if (getRenderingCapabilities().softwareRasterizer) {
-    setUseCPURendering(true);
-    renderPath = "cpu";
-  }
   dicomLoaderInit({
     // One decoder per core (at most 4): the main thread waits while the case's images decode, so on a
     // 2-core machine two workers decode two images at once where one worker took them in turn.

@@ -8,7 +8,7 @@ import { MARK_TOOLS } from "./marks.js";
 import { createDecision } from "./decision.js";
 import { renderFacts } from "./facts.js";
 import { layOut } from "./hanging.js";
-import { getEngine, initImaging, renderPath } from "./imaging.js";
+import { getEngine, initImaging } from "./imaging.js";
 import { bindKeyboard } from "./keyboard.js";
 import { followMirrored, showAtScale } from "./navigation.js";
 import { prefetch } from "./prefetch.js";
@@ -563,7 +563,6 @@ async function start() {
   wire();
   try {
     await initImaging();
-    root.dataset.render = renderPath; // "cpu" under a software rasterizer (imaging.js)
     setupTools(MARK_TOOLS);
   } catch (error) {
     $("stage-message").hidden = false;
