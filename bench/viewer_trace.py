@@ -95,7 +95,14 @@ def summarise(events: list[dict], top: int) -> None:
         print("no viewer marks in the trace")
         return
     pid = marks[0]["pid"]
-    navs = sorted(e["ts"] for e in events if e.get("name") == "navigationStart" and e["pid"] == pid)
+    # The case pages' own navigations (Chromium also starts one for each blank frame and worker).
+    navs = sorted(
+        e["ts"]
+        for e in events
+        if e.get("name") == "navigationStart"
+        and e["pid"] == pid
+        and "/studies/" in e.get("args", {}).get("data", {}).get("documentLoaderURL", "")
+    )
     paints = [e["ts"] for e in marks if e["name"] == "viewer:image-painted"]
     windows = []  # (navigation start, fourth paint) of each open
     for k in range(len(paints) // 4):
