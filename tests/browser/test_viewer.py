@@ -101,6 +101,55 @@ def test_a_jpeg_ls_image_is_decoded_in_the_browser_under_the_csp(live_server, pa
     assert int(page.locator(target).get_attribute("data-probe")) == int(pixels[y, x])  # lossless
 
 
+def test_uncompressed_pixels_are_read_where_they_arrive_and_compressed_ones_in_a_worker(
+    live_server, page, radiologist, champion
+):
+    """Issue 24: an uncompressed frame no longer travels to a decode worker and back (two 27 MB copies for a
+    mammogram); it is read on the page. Both paths give the stored values, and the compressed one still
+    decodes in its worker."""
+    pixels = ramp_14bit(256, 200)
+    plain = mg_dataset(pixels, bits=14, laterality="L", view="CC")
+    packed = dcmtk_compress(mg_dataset(pixels, bits=14, laterality="R", view="CC"), "dcmcjpls")
+    study = ingest([plain, packed], "P-PLAIN")
+    open_case(page, live_server, study)
+    # One frame read here (plain), one sent to the workers (JPEG-LS): the mark counts the first kind.
+    assert page.evaluate("() => performance.getEntriesByName('viewer:decode-here').length") == 1
+    for image in study.images.all():
+        target = cell(image)
+        assert page.locator(target).get_attribute("data-state") == "loaded"
+        box = page.locator(f"{target} .vp-element").bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+        page.wait_for_function(f"() => document.querySelector('{target}').dataset.probe !== undefined")
+        text = page.locator(f"{target} .vp-probe").inner_text()
+        x, y = (int(v) for v in text.split(":")[0].replace("x", "").split("y"))
+        assert int(page.locator(target).get_attribute("data-probe")) == int(pixels[y, x])
+        assert len(grey_levels(page, image)) > 200  # windowed over the full range, not a blank canvas
+
+
+def test_signed_uncompressed_pixels_read_on_the_page_are_sign_extended_from_bits_stored(
+    live_server, page, radiologist, champion
+):
+    """A signed 12-bit image whose unused high bits are zero (allowed by DICOM: only Bits Stored count):
+    read on the page as the decode worker read it, -5 is 0x0FFB in the file and -5 under the probe."""
+    values = (np.arange(256 * 200, dtype=np.int32) % 4096 - 2048).reshape(256, 200).astype(np.int16)
+    ds = mg_dataset(np.zeros((256, 200), dtype=np.uint16), bits=12, laterality="L", view="CC")
+    ds.PixelRepresentation = 1
+    ds.PixelData = (values.astype(np.int32) & 0x0FFF).astype("<u2").tobytes()  # high 4 bits left at 0
+    study = ingest([ds], "P-SIGNED")
+    image = study.images.get()
+    open_case(page, live_server, study)
+    target = cell(image)
+    assert page.locator(target).get_attribute("data-state") == "loaded"
+    assert page.evaluate("() => performance.getEntriesByName('viewer:decode-here').length") == 1
+    box = page.locator(f"{target} .vp-element").bounding_box()
+    for fx, fy in ((0.3, 0.3), (0.5, 0.5), (0.7, 0.6)):
+        page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        page.wait_for_function(f"() => document.querySelector('{target}').dataset.probe !== undefined")
+        text = page.locator(f"{target} .vp-probe").inner_text()
+        x, y = (int(v) for v in text.split(":")[0].replace("x", "").split("y"))
+        assert int(page.locator(target).get_attribute("data-probe")) == int(values[y, x])
+
+
 def mean_grey(page, image: Image) -> float:
     return page.eval_on_selector(
         f"{cell(image)} canvas",

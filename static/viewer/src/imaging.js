@@ -12,6 +12,7 @@ import {
 import { init as dicomLoaderInit, prefetchPart10Instance } from "@cornerstonejs/dicom-image-loader";
 import { init as toolsInit } from "@cornerstonejs/tools";
 import { takeEarly } from "./early.js";
+import { decodePlainFramesHere } from "./plaindecode.js";
 import { ORIGINAL_DICOM, takePrefetched } from "./prefetch.js";
 
 export const ENGINE_ID = "screening";
@@ -27,6 +28,7 @@ export async function initImaging() {
     // original as stored (transfer-syntax=*): the codecs here decode it, no transcoding on the server.
     beforeSend: () => ({ Accept: ORIGINAL_DICOM }),
   });
+  decodePlainFramesHere(); // uncompressed frames: no 27 MB copies to a worker and back (plaindecode.js)
   toolsInit();
   engine = new RenderingEngine(ENGINE_ID);
   return engine;
