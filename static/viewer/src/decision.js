@@ -223,7 +223,7 @@ export function createDecision({ state, config, redraw }) {
         headers: {
           "Content-Type": "application/json",
           Accept: "application/json",
-          "X-CSRFToken": csrfToken(),
+          "X-CSRFToken": csrfToken(form), // the decision form's own token, as the server checks it
           "Idempotency-Key": state.attemptKey,
         },
         body: JSON.stringify(body),

@@ -29,9 +29,10 @@ export const TYPE_LABELS = {
   other: "Other",
 };
 
-/** The CSRF token for a POST under the reader's session: the page's form token, else Django's cookie. */
-export function csrfToken() {
-  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+/** The CSRF token for a POST under the reader's session: the token of the form that posts (`scope`; else the
+ * page's first form token), else Django's cookie. */
+export function csrfToken(scope = document) {
+  const input = scope.querySelector("input[name=csrfmiddlewaretoken]");
   if (input) return input.value;
   const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
   return match ? decodeURIComponent(match[1]) : "";
