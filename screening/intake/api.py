@@ -212,7 +212,9 @@ class StudyViewSet(
 
     @extend_schema(
         responses=OpenApiResponse(
-            StudyCaseSerializer, description="API clients get it without `reviews` (radiologists and admins only)."
+            StudyCaseSerializer,
+            description="API clients get it without `reviews`, `exports` and `hl7_exports` (radiologists and "
+            "admins only).",
         )
     )
     def retrieve(self, request, pk=None):

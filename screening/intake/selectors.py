@@ -22,6 +22,8 @@ from screening.errors import PortalError
 from screening.models import (
     CadMark,
     DemographicsConflict,
+    DicomExport,
+    Hl7Export,
     Image,
     Patient,
     Prediction,
@@ -90,12 +92,14 @@ def current_prediction(image: Image) -> Prediction | None:
 
 
 def study_detail(user, pk: int) -> Study:
-    """A study the user may see, with its images and predictions; with its reviews for case readers
-    only (decisions, notes and reader names are not an API client's). Raises Study.DoesNotExist.
+    """A study the user may see, with its images and predictions; with its reviews, its SRs sent to the
+    PACS and its results sent to the RIS for case readers only (decisions, notes and reader names are not
+    an API client's). Raises Study.DoesNotExist.
 
     Blinding (the reading policy): a reader who has not read the case yet gets no other reader's
-    decision and, when the policy blinds the AI, no AI result (screening.blinding): the keys are there,
-    empty or null, so nothing blinded ever leaves the server.
+    decision, nor a sign that one went out (no decision SR, no HL7 result: as the case page), and, when the
+    policy blinds the AI, no AI result (screening.blinding): the keys are there, empty or null, so nothing
+    blinded ever leaves the server.
     """
     visibility = ai_visibility(user)
     study = visibility.annotate(studies_visible_to(user).select_related("patient", "exam_model")).get(pk=pk)
@@ -106,7 +110,11 @@ def study_detail(user, pk: int) -> Study:
         Prefetch("images", queryset=Image.objects.order_by("laterality", "view", "id").prefetch_related(predictions))
     ]
     if reading is not None:
-        prefetches.append(Prefetch("reviews", queryset=_reviews_shown(study, user, reading.show_reads)))
+        prefetches += [
+            Prefetch("reviews", queryset=_reviews_shown(study, user, reading.show_reads)),
+            Prefetch("exports", queryset=_exports_shown(reading.show_reads)),
+            Prefetch("hl7_exports", queryset=_hl7_exports_shown(reading.show_reads)),
+        ]
     if not show_ai:
         visibility.mask(study)  # the model too: its threshold and name would say which side of it the score lies
     prefetch_related_objects([study], *prefetches)
@@ -122,6 +130,19 @@ def _reviews_shown(study: Study, user, show_reads: bool) -> QuerySet[Review]:
     if not show_reads:
         reviews = reviews.filter(radiologist=user)  # nothing before the user's own read: no one else's
     return reviews.order_by("-version")
+
+
+def _exports_shown(show_reads: bool) -> QuerySet[DicomExport]:
+    """The SRs sent to the PACS, newest first: a decision's only to a reader who may see the reads (the AI
+    result's follow the AI's blinding: StudyCaseSerializer)."""
+    exports = DicomExport.objects.all()
+    return exports if show_reads else exports.exclude(kind=DicomExport.Kind.DECISION)
+
+
+def _hl7_exports_shown(show_reads: bool) -> QuerySet[Hl7Export]:
+    """The final decisions sent to a RIS, newest first, each with the decision's version: only to a reader who
+    may see the reads (each is a decision: a blinded reader may not learn that one was made)."""
+    return Hl7Export.objects.select_related("review") if show_reads else Hl7Export.objects.none()
 
 
 def study_by_reference(user, reference: str, study_date: date | None = None) -> Study:

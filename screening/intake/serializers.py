@@ -10,7 +10,7 @@ from rest_framework import serializers
 from screening.accounts.roles import can_see_identity
 from screening.ai.serializers import PredictionSerializer, thresholds_of
 from screening.api.fields import _viewer, url_with_id, visibility_of
-from screening.exchange.serializers import DicomExportSerializer
+from screening.exchange.serializers import DicomExportSerializer, Hl7ExportSerializer
 from screening.intake.selectors import current_prediction, pseudonym
 from screening.intake.services.renditions import FAILED, PENDING, READY, rendition_state
 from screening.models import CadReport, DicomExport, Image, Patient, Study
@@ -243,11 +243,20 @@ class StudyCaseSerializer(StudyDetailSerializer):
 
     reviews = ReviewSerializer(many=True, read_only=True, help_text="Radiologists and admins only.")
     exports = DicomExportSerializer(
-        many=True, read_only=True, help_text="SRs sent back to the PACS (radiologists and admins only)."
+        many=True,
+        read_only=True,
+        help_text="SRs sent back to the PACS, newest first (radiologists and admins only; a decision's only to "
+        "those who may see the reads).",
+    )
+    hl7_exports = Hl7ExportSerializer(
+        many=True,
+        read_only=True,
+        help_text="Final decisions sent to a RIS as HL7 ORU^R01, newest first (radiologists and admins who may "
+        "see the reads: empty for a reader the reading policy blinds).",
     )
 
     class Meta(StudyDetailSerializer.Meta):
-        fields = [*StudyDetailSerializer.Meta.fields, "reviews", "exports"]
+        fields = [*StudyDetailSerializer.Meta.fields, "reviews", "exports", "hl7_exports"]
         read_only_fields = fields
 
     def to_representation(self, study: Study) -> dict:
