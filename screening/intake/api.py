@@ -21,7 +21,7 @@ from screening.ai.services.predictions import rerun_studies
 from screening.ai.services.registry import serving_champion
 from screening.api.filters import ImageFilter, StudyFilter
 from screening.api.idempotency import idempotent
-from screening.api.media import PNG, stream_png
+from screening.api.media import JPEG, PNG, stream_jpeg, stream_png
 from screening.api.pagination import KeysetPagination
 from screening.api.parsers import DicomFileParser
 from screening.api.permissions import CanReadCases
@@ -38,7 +38,7 @@ from screening.intake.serializers import (
 )
 from screening.intake.services import renditions
 from screening.intake.services.ingest import ingest_file
-from screening.intake.services.renditions import full_resolution_png
+from screening.intake.services.renditions import full_resolution_png, preview_jpeg
 from screening.models import Study
 from screening.reading.assessment import SIDE_NAMES
 from screening.reading.selectors import WorklistFilters, next_study_after, reviews_of, worklist_for
@@ -61,6 +61,14 @@ class DicomRenderer(JSONRenderer):
     format = "dcm"
 
 
+class JpegRenderer(JSONRenderer):
+    """Lets a client that accepts only `image/jpeg` (or `image/*`) reach the preview, which answers its JPEG
+    itself; its errors are rendered as JSON (ImageViewSet.handle_exception)."""
+
+    media_type = "image/jpeg"
+    format = "jpg"
+
+
 class NoPatientIdInQueryMixin:
     """A patient id in a query string lands in access logs and browser history. The old
     `patient` filter took one: refuse it loudly rather than ignore it and answer every study."""
@@ -71,6 +79,19 @@ class NoPatientIdInQueryMixin:
                 {"patient": ["filter by patient_number (the portal's number for the patient), never by patient id"]}
             )
         return super().filter_queryset(queryset)
+
+
+def _placeholder(image, *, preview: bool) -> HttpResponse:
+    """202 with a grey picture of the picture's size while the render worker has not made it; 409 once it failed."""
+    if image.error:
+        raise renditions.not_rendered(image)
+    if preview:
+        response = HttpResponse(renditions.placeholder_jpeg(image), content_type="image/jpeg", status=202)
+    else:
+        response = HttpResponse(renditions.placeholder_png(image), content_type="image/png", status=202)
+    response["Retry-After"] = "2"
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class ImageViewSet(
@@ -96,7 +117,7 @@ class ImageViewSet(
 
     def handle_exception(self, exc):
         # An error is the JSON error shape, and says so, also to a client that accepted only DICOM.
-        if isinstance(getattr(self.request, "accepted_renderer", None), DicomRenderer):
+        if isinstance(getattr(self.request, "accepted_renderer", None), (DicomRenderer, JpegRenderer)):
             self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
         return super().handle_exception(exc)
 
@@ -145,13 +166,21 @@ class ImageViewSet(
         (`Retry-After`); an image whose pixel data cannot be decoded: 409 with the reason."""
         image = self.get_object()
         if not image.rendition:
-            if image.error:
-                raise renditions.not_rendered(image)
-            response = HttpResponse(renditions.placeholder_png(image), content_type="image/png", status=202)
-            response["Retry-After"] = "2"
-            response["Cache-Control"] = "no-store"
-            return response
+            return _placeholder(image, preview=False)
         return stream_png(image.rendition.name)
+
+    @extend_schema(responses=JPEG)
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, JpegRenderer])
+    def preview(self, request, pk=None):
+        """The display rendition scaled down to at most 1024 pixels a side: 8-bit greyscale JPEG, the same grey
+        levels, for the viewer's first paint. Made with the rendition (on first request for older images).
+
+        Until the render worker has made it: 202 with a grey placeholder JPEG of the preview's size
+        (`Retry-After`); an image whose pixel data cannot be decoded: 409 with the reason."""
+        image = self.get_object()
+        if not image.rendition:
+            return _placeholder(image, preview=True)
+        return stream_jpeg(preview_jpeg(image))
 
     @extend_schema(
         responses={(200, "application/dicom"): OpenApiResponse(OpenApiTypes.BINARY, description="DICOM Part 10")}

@@ -17,6 +17,7 @@ from pynetdicom.sop_class import DigitalMammographyXRayImageStorageForPresentati
 
 from screening import dispatch
 from screening.exchange import receiver
+from screening.intake.services.renditions import full_resolution_name, preview_name
 from screening.models import Image, Prediction
 from tests.conftest import stored_files
 from tests.dicom_factory import MG_PROCESSING, mg_dataset, phantom
@@ -123,13 +124,13 @@ def _relabelled(path: Path, folder: Path) -> Path | None:
 
 
 def _rows_and_files_agree(media_root: Path) -> None:
-    """Every Image row has its original on disk (and its rendition once the render worker made it), and every
-    stored file belongs to a row."""
+    """Every Image row has its original on disk (and its rendition and preview once the render worker made them),
+    and every stored file belongs to a row."""
     held = set()
-    for original, rendition in Image.objects.values_list("original", "rendition"):
+    for original, rendition, sha256 in Image.objects.values_list("original", "rendition", "sha256"):
         assert (media_root / original).is_file(), original
         assert not rendition or (media_root / rendition).is_file(), rendition
-        held |= {original, rendition} - {""}
+        held |= {original, rendition, full_resolution_name(sha256), preview_name(sha256)} - {""}
     assert set(stored_files(media_root)) <= held
 
 

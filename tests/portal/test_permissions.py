@@ -47,6 +47,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "api-image-detail": {"GET": ROLES},
     "api-image-rendition": {"GET": ROLES},
     "api-image-full": {"GET": ROLES},
+    "api-image-preview": {"GET": ROLES},
     "api-image-pixels": {"GET": ROLES},
     "api-prediction-list": {"GET": ROLES},
     "api-prediction-detail": {"GET": ROLES},

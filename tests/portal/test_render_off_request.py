@@ -74,7 +74,8 @@ def test_an_upload_answers_before_rendering_and_the_render_task_makes_the_rendit
     image = Image.objects.get(pk=body["id"])
     assert renditions.rendition_state(image) == "ready" and image.render_attempts == 1
     made = {name.split("/")[0] for name in stored_files(media_root)}
-    assert {"full", "originals", "renditions"} <= made <= {"full", "originals", "renditions", "heatmaps"}
+    rendered = {"full", "originals", "previews", "renditions"}
+    assert rendered <= made <= rendered | {"heatmaps"}
     shown = api.get(body["rendition_url"])
     assert shown.status_code == 200
     assert PILImage.open(io.BytesIO(b"".join(shown.streaming_content))).size == (205, 256)
@@ -193,7 +194,8 @@ def test_a_render_worker_killed_mid_render_leaves_no_stuck_image_and_no_orphan_f
         ].log.read_text()
         image = Image.objects.get(pk=image.pk)
         assert image.render_attempts == 2 and image.error == ""
-        assert sorted(name.split("/")[0] for name in stored_files(media_root)) == ["originals", "renditions"]
+        made = sorted(name.split("/")[0] for name in stored_files(media_root))
+        assert made == ["originals", "previews", "renditions"]
     finally:
         for worker in workers:
             worker.stop()

@@ -1,8 +1,10 @@
-"""Renditions: the PNGs browsers show, made by a worker (queue "render") after ingest has answered.
+"""Renditions: the pictures browsers show, made by a worker (queue "render") after ingest has answered.
 
 Ingest stores the original and queues `render_image` after its commit; the worker decodes
-the original once and stores the display PNG (longest side PORTAL_RENDITION_MAX_SIDE) and,
-for an image larger than that, the full-resolution PNG the viewer fetches when zoomed in.
+the original once and stores the display PNG (longest side PORTAL_RENDITION_MAX_SIDE), its
+preview (the display PNG scaled down to PREVIEW_MAX_SIDE, an 8-bit JPEG the viewer paints
+first) and, for an image larger than the display PNG, the full-resolution PNG the viewer
+fetches when zoomed in.
 Pixel data that turns out to be undecodable makes the image *failed* with its reason
 (`Image.error`), shown on the case and in the API; it is never retried. The work is claimed
 with a conditional UPDATE and a file exists only for a row that names it, so a duplicated or
@@ -81,9 +83,19 @@ def decode_slot() -> Iterator[None]:
         slots.release()
 
 
+# The preview's longest side: what the viewer paints first, while the full-depth pixels come in.
+PREVIEW_MAX_SIDE = 1024
+PREVIEW_QUALITY = 90
+
+
 def full_resolution_name(sha256: str) -> str:
     """Where the full-resolution PNG of the image with this digest is stored, once made."""
     return f"full/{sha256[:2]}/{sha256}.png"
+
+
+def preview_name(sha256: str) -> str:
+    """Where the preview JPEG of the image with this digest is stored, once made."""
+    return f"previews/{sha256[:2]}/{sha256}.jpg"
 
 
 def _png(pixels: np.ndarray, compress_level: int) -> bytes:
@@ -92,19 +104,42 @@ def _png(pixels: np.ndarray, compress_level: int) -> bytes:
     return buffer.getvalue()
 
 
-def _display(full: np.ndarray) -> np.ndarray:
-    """The display picture: whole k x k block means, then a box filter to the exact size
-    (as ml.io does while decoding), longest side at most PORTAL_RENDITION_MAX_SIDE."""
-    rows, columns = full.shape
-    longest, max_side = max(rows, columns), settings.PORTAL_RENDITION_MAX_SIDE
+def _jpeg(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=PREVIEW_QUALITY)
+    return buffer.getvalue()
+
+
+def _scaled_size(rows: int, columns: int, max_side: int) -> tuple[int, int]:
+    """(rows, columns) of a picture of this size scaled down to `max_side` (never up)."""
+    longest = max(rows, columns)
     if longest <= max_side:
-        return full
+        return rows, columns
     scale = max_side / longest
-    size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
-    k = max(1, longest // max_side)
-    picture = PILImage.fromarray(full)
+    return max(1, round(rows * scale)), max(1, round(columns * scale))
+
+
+def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """Whole k x k block means, then a box filter to the exact size (as ml.io does while decoding),
+    longest side at most `max_side`; a picture that fits already is returned as it is."""
+    rows, columns = pixels.shape
+    size = _scaled_size(rows, columns, max_side)
+    if size == (rows, columns):
+        return pixels
+    k = max(1, max(rows, columns) // max_side)
+    picture = PILImage.fromarray(pixels)
     reduced = picture.reduce(k) if k > 1 else picture
-    return np.asarray(reduced.resize(size, PILImage.Resampling.BOX, box=(0.0, 0.0, columns / k, rows / k)))
+    return np.asarray(reduced.resize(size[::-1], PILImage.Resampling.BOX, box=(0.0, 0.0, columns / k, rows / k)))
+
+
+def _display(full: np.ndarray) -> np.ndarray:
+    """The display picture, longest side at most PORTAL_RENDITION_MAX_SIDE."""
+    return _shrink(full, settings.PORTAL_RENDITION_MAX_SIDE)
+
+
+def _preview(display: np.ndarray) -> np.ndarray:
+    """The preview's pixels: the display picture scaled down to PREVIEW_MAX_SIDE, its grey levels untouched."""
+    return _shrink(display, PREVIEW_MAX_SIDE)
 
 
 def _claim(image_id: int) -> Image | None:
@@ -122,7 +157,8 @@ def _claim(image_id: int) -> Image | None:
 
 
 def render_image(image_id: int) -> str:
-    """Make the display (and, when larger, full-resolution) PNG of one image; returns its state.
+    """Make the display PNG, its preview JPEG (and, when larger, the full-resolution PNG) of one
+    image; returns its state.
 
     A duplicate task, or one for an image deleted meanwhile, does nothing. Undecodable pixel
     data fails the image with its reason. Storage and database errors propagate, for the task
@@ -150,6 +186,7 @@ def render_image(image_id: int) -> str:
     updated = 0
     try:
         saved.append(default_storage.save(f"renditions/{key[:2]}/{key}.png", ContentFile(_png(display, 3))))
+        saved += _save_preview(image.sha256, display)
         if display.shape != full.shape:
             saved += _save_full(image.sha256, full)
         with transaction.atomic():
@@ -163,10 +200,20 @@ def render_image(image_id: int) -> str:
 def _save_full(sha256: str, full: np.ndarray) -> list[str]:
     """Store the full-resolution PNG under its digest's name; returns what this call wrote ([] when
     it exists already, or when a concurrent call took the name first)."""
-    name = full_resolution_name(sha256)
+    return _save_once(full_resolution_name(sha256), lambda: _png(full, 1))
+
+
+def _save_preview(sha256: str, display: np.ndarray) -> list[str]:
+    """Store the preview JPEG of this display picture under its digest's name; returns what this
+    call wrote, as `_save_full` does."""
+    return _save_once(preview_name(sha256), lambda: _jpeg(_preview(display)))
+
+
+def _save_once(name: str, content) -> list[str]:
+    """Store `content()` under `name` unless a file is there already; returns [name] when this call wrote it."""
     if default_storage.exists(name):
         return []
-    saved = default_storage.save(name, ContentFile(_png(full, 1)))
+    saved = default_storage.save(name, ContentFile(content()))
     if saved != name:  # storage picked another name: someone else's file is already there
         default_storage.delete(saved)
         return []
@@ -211,6 +258,29 @@ def full_resolution_png(image: Image) -> str:
         return name
     with decode_slot():
         _save_full(image.sha256, decode_original(image, as_uint8=True))
+    return name
+
+
+def preview_jpeg(image: Image) -> str:
+    """Storage name of the image's preview JPEG (the display rendition scaled down to PREVIEW_MAX_SIDE).
+
+    The render worker makes it with the rendition. Images rendered before it did so get it made
+    here on first use, from the stored rendition. Raises PortalError while the image is not
+    rendered or has failed, or when its stored rendition cannot be read.
+    """
+    if rendition_state(image) != READY:
+        raise not_rendered(image)
+    name = preview_name(image.sha256)
+    if default_storage.exists(name):
+        return name
+    try:
+        with default_storage.open(image.rendition.name, "rb") as fh, PILImage.open(fh) as picture:
+            display = np.asarray(picture.convert("L"))
+    except (OSError, ValueError, PILImage.DecompressionBombError):  # missing, truncated, not a picture
+        raise PortalError(
+            "the stored rendition of this image cannot be read", code="missing_file", status=409
+        ) from None
+    _save_preview(image.sha256, display)
     return name
 
 
@@ -267,12 +337,14 @@ def not_rendered(image: Image) -> PortalError:
 def placeholder_png(image: Image) -> bytes:
     """A mid-grey PNG of the size the display rendition will have, for pages that show the image
     before the render worker has made it (the viewer lays it out at the right size meanwhile)."""
-    rows, columns = image.rows, image.columns
-    longest, max_side = max(rows, columns), settings.PORTAL_RENDITION_MAX_SIDE
-    if longest > max_side:
-        scale = max_side / longest
-        columns, rows = max(1, round(columns * scale)), max(1, round(rows * scale))
+    rows, columns = _scaled_size(image.rows, image.columns, settings.PORTAL_RENDITION_MAX_SIDE)
     return _png(np.full((rows, columns), 64, np.uint8), 9)
+
+
+def placeholder_jpeg(image: Image) -> bytes:
+    """The preview's placeholder: a mid-grey JPEG of the size the preview will have."""
+    rows, columns = _scaled_size(image.rows, image.columns, settings.PORTAL_RENDITION_MAX_SIDE)
+    return _jpeg(np.full(_scaled_size(rows, columns, PREVIEW_MAX_SIDE), 64, np.uint8))
 
 
 def sweep(now=None) -> dict[str, int]:

@@ -11,7 +11,7 @@ from screening.audit import actions
 from screening.audit.services import record_event
 from screening.core.storage import delete_stored_after_commit
 from screening.errors import PortalError
-from screening.intake.services.renditions import full_resolution_name
+from screening.intake.services.renditions import full_resolution_name, preview_name
 from screening.models import CadReport, DicomExport, Image, Prediction, Study
 from screening.sites.selectors import clean_site
 
@@ -62,10 +62,12 @@ def move_to_site(*, study: Study, site: str, user, ip_address: str | None = None
 
 
 def stored_files_of(study: Study) -> list[str]:
-    """Storage names of every file the study's rows own: originals, renditions, full-resolution PNGs, heatmaps."""
+    """Storage names of every file the study's rows own: originals, renditions, previews, full-resolution PNGs,
+    heatmaps."""
     names: list[str] = []
     for original, rendition, sha256 in Image.objects.filter(study=study).values_list("original", "rendition", "sha256"):
-        names += [original, rendition, full_resolution_name(sha256)]  # made on first view: may not exist
+        # the preview and full-resolution PNG of an image rendered before they were made: may not exist
+        names += [original, rendition, preview_name(sha256), full_resolution_name(sha256)]
     names += Prediction.objects.filter(image__study=study).exclude(heatmap="").values_list("heatmap", flat=True)
     names += DicomExport.objects.filter(study=study).exclude(sr_file="").values_list("sr_file", flat=True)
     names += CadReport.objects.filter(study=study).values_list("original", flat=True)  # vendors' CAD SRs
