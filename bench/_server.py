@@ -19,7 +19,8 @@ def manage(env: dict, *args: str) -> str:
     ).stdout
 
 
-def start_gunicorn(env: dict, port: int, workers: int = 2) -> subprocess.Popen:
+def start_gunicorn(env: dict, port: int, workers: int = 2, threads: int = 1) -> subprocess.Popen:
+    """gunicorn on loopback; with threads > 1 its gthread workers (as docker-compose.yml runs the portal)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -30,6 +31,8 @@ def start_gunicorn(env: dict, port: int, workers: int = 2) -> subprocess.Popen:
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            "--threads",
+            str(threads),
             "--timeout",
             "300",
             "--log-level",

@@ -1,6 +1,6 @@
-"""Case open to the first full-resolution paint in the viewer, in headless Chromium.
+"""Case open to the first paints in the viewer, in headless Chromium.
 
-    python -m bench.viewer [--cases 20] [--workers 2] [--database-url postgres://...]
+    python -m bench.viewer [--cases 20] [--workers 2] [--threads 8] [--database-url postgres://...]
 
 Seeds a scratch database (SQLite unless --database-url) and media folder with N + 1 four-view studies of
 synthetic 3328x4096 16-bit MG DICOM through the ingest service, with its queue mocked (no predictions run);
@@ -8,17 +8,20 @@ each image is then rendered in the same child process, as the render worker does
 so the cases have their display and full-resolution PNGs and their preview JPEGs as a real portal's would
 (about 0.8 s more an image for the seed, on 2 cores: the full-resolution PNG most of it). Serves the portal on
 gunicorn (loopback), logs the demo radiologist in to the system Chromium (headless, 1920x1080) and opens
-each case in a fresh browser context (cold HTTP cache, no prefetched images), timing navigation start to
-the fourth `viewer:image-painted` mark (each cell's first paint of its full-resolution image, cell.js).
-Then, in the same context, once the viewer has prefetched the next case (`data-prefetch`, prefetch.js),
-it follows "Next case" and times that open too (its static files are cached by then as well).
+each case in a fresh browser context (cold HTTP cache, no prefetched images). Then, in the same context, once
+the viewer has prefetched the next case (`data-prefetch`, prefetch.js), it follows "Next case" and times that
+open too (its static files are cached by then as well).
 
-The breakdown gives milestones from navigation start, since the phases overlap (the page's early script
-asks for the pixel data while the viewer bundle boots, early.js): ready (the viewer, its bundle, Cornerstone
-and the study data, asks for its first image: a cell's `viewer:image-requested`); bytes (the last byte of the
-last image in, from the network or, after a prefetch, out of the viewer's store); decoded (the last image
-decoded, `viewer:image-loaded`); painted (the last first paint).
-Bytes: what the page moved until the paint (the prefetch after it is counted apart). Prints markdown.
+Milestones, from navigation start, each the last of the case's four images:
+- preview: something useful of every image on the screen: its preview (the server's 8-bit JPEG of the
+  display rendition) or anything better (`viewer:image-shown`, firstpaint.js);
+- full: every image painted from its stored values at full bit depth: the early script's picture
+  (`viewer:image-shown` quality "full", firstpaint.js) or the Cornerstone cell's paint, whichever came first;
+- interactive: every Cornerstone cell painted (`viewer:image-painted`, cell.js): zoom, window and tools work.
+The breakdown adds bytes (the last image's bytes handed to the page, from the network or the next-case store)
+and decoded (the last image decoded by the viewer's loader, `viewer:image-loaded`).
+MB per case: what the page moved until the last interactive paint (page, static files, previews, pixel data;
+the prefetch after it is counted apart). Prints markdown.
 """
 
 from __future__ import annotations
@@ -42,13 +45,14 @@ from bench._server import manage, scratch_env, start_gunicorn  # noqa: E402
 ROWS, COLUMNS = 4096, 3328
 VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 
-# Everything the page measured, read once the four images have painted.
+# Everything the page measured, read once the four images are interactive.
 COLLECT = """() => {
   const marks = (name) => performance.getEntriesByName(name).map((e) => ({ t: e.startTime, ...(e.detail || {}) }));
   const nav = performance.getEntriesByType("navigation")[0];
   return {
     requested: marks("viewer:image-requested"),
     stored: marks("viewer:image-bytes"),
+    shown: marks("viewer:image-shown"),
     painted: marks("viewer:image-painted"),
     loaded: marks("viewer:image-loaded"),
     nav: { bytes: nav.transferSize, end: nav.responseEnd },
@@ -93,23 +97,35 @@ def demo_password(env: dict) -> str:
     return line.split("password=")[1].split()[0]
 
 
+def first_per_image(marks: list[dict], painted: list[dict]) -> float:
+    """When the last image had one of these marks (or its Cornerstone paint, if that came first)."""
+    first: dict[int, float] = {}
+    for m in marks + painted:
+        first[m["image"]] = min(first.get(m["image"], m["t"]), m["t"])
+    return max(first.values())
+
+
 def breakdown(m: dict, pixel_urls: set[str]) -> dict:
     """Milliseconds from navigation start, and bytes, of one case open."""
-    paint = max(p["t"] for p in m["painted"])
-    pixels = [r for r in m["resources"] if r["url"] in pixel_urls and r["start"] <= paint]
+    interactive = max(p["t"] for p in m["painted"])
+    full = first_per_image([s for s in m["shown"] if s.get("quality") == "full"], m["painted"])
+    preview = first_per_image(m["shown"], m["painted"])
     loaded = max(p["t"] for p in m["loaded"])
-    ready = min(p["t"] for p in m["requested"] if "image" in p)  # a cell's request (the early script's: no image)
-    last_byte = max([r["end"] for r in pixels] + [p["t"] for p in m["stored"]])
-    before = [r for r in m["resources"] if r["start"] <= paint]
+    pixels = [r for r in m["resources"] if r["url"] in pixel_urls and r["start"] <= interactive]
+    handed = [s for s in m["stored"] if s["t"] <= interactive]  # from the network or the next-case store
+    last_byte = max([r["end"] for r in pixels] + [s["t"] for s in handed])
+    before = [r for r in m["resources"] if r["start"] <= interactive]
     return {
-        "paint": paint,
-        "ready": ready,
+        "preview": preview,
+        "full": full,
+        "interactive": interactive,
         "bytes_in": last_byte,
         "decoded": loaded,
         "bytes": m["nav"]["bytes"] + sum(r["bytes"] for r in before),
-        "pixel_requests": len(pixels),
         "prefetched": sum(1 for p in m["loaded"] if p.get("from") == "prefetch"),
-        "prefetch_bytes": sum(r["bytes"] for r in m["resources"] if r["start"] > paint and r["url"] in pixel_urls),
+        "prefetch_bytes": sum(
+            r["bytes"] for r in m["resources"] if r["start"] > interactive and r["url"] in pixel_urls
+        ),
     }
 
 
@@ -152,30 +168,35 @@ def measure(base: str, password: str, study_ids: list[int], pixel_urls: set[str]
                 page.wait_for_selector("#viewer[data-prefetch^='done:']", timeout=120_000)
                 after = page.evaluate(COLLECT)["resources"]
                 cold[-1]["prefetch_bytes"] = sum(
-                    r["bytes"] for r in after if r["url"] in pixel_urls and r["start"] > cold[-1]["paint"]
+                    r["bytes"] for r in after if r["url"] in pixel_urls and r["start"] > cold[-1]["interactive"]
                 )
                 page.click("#skip-link")
                 page.wait_for_function(FOUR_PAINTED, timeout=120_000, polling=50)
                 warm.append(breakdown(page.evaluate(COLLECT), pixel_urls))
             context.close()
             loads.append(os.getloadavg()[0])
-            print(
-                f"  case {study}: {cold[-1]['paint']:.0f} ms"
-                + (f", next after prefetch {warm[-1]['paint']:.0f} ms" if warm and len(warm) == len(cold) else ""),
-                file=sys.stderr,
+            c = cold[-1]
+            line = (
+                f"  case {study}: preview {c['preview']:.0f}, full {c['full']:.0f}, interactive {c['interactive']:.0f}"
             )
+            if warm and len(warm) == len(cold):
+                w = warm[-1]
+                line += f"; next: {w['preview']:.0f} / {w['full']:.0f} / {w['interactive']:.0f} ms"
+            print(line, file=sys.stderr)
         browser.close()
     return cold, warm, loads
 
 
 def row(name: str, runs: list[dict], load: float) -> str:
-    paint = np.array([r["paint"] for r in runs])
-    med = {k: float(np.median([r[k] for r in runs])) for k in ("ready", "bytes_in", "decoded", "paint", "bytes")}
+    def stat(key: str) -> str:
+        values = np.array([r[key] for r in runs])
+        return f"{np.median(values):.0f} / {np.percentile(values, 95):.0f}"
+
+    med = {k: float(np.median([r[k] for r in runs])) for k in ("bytes_in", "decoded", "bytes")}
     from_prefetch = sum(r["prefetched"] for r in runs) / len(runs)
     return (
-        f"| {name} | {len(runs)} | {np.median(paint):.0f} | {np.percentile(paint, 95):.0f} | "
-        f"{med['ready']:.0f} / {med['bytes_in']:.0f} / {med['decoded']:.0f} / {med['paint']:.0f} | "
-        f"{med['bytes'] / 1e6:.1f} | {from_prefetch:.1f} | {load:.2f} |"
+        f"| {name} | {len(runs)} | {stat('preview')} | {stat('full')} | {stat('interactive')} | "
+        f"{med['bytes_in']:.0f} / {med['decoded']:.0f} | {med['bytes'] / 1e6:.1f} | {from_prefetch:.1f} | {load:.2f} |"
     )
 
 
@@ -183,6 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--port", type=int, default=8767)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--no-next", action="store_true", help="skip the open of the next case after its prefetch")
@@ -208,7 +230,7 @@ def main() -> None:
             [sys.executable, "-m", "bench.viewer", "--seed", str(args.cases + 1)], cwd=ROOT, env=env, check=True
         )
         print(f"seeded {args.cases + 1} studies in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        server = start_gunicorn(env, args.port, args.workers)
+        server = start_gunicorn(env, args.port, args.workers, args.threads)
         base = f"http://127.0.0.1:{args.port}"
         try:
             urls = pixel_urls_of(env, base)
@@ -228,16 +250,15 @@ def main() -> None:
             server.wait()
     load = float(np.mean(loads))
     print(
-        f"\nCase open to the first full-resolution paint of four {COLUMNS}x{ROWS} 16-bit MG images, 1920x1080, "
-        f"headless Chromium, gunicorn ({args.workers} workers, {'PostgreSQL' if args.database_url else 'SQLite'}) "
-        f"on loopback, {os.cpu_count()} CPUs; {elapsed:.0f} s.\n"
+        f"\nCase open of four {COLUMNS}x{ROWS} 16-bit MG images, 1920x1080, headless Chromium, gunicorn "
+        f"({args.workers} workers x {args.threads} threads, {'PostgreSQL' if args.database_url else 'SQLite'}) "
+        f"on loopback, {os.cpu_count()} CPUs; {elapsed:.0f} s. Milliseconds from navigation start, median / p95.\n"
     )
     print(
-        "| open | cases | median ms | p95 ms | median ms from navigation: ready / bytes in / decoded / painted "
-        "| MB per case "
-        "| images from prefetch | load avg (1 min) |"
+        "| open | cases | preview (useful first paint) | full (full-depth paint) | interactive (Cornerstone) "
+        "| median bytes in / decoded | MB per case | images from prefetch | load avg (1 min) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(row("cold (fresh browser context)", cold, load))
     if warm:
         print(row("next case, after the prefetch", warm, load))

@@ -439,6 +439,8 @@ SPECTACULAR_SETTINGS = {
         "LateralityEnum": "screening.models.Image.Laterality",
         "FindingTypeEnum": "screening.models.Finding.Type",  # a mark's type; the lexicon finding's has its own
         "UploadLateralityEnum": [("L", "Left"), ("R", "Right")],
+        # DICOM and HL7 sends share one choice set: one enum for both
+        "ExportStatusEnum": "screening.models.DicomExport.Status",
     },
 }
 

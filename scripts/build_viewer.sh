@@ -38,5 +38,6 @@ fi
 echo "==> Building the viewer with Vite into $DIST (about 10 s)"
 start=$(date +%s)
 npx --no-install vite build --config static/viewer/vite.config.js
+npx --no-install vite build --config static/viewer/vite.config.js --mode early  # early.js: one file, no chunks
 echo "$want" > "$STAMP"
 echo "==> Viewer built in $(( $(date +%s) - start )) s: $(du -sh "$DIST" | cut -f1)"

@@ -55,6 +55,9 @@ class CadReportSerializer(serializers.ModelSerializer):
 class ImageSerializer(serializers.ModelSerializer):
     study = serializers.IntegerField(source="study_id", read_only=True)
     rendition_url = serializers.SerializerMethodField()
+    preview_url = serializers.SerializerMethodField(
+        help_text="A small JPEG of the rendition (longest side at most 1024): thumbnails, a first paint."
+    )
     full_url = serializers.SerializerMethodField()
     rendition_status = serializers.SerializerMethodField(
         help_text="pending: the render worker has not made the PNGs yet (rendition_url answers a grey placeholder "
@@ -83,6 +86,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "error",
             "created",
             "rendition_url",
+            "preview_url",
             "rendition_status",
             "full_url",
             "prediction",
@@ -95,6 +99,9 @@ class ImageSerializer(serializers.ModelSerializer):
 
     def get_rendition_url(self, image: Image) -> str:
         return url_with_id("api-image-rendition", image.pk)
+
+    def get_preview_url(self, image: Image) -> str:
+        return url_with_id("api-image-preview", image.pk)
 
     def get_full_url(self, image: Image) -> str:
         return url_with_id("api-image-full", image.pk)

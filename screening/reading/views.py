@@ -337,8 +337,9 @@ def study_viewer(request, pk: int):
             "worklist_url": reverse("worklist"),
             "next_url": reverse("study-viewer", args=[following.pk]) if following else None,
             "viewer_data_url": reverse("study-viewer-data", args=[study.pk]),
-            # The case's pixel data, asked for by the page's early script while the viewer bundle boots
-            "pixel_urls": [_pixel_source(image)["url"] for image in study.images.select_related("study")],
+            # The case's images for the page's early script (static/viewer/src/early.js): it lays out and paints
+            # their previews and asks for their pixel data while the viewer bundle boots
+            "first_paint": [_first_paint(image) for image in study.images.select_related("study").order_by("pk")],
             # The same study in OHIF, for readers who prefer it (when installed): DICOMweb blinds what it serves.
             "ohif_url": ohif.study_url(study),
             # SRs sent back to the PACS, newest first; only final decisions are sent, and none to a blinded reader
@@ -352,6 +353,20 @@ def study_viewer(request, pk: int):
             "hanging_protocol": hanging_protocol_of(request.user),  # chosen in any browser (reading-preferences)
         },
     )
+
+
+def _first_paint(image) -> dict:
+    """What the page's first paint needs of an image: where it hangs, its size, its pixel data, and its preview
+    (a small JPEG of the display rendition, once the render worker has made that)."""
+    return {
+        "id": image.pk,
+        "laterality": image.laterality,
+        "view": image.view,
+        "columns": image.columns,
+        "rows": image.rows,
+        "url": _pixel_source(image)["url"],
+        "preview": reverse("api-image-preview", args=[image.pk]) if image.rendition else None,
+    }
 
 
 def _pixel_source(image) -> dict:
@@ -415,7 +430,11 @@ def viewer_data(study: Study, *, visibility: AIVisibility | None = None, show_re
         prior_ai = visibility.shows(prior)  # a prior the reader has not read, at a blinded site, says nothing of the AI
         for i in prior.images.prefetch_related(_NEWEST_FIRST):
             facts = {"id": i.pk, "laterality": i.laterality, "view": i.view, "manufacturer": i.manufacturer}
-            facts.update(source=_pixel_source(i), rendition=reverse("api-image-rendition", args=[i.pk]))
+            facts.update(
+                source=_pixel_source(i),
+                rendition=reverse("api-image-rendition", args=[i.pk]),
+                preview=reverse("api-image-preview", args=[i.pk]),  # the thumbnail strip's picture
+            )
             entry["images"].append({**facts, **(_shown_regions(i) if prior_ai else {})})
         if prior_ai:
             entry["exam_score"] = prior.exam_score

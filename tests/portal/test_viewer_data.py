@@ -84,8 +84,20 @@ def test_the_viewer_page_lists_its_own_pixel_sources_for_the_early_script(client
 
     listed = page.split('<script id="viewer-pixels" type="application/json">')[1].split("</script>")[0]
     data = client.get(reverse("study-viewer-data", args=[current.pk])).json()
-    # The same sources the viewer data gives, for this study's images only (a prior loads when it is shown).
-    assert json.loads(listed) == [data["images"][str(current.images.get().pk)]["source"]["url"]]
+    # The same sources the viewer data gives, for this study's images only (a prior loads when it is shown),
+    # with what the early script needs to hang them and paint their previews first (firstpaint.js).
+    image = current.images.get()
+    assert json.loads(listed) == [
+        {
+            "id": image.pk,
+            "laterality": image.laterality,
+            "view": image.view,
+            "columns": image.columns,
+            "rows": image.rows,
+            "url": data["images"][str(image.pk)]["source"]["url"],
+            "preview": reverse("api-image-preview", args=[image.pk]) if image.rendition else None,
+        }
+    ]
     assert prior.images.get().sop_uid not in listed
     assert "viewer/dist/early.js" in page
 

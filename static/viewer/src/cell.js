@@ -15,6 +15,7 @@ import {
   imageIdFor,
   loadImage,
 } from "./imaging.js";
+import { firstPaint } from "./handover.js";
 import { bindMarking, clearMarks, dragBox, drawMarks } from "./marks.js";
 import { overlay } from "./overlay.js";
 import { SIDE_NAMES, el, viewName } from "./util.js";
@@ -93,7 +94,7 @@ export class Cell {
     });
     this.hooks.registerViewport(this);
     if (!this.imageId) return this.fail("no pixel source for this image");
-    this.showBadge("Loading…");
+    if (firstPaint().quality(this.image.id) !== "full") this.showBadge("Loading…"); // else the first-paint layer shows it
     try {
       performance.mark("viewer:image-requested", { detail: { image: this.image.id } });
       const { image, from } = await loadImage(this.imageId);
@@ -129,6 +130,7 @@ export class Cell {
 
   fail(reason) {
     this.failed = reason;
+    firstPaint().release(this.image.id);
     this.onPainted(false);
     this.el.dataset.state = "failed";
     this.el.classList.add("broken");
@@ -149,7 +151,7 @@ export class Cell {
   }
 
   progress(percent) {
-    if (!this.loaded && !this.failed) this.showBadge(`Loading ${viewName(this.image)}: ${percent}%`);
+    if (!this.loaded && !this.failed && firstPaint().quality(this.image.id) !== "full") this.showBadge(`Loading ${viewName(this.image)}: ${percent}%`);
   }
 
   updateLabel() {
@@ -276,6 +278,7 @@ export class Cell {
     this.el.dataset.painted = full ? "full" : "low";
     if (!full) return;
     performance.mark("viewer:image-painted", { detail: { image: this.image.id } });
+    firstPaint().release(this.image.id); // the early picture of it gives way to this cell (firstpaint.js)
     this.onPainted(true);
   }
 

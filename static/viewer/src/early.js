@@ -1,77 +1,112 @@
-/* The viewer's first requests, started as soon as the page is parsed: its own small entry script (early.js,
- * linked before viewer.js), so they do not wait for the viewer bundle to download, compile and start
- * Cornerstone. It asks for the study and viewer data and then for this case's pixel data (the sources the
- * page lists in #viewer-pixels: the original DICOM instances as stored), each out of the next-case store when
- * the previous page prefetched it there (prefetch.js), else from the network, while the bundle boots; the
- * viewer takes each answer once (`takeEarly`, `takeEarlyJson`) and asks again itself for anything absent.
- *
- * The two entry scripts share nothing but the `#viewer` element: a property on it holds the answers, so the
- * hand-over does not rely on both bundles resolving one module URL (collectstatic renames them). */
+/* The viewer page's one script (viewer.html links it; it imports the viewer bundle itself). Started as soon as
+ * the page is parsed, before the viewer bundle downloads, compiles and starts Cornerstone, it
+ *  - lays out the first-paint layer (firstpaint.js) and shows each image's preview in it at once;
+ *  - fetches this case's pixel data (the sources #viewer-pixels lists: the original DICOM instances as stored),
+ *    each out of the next-case store when the previous page prefetched it there (prefetch.js), else from the
+ *    network with progress, draws each image's first full-depth picture from it as it arrives (fastpaint.js),
+ *    and keeps the bytes for the viewer (handover.js `takeEarly`);
+ *  - and then, once that first paint is done, asks for the study and viewer data (`takeEarlyJson`) and imports
+ *    the viewer bundle: on two cores these would take the CPU the reads and pictures need.
+ * The viewer takes each answer once and asks again itself for anything absent. */
+import { createFirstPaint } from "./firstpaint.js";
+import { KEY } from "./handover.js";
 import { ORIGINAL_DICOM, takePrefetched } from "./prefetch.js";
 
-const KEY = "portalEarly";
+/** Until the first paint is done the viewer bundle waits, at most this long. */
+const FIRST_PAINT_WAIT_MS = 2500;
+
 const absolute = (url) => new URL(url, window.location.href).href;
 
-/** The body as one ArrayBuffer, reporting progress (per cent) while it arrives when its length is known. */
-async function bodyWithProgress(response, onProgress) {
-  const total = Number(response.headers.get("Content-Length") || 0);
-  if (!total || !response.body) return response.arrayBuffer();
-  const buffer = new Uint8Array(total);
-  const reader = response.body.getReader();
-  let received = 0;
-  let reported = -1;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (received + value.length > total) return null; // not the length it announced: the loader asks again
-    buffer.set(value, received);
-    received += value.length;
-    const percent = Math.floor((100 * received) / total);
-    if (percent !== reported) onProgress((reported = percent));
-  }
-  return received === total ? buffer.buffer : null;
+/** GET one DICOM instance as an ArrayBuffer, reporting progress (per cent) while it arrives; null when the
+ * request fails. An XMLHttpRequest: the browser assembles the body off this thread and reports progress about
+ * every 50 ms, where reading a fetch body chunk by chunk here waited on this thread's other work (the page's
+ * layout, the pictures) and made the transfer twice as slow. */
+function download(url, onProgress) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("GET", url);
+    xhr.responseType = "arraybuffer";
+    xhr.setRequestHeader("Accept", ORIGINAL_DICOM);
+    let reported = -1;
+    xhr.onprogress = (event) => {
+      if (!event.lengthComputable) return;
+      const percent = Math.floor((100 * event.loaded) / event.total);
+      if (percent !== reported) onProgress((reported = percent));
+    };
+    xhr.onload = () => resolve(xhr.status === 200 ? xhr.response : null); // else the loader asks again
+    xhr.onerror = () => resolve(null);
+    xhr.onabort = () => resolve(null);
+    xhr.send();
+  });
 }
 
-/** One instance's bytes and where they came from ({ bytes, from }); bytes null when the fetch failed. */
+/** One instance's bytes and where they came from ({ bytes, from }); bytes null when the request failed. */
 async function pixels(url, root) {
   const stored = await takePrefetched(url);
   if (stored) {
-    performance.mark("viewer:image-bytes", { detail: { from: "prefetch" } }); // out of the store (network: resource timing)
+    performance.mark("viewer:image-bytes", { detail: { from: "prefetch", size: stored.byteLength } });
     return { bytes: stored, from: "prefetch" };
   }
   performance.mark("viewer:image-requested", { detail: { early: true } });
-  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: ORIGINAL_DICOM }, cache: "no-store" });
-  if (!response.ok) return { bytes: null, from: "network" }; // the loader asks again and reports the failure
   const progress = (percent) => root.dispatchEvent(new CustomEvent("viewer:pixel-progress", { detail: { url, percent } }));
-  return { bytes: await bodyWithProgress(response, progress), from: "network" };
+  const bytes = await download(url, progress);
+  if (bytes) performance.mark("viewer:image-bytes", { detail: { from: "network", size: bytes.byteLength } });
+  return { bytes, from: "network" };
 }
 
-function start(root) {
+/** The page's list of current images: { id, laterality, view, columns, rows, url (absolute), preview }. */
+function listedImages() {
   const listed = document.getElementById("viewer-pixels");
-  const urls = listed ? JSON.parse(listed.textContent).map(absolute) : [];
-  const json = new Map();
-  for (const url of [root.dataset.studyUrl, root.dataset.viewerDataUrl].filter(Boolean)) {
-    json.set(absolute(url), fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
+  const images = listed ? JSON.parse(listed.textContent) : [];
+  return images.map((image) => ({ ...image, url: absolute(image.url), preview: image.preview ? absolute(image.preview) : null }));
+}
+
+/** Lay out, fetch and draw; resolves once every laid-out image has its full-depth picture or cannot have one. */
+function start(root) {
+  const images = listedImages();
+  let layer = null; // laid out below, once the fetches have started: a layout of the page takes a while
+  const bytes = new Map();
+  const drawn = [];
+  for (const image of images) {
+    const fetched = pixels(image.url, root).catch(() => ({ bytes: null, from: "network" }));
+    bytes.set(image.url, fetched);
+    drawn.push(
+      fetched.then(({ bytes: buffer }) => {
+        try {
+          if (layer && buffer) layer.full(image.id, buffer);
+        } catch (error) {
+          performance.mark("viewer:image-not-shown", { detail: { image: image.id, reason: String(error) } });
+        }
+      }),
+    );
   }
-  const bytes = new Map(urls.map((url) => [url, pixels(url, root).catch(() => ({ bytes: null, from: "network" }))]));
-  root[KEY] = { json, bytes };
+  try {
+    layer = createFirstPaint(root, images);
+  } catch {
+    layer = null; // the first paint is an optimisation: the viewer's cells paint as before
+  }
+  root[KEY] = { json: new Map(), bytes, layer };
+  const waited = new Promise((resolve) => setTimeout(resolve, FIRST_PAINT_WAIT_MS));
+  return Promise.race([Promise.all(drawn), waited]);
 }
 
-function taken(kind, url) {
-  const root = document.getElementById("viewer");
-  const early = root && root[KEY];
-  if (!early) return null;
-  const key = absolute(url);
-  const found = early[kind].get(key) || null;
-  early[kind].delete(key);
-  return found;
+/** Ask for the study and viewer data, which the viewer takes (after the first paint: they take the server's CPU). */
+function askForData(root) {
+  for (const url of [root.dataset.studyUrl, root.dataset.viewerDataUrl].filter(Boolean)) {
+    root[KEY].json.set(absolute(url), fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
+  }
 }
-
-/** The early answer (a fetch Response promise) to a JSON GET of this URL, once; null when there is none. */
-export const takeEarlyJson = (url) => taken("json", url);
-
-/** The early bytes of this pixel URL, once: a promise of { bytes, from }, or null when none were asked for. */
-export const takeEarly = (url) => taken("bytes", url);
 
 const root = document.getElementById("viewer");
-if (root && !root[KEY]) start(root);
+performance.mark("viewer:early-start"); // the bench reads when the page's script ran
+if (root && !root[KEY]) {
+  let firstPaint = Promise.resolve();
+  try {
+    firstPaint = start(root);
+  } finally {
+    firstPaint.then(() => {
+      if (root[KEY]) askForData(root);
+      if (root.dataset.viewerScript) import(/* @vite-ignore */ root.dataset.viewerScript);
+    });
+  }
+}

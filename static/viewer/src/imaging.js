@@ -11,7 +11,7 @@ import {
 } from "@cornerstonejs/core";
 import { init as dicomLoaderInit, prefetchPart10Instance } from "@cornerstonejs/dicom-image-loader";
 import { init as toolsInit } from "@cornerstonejs/tools";
-import { takeEarly } from "./early.js";
+import { takeEarly } from "./handover.js";
 import { decodePlainFramesHere } from "./plaindecode.js";
 import { ORIGINAL_DICOM, takePrefetched } from "./prefetch.js";
 

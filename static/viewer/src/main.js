@@ -8,6 +8,7 @@ import { MARK_TOOLS } from "./marks.js";
 import { createDecision } from "./decision.js";
 import { renderFacts } from "./facts.js";
 import { layOut } from "./hanging.js";
+import { firstPaint } from "./handover.js";
 import { getEngine, initImaging } from "./imaging.js";
 import { bindKeyboard } from "./keyboard.js";
 import { followMirrored, showAtScale } from "./navigation.js";
@@ -15,7 +16,7 @@ import { prefetch } from "./prefetch.js";
 import { renderPriors, renderThumbnails } from "./priors.js";
 import { PROTOCOLS, protocolById, saveProtocol, savedProtocol, withComparison } from "./protocols.js";
 import { addViewport, setupTools, useMode } from "./tools.js";
-import { $, TYPE_LABELS, el, fetchJson, predictionFlagged, prob, say, viewName } from "./util.js";
+import { $, TYPE_LABELS, el, fetchJson, fitViewerToWindow, predictionFlagged, prob, say, viewName } from "./util.js";
 import { eventTarget } from "@cornerstonejs/core";
 
 const POLL_MS = 3000;
@@ -55,6 +56,7 @@ const state = {
   attemptKey: null,
   correctionStarted: false, // the form started from the read it corrects (decision.startCorrection)
   prefetch: null, // the next case's pixel data: fetched once, after this case's first paint
+  built: false, // whether the cells were built once (the first-paint layer shows only the first layout)
 };
 
 const decision = createDecision({ state, config, redraw: () => redrawMarks() });
@@ -143,6 +145,7 @@ function activeCell() {
 
 function toggleEnlarge(cell) {
   const on = !cell.el.classList.contains("maximised");
+  firstPaint().releaseAll();
   for (const other of state.cells) other.el.classList.remove("maximised");
   cell.fitted = true; // fitted again to its new size
   cell.el.classList.toggle("maximised", on);
@@ -169,6 +172,8 @@ function imagesWithSources(images, sources) {
 
 /** (Re)build the cells for the current layout; ready when every cell has loaded or failed. */
 async function build() {
+  if (state.built) firstPaint().releaseAll(); // the first-paint layer shows the first layout only
+  state.built = true;
   for (const cell of state.cells) cell.unmount();
   state.cells = [];
   state.active = null;
@@ -537,15 +542,15 @@ function wire() {
     const { imageId, percentComplete } = event.detail || {};
     for (const cell of state.cells) if (cell.imageId === imageId && percentComplete !== undefined) cell.progress(percentComplete);
   });
+  root.addEventListener("viewer:early-shown", (event) => {
+    for (const cell of state.cells) if (cell.image.id === event.detail.image && !cell.loaded && !cell.failed) cell.showBadge("");
+  });
   root.addEventListener("viewer:pixel-progress", (event) => {
     const { url, percent } = event.detail; // bytes the early script fetches (early.js)
     for (const cell of state.cells) if (cell.imageId === `wadouri:${url}`) cell.progress(percent);
   });
   new ResizeObserver(resizeAll).observe($("stage"));
-  const fitToWindow = () => {
-    const top = root.getBoundingClientRect().top + window.scrollY;
-    root.style.setProperty("--viewer-top", `${Math.ceil(top) + 8}px`);
-  };
+  const fitToWindow = () => fitViewerToWindow(root); // done first by the early script (firstpaint.js)
   window.addEventListener("resize", fitToWindow);
   fitToWindow();
 }

@@ -1,5 +1,5 @@
 /* The priors panel (each earlier study with its decision and AI score, and a button to compare with it),
- * and the thumbnail strip: every image of the exam and of its priors, from the 8-bit renditions; a click
+ * and the thumbnail strip: every image of the exam and of its priors, from their 8-bit previews; a click
  * shows the image (enlarges a current one, compares with a prior's study). */
 import { $, el, prob, viewName } from "./util.js";
 
@@ -34,7 +34,8 @@ export function renderPriors(priors, chosen, choose) {
 }
 
 function thumb(image, label, onclick) {
-  const src = image.rendition_url || image.rendition;
+  // The preview (a 1024-pixel JPEG, tens of kB), not the 2048-pixel rendition (a PNG of megabytes), for 48 pixels.
+  const src = image.preview_url || image.preview || image.rendition_url || image.rendition;
   const picture = src ? el("img", { src, alt: "", loading: "lazy", width: 48, height: 60 }) : null;
   return el(
     "button",

@@ -1,6 +1,6 @@
 /* Small helpers shared by the viewer's modules: DOM building, formatting, the status line. */
 
-import { takeEarlyJson } from "./early.js";
+import { takeEarlyJson } from "./handover.js";
 
 export const $ = (id) => document.getElementById(id);
 
@@ -15,6 +15,12 @@ export function el(tag, attrs = {}, ...children) {
   }
   for (const child of children) if (child !== null && child !== undefined) node.append(child);
   return node;
+}
+
+/** The viewer fills the window below the page's header (viewer.css reads --viewer-top). */
+export function fitViewerToWindow(root) {
+  const top = root.getBoundingClientRect().top + window.scrollY;
+  root.style.setProperty("--viewer-top", `${Math.ceil(top) + 8}px`);
 }
 
 export const prob = (p) => (p === null || p === undefined ? "—" : Number(p).toFixed(2));
