@@ -1,5 +1,6 @@
-/* The viewer page's one script (viewer.html links it; it imports the viewer bundle itself). Started as soon as
- * the page is parsed, before the viewer bundle downloads, compiles and starts Cornerstone, it
+/* The viewer page's one script (viewer.html links it in its head, with the list of the case's images; it imports
+ * the viewer bundle itself). Run as soon as it is here, before the viewer bundle downloads, compiles and starts
+ * Cornerstone, it
  *  - lays out the first-paint layer (firstpaint.js) and shows each image's preview in it at once;
  *  - fetches this case's pixel data (the sources #viewer-pixels lists: the original DICOM instances as stored),
  *    each out of the next-case store when the previous page prefetched it there (prefetch.js), else from the
@@ -41,15 +42,14 @@ function download(url, onProgress) {
 }
 
 /** One instance's bytes and where they came from ({ bytes, from }); bytes null when the request failed. */
-async function pixels(url, root) {
+async function pixels(url, onProgress) {
   const stored = await takePrefetched(url);
   if (stored) {
     performance.mark("viewer:image-bytes", { detail: { from: "prefetch", size: stored.byteLength } });
     return { bytes: stored, from: "prefetch" };
   }
   performance.mark("viewer:image-requested", { detail: { early: true } });
-  const progress = (percent) => root.dispatchEvent(new CustomEvent("viewer:pixel-progress", { detail: { url, percent } }));
-  const bytes = await download(url, progress);
+  const bytes = await download(url, onProgress);
   if (bytes) performance.mark("viewer:image-bytes", { detail: { from: "network", size: bytes.byteLength } });
   return { bytes, from: "network" };
 }
@@ -61,17 +61,37 @@ function listedImages() {
   return images.map((image) => ({ ...image, url: absolute(image.url), preview: image.preview ? absolute(image.preview) : null }));
 }
 
-/** Lay out, fetch and draw; resolves once every laid-out image has its full-depth picture or cannot have one. */
-function start(root) {
-  const images = listedImages();
-  let layer = null; // laid out below, once the fetches have started: a layout of the page takes a while
+/** Once the page is parsed (the viewer's elements exist) and styled: this script can run before either, and
+ * the layer is laid out from the page's layout (its stylesheets load apart from the document). */
+const parsed = async () => {
+  if (document.readyState === "loading") {
+    await new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }));
+  }
+  const pending = [...document.querySelectorAll('link[rel="stylesheet"]')].filter((link) => !link.sheet);
+  await Promise.all(
+    pending.map((link) => new Promise((resolve) => {
+      link.addEventListener("load", resolve, { once: true });
+      link.addEventListener("error", resolve, { once: true });
+    })),
+  );
+};
+
+/** Fetch at once (the head lists the images: this script may run before the body is parsed), then lay out
+ * and draw once it is; resolves once every laid-out image has its full-depth picture or cannot have one. */
+async function start(images) {
+  let layer = null; // laid out once the page is parsed: until then the fetches run
   const bytes = new Map();
   const drawn = [];
+  const progress = (url) => (percent) => {
+    const root = document.getElementById("viewer");
+    if (root) root.dispatchEvent(new CustomEvent("viewer:pixel-progress", { detail: { url, percent } }));
+  };
   for (const image of images) {
-    const fetched = pixels(image.url, root).catch(() => ({ bytes: null, from: "network" }));
+    const fetched = pixels(image.url, progress(image.url)).catch(() => ({ bytes: null, from: "network" }));
     bytes.set(image.url, fetched);
     drawn.push(
-      fetched.then(({ bytes: buffer }) => {
+      fetched.then(async ({ bytes: buffer }) => {
+        await parsed();
         try {
           if (layer && buffer) layer.full(image.id, buffer);
         } catch (error) {
@@ -80,6 +100,9 @@ function start(root) {
       }),
     );
   }
+  await parsed();
+  const root = document.getElementById("viewer");
+  if (!root) return null;
   try {
     layer = createFirstPaint(root, images);
   } catch {
@@ -87,7 +110,8 @@ function start(root) {
   }
   root[KEY] = { json: new Map(), bytes, layer };
   const waited = new Promise((resolve) => setTimeout(resolve, FIRST_PAINT_WAIT_MS));
-  return Promise.race([Promise.all(drawn), waited]);
+  await Promise.race([Promise.all(drawn), waited]);
+  return root;
 }
 
 /** Ask for the study and viewer data, which the viewer takes (after the first paint: they take the server's CPU). */
@@ -97,16 +121,20 @@ function askForData(root) {
   }
 }
 
-const root = document.getElementById("viewer");
 performance.mark("viewer:early-start"); // the bench reads when the page's script ran
-if (root && !root[KEY]) {
-  let firstPaint = Promise.resolve();
-  try {
-    firstPaint = start(root);
-  } finally {
-    firstPaint.then(() => {
-      if (root[KEY]) askForData(root);
-      if (root.dataset.viewerScript) import(/* @vite-ignore */ root.dataset.viewerScript);
+if (document.getElementById("viewer-pixels") && !window.portalEarlyStarted) {
+  window.portalEarlyStarted = true;
+  start(listedImages()).then((root) => {
+    // Then the viewer itself: its study data and its bundle.
+    if (!root) return;
+    askForData(root);
+    if (!root.dataset.viewerScript) return;
+    import(/* @vite-ignore */ root.dataset.viewerScript).catch((error) => {
+      const message = document.getElementById("stage-message");
+      if (!message) return;
+      message.hidden = false;
+      message.style.zIndex = "5"; // over the first pictures, which stay to be looked at
+      message.textContent = `The image viewer could not be loaded (${error.message}): reload the page.`;
     });
-  }
+  });
 }

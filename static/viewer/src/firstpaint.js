@@ -107,13 +107,15 @@ class EarlyCell {
   }
 }
 
-/** The preview the page preloaded (viewer.html), decoded off the main thread, then shown. */
+/** The preview the page preloaded (viewer.html), decoded off the main thread (an ImageBitmap: an <img> drawn on
+ * a canvas is decoded again, on this thread, 20-40 ms each), then shown. */
 async function showPreview(cell) {
   try {
     const img = new Image();
     img.src = cell.image.preview;
     await img.decode();
-    cell.show(img, wallOnLeftOf(img), PREVIEW);
+    const bitmap = await createImageBitmap(img);
+    cell.show(bitmap, wallOnLeftOf(bitmap), PREVIEW);
   } catch {
     /* not rendered yet (the grey placeholder is no use) or gone: the full-depth picture comes first */
   }
