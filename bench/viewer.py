@@ -74,7 +74,6 @@ def wait_until(page, predicate: str, timeout: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-
 def seed(studies: int) -> None:
     """Runs in a child process with the scratch environment: N four-view studies through ingest_file."""
     import django
