@@ -9,7 +9,7 @@
  *  - and then, once that first paint is done, asks for the study and viewer data (`takeEarlyJson`) and imports
  *    the viewer bundle: on two cores these would take the CPU the reads and pictures need.
  * The viewer takes each answer once and asks again itself for anything absent. */
-import { createFirstPaint } from "./firstpaint.js";
+import { createFirstPaint, decodePreviews } from "./firstpaint.js";
 import { KEY } from "./handover.js";
 import { ORIGINAL_DICOM, takePrefetched } from "./prefetch.js";
 
@@ -86,6 +86,7 @@ async function start(images) {
     const root = document.getElementById("viewer");
     if (root) root.dispatchEvent(new CustomEvent("viewer:pixel-progress", { detail: { url, percent } }));
   };
+  const previews = decodePreviews(images); // while the page is parsed and styled
   for (const image of images) {
     const fetched = pixels(image.url, progress(image.url)).catch(() => ({ bytes: null, from: "network" }));
     bytes.set(image.url, fetched);
@@ -104,7 +105,7 @@ async function start(images) {
   const root = document.getElementById("viewer");
   if (!root) return null;
   try {
-    layer = createFirstPaint(root, images);
+    layer = createFirstPaint(root, images, previews);
   } catch {
     layer = null; // the first paint is an optimisation: the viewer's cells paint as before
   }

@@ -107,27 +107,31 @@ class EarlyCell {
   }
 }
 
-/** The preview the page preloaded (viewer.html), decoded off the main thread (an ImageBitmap: an <img> drawn on
- * a canvas is decoded again, on this thread, 20-40 ms each), then shown. */
-async function showPreview(cell) {
-  try {
-    const img = new Image();
-    img.src = cell.image.preview;
-    await img.decode();
-    const bitmap = await createImageBitmap(img);
-    cell.show(bitmap, wallOnLeftOf(bitmap), PREVIEW);
-  } catch {
-    /* not rendered yet (the grey placeholder is no use) or gone: the full-depth picture comes first */
-  }
+/** The previews the page preloaded (viewer.html), each decoded off the main thread into an ImageBitmap (an
+ * <img> drawn on a canvas is decoded again, on this thread, 20-40 ms each): image id -> promise of the bitmap,
+ * or of null when there is none (not rendered yet: its grey placeholder is no use) or it failed. */
+export function decodePreviews(images) {
+  const decoded = async (url) => {
+    try {
+      const img = new Image();
+      img.src = url;
+      await img.decode();
+      return await createImageBitmap(img);
+    } catch {
+      return null;
+    }
+  };
+  return new Map(images.map((image) => [image.id, image.preview ? decoded(image.preview) : Promise.resolve(null)]));
 }
 
 /**
  * Lay the layer out over the stage and show the previews as they arrive.
  * @param images the page's list (#viewer-pixels): { id, laterality, view, columns, rows, url, preview }
+ * @param previews decodePreviews(images), started early
  * @returns null when there is nothing to show; else the layer: full(imageId, bytes) (draws an image's full-depth
  *   picture from its DICOM bytes; false with the reason marked when it cannot) and the API handover.js describes.
  */
-export function createFirstPaint(root, images) {
+export function createFirstPaint(root, images, previews = decodePreviews(images)) {
   const stage = document.getElementById("stage");
   if (!stage || !images.length) return null;
   fitViewerToWindow(root); // the stage's final size, before anything is laid out in it
@@ -159,7 +163,9 @@ export function createFirstPaint(root, images) {
     empty.removeAttribute("data-slot");
     empty.replaceChildren();
   }
-  for (const cell of cells.values()) if (cell.image.preview) showPreview(cell);
+  for (const [id, cell] of cells) {
+    previews.get(id).then((bitmap) => bitmap && cell.show(bitmap, wallOnLeftOf(bitmap), PREVIEW));
+  }
   let removed = false;
   const resized = new ResizeObserver(() => {
     for (const cell of cells.values()) cell.paint();
