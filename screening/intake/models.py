@@ -184,6 +184,13 @@ class Image(models.Model):
     rows = models.PositiveIntegerField()
     columns = models.PositiveIntegerField()
     bits_stored = models.PositiveSmallIntegerField(null=True, blank=True)
+    stored_min = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="Smallest stored pixel value (sign-extended), as a DICOM viewer finds it: the viewer's first paint "
+        "windows with it when the header has no window. Set by the render worker for uncompressed grey images.",
+    )
+    stored_max = models.IntegerField(null=True, blank=True, help_text="Largest stored pixel value: see stored_min.")
     photometric = models.CharField(max_length=16, blank=True)
     manufacturer = models.CharField(max_length=64, blank=True)
     presentation_intent = models.CharField(max_length=16, blank=True, help_text="FOR PRESENTATION or FOR PROCESSING")

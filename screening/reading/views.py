@@ -366,6 +366,8 @@ def _first_paint(image) -> dict:
         "rows": image.rows,
         "url": _pixel_source(image)["url"],
         "preview": reverse("api-image-preview", args=[image.pk]) if image.rendition else None,
+        # the stored values' range (render worker), which the first paint windows with when the header has none
+        "stored_range": [image.stored_min, image.stored_max] if image.stored_min is not None else None,
     }
 
 

@@ -5,6 +5,7 @@ worker where the viewer's cell will show the image, and giving way to the cell o
 from __future__ import annotations
 
 import io
+import time
 from unittest import mock
 
 import numpy as np
@@ -83,6 +84,9 @@ def test_the_case_is_on_the_screen_before_the_viewer_starts_as_the_viewer_then_s
     assert all(image.rendition for image in study.images.all())
     page_errors = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
+    # The pixel data held back a while, as a slower network would: the previews show first (with the range
+    # the render worker recorded, a small image's full picture can otherwise come before its preview).
+    page.route("**/dicomweb/**", lambda route: (time.sleep(0.8), route.continue_()))
     open_without_viewer(page, live_server, study)
     images_only(page)
 
@@ -107,6 +111,7 @@ def test_the_case_is_on_the_screen_before_the_viewer_starts_as_the_viewer_then_s
     early = stage_picture(page)
 
     page.unroute(VIEWER_BUNDLE)
+    page.unroute("**/dicomweb/**")
     page.reload()
     images_only(page)
     page.wait_for_selector("#viewer[data-ready=true]", timeout=90_000)

@@ -96,6 +96,7 @@ def test_the_viewer_page_lists_its_own_pixel_sources_for_the_early_script(client
             "rows": image.rows,
             "url": data["images"][str(image.pk)]["source"]["url"],
             "preview": reverse("api-image-preview", args=[image.pk]) if image.rendition else None,
+            "stored_range": [image.stored_min, image.stored_max] if image.stored_min is not None else None,
         }
     ]
     assert prior.images.get().sop_uid not in listed

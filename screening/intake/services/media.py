@@ -47,3 +47,35 @@ def decode_original(image: Image, *, as_uint8: bool = False) -> np.ndarray:
         raise PortalError(str(exc), code="invalid_pixel_data") from exc
     except Exception as exc:  # a file damaged after ingest; pydicom's text can quote patient data
         raise PortalError("the stored original cannot be read: the file is damaged", code="invalid_pixel_data") from exc
+
+
+_PLAIN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit and explicit VR little endian
+
+
+def stored_range(image: Image) -> tuple[int, int] | None:
+    """(smallest, largest) stored value of an uncompressed single-frame grey DICOM image of 8 or 16 bits, as the
+    viewer's DICOM loader computes them (the stored values, sign-extended from Bits Stored when signed, no
+    masking otherwise); None for anything else or a file that cannot be read. The viewer's first paint
+    (static/viewer/src/fastpaint.js) windows with it when the header has no window, instead of a pass over
+    13 million values in the browser."""
+    if image.file_format != Image.Format.DICOM:
+        return None
+    try:
+        with default_storage.open(image.original.name, "rb") as fh:
+            ds = pydicom.dcmread(fh, force=True)
+        syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+        bits, samples = int(ds.BitsAllocated), int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        if syntax not in _PLAIN or samples != 1 or frames != 1 or bits not in (8, 16):
+            return None
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+        count = int(ds.Rows) * int(ds.Columns)
+        dtype = {(8, False): "u1", (8, True): "i1", (16, False): "<u2", (16, True): "<i2"}[(bits, signed)]
+        values = np.frombuffer(ds.PixelData, dtype=dtype, count=count)
+        stored = int(ds.get("BitsStored", bits) or bits)
+        if signed and stored < bits:  # sign-extend from Bits Stored, as the loader does
+            shift = 32 - stored
+            values = (values.astype(np.int32) << shift) >> shift
+        return int(values.min()), int(values.max())
+    except Exception:  # a damaged file: the viewer finds the range itself, or fails with the reason
+        return None

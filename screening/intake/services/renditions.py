@@ -38,7 +38,7 @@ from ml.io import DecodeError, image_stored_values
 from screening import dispatch
 from screening.core.storage import delete_stored
 from screening.errors import PortalError
-from screening.intake.services.media import decode_original
+from screening.intake.services.media import decode_original, stored_range
 from screening.models import Image
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,10 @@ def render_image(image_id: int) -> str:
         if display.shape != full.shape:
             saved += _save_full(image.sha256, full)
         with transaction.atomic():
-            updated = Image.objects.filter(pk=image.pk, rendition="", error="").update(rendition=saved[0])
+            low, high = stored_range(image) or (None, None)  # the viewer's first paint windows with it
+            updated = Image.objects.filter(pk=image.pk, rendition="", error="").update(
+                rendition=saved[0], stored_min=low, stored_max=high
+            )
     finally:
         if not updated:  # an error, a deleted image, or another worker finished first: nothing stays behind
             delete_stored(saved)

@@ -117,13 +117,14 @@ export function storedRange({ values, shift }) {
 /** The grey picture of the whole image at `width` x `height` display pixels, sampled as the viewer's WebGL
  * cell samples its texture (bilinear, at each display pixel's centre, no mipmaps), windowed as it first is:
  * RGBA bytes, the chest wall's side, the VOI range used. */
-export function paintPicture(facts, { width, height }) {
+export function paintPicture(facts, { width, height }, knownRange = null) {
   const { values, rows, columns, shift, slope, intercept } = facts;
   let min = 0;
   let max = 0;
   if (!facts.window) {
-    // The loader's default window is the whole range of the modality values.
-    const stored = storedRange(facts);
+    // The loader's default window is the whole range of the modality values: from the stored values' range
+    // the server found when it rendered the image (`knownRange`), else from a pass over them here.
+    const stored = knownRange ? { min: knownRange[0], max: knownRange[1] } : storedRange(facts);
     [min, max] = [stored.min * slope + intercept, stored.max * slope + intercept].sort((a, b) => a - b);
   }
   const range = initialRange(facts, min, max);

@@ -126,7 +126,8 @@ export function decodePreviews(images) {
 
 /**
  * Lay the layer out over the stage and show the previews as they arrive.
- * @param images the page's list (#viewer-pixels): { id, laterality, view, columns, rows, url, preview }
+ * @param images the page's list (#viewer-pixels): { id, laterality, view, columns, rows, url, preview,
+ *   stored_range }
  * @param previews decodePreviews(images), started early
  * @returns null when there is nothing to show; else the layer: full(imageId, bytes) (draws an image's full-depth
  *   picture from its DICOM bytes; false with the reason marked when it cannot) and the API handover.js describes.
@@ -185,10 +186,8 @@ export function createFirstPaint(root, images, previews = decodePreviews(images)
       }
       // At the size it shows (device pixels), so the canvas draws it 1:1 (scaled only after a resize).
       const { w, h } = fittedBox(cell.size(), facts, { side: cell.side, view: cell.image.view });
-      const { rgba, width, height, chestWallOnLeft } = paintPicture(facts, {
-        width: Math.max(1, Math.round(w)),
-        height: Math.max(1, Math.round(h)),
-      });
+      const size = { width: Math.max(1, Math.round(w)), height: Math.max(1, Math.round(h)) };
+      const { rgba, width, height, chestWallOnLeft } = paintPicture(facts, size, cell.image.stored_range);
       const picture = document.createElement("canvas");
       picture.width = width;
       picture.height = height;
