@@ -19,9 +19,9 @@ const FIRST_PAINT_WAIT_MS = 2500;
 const absolute = (url) => new URL(url, window.location.href).href;
 
 /** GET one DICOM instance as an ArrayBuffer, reporting progress (per cent) while it arrives; null when the
- * request fails. An XMLHttpRequest: the browser assembles the body off this thread and reports progress about
- * every 50 ms, where reading a fetch body chunk by chunk here waited on this thread's other work (the page's
- * layout, the pictures) and made the transfer twice as slow. */
+ * request fails. An XMLHttpRequest: the browser assembles the body and reports progress about every 50 ms,
+ * where reading a fetch body chunk by chunk in JavaScript here waits on this thread's other work (the page's
+ * layout, the pictures). */
 function download(url, onProgress) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();

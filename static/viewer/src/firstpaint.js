@@ -65,7 +65,11 @@ class EarlyCell {
 
   /** Show this picture (an image or canvas) of the whole image; never a preview over the full picture. */
   show(source, wallOnLeft, quality) {
-    if (this.released || (quality === PREVIEW && this.quality === FULL)) return false;
+    if (this.released || (quality === PREVIEW && this.quality === FULL)) {
+      if (source.close) source.close();
+      return false;
+    }
+    if (this.source && this.source.close) this.source.close(); // the preview's bitmap, replaced
     Object.assign(this, { source, wallOnLeft, quality });
     this.paint();
     this.el.dataset.early = quality;
@@ -100,6 +104,7 @@ class EarlyCell {
 
   release() {
     this.released = true;
+    if (this.source && this.source.close) this.source.close();
     this.source = null;
     this.el.classList.add("released");
     this.canvas.width = 0; // the picture's memory goes now
