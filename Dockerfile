@@ -6,7 +6,8 @@ WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY static/viewer ./static/viewer
-RUN npx --no-install vite build --config static/viewer/vite.config.js
+RUN npx --no-install vite build --config static/viewer/vite.config.js \
+ && npx --no-install vite build --config static/viewer/vite.config.js --mode early
 # The prebuilt OHIF viewer (@ohif/app from the npm registry, sha512-pinned in scripts/ohif-app.lock) for /ohif/.
 COPY scripts/build_ohif.sh scripts/ohif-app.lock ./scripts/
 RUN bash scripts/build_ohif.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,21 @@ def test_compose_commands_point_at_code_that_exists():
     queues = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
     assert {"inference", "training"} <= queues
     assert (ROOT / "Dockerfile").exists()
+    # gthread workers: a case's four 27 MB pixel transfers (sendfile) do not hold every worker of the web
+    assert "--threads" in services["web"]["command"]
+
+
+def test_every_build_of_the_viewer_makes_both_its_bundles():
+    """The viewer page links early.js (built with --mode early) and early.js imports viewer.js: the image, the
+    build script and `npm run build` each make both, or the page opens with no script at all."""
+    early = "vite build --config static/viewer/vite.config.js --mode early"
+    for text in (
+        (ROOT / "Dockerfile").read_text(),
+        (ROOT / "scripts" / "build_viewer.sh").read_text(),
+        json.loads((ROOT / "package.json").read_text())["scripts"]["build"],
+    ):
+        assert "vite build --config static/viewer/vite.config.js" in text.replace(early, "")
+        assert early in text
 
 
 def test_production_settings_pass_check_deploy(tmp_path):
