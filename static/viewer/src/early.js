@@ -134,7 +134,7 @@ if (document.getElementById("viewer-pixels") && !window.portalEarlyStarted) {
       const message = document.getElementById("stage-message");
       if (!message) return;
       message.hidden = false;
-      message.style.zIndex = "5"; // over the first pictures, which stay to be looked at
+      message.classList.add("failed"); // over the first pictures, which stay to be looked at
       message.textContent = `The image viewer could not be loaded (${error.message}): reload the page.`;
     });
   });
